@@ -1,0 +1,29 @@
+/* cli.c - knobengine's entry point: process-wide setup, then the Lua entry module
+ * (lua/knobengine/main.lua) parses the command line and runs the mode. */
+#include <curl/curl.h>
+#include <lua.h>
+#include <stdio.h>
+
+#include "host.h"
+#include "supervise.h"
+
+int main(int argc, char **argv) {
+  /* stdout carries the strict result format: make it line buffered so a crash or a
+   * kill never leaves a partial line unflushed behind complete ones */
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    fprintf(stderr, "knobengine: cannot initialise libcurl\n");
+    return 1;
+  }
+  ke_signals_install();
+  char err[1024];
+  lua_State *L = ke_host_open(err, sizeof err);
+  if (!L) {
+    fprintf(stderr, "knobengine: %s\n", err);
+    return 1;
+  }
+  int code = ke_host_run(L, "knobengine.main", argc, argv);
+  lua_close(L); /* collects process handles: any server still running is stopped */
+  curl_global_cleanup();
+  return code;
+}

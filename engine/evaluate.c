@@ -1,0 +1,85 @@
+/* evaluate.c - see evaluate.h. */
+#include "evaluate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "supervise.h"
+
+static void stop_server(const ke_trial *t, ke_proc *p, ke_trial_result *r) {
+  double t0 = ke_now();
+  if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
+  if (t->nsys) ke_nsys_shutdown(t->nsys);
+  /* the next trial binds the same port: wait for it to be released */
+  ke_wait_port_free(t->host, t->port, t->stop_timeout_s > 1 ? t->stop_timeout_s : 1);
+  r->stop_s = ke_now() - t0;
+}
+
+int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
+  memset(r, 0, sizeof *r);
+  if (ke_port_in_use(t->host, t->port) == 1) {
+    snprintf(r->error, sizeof r->error,
+             "port %s:%d is already in use before the server started (another server running?)",
+             t->host, t->port);
+    return 0;
+  }
+  ke_nsys_argv wrapped = {0};
+  const char *const *argv = t->argv;
+  if (t->nsys) {
+    if (ke_nsys_wrap_argv(t->nsys, t->argv, &wrapped)) {
+      snprintf(r->error, sizeof r->error, "out of memory");
+      return 0;
+    }
+    argv = wrapped.argv;
+  }
+  int session_mode = t->nsys && !(t->nsys->capture && strcmp(t->nsys->capture, "process") == 0);
+  ke_proc *p = NULL;
+  double t0 = ke_now();
+  int rc = ke_spawn(argv, t->env, t->log_path, &p, r->error, sizeof r->error);
+  ke_nsys_argv_free(&wrapped);
+  if (rc) return 0;
+
+  rc = ke_wait_ready(p, t->ready_url, t->ready_timeout_s, r->error, sizeof r->error);
+  r->start_s = ke_now() - t0;
+  if (rc) {
+    stop_server(t, p, r);
+    ke_proc_free(p);
+    return rc == KE_INTERRUPTED ? KE_INTERRUPTED : 0;
+  }
+
+  int capturing = 0;
+  if (session_mode) {
+    if (ke_nsys_start(t->nsys, r->nsys.error, sizeof r->nsys.error) == 0) capturing = 1;
+  }
+  double w0 = ke_now();
+  char rerr[512] = "";
+  rc = ke_replay(&t->replay, &r->metrics, rerr, sizeof rerr);
+  r->workload_s = ke_now() - w0;
+  if (capturing) ke_nsys_stop(t->nsys, r->nsys.error, sizeof r->nsys.error);
+
+  if (rc == 0) {
+    r->replayed = 1;
+    r->ok = 1;
+    if (ke_proc_exited(p)) {
+      char how[64];
+      ke_proc_describe_exit(p, how, sizeof how);
+      char *tail = ke_tail_lines(t->log_path, 5);
+      snprintf(r->error, sizeof r->error, "server %s during the workload; last log lines:\n%s", how,
+               tail && tail[0] ? tail : "(log is empty)");
+      free(tail);
+      r->ok = 0;
+    } else if (r->metrics.failed > 0) {
+      snprintf(r->error, sizeof r->error, "%d of %d requests failed (first: %s)", r->metrics.failed,
+               r->metrics.request_count, r->metrics.first_error);
+    }
+  } else {
+    snprintf(r->error, sizeof r->error, "%s", rerr);
+  }
+  stop_server(t, p, r);
+  ke_proc_free(p);
+  if (rc == KE_INTERRUPTED) return KE_INTERRUPTED;
+  if (t->nsys && !r->nsys.error[0]) ke_nsys_finish(t->nsys, &r->nsys);
+  return 0;
+}

@@ -1,0 +1,38 @@
+/* evaluate.h - one trial: start the server, wait until ready, replay, stop.
+ *
+ * The trial description is fully resolved (argv with the port substituted, env, URLs,
+ * paths): the engine's Lua side turns config + knob mask into it. When profiling, the
+ * server runs under Nsight Systems (nsys.h) and the workload window is captured.
+ * Ownership: the caller owns trial and result. Errors: a failed trial is not an error:
+ * result->ok = 0 with the cause in result->error; ke_evaluate returns 0, or
+ * KE_INTERRUPTED when a signal arrived (the server is stopped either way). */
+#ifndef KNOB_EVALUATE_H
+#define KNOB_EVALUATE_H
+#include "nsys.h"
+#include "replay.h"
+
+typedef struct {
+  const char *const *argv;
+  const char *const *env; /* "NAME=value" */
+  const char *host;
+  int port;
+  const char *ready_url;
+  double ready_timeout_s, stop_timeout_s;
+  const char *log_path;
+  ke_replay_opts replay;
+  const ke_nsys_opts *nsys; /* NULL: not profiled */
+} ke_trial;
+
+typedef struct {
+  int ok;
+  char error[2048];
+  ke_metrics metrics;
+  int replayed;                     /* metrics are filled (even when ok = 0) */
+  double start_s, workload_s, stop_s; /* phase wall times */
+  int killed;                       /* the server needed SIGKILL to stop */
+  ke_nsys_result nsys;
+} ke_trial_result;
+
+int ke_evaluate(const ke_trial *t, ke_trial_result *r);
+
+#endif

@@ -1,0 +1,25 @@
+/* fsutil.h - small filesystem and clock helpers.
+ *
+ * Errors: functions returning int give 0 on success, -1 on failure with a message
+ * naming the path in err (errlen bytes). Nothing here exits or prints. */
+#ifndef KNOB_FSUTIL_H
+#define KNOB_FSUTIL_H
+#include <stddef.h>
+
+/* Creates dir and its parents (mode 0755); existing directories are fine. */
+int ke_mkdir_p(const char *dir, char *err, size_t errlen);
+/* Writes data to a temporary file beside path, fsyncs, and renames it over path, so
+ * readers see the old file or the new one, never half of one. */
+int ke_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+int ke_exists(const char *path);
+int ke_is_dir(const char *path);
+/* Removes a file or a directory tree; a missing path is not an error. */
+int ke_remove_tree(const char *path, char *err, size_t errlen);
+/* Reads the last max_lines lines of a file (at most 64 KiB from its end) into a
+ * malloc'd string; NULL when unreadable. */
+char *ke_tail_lines(const char *path, int max_lines);
+/* Monotonic seconds. */
+double ke_now(void);
+void ke_sleep(double seconds);
+
+#endif

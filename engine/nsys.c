@@ -1,0 +1,224 @@
+/* nsys.c - see nsys.h. */
+#include "nsys.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "supervise.h"
+
+int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
+                   size_t errlen) {
+  ke_proc *p;
+  if (ke_spawn(argv, NULL, log_path, &p, err, errlen)) return -1;
+  double deadline = ke_now() + timeout_s;
+  while (!ke_proc_exited(p)) {
+    if (ke_now() >= deadline) {
+      ke_proc_stop(p, 2.0);
+      snprintf(err, errlen, "'%s %s' did not finish within %.0f s", argv[0], argv[1] ? argv[1] : "",
+               timeout_s);
+      ke_proc_free(p);
+      return -1;
+    }
+    ke_sleep(0.01);
+  }
+  int st = ke_proc_raw_status(p);
+  ke_proc_free(p);
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  snprintf(err, errlen, "'%s %s' was killed by signal %d", argv[0], argv[1] ? argv[1] : "",
+           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return -1;
+}
+
+static size_t count_args(const char *const *a) {
+  size_t n = 0;
+  while (a && a[n]) n++;
+  return n;
+}
+
+static char *format_opt(const char *name, const char *value) {
+  size_t n = strlen(name) + strlen(value) + 2;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s=%s", name, value);
+  return s;
+}
+
+void ke_nsys_argv_free(ke_nsys_argv *a) {
+  free(a->argv);
+  for (int i = 0; i < 3; i++) free(a->owned[i]);
+  memset(a, 0, sizeof *a);
+}
+
+int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_nsys_argv *out) {
+  memset(out, 0, sizeof *out);
+  size_t n = count_args(o->extra_args) + count_args(server_argv) + 8;
+  int process = o->capture && strcmp(o->capture, "process") == 0;
+  const char **a = out->argv = calloc(n, sizeof *a);
+  out->owned[0] = format_opt("--trace", o->trace);
+  out->owned[1] = process ? format_opt("--output", o->output) : format_opt("--session-new", o->session);
+  if (!a || !out->owned[0] || !out->owned[1]) {
+    ke_nsys_argv_free(out);
+    return -1;
+  }
+  size_t i = 0;
+  a[i++] = o->bin;
+  a[i++] = process ? "profile" : "launch";
+  a[i++] = out->owned[1];
+  a[i++] = out->owned[0];
+  if (process) a[i++] = "--force-overwrite=true";
+  for (size_t k = 0; o->extra_args && o->extra_args[k]; k++) a[i++] = o->extra_args[k];
+  for (size_t k = 0; server_argv[k]; k++) a[i++] = server_argv[k];
+  a[i] = NULL;
+  return 0;
+}
+
+static int nsys_session_cmd(const ke_nsys_opts *o, const char *verb, int with_output, char *err,
+                            size_t errlen) {
+  char session_opt[300], output_opt[1100];
+  snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
+  snprintf(output_opt, sizeof output_opt, "--output=%s", o->output);
+  const char *argv[6] = {o->bin, verb, session_opt, NULL, NULL, NULL};
+  if (with_output) {
+    argv[3] = output_opt;
+    argv[4] = "--force-overwrite=true";
+  }
+  char cerr[512] = "";
+  int st = ke_run_command(argv, o->log_path, o->timeout_s, cerr, sizeof cerr);
+  if (st == 0) return 0;
+  if (st < 0) snprintf(err, errlen, "nsys %s: %s", verb, cerr);
+  else snprintf(err, errlen, "'nsys %s' exited with status %d (see %s)", verb, st, o->log_path);
+  return -1;
+}
+
+int ke_nsys_start(const ke_nsys_opts *o, char *err, size_t errlen) {
+  return nsys_session_cmd(o, "start", 1, err, errlen);
+}
+
+int ke_nsys_stop(const ke_nsys_opts *o, char *err, size_t errlen) {
+  return nsys_session_cmd(o, "stop", 0, err, errlen);
+}
+
+void ke_nsys_shutdown(const ke_nsys_opts *o) {
+  char err[256];
+  char session_opt[300];
+  snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
+  const char *argv[] = {o->bin, "shutdown", session_opt, "--kill=sigkill", NULL};
+  ke_run_command(argv, o->log_path, o->timeout_s, err, sizeof err);
+}
+
+/* Resolves `bin` through PATH when it has no slash. */
+static int which(const char *bin, char *out, size_t outlen) {
+  if (strchr(bin, '/')) {
+    snprintf(out, outlen, "%s", bin);
+    return access(out, X_OK) == 0 ? 0 : -1;
+  }
+  const char *path = getenv("PATH");
+  if (!path) return -1;
+  const char *p = path;
+  while (*p) {
+    const char *colon = strchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    snprintf(out, outlen, "%.*s/%s", (int)n, p, bin);
+    if (n && access(out, X_OK) == 0) return 0;
+    if (!colon) break;
+    p = colon + 1;
+  }
+  return -1;
+}
+
+/* Finds the QdstrmImporter that ships with this nsys: beside the nsys it runs, beside
+ * the real file behind its links, and in the usual install roots. */
+static int find_importer(const char *bin, char *out, size_t outlen) {
+  char path[PATH_MAX], real[PATH_MAX];
+  const char *rel[] = {"/../host-linux-x64/QdstrmImporter", "/QdstrmImporter",
+                       "/../../host-linux-x64/QdstrmImporter"};
+  const char *dirs[2] = {NULL, NULL};
+  char d1[PATH_MAX] = "", d2[PATH_MAX] = "";
+  if (which(bin, path, sizeof path) == 0) {
+    snprintf(d1, sizeof d1, "%s", path);
+    char *s = strrchr(d1, '/');
+    if (s) *s = '\0';
+    dirs[0] = d1;
+    if (realpath(path, real)) {
+      snprintf(d2, sizeof d2, "%s", real);
+      s = strrchr(d2, '/');
+      if (s) *s = '\0';
+      dirs[1] = d2;
+    }
+  }
+  for (int d = 0; d < 2; d++) {
+    if (!dirs[d]) continue;
+    for (size_t r = 0; r < sizeof rel / sizeof rel[0]; r++) {
+      snprintf(out, outlen, "%s%s", dirs[d], rel[r]);
+      if (access(out, X_OK) == 0) return 0;
+    }
+  }
+  const char *fixed[] = {"/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter",
+                         "/opt/nvidia/nsight-systems/host-linux-x64/QdstrmImporter"};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+    snprintf(out, outlen, "%s", fixed[i]);
+    if (access(out, X_OK) == 0) return 0;
+  }
+  return -1;
+}
+
+int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const char *log_path,
+                   double timeout_s, char *err, size_t errlen) {
+  char output_opt[1100];
+  snprintf(output_opt, sizeof output_opt, "--output=%s", sqlite);
+  const char *argv[] = {bin, "export", "--type=sqlite", "--force-overwrite=true", output_opt, rep, NULL};
+  char cerr[512] = "";
+  int st = ke_run_command(argv, log_path, timeout_s, cerr, sizeof cerr);
+  if (st != 0) {
+    if (st < 0) snprintf(err, errlen, "nsys export: %s", cerr);
+    else snprintf(err, errlen, "'nsys export' exited with status %d (see %s)", st, log_path);
+    return -1;
+  }
+  if (!ke_exists(sqlite)) {
+    snprintf(err, errlen, "'nsys export' wrote no '%s' (see %s)", sqlite, log_path);
+    return -1;
+  }
+  return 0;
+}
+
+int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r) {
+  snprintf(r->rep_path, sizeof r->rep_path, "%s.nsys-rep", o->output);
+  snprintf(r->sqlite_path, sizeof r->sqlite_path, "%s.sqlite", o->output);
+  char qdstrm[1100];
+  snprintf(qdstrm, sizeof qdstrm, "%s.qdstrm", o->output);
+  if (!ke_exists(r->rep_path) && ke_exists(qdstrm)) {
+    char importer[PATH_MAX];
+    if (find_importer(o->bin, importer, sizeof importer)) {
+      snprintf(r->error, sizeof r->error,
+               "nsys left only '%s': its QdstrmImporter was not found beside '%s'; convert it with "
+               "'<nsys-install>/host-linux-x64/QdstrmImporter -i %s' and run 'knobengine summarize' "
+               "on the export, or install a complete Nsight Systems",
+               qdstrm, o->bin, qdstrm);
+      return -1;
+    }
+    const char *argv[] = {importer, "-i", qdstrm, NULL};
+    char cerr[512] = "";
+    int st = ke_run_command(argv, o->log_path, o->timeout_s, cerr, sizeof cerr);
+    if (st != 0 || !ke_exists(r->rep_path)) {
+      snprintf(r->error, sizeof r->error, "'%s -i %s' failed (%s; see %s)", importer, qdstrm,
+               st < 0 ? cerr : "no report written", o->log_path);
+      return -1;
+    }
+    unlink(qdstrm);
+  }
+  if (!ke_exists(r->rep_path)) {
+    snprintf(r->error, sizeof r->error, "nsys wrote no report '%s' (see %s)", r->rep_path, o->log_path);
+    return -1;
+  }
+  double t0 = ke_now();
+  if (ke_nsys_export(o->bin, r->rep_path, r->sqlite_path, o->log_path, o->timeout_s, r->error,
+                     sizeof r->error))
+    return -1;
+  r->export_s = ke_now() - t0;
+  r->ok = 1;
+  return 0;
+}

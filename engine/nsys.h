@@ -1,0 +1,55 @@
+/* nsys.h - running a server under Nsight Systems and exporting the report.
+ *
+ * capture "session" (default): the server starts under `nsys launch --session-new`,
+ * and only the workload window is recorded (`nsys start` ... `nsys stop`). capture
+ * "process": the whole server runs under `nsys profile`. Export: `nsys export --type
+ * sqlite`. When nsys leaves only a .qdstrm (its importer is not where it looks, as
+ * with Debian's package), the QdstrmImporter shipped beside nsys converts it.
+ * Ownership: strings in ke_nsys_opts are the caller's; ke_nsys_result is plain data.
+ * Errors: failures are reported in ke_nsys_result.error, never by exiting. */
+#ifndef KNOB_NSYS_H
+#define KNOB_NSYS_H
+#include <stddef.h>
+
+typedef struct {
+  const char *bin;     /* "nsys" or a path */
+  const char *trace;   /* -t value, e.g. "cuda,nvtx,osrt" */
+  const char *const *extra_args;
+  const char *capture; /* "session" or "process" */
+  const char *output;  /* report path without extension: <output>.nsys-rep */
+  const char *session; /* unique session name */
+  const char *log_path;
+  double timeout_s;    /* for each nsys command */
+} ke_nsys_opts;
+
+typedef struct {
+  int ok;               /* report and sqlite exist */
+  char error[1024];
+  char rep_path[1024], sqlite_path[1024];
+  double export_s;
+} ke_nsys_result;
+
+/* The server argv wrapped to run under nsys. argv borrows from opts and server_argv
+ * and owns the option strings; free with ke_nsys_argv_free. Returns 0 or -1 (OOM). */
+typedef struct {
+  const char **argv;
+  char *owned[3];
+} ke_nsys_argv;
+int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_nsys_argv *out);
+void ke_nsys_argv_free(ke_nsys_argv *a);
+/* Session mode: starts and stops the capture of the running session. */
+int ke_nsys_start(const ke_nsys_opts *o, char *err, size_t errlen);
+int ke_nsys_stop(const ke_nsys_opts *o, char *err, size_t errlen);
+/* Ends the session's daemon side after the server is gone (best effort). */
+void ke_nsys_shutdown(const ke_nsys_opts *o);
+/* Makes <output>.nsys-rep exist (importing a leftover .qdstrm) and exports it to sqlite. */
+int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r);
+/* Exports rep to sqlite (replacing it). */
+int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const char *log_path,
+                   double timeout_s, char *err, size_t errlen);
+/* Runs a command to completion (no shell), output appended to log_path; returns its
+ * exit status, or -1 (err set) when it could not run or exceeded timeout_s. */
+int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
+                   size_t errlen);
+
+#endif

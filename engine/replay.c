@@ -1,0 +1,414 @@
+/* replay.c - see replay.h. */
+#include "replay.h"
+
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "json.h"
+#include "sse.h"
+#include "stats.h"
+#include "supervise.h"
+
+#define ERROR_BODY_MAX 512
+
+typedef struct {
+  double start_ms, ttft_ms, latency_ms;
+  int tokens;
+  int input_tokens; /* from usage; 0 when the server did not say */
+  long status;
+  char error[96];
+} request_row;
+
+typedef struct { float *v; size_t n, cap; } float_vec;
+
+typedef struct replay_state replay_state;
+
+typedef struct {
+  CURL *easy;
+  replay_state *rs;
+  int measured;  /* counts toward metrics */
+  int index;     /* row index when measured */
+  double t_start, t_first, t_last;
+  int chunks;    /* content chunks seen */
+  long usage_completion, usage_prompt;
+  int done;      /* [DONE] seen */
+  int failed;    /* our own failure already recorded */
+  char error[96];
+  sse_parser sse;
+  kbuf body;     /* non-streaming body, or the error body of a non-2xx */
+  struct curl_slist *headers;
+} slot;
+
+struct replay_state {
+  const ke_replay_opts *o;
+  request_row *rows;
+  float_vec gaps;
+  int oom;
+};
+
+static int push_gap(float_vec *g, double v) {
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? g->cap * 2 : 4096;
+    float *nv = realloc(g->v, cap * sizeof *nv);
+    if (!nv) return -1;
+    g->v = nv;
+    g->cap = cap;
+  }
+  g->v[g->n++] = (float)v;
+  return 0;
+}
+
+static void slot_fail(slot *s, const char *msg) {
+  if (!s->failed) {
+    s->failed = 1;
+    snprintf(s->error, sizeof s->error, "%s", msg);
+  }
+}
+
+static long response_code(slot *s) {
+  long code = 0;
+  curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+  return code;
+}
+
+/* Reads the content and usage of one parsed chunk or response object. */
+static int count_content(const kj_value *root, int streaming) {
+  const kj_value *choices = kj_get(root, "choices");
+  int content = 0;
+  if (choices && choices->type == KJ_ARR) {
+    for (const kj_value *c = choices->child; c; c = c->next) {
+      const kj_value *text = kj_get(c, "text");
+      if (!text) {
+        const kj_value *holder = kj_get(c, streaming ? "delta" : "message");
+        text = kj_get(holder, "content");
+      }
+      if (text && text->type == KJ_STR && text->len > 0) content = 1;
+    }
+  }
+  return content;
+}
+
+static void read_usage(slot *s, const kj_value *root) {
+  const kj_value *usage = kj_get(root, "usage");
+  if (!usage || usage->type != KJ_OBJ) return;
+  const kj_value *ct = kj_get(usage, "completion_tokens");
+  const kj_value *pt = kj_get(usage, "prompt_tokens");
+  if (ct && ct->type == KJ_NUM) s->usage_completion = (long)ct->num;
+  if (pt && pt->type == KJ_NUM) s->usage_prompt = (long)pt->num;
+}
+
+static int on_event(void *ud, const char *data, size_t len) {
+  slot *s = ud;
+  if (s->done) return 0; /* data after [DONE] is ignored */
+  if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+    s->done = 1;
+    return 0;
+  }
+  kj_doc doc = {0};
+  char perr[96];
+  kj_value *root = kj_parse(&doc, data, len, perr, sizeof perr);
+  if (!root || root->type != KJ_OBJ) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "malformed stream: %s", root ? "chunk is not an object" : perr);
+    slot_fail(s, msg);
+    kj_doc_free(&doc);
+    return 1;
+  }
+  const kj_value *e = kj_get(root, "error");
+  if (e && e->type != KJ_NULL) {
+    const kj_value *m = kj_get(e, "message");
+    char msg[96];
+    snprintf(msg, sizeof msg, "error in stream: %s", m && m->type == KJ_STR ? m->str : "(no message)");
+    slot_fail(s, msg);
+    kj_doc_free(&doc);
+    return 1;
+  }
+  if (count_content(root, 1)) {
+    double now = ke_now();
+    if (s->chunks == 0) s->t_first = now;
+    else if (s->measured && push_gap(&s->rs->gaps, (now - s->t_last) * 1000.0)) s->rs->oom = 1;
+    s->t_last = now;
+    s->chunks++;
+  }
+  read_usage(s, root);
+  kj_doc_free(&doc);
+  return 0;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
+  slot *s = ud;
+  size_t n = size * nmemb;
+  long code = response_code(s);
+  if (code < 200 || code >= 300 || !s->rs->o->stream) {
+    if (code >= 200 && code < 300) {
+      if (kbuf_append(&s->body, ptr, n)) return 0;
+    } else if (s->body.len < ERROR_BODY_MAX) {
+      size_t take = ERROR_BODY_MAX - s->body.len;
+      if (kbuf_append(&s->body, ptr, n < take ? n : take)) return 0;
+    }
+    return n;
+  }
+  int rc = sse_feed(&s->sse, ptr, n, on_event, s);
+  if (rc == -1) slot_fail(s, "malformed stream: line too long");
+  return rc ? 0 : n;
+}
+
+static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int row) {
+  const ke_replay_opts *o = s->rs->o;
+  size_t bi = (size_t)body_index % o->n_bodies;
+  s->measured = measured;
+  s->index = row;
+  s->t_first = s->t_last = 0;
+  s->chunks = 0;
+  s->usage_completion = s->usage_prompt = -1;
+  s->done = s->failed = 0;
+  s->error[0] = '\0';
+  sse_free(&s->sse);
+  sse_init(&s->sse);
+  s->body.len = 0;
+  curl_easy_setopt(s->easy, CURLOPT_URL, o->url);
+  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, o->bodies[bi]);
+  curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_lens[bi]);
+  curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
+  curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
+  curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+  curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
+  curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000.0));
+  s->t_start = ke_now();
+  return curl_multi_add_handle(multi, s->easy) == CURLM_OK ? 0 : -1;
+}
+
+/* Finishes a request: decides success and records its row. */
+static void slot_finish(slot *s, CURLcode result, double t_end) {
+  replay_state *rs = s->rs;
+  const ke_replay_opts *o = rs->o;
+  long code = response_code(s);
+  int tokens = 0;
+  if (result != CURLE_OK) {
+    if (!s->failed) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "%s", result == CURLE_OPERATION_TIMEDOUT ? "timeout" : curl_easy_strerror(result));
+      slot_fail(s, msg);
+    }
+  } else if (code < 200 || code >= 300) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "HTTP %ld", code);
+    slot_fail(s, msg);
+  } else if (o->stream) {
+    if (!s->failed && !s->done) slot_fail(s, "malformed stream: ended without [DONE]");
+    tokens = s->usage_completion >= 0 ? (int)s->usage_completion : s->chunks;
+  } else {
+    kj_doc doc = {0};
+    char perr[96];
+    kj_value *root = kj_parse(&doc, s->body.data ? s->body.data : "", s->body.len, perr, sizeof perr);
+    if (!root || root->type != KJ_OBJ) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "malformed response: %s", root ? "not an object" : perr);
+      slot_fail(s, msg);
+    } else {
+      read_usage(s, root);
+      tokens = s->usage_completion >= 0 ? (int)s->usage_completion : count_content(root, 0);
+    }
+    kj_doc_free(&doc);
+  }
+  if (!s->failed && tokens <= 0) slot_fail(s, "zero output tokens");
+  if (!s->measured) return;
+  request_row *r = &rs->rows[s->index];
+  r->latency_ms = (t_end - s->t_start) * 1000.0;
+  r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - s->t_start) * 1000.0 : NAN;
+  r->tokens = s->failed ? 0 : tokens;
+  r->status = code;
+  r->start_ms = s->t_start; /* made relative by the caller */
+  r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
+  snprintf(r->error, sizeof r->error, "%s", s->error);
+}
+
+static void dist_from(double *x, size_t n, ke_dist *d) {
+  ke_sort_doubles(x, n);
+  d->p50 = ke_percentile_sorted(x, n, 50);
+  d->p95 = ke_percentile_sorted(x, n, 95);
+  d->p99 = ke_percentile_sorted(x, n, 99);
+  d->mean = ke_mean(x, n);
+}
+
+static void csv_error_field(kbuf *b, const char *s) {
+  /* errors are short and ours; still quote them when they hold a comma or quote */
+  if (!strpbrk(s, ",\"\n")) { kbuf_puts(b, s); return; }
+  kbuf_puts(b, "\"");
+  for (const char *p = s; *p; p++) {
+    if (*p == '"') kbuf_puts(b, "\"\"");
+    else if (*p == '\n') kbuf_puts(b, " ");
+    else kbuf_append(b, p, 1);
+  }
+  kbuf_puts(b, "\"");
+}
+
+static int write_csv(const char *path, const request_row *rows, int n, char *err, size_t errlen) {
+  kbuf b = {0};
+  kbuf_puts(&b, "request,start_ms,ttft_ms,latency_ms,output_tokens,http_status,error\n");
+  for (int i = 0; i < n; i++) {
+    const request_row *r = &rows[i];
+    kbuf_printf(&b, "%d,%.3f,", i, r->start_ms);
+    if (isnan(r->ttft_ms)) kbuf_puts(&b, ",");
+    else kbuf_printf(&b, "%.3f,", r->ttft_ms);
+    kbuf_printf(&b, "%.3f,%d,%ld,", r->latency_ms, r->tokens, r->status);
+    csv_error_field(&b, r->error);
+    kbuf_puts(&b, "\n");
+  }
+  int rc = b.data ? ke_write_atomic(path, b.data, b.len, err, errlen) : -1;
+  if (!b.data) snprintf(err, errlen, "out of memory");
+  kbuf_free(&b);
+  return rc;
+}
+
+/* Runs `total` requests starting at body index 0 with the slots; measured or not. */
+static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measured, char *err,
+                     size_t errlen) {
+  int next = 0, running = 0;
+  for (int i = 0; i < nslots && next < total; i++, next++) {
+    if (slot_start(&slots[i], multi, next, measured, next)) {
+      snprintf(err, errlen, "cannot add request to curl");
+      return -1;
+    }
+    running++;
+  }
+  while (running > 0) {
+    int still;
+    curl_multi_perform(multi, &still);
+    CURLMsg *m;
+    int q;
+    while ((m = curl_multi_info_read(multi, &q))) {
+      if (m->msg != CURLMSG_DONE) continue;
+      double t_end = ke_now();
+      slot *s;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+      CURLcode result = m->data.result;
+      curl_multi_remove_handle(multi, m->easy_handle);
+      slot_finish(s, result, t_end);
+      running--;
+      if (next < total) {
+        if (slot_start(s, multi, next, measured, next)) {
+          snprintf(err, errlen, "cannot add request to curl");
+          return -1;
+        }
+        next++;
+        running++;
+      }
+    }
+    if (ke_interrupted()) {
+      snprintf(err, errlen, "interrupted during the workload");
+      return KE_INTERRUPTED;
+    }
+    if (running > 0) curl_multi_poll(multi, NULL, 0, 100, NULL);
+  }
+  return 0;
+}
+
+int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (o->n_bodies == 0 || o->concurrency < 1 || o->request_count < 1) {
+    snprintf(err, errlen, "replay needs at least one body, concurrency >= 1 and request_count >= 1");
+    return -1;
+  }
+  replay_state rs = {o, calloc((size_t)o->request_count, sizeof(request_row)), {0}, 0};
+  int nslots = o->concurrency;
+  slot *slots = calloc((size_t)nslots, sizeof *slots);
+  CURLM *multi = curl_multi_init();
+  int rc = -1;
+  if (!rs.rows || !slots || !multi) {
+    snprintf(err, errlen, "out of memory");
+    goto done;
+  }
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)nslots + 4);
+  for (int i = 0; i < nslots; i++) {
+    slots[i].rs = &rs;
+    slots[i].easy = curl_easy_init();
+    slots[i].headers = curl_slist_append(NULL, "Content-Type: application/json");
+    sse_init(&slots[i].sse);
+    if (!slots[i].easy || !slots[i].headers) {
+      snprintf(err, errlen, "out of memory");
+      goto done;
+    }
+  }
+  if (o->warmup > 0) {
+    rc = run_phase(multi, slots, nslots, o->warmup, 0, err, errlen);
+    if (rc) goto done;
+  }
+  double t0 = ke_now();
+  rc = run_phase(multi, slots, nslots, o->request_count, 1, err, errlen);
+  double t1 = ke_now();
+  if (rc) goto done;
+  if (rs.oom) {
+    snprintf(err, errlen, "out of memory recording inter-token gaps");
+    rc = -1;
+    goto done;
+  }
+
+  /* aggregate */
+  int n = o->request_count;
+  double *lat = malloc(sizeof(double) * (size_t)n);
+  double *ttft = malloc(sizeof(double) * (size_t)n);
+  double *tpot = malloc(sizeof(double) * (size_t)n);
+  double *itl = malloc(sizeof(double) * (rs.gaps.n ? rs.gaps.n : 1));
+  if (!lat || !ttft || !tpot || !itl) {
+    free(lat); free(ttft); free(tpot); free(itl);
+    snprintf(err, errlen, "out of memory");
+    rc = -1;
+    goto done;
+  }
+  size_t nl = 0, nt = 0, np = 0;
+  for (int i = 0; i < n; i++) {
+    request_row *r = &rs.rows[i];
+    r->start_ms = (r->start_ms - t0) * 1000.0;
+    if (r->error[0]) {
+      out->failed++;
+      if (!out->first_error[0]) snprintf(out->first_error, sizeof out->first_error, "%s", r->error);
+      continue;
+    }
+    out->completed++;
+    out->output_tokens += r->tokens;
+    out->input_tokens += r->input_tokens;
+    lat[nl++] = r->latency_ms;
+    if (!isnan(r->ttft_ms)) {
+      ttft[nt++] = r->ttft_ms;
+      if (r->tokens > 1) tpot[np++] = (r->latency_ms - r->ttft_ms) / (r->tokens - 1);
+    }
+  }
+  for (size_t i = 0; i < rs.gaps.n; i++) itl[i] = rs.gaps.v[i];
+  out->request_count = n;
+  out->error_rate = (double)out->failed / n;
+  out->duration_s = t1 - t0;
+  dist_from(lat, nl, &out->latency);
+  dist_from(ttft, nt, &out->ttft);
+  dist_from(tpot, np, &out->tpot);
+  dist_from(itl, rs.gaps.n, &out->itl);
+  out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
+  out->requests_per_s = out->duration_s > 0 ? out->completed / out->duration_s : NAN;
+  free(lat); free(ttft); free(tpot); free(itl);
+  rc = 0;
+  if (o->requests_csv && write_csv(o->requests_csv, rs.rows, n, err, errlen)) rc = -1;
+
+done:
+  if (slots) {
+    for (int i = 0; i < nslots; i++) {
+      if (slots[i].easy) {
+        curl_multi_remove_handle(multi, slots[i].easy);
+        curl_easy_cleanup(slots[i].easy);
+      }
+      curl_slist_free_all(slots[i].headers);
+      sse_free(&slots[i].sse);
+      kbuf_free(&slots[i].body);
+    }
+  }
+  if (multi) curl_multi_cleanup(multi);
+  free(slots);
+  free(rs.rows);
+  free(rs.gaps.v);
+  return rc;
+}

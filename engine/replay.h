@@ -1,0 +1,47 @@
+/* replay.h - closed-loop HTTP workload replay with libcurl multi, in one thread.
+ *
+ * Requests are sent in a fixed order (measured request i uses body i mod n_bodies)
+ * with at most `concurrency` in flight. `warmup` unmeasured requests run and drain
+ * first. Streaming responses are parsed as SSE in OpenAI format; output tokens come
+ * from the usage chunk when the server sends one, else from the count of content
+ * chunks. A request fails on non-2xx, transport error or timeout, a malformed stream
+ * (bad JSON, no [DONE]) or zero output tokens.
+ *
+ * Metrics: percentiles by linear interpolation (stats.h) over completed requests;
+ * latency is request sent to last byte; TTFT is sent to first content chunk; TPOT is
+ * (latency - TTFT) / (tokens - 1) per request; ITL is every gap between content
+ * chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN).
+ * Ownership: the caller owns opts and out; nothing is kept after ke_replay returns.
+ * Errors: 0 when the replay ran (individual failures are counted, not errors), -1 on a
+ * setup failure (message in err), KE_INTERRUPTED on SIGINT/SIGTERM. */
+#ifndef KNOB_REPLAY_H
+#define KNOB_REPLAY_H
+#include <stddef.h>
+
+typedef struct {
+  const char *url; /* full URL of the endpoint */
+  const char *const *bodies;
+  const size_t *body_lens;
+  size_t n_bodies;
+  int concurrency;
+  int request_count;
+  int warmup;
+  double request_timeout_s;
+  int stream;
+  const char *requests_csv; /* per-request rows, or NULL */
+} ke_replay_opts;
+
+typedef struct { double p50, p95, p99, mean; } ke_dist;
+
+typedef struct {
+  int request_count, completed, failed;
+  double error_rate, duration_s;
+  ke_dist latency, ttft, tpot, itl; /* ms; itl.mean unused */
+  long long output_tokens, input_tokens;
+  double tokens_per_s, requests_per_s;
+  char first_error[256]; /* cause of the first failed request, "" if none */
+} ke_metrics;
+
+int ke_replay(const ke_replay_opts *opts, ke_metrics *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,55 @@
+/* supervise.h - starting, watching and stopping server processes.
+ *
+ * A server runs as a direct exec (no shell) in its own process group, with stdout and
+ * stderr appended to a log file and stdin from /dev/null. It gets SIGKILL when
+ * knobengine dies (PR_SET_PDEATHSIG), and every live group is killed on SIGINT/SIGTERM
+ * (second signal) and at exit, so no server outlives knobengine.
+ *
+ * Ownership: ke_spawn returns a ke_proc the caller frees with ke_proc_free (which stops
+ * the process first if it still runs). Errors: 0 on success, -1 with a message in err;
+ * KE_INTERRUPTED when a SIGINT/SIGTERM arrived while waiting. Nothing here exits. */
+#ifndef KNOB_SUPERVISE_H
+#define KNOB_SUPERVISE_H
+#include <stddef.h>
+#include <sys/types.h>
+
+#define KE_INTERRUPTED (-2)
+
+typedef struct ke_proc ke_proc;
+
+/* Installs SIGINT/SIGTERM/SIGHUP handlers: the first signal sets the interrupted flag
+ * (long waits return KE_INTERRUPTED), the second kills every child group and exits
+ * 128+signal at once. Also registers an atexit hook that kills live groups. */
+void ke_signals_install(void);
+/* The signal number that interrupted us, or 0. */
+int ke_interrupted(void);
+/* Sleeps up to seconds, returning early (KE_INTERRUPTED) on an interrupting signal. */
+int ke_sleep_interruptible(double seconds);
+/* Kills (SIGKILL) every live child process group; async-signal-safe. */
+void ke_kill_all_children(void);
+
+/* env: "NAME=value" strings added to (or replacing in) the inherited environment. */
+int ke_spawn(const char *const *argv, const char *const *env, const char *log_path,
+             ke_proc **out, char *err, size_t errlen);
+pid_t ke_proc_pid(const ke_proc *p);
+/* 1 if the process has exited (reaping it), 0 if it runs. */
+int ke_proc_exited(ke_proc *p);
+/* Describes how it exited ("exited with status 3", "killed by signal 9"). */
+void ke_proc_describe_exit(const ke_proc *p, char *buf, size_t len);
+int ke_proc_raw_status(const ke_proc *p);
+
+/* Polls url until it answers HTTP 200. Fails at timeout_s, when the process exits
+ * (message includes the exit status and the last log lines) or on interruption. */
+int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size_t errlen);
+/* SIGTERM to the group, wait up to timeout_s, then SIGKILL; reaps. Returns 0, or 1
+ * when SIGKILL was needed. */
+int ke_proc_stop(ke_proc *p, double timeout_s);
+void ke_proc_free(ke_proc *p);
+
+/* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
+ * host. */
+int ke_port_in_use(const char *host, int port);
+/* Waits until host:port is free, up to timeout_s; 0 when free, -1 on timeout. */
+int ke_wait_port_free(const char *host, int port, double timeout_s);
+
+#endif

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the Debian packages knobengine needs, only those that are missing.
+#   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
+#   scripts/install-deps.sh --bench   also wrk and hyperfine for bench/
+# Needs root (or sudo). Safe to run again: it does nothing when all is present.
+set -euo pipefail
+
+want_nsys=0 want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --nsys) want_nsys=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench)" >&2; exit 2 ;;
+  esac
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps.sh: run as root (or install sudo) to install packages" >&2; exit 1
+  fi
+fi
+
+pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
+      libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3)
+[ "$want_bench" = 1 ] && pkgs+=(wrk hyperfine)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+updated=0
+apt_update() { [ "$updated" = 1 ] || { $SUDO apt-get update -q >&2; updated=1; }; }
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps.sh: installing ${missing[*]}" >&2
+  apt_update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
+  # nsight-systems lives in Debian's non-free component; its libcuda1 dependency pulls
+  # nvidia-support from contrib. Add a source for the same mirror and suite this
+  # machine already uses, with components contrib and non-free.
+  src=/etc/apt/sources.list.d/knobengine-nonfree.sources
+  if [ ! -e "$src" ]; then
+    uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$uri" ] || uri=$(awk '$1=="deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$uri" ] || uri="http://deb.debian.org/debian"
+    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    echo "install-deps.sh: adding $src ($uri $suite contrib non-free)" >&2
+    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$uri" "$suite" | $SUDO tee "$src" >/dev/null
+    updated=0
+  fi
+  apt_update
+  echo "install-deps.sh: installing nsight-systems (about 170 MB)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nsight-systems >&2
+fi
+echo "install-deps.sh: dependencies present" >&2

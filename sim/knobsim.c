@@ -1,0 +1,510 @@
+/* knobsim - a simulated vLLM-compatible server.
+ *
+ *   knobsim serve MODEL --port P [--host H] [options]
+ *
+ * Real HTTP on a real port, OpenAI-compatible /v1/completions and /v1/chat/completions
+ * (streaming and not), /health and /v1/models, with latencies from a continuous-
+ * batching model (model.h) that reacts to vLLM's own knobs. One thread: a poll() loop
+ * serves connections and sleeps until the next engine step ends. Faults can be
+ * injected for tests. See README "Simulated server". */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "json.h"
+#include "model.h"
+
+#ifdef KNOB_HAVE_NVTX
+#include <nvtx3/nvToolsExt.h>
+#endif
+
+typedef struct {
+  const char *host, *model;
+  int port;
+  double load_time_s;
+  int fail_start, hang_start;
+  long crash_after_requests;
+  double error_rate;
+  sim_params p;
+} options;
+
+typedef struct request {
+  int conn;
+  int chat, stream, include_usage;
+  int prompt_tokens;
+  char id[40];
+  long created;
+  kbuf text; /* non-streaming: the completion so far */
+  sim_seq *seq;
+} request;
+
+typedef struct {
+  options o;
+  http_server *http;
+  sim_model model;
+  request **by_conn; /* the request in flight on each connection */
+  int by_conn_cap;
+  unsigned long next_id;
+  long completed;
+  uint64_t fault_rng;
+} app;
+
+static volatile sig_atomic_t g_stop;
+static void on_term(int sig) { (void)sig; g_stop = 1; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void log_line(const char *fmt, const char *arg) {
+  fprintf(stderr, "INFO knobsim: ");
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+}
+
+/* ---------- command line ---------- */
+
+static void usage_error(const char *fmt, const char *arg) {
+  fprintf(stderr,
+          "usage: knobsim serve MODEL [--host HOST] [--port PORT] [--max-num-seqs N]\n"
+          "                       [--max-num-batched-tokens N] [--enable-prefix-caching]\n"
+          "                       [--enable-chunked-prefill] [--enforce-eager]\n"
+          "                       [--kv-cache-dtype {auto,fp8,fp8_e4m3,fp8_e5m2}] ...\n"
+          "knobsim serve: error: ");
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  exit(2);
+}
+
+static double num_arg(const char *name, const char *v) {
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || *end || end == v || !isfinite(d)) usage_error("argument %s: invalid value", name);
+  return d;
+}
+
+static void parse_args(int argc, char **argv, options *o) {
+  memset(o, 0, sizeof *o);
+  o->host = "127.0.0.1";
+  o->port = 8000;
+  o->load_time_s = 0.2;
+  o->p.max_num_seqs = 256;
+  o->p.max_batched_tokens = 512;
+  o->p.kv_capacity_tokens = 4096;
+  o->p.time_scale = 1.0;
+  o->p.jitter_pct = 0;
+  if (argc < 3 || strcmp(argv[1], "serve") != 0) usage_error("%s", "the command is 'serve MODEL'");
+  o->model = argv[2];
+  for (int i = 3; i < argc; i++) {
+    char name[128];
+    const char *a = argv[i];
+    const char *eq = strchr(a, '=');
+    const char *val = NULL;
+    if (eq && strncmp(a, "--", 2) == 0) {
+      snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+      val = eq + 1;
+    } else {
+      snprintf(name, sizeof name, "%s", a);
+    }
+#define FLAG(s) (strcmp(name, s) == 0)
+#define VALUE() (val ? val : (i + 1 < argc ? argv[++i] : (usage_error("argument %s: expected one argument", name), "")))
+    if (FLAG("--enable-prefix-caching")) o->p.prefix_caching = 1;
+    else if (FLAG("--no-enable-prefix-caching")) o->p.prefix_caching = 0;
+    else if (FLAG("--enable-chunked-prefill")) o->p.chunked_prefill = 1;
+    else if (FLAG("--enforce-eager")) o->p.enforce_eager = 1;
+    else if (FLAG("--disable-log-requests")) {}
+    else if (FLAG("--fail-start")) o->fail_start = 1;
+    else if (FLAG("--hang-start")) o->hang_start = 1;
+    else if (FLAG("--host")) o->host = VALUE();
+    else if (FLAG("--port")) o->port = (int)num_arg(name, VALUE());
+    else if (FLAG("--load-time-s")) o->load_time_s = num_arg(name, VALUE());
+    else if (FLAG("--max-num-seqs")) o->p.max_num_seqs = (int)num_arg(name, VALUE());
+    else if (FLAG("--max-num-batched-tokens")) o->p.max_batched_tokens = (int)num_arg(name, VALUE());
+    else if (FLAG("--kv-capacity-tokens")) o->p.kv_capacity_tokens = (int)num_arg(name, VALUE());
+    else if (FLAG("--time-scale")) o->p.time_scale = num_arg(name, VALUE());
+    else if (FLAG("--seed")) o->p.seed = (uint64_t)num_arg(name, VALUE());
+    else if (FLAG("--jitter-pct")) o->p.jitter_pct = num_arg(name, VALUE());
+    else if (FLAG("--crash-after-requests")) o->crash_after_requests = (long)num_arg(name, VALUE());
+    else if (FLAG("--error-rate")) o->error_rate = num_arg(name, VALUE());
+    else if (FLAG("--fixed-ttft-ms")) o->p.fixed_ttft_ms = num_arg(name, VALUE());
+    else if (FLAG("--fixed-tpot-ms")) o->p.fixed_tpot_ms = num_arg(name, VALUE());
+    else if (FLAG("--kv-cache-dtype")) {
+      const char *v = VALUE();
+      if (strcmp(v, "auto") == 0) o->p.kv_fp8 = 0;
+      else if (strncmp(v, "fp8", 3) == 0 && (v[3] == '\0' || !strcmp(v, "fp8_e4m3") || !strcmp(v, "fp8_e5m2"))) o->p.kv_fp8 = 1;
+      else usage_error("argument --kv-cache-dtype: invalid choice: '%s' (choose from 'auto', 'fp8', 'fp8_e4m3', 'fp8_e5m2')", v);
+    } else usage_error("unrecognized arguments: %s", a);
+#undef FLAG
+#undef VALUE
+  }
+  if (o->port <= 0 || o->port > 65535) usage_error("argument --port: invalid value %s", "(1-65535)");
+  if (o->p.max_num_seqs < 1 || o->p.max_batched_tokens < 1 || o->p.kv_capacity_tokens < 1)
+    usage_error("%s", "--max-num-seqs, --max-num-batched-tokens and --kv-capacity-tokens must be >= 1");
+  if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0)
+    usage_error("%s", "--time-scale and --jitter-pct must be >= 0, --error-rate in [0, 1]");
+  const char *backend = getenv("VLLM_ATTENTION_BACKEND");
+  if (backend && *backend) {
+    if (strcmp(backend, "FLASHINFER") == 0) o->p.flashinfer = 1;
+    else if (strcmp(backend, "FLASH_ATTN") && strcmp(backend, "XFORMERS") && strcmp(backend, "TORCH_SDPA")) {
+      fprintf(stderr, "ValueError: Invalid attention backend: '%s'\n", backend);
+      exit(1);
+    }
+  }
+}
+
+/* ---------- responses ---------- */
+
+static void send_error(app *a, int conn, int status, const char *type, const char *msg) {
+  kbuf b = {0};
+  kbuf_puts(&b, "{\"object\":\"error\",\"message\":");
+  kbuf_json_string(&b, msg, strlen(msg));
+  kbuf_printf(&b, ",\"type\":\"%s\",\"param\":null,\"code\":%d}", type, status);
+  http_respond(a->http, conn, status, "application/json", b.data, b.len);
+  kbuf_free(&b);
+}
+
+static const char *const VOCAB[] = {
+    " the", " model", " token", " serving", " batch", " latency", " cache", " kernel",
+    " prefill", " decode", " request", " engine", " memory", " graph", " stream", " queue",
+    " a", " of", " and", " to", " is", " in", " for", " on",
+    " GPU", " throughput", " schedule", " block", " attention", " layer", " step", "."};
+
+static void chunk_head(kbuf *b, const app *a, const request *r) {
+  kbuf_puts(b, "data: {\"id\":");
+  kbuf_json_string(b, r->id, strlen(r->id));
+  kbuf_printf(b, ",\"object\":\"%s\",\"created\":%ld,\"model\":",
+              r->chat ? "chat.completion.chunk" : "text_completion", r->created);
+  kbuf_json_string(b, a->o.model, strlen(a->o.model));
+}
+
+static void usage_json(kbuf *b, int prompt, int completion) {
+  kbuf_printf(b, "{\"prompt_tokens\":%d,\"total_tokens\":%d,\"completion_tokens\":%d}", prompt,
+              prompt + completion, completion);
+}
+
+static void free_request(app *a, request *r) {
+  if (r->conn >= 0 && r->conn < a->by_conn_cap && a->by_conn[r->conn] == r) a->by_conn[r->conn] = NULL;
+  kbuf_free(&r->text);
+  free(r);
+}
+
+static void on_token(void *ud, sim_seq *s, int finished) {
+  app *a = ud;
+  request *r = s->owner;
+  if (!r) return;
+  const char *tok = VOCAB[sim_rng_next(&s->rng) % (sizeof VOCAB / sizeof VOCAB[0])];
+  const char *reason = s->generated >= s->max_tokens ? "\"length\"" : "\"stop\"";
+  if (r->stream) {
+    kbuf b = {0};
+    if (r->chat && s->generated == 1) { /* vLLM opens a chat stream with the role */
+      chunk_head(&b, a, r);
+      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                    "\"logprobs\":null,\"finish_reason\":null}]");
+      if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
+      kbuf_puts(&b, "}\n\n");
+    }
+    chunk_head(&b, a, r);
+    if (r->chat) {
+      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+      kbuf_json_string(&b, tok, strlen(tok));
+      kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}]", finished ? reason : "null");
+    } else {
+      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+      kbuf_json_string(&b, tok, strlen(tok));
+      kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}]",
+                  finished ? reason : "null");
+    }
+    if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
+    kbuf_puts(&b, "}\n\n");
+    if (finished && r->include_usage) {
+      chunk_head(&b, a, r);
+      kbuf_puts(&b, ",\"choices\":[],\"usage\":");
+      usage_json(&b, r->prompt_tokens, s->generated);
+      kbuf_puts(&b, "}\n\n");
+    }
+    if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
+    http_stream_write(a->http, r->conn, b.data, b.len);
+    kbuf_free(&b);
+    if (finished) http_stream_end(a->http, r->conn);
+  } else {
+    kbuf_puts(&r->text, tok);
+    if (finished) {
+      kbuf b = {0};
+      kbuf_puts(&b, "{\"id\":");
+      kbuf_json_string(&b, r->id, strlen(r->id));
+      if (r->chat) {
+        kbuf_printf(&b, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", r->created);
+        kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+        kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        kbuf_json_string(&b, r->text.data, r->text.len);
+        kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}],\"usage\":", reason);
+      } else {
+        kbuf_printf(&b, ",\"object\":\"text_completion\",\"created\":%ld,\"model\":", r->created);
+        kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+        kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+        kbuf_json_string(&b, r->text.data, r->text.len);
+        kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":", reason);
+      }
+      usage_json(&b, r->prompt_tokens, s->generated);
+      kbuf_puts(&b, "}");
+      http_respond(a->http, r->conn, 200, "application/json", b.data, b.len);
+      kbuf_free(&b);
+    }
+  }
+  if (finished) {
+    free_request(a, r);
+    s->owner = NULL;
+    if (a->o.crash_after_requests > 0 && ++a->completed >= a->o.crash_after_requests) {
+      fprintf(stderr, "ERROR knobsim: simulated crash after %ld requests\n", a->completed);
+      abort();
+    }
+  }
+}
+
+/* Splits text on whitespace into token hashes (appended to *toks). */
+static int tokenize(const char *s, size_t n, uint64_t **toks, int *count, int *cap) {
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) i++;
+    if (i >= n) break;
+    uint64_t h = 1469598103934665603ull;
+    while (i < n && !(s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
+      h = (h ^ (unsigned char)s[i++]) * 1099511628211ull;
+    if (*count == *cap) {
+      int nc = *cap ? *cap * 2 : 256;
+      uint64_t *t = realloc(*toks, (size_t)nc * sizeof *t);
+      if (!t) return -1;
+      *toks = t;
+      *cap = nc;
+    }
+    (*toks)[(*count)++] = h;
+  }
+  return 0;
+}
+
+static int is_int(const kj_value *v) { return v && v->type == KJ_NUM && v->num == floor(v->num); }
+
+static void handle_generate(app *a, int conn, const http_request *req, int chat) {
+  kj_doc doc = {0};
+  char perr[128], msg[256];
+  kj_value *root = kj_parse(&doc, req->body, req->body_len, perr, sizeof perr);
+  uint64_t *toks = NULL;
+  int ntok = 0, cap = 0;
+  if (!root || root->type != KJ_OBJ) {
+    snprintf(msg, sizeof msg, "Invalid JSON body: %s", root ? "expected an object" : perr);
+    send_error(a, conn, 400, "BadRequestError", msg);
+    goto done;
+  }
+  const kj_value *model = kj_get(root, "model");
+  if (model && (model->type != KJ_STR || strcmp(model->str, a->o.model) != 0)) {
+    snprintf(msg, sizeof msg, "The model `%s` does not exist.", model->type == KJ_STR ? model->str : "?");
+    send_error(a, conn, 404, "NotFoundError", msg);
+    goto done;
+  }
+  if (chat) {
+    const kj_value *msgs = kj_get(root, "messages");
+    if (!msgs || msgs->type != KJ_ARR || msgs->len == 0) {
+      send_error(a, conn, 400, "BadRequestError", "'messages' must be a non-empty array");
+      goto done;
+    }
+    for (const kj_value *m = msgs->child; m; m = m->next) {
+      const kj_value *role = kj_get(m, "role"), *content = kj_get(m, "content");
+      if (!role || role->type != KJ_STR || !content || content->type != KJ_STR) {
+        send_error(a, conn, 400, "BadRequestError", "each message needs string 'role' and 'content'");
+        goto done;
+      }
+      if (tokenize(role->str, role->len, &toks, &ntok, &cap) ||
+          tokenize(content->str, content->len, &toks, &ntok, &cap))
+        goto oom;
+    }
+  } else {
+    const kj_value *prompt = kj_get(root, "prompt");
+    if (prompt && prompt->type == KJ_ARR && prompt->len == 1 && prompt->child->type == KJ_STR)
+      prompt = prompt->child;
+    if (!prompt || prompt->type != KJ_STR) {
+      send_error(a, conn, 400, "BadRequestError", "'prompt' must be a string");
+      goto done;
+    }
+    if (tokenize(prompt->str, prompt->len, &toks, &ntok, &cap)) goto oom;
+  }
+  const kj_value *mt = kj_get(root, "max_tokens");
+  if (!mt) mt = kj_get(root, "max_completion_tokens");
+  int max_tokens = 16;
+  if (mt && mt->type != KJ_NULL) {
+    if (!is_int(mt) || mt->num < 1 || mt->num > 1e6) {
+      send_error(a, conn, 400, "BadRequestError", "max_tokens must be an integer >= 1");
+      goto done;
+    }
+    max_tokens = (int)mt->num;
+  }
+  const kj_value *stream = kj_get(root, "stream"), *ignore = kj_get(root, "ignore_eos");
+  const kj_value *temp = kj_get(root, "temperature"), *seed = kj_get(root, "seed");
+  if ((stream && stream->type != KJ_BOOL && stream->type != KJ_NULL) ||
+      (ignore && ignore->type != KJ_BOOL && ignore->type != KJ_NULL)) {
+    send_error(a, conn, 400, "BadRequestError", "'stream' and 'ignore_eos' must be booleans");
+    goto done;
+  }
+  if (temp && temp->type != KJ_NULL && (temp->type != KJ_NUM || temp->num < 0)) {
+    send_error(a, conn, 400, "BadRequestError", "temperature must be a number >= 0");
+    goto done;
+  }
+  if (seed && seed->type != KJ_NULL && !is_int(seed)) {
+    send_error(a, conn, 400, "BadRequestError", "seed must be an integer");
+    goto done;
+  }
+  if (a->o.error_rate > 0 &&
+      (double)(sim_rng_next(&a->fault_rng) >> 11) / 9007199254740992.0 < a->o.error_rate) {
+    send_error(a, conn, 500, "InternalServerError", "simulated internal error");
+    goto done;
+  }
+  request *r = calloc(1, sizeof *r);
+  if (!r) goto oom;
+  r->conn = conn;
+  r->chat = chat;
+  r->stream = stream && stream->boolean;
+  const kj_value *so = kj_get(root, "stream_options");
+  const kj_value *iu = kj_get(so, "include_usage");
+  r->include_usage = iu && iu->type == KJ_BOOL && iu->boolean;
+  r->prompt_tokens = ntok > 0 ? ntok : 1;
+  r->created = (long)time(NULL);
+  snprintf(r->id, sizeof r->id, "%s-%lx", chat ? "chatcmpl" : "cmpl", ++a->next_id);
+  /* greedy decoding (temperature 0) with no seed: the text depends on the prompt only */
+  uint64_t rs = a->o.p.seed;
+  if (seed && seed->type == KJ_NUM) rs ^= (uint64_t)(int64_t)seed->num * 0x9E3779B97F4A7C15ull;
+  else if (!temp || temp->type == KJ_NULL || temp->num == 0) for (int i = 0; i < ntok; i++) rs = (rs ^ toks[i]) * 1099511628211ull;
+  else rs ^= a->next_id * 0x9E3779B97F4A7C15ull;
+  r->seq = sim_seq_new(&a->model, toks, ntok, max_tokens, ignore && ignore->boolean, rs, r);
+  if (!r->seq) { free(r); goto oom; }
+  a->by_conn[conn] = r;
+  if (r->stream) http_stream_begin(a->http, conn, "text/event-stream; charset=utf-8");
+  sim_model_submit(&a->model, r->seq);
+  goto done;
+oom:
+  send_error(a, conn, 500, "InternalServerError", "out of memory");
+done:
+  free(toks);
+  kj_doc_free(&doc);
+}
+
+static void on_request(void *ud, int conn, const http_request *req) {
+  app *a = ud;
+  if (conn >= a->by_conn_cap) {
+    int cap = a->by_conn_cap ? a->by_conn_cap : 64;
+    while (cap <= conn) cap *= 2;
+    request **n = realloc(a->by_conn, (size_t)cap * sizeof *n);
+    if (!n) { send_error(a, conn, 500, "InternalServerError", "out of memory"); return; }
+    memset(n + a->by_conn_cap, 0, (size_t)(cap - a->by_conn_cap) * sizeof *n);
+    a->by_conn = n;
+    a->by_conn_cap = cap;
+  }
+  int is_get = strcmp(req->method, "GET") == 0, is_post = strcmp(req->method, "POST") == 0;
+  if (strcmp(req->path, "/health") == 0) {
+    if (is_get) http_respond(a->http, conn, 200, "application/json", "", 0);
+    else send_error(a, conn, 405, "MethodNotAllowed", "Method Not Allowed");
+  } else if (strcmp(req->path, "/v1/models") == 0 && is_get) {
+    kbuf b = {0};
+    kbuf_puts(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
+    kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+    kbuf_puts(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"vllm\",\"root\":");
+    kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+    kbuf_puts(&b, ",\"parent\":null,\"max_model_len\":32768}]}");
+    http_respond(a->http, conn, 200, "application/json", b.data, b.len);
+    kbuf_free(&b);
+  } else if (strcmp(req->path, "/v1/completions") == 0 && is_post) {
+    handle_generate(a, conn, req, 0);
+  } else if (strcmp(req->path, "/v1/chat/completions") == 0 && is_post) {
+    handle_generate(a, conn, req, 1);
+  } else {
+    send_error(a, conn, 404, "NotFoundError", "Not Found");
+  }
+}
+
+static void on_close(void *ud, int conn) {
+  app *a = ud;
+  if (conn >= a->by_conn_cap || !a->by_conn[conn]) return;
+  request *r = a->by_conn[conn];
+  if (r->seq) sim_model_abort(&a->model, r->seq); /* the model frees the sequence */
+  r->conn = -1;
+  a->by_conn[conn] = NULL;
+  kbuf_free(&r->text);
+  free(r);
+}
+
+#ifdef KNOB_HAVE_NVTX
+static nvtxRangeId_t g_phase_range;
+static void on_phase(const char *phase, int begin) {
+  if (strcmp(phase, "get_batch") == 0) {
+    if (begin) nvtxRangePushA(phase);
+    else nvtxRangePop();
+  } else if (begin) {
+    g_phase_range = nvtxRangeStartA(phase);
+  } else {
+    nvtxRangeEnd(g_phase_range);
+  }
+}
+#define PHASE_FN on_phase
+#else
+#define PHASE_FN NULL
+#endif
+
+int main(int argc, char **argv) {
+  app a;
+  memset(&a, 0, sizeof a);
+  parse_args(argc, argv, &a.o);
+  a.fault_rng = a.o.p.seed ^ 0xFA17ull;
+  setvbuf(stderr, NULL, _IOLBF, 0);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  log_line("loading model %s", a.o.model);
+  double load_end = now_s() + (a.o.fail_start ? a.o.load_time_s / 2 : a.o.load_time_s);
+  while (!g_stop && (a.o.hang_start || now_s() < load_end)) usleep(10000);
+  if (g_stop) return 0;
+  if (a.o.fail_start) {
+    fprintf(stderr, "ERROR knobsim: RuntimeError: simulated failure while loading the model\n");
+    return 1;
+  }
+  if (sim_model_init(&a.model, &a.o.p)) {
+    fprintf(stderr, "ERROR knobsim: out of memory\n");
+    return 1;
+  }
+  http_handlers h = {on_request, on_close, &a};
+  a.http = http_server_new(&h);
+  if (!a.http || http_listen(a.http, a.o.host, a.o.port)) {
+    fprintf(stderr, "ERROR knobsim: [Errno %d] error while attempting to bind on address ('%s', %d): %s\n",
+            errno, a.o.host, a.o.port, strerror(errno));
+    return 1;
+  }
+  char where[300];
+  snprintf(where, sizeof where, "http://%s:%d", a.o.host, a.o.port);
+  log_line("Started server process, listening on %s", where);
+  while (!g_stop) {
+    double next = sim_model_advance(&a.model, now_s(), on_token, &a, PHASE_FN);
+    double wait = 0.2; /* when idle, wake up now and then to notice SIGTERM */
+    if (next >= 0) {
+      wait = next - now_s();
+      if (wait < 0) wait = 0;
+      if (wait > 0.2) wait = 0.2;
+    }
+    http_poll(a.http, wait);
+  }
+  log_line("%s", "Shutting down");
+  http_server_free(a.http);
+  sim_model_free(&a.model);
+  free(a.by_conn);
+  return 0;
+}
