@@ -8,10 +8,11 @@
 #include "fsutil.h"
 #include "supervise.h"
 
-static void stop_server(const ke_trial *t, ke_proc *p, ke_trial_result *r) {
+static void stop_server(const ke_trial *t, const ke_nsys_opts *nsys, ke_proc *p,
+                        ke_trial_result *r) {
   double t0 = ke_now();
   if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
-  if (t->nsys) ke_nsys_shutdown(t->nsys);
+  if (nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0)) ke_nsys_shutdown(nsys);
   /* the next trial binds the same port: wait for it to be released */
   ke_wait_port_free(t->host, t->port, t->stop_timeout_s > 1 ? t->stop_timeout_s : 1);
   r->stop_s = ke_now() - t0;
@@ -27,14 +28,27 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   }
   ke_nsys_argv wrapped = {0};
   const char *const *argv = t->argv;
-  if (t->nsys) {
-    if (ke_nsys_wrap_argv(t->nsys, t->argv, &wrapped)) {
+  ke_nsys_opts nsys_opts;
+  const ke_nsys_opts *nsys = t->nsys;
+  if (nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0) &&
+      !ke_nsys_importer_visible(nsys->bin)) {
+    nsys_opts = *nsys;
+    nsys_opts.capture = "process";
+    nsys = &nsys_opts;
+    snprintf(r->nsys.note, sizeof r->nsys.note,
+             "nsys cannot find its QdstrmImporter (a session's 'nsys stop' would hang), so the whole "
+             "server process was captured with 'nsys profile'; link <nsys-install>/host-linux-x64 "
+             "beside the real nsys binary (scripts/install-deps.sh --nsys does) to capture only the "
+             "workload");
+  }
+  if (nsys) {
+    if (ke_nsys_wrap_argv(nsys, t->argv, &wrapped)) {
       snprintf(r->error, sizeof r->error, "out of memory");
       return 0;
     }
     argv = wrapped.argv;
   }
-  int session_mode = t->nsys && !(t->nsys->capture && strcmp(t->nsys->capture, "process") == 0);
+  int session_mode = nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0);
   ke_proc *p = NULL;
   double t0 = ke_now();
   int rc = ke_spawn(argv, t->env, t->log_path, &p, r->error, sizeof r->error);
@@ -44,20 +58,20 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   rc = ke_wait_ready(p, t->ready_url, t->ready_timeout_s, r->error, sizeof r->error);
   r->start_s = ke_now() - t0;
   if (rc) {
-    stop_server(t, p, r);
+    stop_server(t, nsys, p, r);
     ke_proc_free(p);
     return rc == KE_INTERRUPTED ? KE_INTERRUPTED : 0;
   }
 
   int capturing = 0;
   if (session_mode) {
-    if (ke_nsys_start(t->nsys, r->nsys.error, sizeof r->nsys.error) == 0) capturing = 1;
+    if (ke_nsys_start(nsys, r->nsys.error, sizeof r->nsys.error) == 0) capturing = 1;
   }
   double w0 = ke_now();
   char rerr[512] = "";
   rc = ke_replay(&t->replay, &r->metrics, rerr, sizeof rerr);
   r->workload_s = ke_now() - w0;
-  if (capturing) ke_nsys_stop(t->nsys, r->nsys.error, sizeof r->nsys.error);
+  if (capturing) ke_nsys_stop(nsys, r->nsys.error, sizeof r->nsys.error);
 
   if (rc == 0) {
     r->replayed = 1;
@@ -77,9 +91,9 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   } else {
     snprintf(r->error, sizeof r->error, "%s", rerr);
   }
-  stop_server(t, p, r);
+  stop_server(t, nsys, p, r);
   ke_proc_free(p);
   if (rc == KE_INTERRUPTED) return KE_INTERRUPTED;
-  if (t->nsys && !r->nsys.error[0]) ke_nsys_finish(t->nsys, &r->nsys);
+  if (nsys && !r->nsys.error[0]) ke_nsys_finish(nsys, &r->nsys);
   return 0;
 }

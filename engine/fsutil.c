@@ -36,12 +36,13 @@ int ke_mkdir_p(const char *dir, char *err, size_t errlen) {
   return 0;
 }
 
-int ke_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
+int ke_write_atomic(const char *path, const void *data, size_t len, int mode, char *err,
+                    size_t errlen) {
   size_t n = strlen(path) + 32;
   char *tmp = malloc(n);
   if (!tmp) { snprintf(err, errlen, "out of memory"); return -1; }
   snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
   if (fd < 0) {
     snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
     free(tmp);
@@ -59,7 +60,7 @@ int ke_write_atomic(const char *path, const void *data, size_t len, char *err, s
     p += w;
     left -= (size_t)w;
   }
-  if (fsync(fd) != 0 && errno != EINVAL) {
+  if (fchmod(fd, (mode_t)mode) != 0 || (fsync(fd) != 0 && errno != EINVAL)) {
     snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
     goto fail;
   }

@@ -9,8 +9,9 @@
 /* Creates dir and its parents (mode 0755); existing directories are fine. */
 int ke_mkdir_p(const char *dir, char *err, size_t errlen);
 /* Writes data to a temporary file beside path, fsyncs, and renames it over path, so
- * readers see the old file or the new one, never half of one. */
-int ke_write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
+ * readers see the old file or the new one, never half of one. mode: e.g. 0644. */
+int ke_write_atomic(const char *path, const void *data, size_t len, int mode, char *err,
+                    size_t errlen);
 int ke_exists(const char *path);
 int ke_is_dir(const char *path);
 /* Removes a file or a directory tree; a missing path is not an error. */

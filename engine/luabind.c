@@ -304,6 +304,10 @@ static int l_evaluate(lua_State *L) {
       lua_pushstring(L, r.nsys.error);
       lua_setfield(L, -2, "error");
     }
+    if (r.nsys.note[0]) {
+      lua_pushstring(L, r.nsys.note);
+      lua_setfield(L, -2, "note");
+    }
     if (r.nsys.ok) {
       lua_pushstring(L, r.nsys.rep_path);
       lua_setfield(L, -2, "rep_path");
@@ -374,8 +378,9 @@ static int l_write_atomic(lua_State *L) {
   size_t n;
   const char *path = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &n);
+  int mode = (int)luaL_optinteger(L, 3, 0644);
   char err[512];
-  return push_result(L, ke_write_atomic(path, data, n, err, sizeof err), err);
+  return push_result(L, ke_write_atomic(path, data, n, mode, err, sizeof err), err);
 }
 
 static int l_mkdir_p(lua_State *L) {

@@ -130,6 +130,20 @@ static int which(const char *bin, char *out, size_t outlen) {
   return -1;
 }
 
+int ke_nsys_importer_visible(const char *bin) {
+  char path[PATH_MAX], real[PATH_MAX], cand[PATH_MAX + 64];
+  if (which(bin, path, sizeof path) || !realpath(path, real)) return 0;
+  char *s = strrchr(real, '/');
+  if (!s) return 0;
+  *s = '\0';
+  const char *rel[] = {"/QdstrmImporter", "/../host-linux-x64/QdstrmImporter"};
+  for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+    snprintf(cand, sizeof cand, "%s%s", real, rel[i]);
+    if (access(cand, X_OK) == 0) return 1;
+  }
+  return 0;
+}
+
 /* Finds the QdstrmImporter that ships with this nsys: beside the nsys it runs, beside
  * the real file behind its links, and in the usual install roots. */
 static int find_importer(const char *bin, char *out, size_t outlen) {

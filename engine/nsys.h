@@ -25,6 +25,7 @@ typedef struct {
 typedef struct {
   int ok;               /* report and sqlite exist */
   char error[1024];
+  char note[512];       /* what was done differently (e.g. capture fallback), or "" */
   char rep_path[1024], sqlite_path[1024];
   double export_s;
 } ke_nsys_result;
@@ -37,6 +38,10 @@ typedef struct {
 } ke_nsys_argv;
 int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_nsys_argv *out);
 void ke_nsys_argv_free(ke_nsys_argv *a);
+/* 1 if nsys will find its QdstrmImporter itself (it looks beside the real nsys
+ * binary and in ../host-linux-x64). Without it, `nsys stop` of a session hangs after
+ * writing the .qdstrm, so the engine captures the whole process instead. */
+int ke_nsys_importer_visible(const char *bin);
 /* Session mode: starts and stops the capture of the running session. */
 int ke_nsys_start(const ke_nsys_opts *o, char *err, size_t errlen);
 int ke_nsys_stop(const ke_nsys_opts *o, char *err, size_t errlen);

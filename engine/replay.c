@@ -261,7 +261,7 @@ static int write_csv(const char *path, const request_row *rows, int n, char *err
     csv_error_field(&b, r->error);
     kbuf_puts(&b, "\n");
   }
-  int rc = b.data ? ke_write_atomic(path, b.data, b.len, err, errlen) : -1;
+  int rc = b.data ? ke_write_atomic(path, b.data, b.len, 0644, err, errlen) : -1;
   if (!b.data) snprintf(err, errlen, "out of memory");
   kbuf_free(&b);
   return rc;

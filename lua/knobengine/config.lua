@@ -1,0 +1,400 @@
+-- Loads optimizations.json, validates every key, applies defaults, and resolves a knob
+-- mask into the server's argv and environment. Every problem is a usage error (exit 2)
+-- naming the file and the key path, raised before anything is written.
+local cjson = require("cjson")
+local errors = require("knobengine.errors")
+local util = require("knobengine.util")
+
+local M = {}
+
+M.MAX_KNOBS = 16
+M.ENDPOINTS = { ["/v1/completions"] = true, ["/v1/chat/completions"] = true }
+M.METRICS = {
+  p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
+  tokens_per_s = true, requests_per_s = true, error_rate = true,
+}
+
+-- Field checkers: each returns the (possibly converted) value or raises via bad().
+local function kind(v)
+  if v == cjson.null then return "null" end
+  local t = type(v)
+  if t == "number" then return "number" end
+  if t == "table" then
+    local n, max = 0, 0
+    for k in pairs(v) do
+      n = n + 1
+      if math.type(k) == "integer" and k > max then max = k end
+    end
+    if n > 0 and max == n then return "array" end
+    if n == 0 then return "empty" end
+    return "object"
+  end
+  return t
+end
+
+local Checker = {}
+Checker.__index = Checker
+
+local function new_checker(file) return setmetatable({ file = file }, Checker) end
+
+function Checker:bad(path, fmt, ...)
+  errors.usage("config %s: %s: %s", self.file, path, string.format(fmt, ...))
+end
+
+function Checker:string(v, path, opts)
+  opts = opts or {}
+  if type(v) ~= "string" then self:bad(path, "expected string") end
+  if not opts.empty and v == "" then self:bad(path, "must not be empty") end
+  if v:find("%z") then self:bad(path, "must not contain NUL bytes") end
+  if not utf8.len(v) then self:bad(path, "is not valid UTF-8") end
+  if opts.one_of and not opts.one_of[v] then
+    local names = {}
+    for k in pairs(opts.one_of) do names[#names + 1] = "'" .. k .. "'" end
+    table.sort(names)
+    self:bad(path, "expected one of %s (got '%s')", table.concat(names, ", "), v)
+  end
+  return v
+end
+
+function Checker:number(v, path, opts)
+  opts = opts or {}
+  if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+    self:bad(path, "expected %s", opts.integer and "integer" or "number")
+  end
+  if opts.integer then
+    local i = math.tointeger(v)
+    if not i then self:bad(path, "expected integer (got %s)", tostring(v)) end
+    v = i
+  end
+  if opts.min and v < opts.min then self:bad(path, "must be >= %s (got %s)", opts.min, v) end
+  if opts.max and v > opts.max then self:bad(path, "must be <= %s (got %s)", opts.max, v) end
+  return v
+end
+
+function Checker:boolean(v, path)
+  if type(v) ~= "boolean" then self:bad(path, "expected boolean") end
+  return v
+end
+
+function Checker:object(v, path, allowed)
+  local k = kind(v)
+  if k ~= "object" and k ~= "empty" then self:bad(path, "expected object") end
+  if allowed then
+    local unknown = {}
+    for key in pairs(v) do
+      if type(key) ~= "string" or allowed[key] == nil then unknown[#unknown + 1] = tostring(key) end
+    end
+    table.sort(unknown)
+    if #unknown > 0 then
+      local prefix = path == "" and "" or path .. "."
+      errors.usage("config %s: %s%s: unknown key", self.file, prefix, unknown[1])
+    end
+  end
+  return v
+end
+
+function Checker:array(v, path, opts)
+  opts = opts or {}
+  local k = kind(v)
+  if k == "empty" then
+    if opts.nonempty then self:bad(path, "must not be empty") end
+    return {}
+  end
+  if k ~= "array" then self:bad(path, "expected array") end
+  return v
+end
+
+function Checker:string_list(v, path, opts)
+  local list = self:array(v, path, opts)
+  local out = {}
+  for i, s in ipairs(list) do out[i] = self:string(s, string.format("%s[%d]", path, i - 1), { empty = true }) end
+  return out
+end
+
+-- Splits a command string like a POSIX shell would (quotes and backslashes), without
+-- expansions: the result is run directly, never through a shell.
+function M.split_command(s)
+  local argv, cur, i, n, have = {}, {}, 1, #s, false
+  while i <= n do
+    local c = s:sub(i, i)
+    if c == "'" then
+      local j = s:find("'", i + 1, true)
+      if not j then return nil, "unterminated single quote" end
+      cur[#cur + 1] = s:sub(i + 1, j - 1); have = true; i = j + 1
+    elseif c == '"' then
+      i = i + 1
+      local closed = false
+      while i <= n do
+        local d = s:sub(i, i)
+        if d == '"' then closed = true; i = i + 1; break end
+        if d == "\\" and i < n and s:sub(i + 1, i + 1):match('["\\$`]') then
+          cur[#cur + 1] = s:sub(i + 1, i + 1); i = i + 2
+        else
+          cur[#cur + 1] = d; i = i + 1
+        end
+      end
+      if not closed then return nil, "unterminated double quote" end
+      have = true
+    elseif c == "\\" then
+      if i == n then return nil, "trailing backslash" end
+      cur[#cur + 1] = s:sub(i + 1, i + 1); have = true; i = i + 2
+    elseif c:match("%s") then
+      if have then argv[#argv + 1] = table.concat(cur); cur = {}; have = false end
+      i = i + 1
+    else
+      cur[#cur + 1] = c; have = true; i = i + 1
+    end
+  end
+  if have then argv[#argv + 1] = table.concat(cur) end
+  return argv
+end
+
+local function line_col(text, offset)
+  local line, col = 1, 1
+  for i = 1, math.min(offset, #text + 1) - 1 do
+    if text:byte(i) == 10 then line, col = line + 1, 1 else col = col + 1 end
+  end
+  return line, col
+end
+
+-- Decodes JSON text, turning cjson's "at character N" into line and column.
+function M.decode_json(text, what)
+  local ok, v = pcall(cjson.decode, text)
+  if ok then return v end
+  local msg = tostring(v):gsub("^.-:%d+: ", "")
+  local offset = tonumber(msg:match("at character (%d+)"))
+  if offset then
+    local line, col = line_col(text, offset)
+    msg = msg:gsub(" at character %d+", "")
+    errors.usage("%s: invalid JSON at line %d, column %d: %s", what, line, col, msg)
+  end
+  errors.usage("%s: invalid JSON: %s", what, msg)
+end
+
+local DEFAULTS = {
+  server = { host = "127.0.0.1", port = 8000, ready_path = "/health", ready_timeout_s = 900, stop_timeout_s = 30 },
+  workload = {
+    endpoint = "/v1/completions", concurrency = 8, request_count = 200, max_new_tokens = 128,
+    warmup_requests = 4, request_timeout_s = 300, seed = 0, stream = true, repeats = 1,
+  },
+  nsys = {
+    bin = "nsys", trace = "cuda,nvtx,osrt", capture = "session", timeout_s = 600,
+    extra_args = { "--trace-fork-before-exec=true", "--cuda-graph-trace=node" },
+    phases = { "get_batch", "prefill", "decode" }, kernel_names = "demangled",
+  },
+  objective = { minimize = "p50_latency_ms", tie_breakers = { "p95_latency_ms:min", "tokens_per_s:max" } },
+  constraints = { max_error_rate = 0 },
+}
+
+local function get(t, k, default)
+  local v = t[k]
+  if v == nil then return default end
+  return v
+end
+
+local function validate_server(c, raw)
+  local s = c:object(get(raw, "server", {}), "server",
+    { host = 1, port = 1, ready_path = 1, ready_timeout_s = 1, stop_timeout_s = 1 })
+  local d = DEFAULTS.server
+  local ready_path = c:string(get(s, "ready_path", d.ready_path), "server.ready_path")
+  if ready_path:sub(1, 1) ~= "/" then c:bad("server.ready_path", "must start with '/'") end
+  local host = c:string(get(s, "host", d.host), "server.host")
+  if host:find("[%s/@]") then c:bad("server.host", "is not a host name or address") end
+  return {
+    host = host,
+    port = c:number(get(s, "port", d.port), "server.port", { integer = true, min = 1, max = 65535 }),
+    ready_path = ready_path,
+    ready_timeout_s = c:number(get(s, "ready_timeout_s", d.ready_timeout_s), "server.ready_timeout_s", { min = 0.001, max = 86400 }),
+    stop_timeout_s = c:number(get(s, "stop_timeout_s", d.stop_timeout_s), "server.stop_timeout_s", { min = 0, max = 3600 }),
+  }
+end
+
+local function validate_workload(c, raw, base_dir)
+  if raw.workload == nil then c:bad("workload", "is required") end
+  local w = c:object(raw.workload, "workload", {
+    dataset = 1, endpoint = 1, model = 1, concurrency = 1, request_count = 1, max_new_tokens = 1,
+    warmup_requests = 1, request_timeout_s = 1, seed = 1, stream = 1, repeats = 1,
+  })
+  local d = DEFAULTS.workload
+  if w.dataset == nil then c:bad("workload.dataset", "is required") end
+  if w.model == nil then c:bad("workload.model", "is required") end
+  local dataset = c:string(w.dataset, "workload.dataset")
+  return {
+    dataset = dataset,
+    dataset_path = util.join(base_dir, dataset),
+    endpoint = c:string(get(w, "endpoint", d.endpoint), "workload.endpoint", { one_of = M.ENDPOINTS }),
+    model = c:string(w.model, "workload.model"),
+    concurrency = c:number(get(w, "concurrency", d.concurrency), "workload.concurrency", { integer = true, min = 1, max = 4096 }),
+    request_count = c:number(get(w, "request_count", d.request_count), "workload.request_count", { integer = true, min = 1, max = 10000000 }),
+    max_new_tokens = c:number(get(w, "max_new_tokens", d.max_new_tokens), "workload.max_new_tokens", { integer = true, min = 1, max = 1000000 }),
+    warmup_requests = c:number(get(w, "warmup_requests", d.warmup_requests), "workload.warmup_requests", { integer = true, min = 0, max = 1000000 }),
+    request_timeout_s = c:number(get(w, "request_timeout_s", d.request_timeout_s), "workload.request_timeout_s", { min = 0.001, max = 86400 }),
+    seed = c:number(get(w, "seed", d.seed), "workload.seed", { integer = true, min = 0, max = 2 ^ 53 }),
+    stream = c:boolean(get(w, "stream", d.stream), "workload.stream"),
+    repeats = c:number(get(w, "repeats", d.repeats), "workload.repeats", { integer = true, min = 1, max = 100 }),
+  }
+end
+
+local function validate_knobs(c, raw)
+  if raw.knobs == nil then c:bad("knobs", "is required") end
+  local list = c:array(raw.knobs, "knobs", { nonempty = true })
+  if #list > M.MAX_KNOBS then
+    c:bad("knobs", "at most %d knobs are supported (got %d: 2^%d trials)", M.MAX_KNOBS, #list, #list)
+  end
+  local knobs, seen = {}, {}
+  for i, k in ipairs(list) do
+    local path = string.format("knobs[%d]", i - 1)
+    c:object(k, path, { name = 1, flag = 1, key = 1, env = 1, on_value = 1 })
+    if k.name == nil then c:bad(path .. ".name", "is required") end
+    local name = c:string(k.name, path .. ".name")
+    if name:find("[%c]") then c:bad(path .. ".name", "must not contain control characters") end
+    if seen[name] then c:bad(path .. ".name", "duplicate knob name '%s' (also knobs[%d])", name, seen[name]) end
+    seen[name] = i - 1
+    local kinds = {}
+    for _, f in ipairs({ "flag", "key", "env" }) do if k[f] ~= nil then kinds[#kinds + 1] = f end end
+    if #kinds == 0 then c:bad(path, "needs one of 'flag', 'key' or 'env'") end
+    if #kinds > 1 then c:bad(path, "has both '%s' and '%s' (use one)", kinds[1], kinds[2]) end
+    local knob = { name = name, index = i - 1 }
+    if k.flag ~= nil then
+      knob.flag = c:string(k.flag, path .. ".flag")
+      if k.on_value ~= nil then c:bad(path .. ".on_value", "is only used with 'key' or 'env'") end
+    else
+      local f = kinds[1]
+      knob[f] = c:string(k[f], path .. "." .. f)
+      if f == "env" and not knob.env:match("^[%a_][%w_]*$") then
+        c:bad(path .. ".env", "'%s' is not a valid environment variable name", knob.env)
+      end
+      if k.on_value == nil then c:bad(path .. ".on_value", "is required with '%s'", f) end
+      knob.on_value = c:string(k.on_value, path .. ".on_value", { empty = true })
+    end
+    knobs[i] = knob
+  end
+  return knobs
+end
+
+local function validate_nsys(c, raw)
+  local n = c:object(get(raw, "nsys", {}), "nsys",
+    { bin = 1, trace = 1, extra_args = 1, capture = 1, phases = 1, kernel_names = 1, timeout_s = 1 })
+  local d = DEFAULTS.nsys
+  return {
+    bin = c:string(get(n, "bin", d.bin), "nsys.bin"),
+    trace = c:string(get(n, "trace", d.trace), "nsys.trace"),
+    extra_args = n.extra_args ~= nil and c:string_list(n.extra_args, "nsys.extra_args") or d.extra_args,
+    capture = c:string(get(n, "capture", d.capture), "nsys.capture", { one_of = { session = 1, process = 1 } }),
+    phases = n.phases ~= nil and c:string_list(n.phases, "nsys.phases", { nonempty = true }) or d.phases,
+    kernel_names = c:string(get(n, "kernel_names", d.kernel_names), "nsys.kernel_names", { one_of = { demangled = 1, short = 1 } }),
+    timeout_s = c:number(get(n, "timeout_s", d.timeout_s), "nsys.timeout_s", { min = 1, max = 86400 }),
+  }
+end
+
+local function parse_tie_breaker(c, s, path)
+  local metric, dir = s:match("^([%w_]+):(%a+)$")
+  if not metric or (dir ~= "min" and dir ~= "max") then c:bad(path, "expected 'metric:min' or 'metric:max' (got '%s')", s) end
+  if not M.METRICS[metric] then c:bad(path, "unknown metric '%s'", metric) end
+  return { metric = metric, maximize = dir == "max" }
+end
+
+local function validate_objective(c, raw)
+  local o = c:object(get(raw, "objective", {}), "objective", { minimize = 1, maximize = 1, tie_breakers = 1 })
+  if o.minimize ~= nil and o.maximize ~= nil then c:bad("objective", "has both 'minimize' and 'maximize' (use one)") end
+  local d = DEFAULTS.objective
+  local maximize = o.maximize ~= nil
+  local metric = c:string(o.maximize or get(o, "minimize", d.minimize), maximize and "objective.maximize" or "objective.minimize")
+  if not M.METRICS[metric] then c:bad(maximize and "objective.maximize" or "objective.minimize", "unknown metric '%s'", metric) end
+  local tbs = {}
+  local raw_tbs = o.tie_breakers ~= nil and c:string_list(o.tie_breakers, "objective.tie_breakers") or d.tie_breakers
+  for i, s in ipairs(raw_tbs) do tbs[i] = parse_tie_breaker(c, s, string.format("objective.tie_breakers[%d]", i - 1)) end
+  return { metric = metric, maximize = maximize, tie_breakers = tbs }
+end
+
+-- Loads and validates; returns the resolved config table.
+function M.load(path)
+  local text, err = util.read_file(path)
+  if not text then errors.usage("config %s: cannot read: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""))) end
+  if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
+  local raw = M.decode_json(text, "config " .. path)
+  local c = new_checker(path)
+  c:object(raw, "", {
+    serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
+    constraints = 1, strategy_options = 1,
+  })
+  local base_dir = util.dirname(path)
+  if raw.serve_cmd == nil then c:bad("serve_cmd", "is required") end
+  local serve_cmd
+  if type(raw.serve_cmd) == "string" then
+    c:string(raw.serve_cmd, "serve_cmd")
+    local argv, serr = M.split_command(raw.serve_cmd)
+    if not argv then c:bad("serve_cmd", "%s", serr) end
+    serve_cmd = argv
+  else
+    serve_cmd = c:string_list(raw.serve_cmd, "serve_cmd", { nonempty = true })
+  end
+  if #serve_cmd == 0 or serve_cmd[1] == "" then c:bad("serve_cmd", "must name a program") end
+  local env = {}
+  for k, v in pairs(c:object(get(raw, "env", {}), "env")) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then c:bad("env", "'%s' is not a valid environment variable name", tostring(k)) end
+    env[k] = c:string(v, "env." .. k, { empty = true })
+  end
+  local cfg = {
+    path = path,
+    base_dir = base_dir,
+    serve_cmd = serve_cmd,
+    env = env,
+    server = validate_server(c, raw),
+    workload = validate_workload(c, raw, base_dir),
+    knobs = validate_knobs(c, raw),
+    nsys = validate_nsys(c, raw),
+    objective = validate_objective(c, raw),
+    strategy_options = c:object(get(raw, "strategy_options", {}), "strategy_options"),
+  }
+  local cons = c:object(get(raw, "constraints", {}), "constraints", { max_error_rate = 1 })
+  cfg.constraints = {
+    max_error_rate = c:number(get(cons, "max_error_rate", 0), "constraints.max_error_rate", { min = 0, max = 1 }),
+  }
+  -- the engine chooses the port: the command must say where it goes
+  local has_port = false
+  for _, a in ipairs(serve_cmd) do if a:find("{port}", 1, true) then has_port = true end end
+  for _, v in pairs(env) do if v:find("{port}", 1, true) then has_port = true end end
+  if not has_port then c:bad("serve_cmd", "must contain {port} (replaced by server.port) so the server listens where the engine looks") end
+  for _, k in ipairs(cfg.knobs) do
+    if k.env and env[k.env] ~= nil then
+      c:bad(string.format("knobs[%d].env", k.index), "'%s' is also set in env; a knob must own its variable", k.env)
+    end
+  end
+  -- a relative program path (with a slash) is relative to the config file
+  if serve_cmd[1]:find("/", 1, true) and serve_cmd[1]:sub(1, 1) ~= "/" then
+    serve_cmd[1] = util.join(base_dir, serve_cmd[1])
+  end
+  return cfg
+end
+
+-- Mask string: bit i (left to right) is knobs[i].
+function M.mask_string(mask, n)
+  local bits = {}
+  for i = 1, n do bits[i] = ((mask >> (n - i)) & 1) == 1 and "1" or "0" end
+  return table.concat(bits)
+end
+
+function M.knob_on(mask, n, i) return ((mask >> (n - i)) & 1) == 1 end
+
+local function subst_port(s, port) return (s:gsub("{port}", tostring(port))) end
+
+-- The server command of a mask: argv, env (config env + knob env) and names of ON knobs.
+function M.resolve(cfg, mask)
+  local n = #cfg.knobs
+  local port = cfg.server.port
+  local argv, env, on = {}, {}, {}
+  for i, a in ipairs(cfg.serve_cmd) do argv[i] = subst_port(a, port) end
+  for k, v in pairs(cfg.env) do env[k] = subst_port(v, port) end
+  for i, k in ipairs(cfg.knobs) do
+    if M.knob_on(mask, n, i) then
+      on[#on + 1] = k.name
+      if k.flag then argv[#argv + 1] = k.flag
+      elseif k.key then argv[#argv + 1] = k.key; argv[#argv + 1] = k.on_value
+      else env[k.env] = subst_port(k.on_value, port) end
+    end
+  end
+  return { mask = mask, mask_string = M.mask_string(mask, n), argv = argv, env = env, knobs_on = on }
+end
+
+return M

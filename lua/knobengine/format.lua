@@ -1,0 +1,95 @@
+-- The strict stdout format (DESIGN.md "Stdout"): number formats, the CSV table, the
+-- BEST line and the BEST_VS_BASELINE block. Pure functions returning strings.
+local util = require("knobengine.util")
+
+local M = {}
+
+M.TABLE_HEADER = "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms"
+
+local function missing(v) return util.is_null(v) or v ~= v or v == math.huge or v == -math.huge end
+
+local function fixed(v, decimals)
+  if missing(v) then return "na" end
+  local s = string.format("%." .. decimals .. "f", v)
+  if s:match("^%-0%.0*$") then s = s:sub(2) end -- no "-0.000"
+  return s
+end
+
+function M.ms(v) return fixed(v, 3) end
+function M.rate(v) return fixed(v, 4) end
+function M.percent(v) return fixed(v, 2) end
+
+-- A signed delta at 3 decimals: "+1.250", "-3.000", "+0.000"; na when either side is.
+function M.delta(new, old)
+  if missing(new) or missing(old) then return "na" end
+  local s = string.format("%.3f", new - old)
+  if s:match("^%-0%.0*$") then s = s:sub(2) end
+  if s:sub(1, 1) ~= "-" then s = "+" .. s end
+  return s
+end
+
+-- CSV field: quoted when it holds a comma, quote or newline.
+function M.csv_field(s)
+  s = tostring(s)
+  if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- One table row. An invalid trial shows na for every metric but its error_rate.
+function M.table_row(t, baseline_p50)
+  local m = t.valid and t.metrics or {}
+  return table.concat({
+    tostring(t.trial), t.mask_string, M.ms(m.p50_latency_ms), M.ms(m.p95_latency_ms),
+    M.ms(m.tokens_per_s), M.rate(t.error_rate), t.valid and M.delta(m.p50_latency_ms, baseline_p50) or "na",
+  }, ",")
+end
+
+function M.best_line(t, baseline_p50)
+  return string.format("BEST,knob_mask=%s,p50_latency_ms=%s,delta_p50_ms=%s", t.mask_string,
+    M.ms(t.metrics.p50_latency_ms), M.delta(t.metrics.p50_latency_ms, baseline_p50))
+end
+
+local function compare_line(name, old, new)
+  return string.format("%s: %s -> %s (%s)", name, M.ms(old), M.ms(new), M.delta(new, old))
+end
+
+local function kernel_lines(summary)
+  local kernels = summary and summary.top_kernels
+  if util.is_null(kernels) or #kernels == 0 then return { "1) na" } end
+  local lines = {}
+  for i, k in ipairs(kernels) do
+    lines[i] = string.format("%d) %s,%s,%s", i, M.csv_field(k.name), M.ms(k.total_ms), M.percent(k.percent))
+  end
+  return lines
+end
+
+local function phase_total(phases, name)
+  local p = phases and phases[name]
+  if util.is_null(p) then return nil end
+  return p.total_ms
+end
+
+-- base/best: {metrics=..., trace=trace summary or nil, phases=nvtx phases or nil}
+function M.best_vs_baseline(base, best, phase_names)
+  local L = { "BEST_VS_BASELINE" }
+  for _, k in ipairs({ "p50_latency_ms", "p95_latency_ms", "tokens_per_s" }) do
+    L[#L + 1] = compare_line(k, base.metrics[k], best.metrics[k])
+  end
+  L[#L + 1] = ""
+  for _, k in ipairs({ "gpu_compute_ms", "memcpy_ms", "osrt_wait_ms" }) do
+    L[#L + 1] = compare_line(k, base.trace and base.trace[k], best.trace and best.trace[k])
+  end
+  L[#L + 1] = ""
+  for _, name in ipairs(phase_names) do
+    L[#L + 1] = compare_line("nvtx_" .. name .. "_ms", phase_total(base.phases, name), phase_total(best.phases, name))
+  end
+  L[#L + 1] = ""
+  L[#L + 1] = "TOP_KERNELS_BASELINE"
+  for _, l in ipairs(kernel_lines(base.trace)) do L[#L + 1] = l end
+  L[#L + 1] = ""
+  L[#L + 1] = "TOP_KERNELS_BEST"
+  for _, l in ipairs(kernel_lines(best.trace)) do L[#L + 1] = l end
+  return L
+end
+
+return M

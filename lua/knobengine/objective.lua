@@ -1,0 +1,42 @@
+-- Choosing the best trial: among full-fidelity valid trials (error_rate <=
+-- constraints.max_error_rate), the objective metric, then each tie-breaker, then the
+-- lowest trial index. Values are compared at the printed precision (3 decimals), so
+-- trials that print the same number are ties and the tie-breakers decide.
+local util = require("knobengine.util")
+
+local M = {}
+
+local function key(v)
+  if util.is_null(v) or v ~= v then return nil end
+  return math.floor(v * 1000 + 0.5)
+end
+
+-- Returns -1 if a is better, 1 if b is better, 0 if equal on this criterion.
+local function compare_metric(a, b, metric, maximize)
+  local x, y = key(a.metrics[metric]), key(b.metrics[metric])
+  if x == y then return 0 end
+  if x == nil then return 1 end -- a missing value never wins
+  if y == nil then return -1 end
+  if maximize then x, y = -x, -y end
+  return x < y and -1 or 1
+end
+
+function M.better(a, b, objective)
+  local c = compare_metric(a, b, objective.metric, objective.maximize)
+  if c ~= 0 then return c < 0 end
+  for _, tb in ipairs(objective.tie_breakers) do
+    c = compare_metric(a, b, tb.metric, tb.maximize)
+    if c ~= 0 then return c < 0 end
+  end
+  return a.trial < b.trial
+end
+
+function M.choose(trials, objective)
+  local best
+  for _, t in ipairs(trials) do
+    if t.valid and t.full and (best == nil or M.better(t, best, objective)) then best = t end
+  end
+  return best
+end
+
+return M

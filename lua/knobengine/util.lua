@@ -1,0 +1,128 @@
+-- Small helpers shared by the engine modules: file reading, JSON, quoting.
+local cjson = require("cjson")
+local knob = require("knob")
+
+local M = {}
+
+function M.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local data, rerr = f:read("a")
+  f:close()
+  if not data then return nil, path .. ": " .. tostring(rerr) end
+  return data
+end
+
+-- Sorted keys, so JSON output is stable across runs and easy to diff.
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+local function is_array(t)
+  if getmetatable(t) and getmetatable(t).__jsontype == "array" then return true end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  if n == 0 then return false end
+  for i = 1, n do if t[i] == nil then return false end end
+  return true
+end
+
+-- A JSON array marker for tables that may be empty (cjson cannot tell).
+function M.array(t) return setmetatable(t or {}, { __jsontype = "array" }) end
+
+-- Pretty JSON with sorted keys and 2-space indent.
+local function encode(v, indent, out)
+  local t = type(v)
+  if t == "table" then
+    local pad = string.rep("  ", indent + 1)
+    if is_array(v) then
+      if #v == 0 then out[#out + 1] = "[]"; return end
+      out[#out + 1] = "[\n"
+      for i, item in ipairs(v) do
+        out[#out + 1] = pad
+        encode(item, indent + 1, out)
+        out[#out + 1] = i < #v and ",\n" or "\n"
+      end
+      out[#out + 1] = string.rep("  ", indent) .. "]"
+    else
+      local keys = sorted_keys(v)
+      if #keys == 0 then out[#out + 1] = "{}"; return end
+      out[#out + 1] = "{\n"
+      for i, k in ipairs(keys) do
+        out[#out + 1] = pad .. cjson.encode(tostring(k)) .. ": "
+        encode(v[k], indent + 1, out)
+        out[#out + 1] = i < #keys and ",\n" or "\n"
+      end
+      out[#out + 1] = string.rep("  ", indent) .. "}"
+    end
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then out[#out + 1] = "null"
+    elseif math.type(v) == "integer" then out[#out + 1] = string.format("%d", v)
+    else out[#out + 1] = string.format("%.17g", v) end
+  elseif v == nil or v == cjson.null then
+    out[#out + 1] = "null"
+  else
+    out[#out + 1] = cjson.encode(v)
+  end
+end
+
+function M.json(v)
+  local out = {}
+  encode(v, 0, out)
+  out[#out + 1] = "\n"
+  return table.concat(out)
+end
+
+-- Writes a file atomically (mode defaults to 0644); raises with the path on failure.
+function M.write(path, data, mode)
+  local ok, err = knob.write_atomic(path, data, mode)
+  if not ok then error(err, 0) end
+end
+
+function M.write_json(path, v) M.write(path, M.json(v)) end
+
+function M.mkdir(path)
+  local ok, err = knob.mkdir_p(path)
+  if not ok then error(err, 0) end
+end
+
+-- POSIX shell quoting: safe to paste into any sh.
+function M.shell_quote(s)
+  if s:match("^[%w%-%._/=:,@%+]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+function M.shell_join(argv)
+  local parts = {}
+  for i, a in ipairs(argv) do parts[i] = M.shell_quote(a) end
+  return table.concat(parts, " ")
+end
+
+function M.dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
+function M.join(dir, path)
+  if path:sub(1, 1) == "/" or dir == "." then return path end
+  return dir .. "/" .. path
+end
+
+function M.is_null(v) return v == nil or v == cjson.null end
+
+-- Finds an executable on PATH (or checks a path with a slash).
+function M.which(cmd)
+  if cmd:find("/", 1, true) then return knob.exists(cmd) and cmd or nil end
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+    local p = dir .. "/" .. cmd
+    if knob.exists(p) then return p end
+  end
+  return nil
+end
+
+return M
