@@ -11,8 +11,12 @@
 static void stop_server(const ke_trial *t, const ke_nsys_opts *nsys, ke_proc *p,
                         ke_trial_result *r) {
   double t0 = ke_now();
-  if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
+  /* end the nsys session first (it leaves the server running), then stop the server */
   if (nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0)) ke_nsys_shutdown(nsys);
+  /* the server and anything it started, wherever they are (under `nsys launch` the
+   * server is the nsys agent's child, not ours) */
+  if (ke_stop_marked(t->marker, t->stop_timeout_s) > 0) r->killed = 1;
+  if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
   /* the next trial binds the same port: wait for it to be released */
   ke_wait_port_free(t->host, t->port, t->stop_timeout_s > 1 ? t->stop_timeout_s : 1);
   r->stop_s = ke_now() - t0;
@@ -51,7 +55,19 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   int session_mode = nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0);
   ke_proc *p = NULL;
   double t0 = ke_now();
-  int rc = ke_spawn(argv, t->env, t->log_path, &p, r->error, sizeof r->error);
+  /* the trial's environment plus its marker */
+  size_t nenv = 0;
+  while (t->env && t->env[nenv]) nenv++;
+  const char **env = calloc(nenv + 2, sizeof *env);
+  if (!env) {
+    ke_nsys_argv_free(&wrapped);
+    snprintf(r->error, sizeof r->error, "out of memory");
+    return 0;
+  }
+  for (size_t i = 0; i < nenv; i++) env[i] = t->env[i];
+  env[nenv] = t->marker;
+  int rc = ke_spawn(argv, env, t->log_path, &p, r->error, sizeof r->error);
+  free(env);
   ke_nsys_argv_free(&wrapped);
   if (rc) return 0;
 

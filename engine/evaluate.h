@@ -19,6 +19,7 @@ typedef struct {
   const char *ready_url;
   double ready_timeout_s, stop_timeout_s;
   const char *log_path;
+  const char *marker; /* "NAME=value" added to the server's environment, unique per trial */
   ke_replay_opts replay;
   const ke_nsys_opts *nsys; /* NULL: not profiled */
 } ke_trial;

@@ -256,6 +256,9 @@ static int l_evaluate(lua_State *L) {
   t.stop_timeout_s = opt_number(L, 1, "stop_timeout_s", 30);
   t.log_path = opt_string(L, 1, "log_path", NULL);
   if (!t.ready_url || !t.log_path) return luaL_error(L, "evaluate: 'ready_url' and 'log_path' are required");
+  /* a marker unique to this trial in this process: finds the server wherever it runs */
+  static unsigned long trial_seq;
+  t.marker = lua_pushfstring(L, "KNOBENGINE_TRIAL=%d-%d", (int)getpid(), (int)++trial_seq);
   lua_getfield(L, 1, "replay");
   luaL_checktype(L, -1, LUA_TTABLE);
   read_replay(L, -1, &t.replay);

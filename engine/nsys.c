@@ -106,7 +106,7 @@ void ke_nsys_shutdown(const ke_nsys_opts *o) {
   char err[256];
   char session_opt[300];
   snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
-  const char *argv[] = {o->bin, "shutdown", session_opt, "--kill=sigkill", NULL};
+  const char *argv[] = {o->bin, "shutdown", session_opt, "--kill=none", NULL};
   ke_run_command(argv, o->log_path, o->timeout_s, err, sizeof err);
 }
 

@@ -45,7 +45,7 @@ int ke_nsys_importer_visible(const char *bin);
 /* Session mode: starts and stops the capture of the running session. */
 int ke_nsys_start(const ke_nsys_opts *o, char *err, size_t errlen);
 int ke_nsys_stop(const ke_nsys_opts *o, char *err, size_t errlen);
-/* Ends the session's daemon side after the server is gone (best effort). */
+/* Ends the session, leaving the server running for the caller to stop (best effort). */
 void ke_nsys_shutdown(const ke_nsys_opts *o);
 /* Makes <output>.nsys-rep exist (importing a leftover .qdstrm) and exports it to sqlite. */
 int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r);

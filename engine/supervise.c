@@ -2,6 +2,8 @@
 #include "supervise.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -296,6 +298,54 @@ void ke_proc_free(ke_proc *p) {
   if (!p->exited) ke_proc_stop(p, 0);
   free(p->log_path);
   free(p);
+}
+
+/* 1 if /proc/<pid>/environ holds the exact entry `marker`. */
+static int has_marker(const char *pid, const char *marker) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%s/environ", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t mlen = strlen(marker);
+  char buf[65536];
+  size_t len = 0;
+  ssize_t n;
+  while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+  close(fd);
+  for (size_t i = 0; i < len;) {
+    size_t e = strnlen(buf + i, len - i);
+    if (e == mlen && memcmp(buf + i, marker, mlen) == 0) return 1;
+    i += e + 1;
+  }
+  return 0;
+}
+
+int ke_signal_marked(const char *marker, int sig) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  int count = 0;
+  pid_t self = getpid();
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!isdigit((unsigned char)de->d_name[0])) continue;
+    pid_t pid = (pid_t)atol(de->d_name);
+    if (pid == self || !has_marker(de->d_name, marker)) continue;
+    /* a zombie still shows its environ as empty, so it never matches */
+    if (kill(pid, sig) == 0) count++;
+  }
+  closedir(d);
+  return count;
+}
+
+int ke_stop_marked(const char *marker, double timeout_s) {
+  if (ke_signal_marked(marker, 0) == 0) return 0;
+  ke_signal_marked(marker, SIGTERM);
+  double deadline = ke_now() + timeout_s;
+  while (ke_now() < deadline) {
+    if (ke_signal_marked(marker, 0) == 0) return 0;
+    ke_sleep(0.01);
+  }
+  return ke_signal_marked(marker, SIGKILL);
 }
 
 int ke_port_in_use(const char *host, int port) {

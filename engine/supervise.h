@@ -46,6 +46,15 @@ int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size
 int ke_proc_stop(ke_proc *p, double timeout_s);
 void ke_proc_free(ke_proc *p);
 
+/* Processes started for a trial carry a marker in their environment ("NAME=value");
+ * the marker finds them even when they left our process group (a server launched by
+ * the nsys agent, a worker that called setsid). Sends sig to every process whose
+ * environment holds the marker, except us; returns how many were signalled. */
+int ke_signal_marked(const char *marker, int sig);
+/* SIGTERM to marked processes, wait up to timeout_s, then SIGKILL. Returns the number
+ * that needed SIGKILL. */
+int ke_stop_marked(const char *marker, double timeout_s);
+
 /* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
  * host. */
 int ke_port_in_use(const char *host, int port);

@@ -59,4 +59,16 @@ if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
   echo "install-deps.sh: installing nsight-systems (about 170 MB)" >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nsight-systems >&2
 fi
+if [ "$want_nsys" = 1 ] && command -v nsys >/dev/null 2>&1; then
+  # Debian's package puts QdstrmImporter in /usr/lib/nsight-systems/host-linux-x64 but
+  # nsys looks beside its real binary (../host-linux-x64). Without it nsys leaves only a
+  # .qdstrm and `nsys stop` of a session hangs. Link the directory where nsys looks.
+  real=$(readlink -f "$(command -v nsys)")
+  want="$(dirname "$(dirname "$real")")/host-linux-x64"
+  have=/usr/lib/nsight-systems/host-linux-x64
+  if [ ! -e "$want/QdstrmImporter" ] && [ -x "$have/QdstrmImporter" ] && [ ! -e "$want" ]; then
+    echo "install-deps.sh: linking $want -> $have (nsys's report importer)" >&2
+    $SUDO ln -s "$have" "$want"
+  fi
+fi
 echo "install-deps.sh: dependencies present" >&2
