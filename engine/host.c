@@ -118,7 +118,12 @@ int ke_host_run(lua_State *L, const char *module, int argc, char **argv) {
 int ke_host_run_file(lua_State *L, const char *path, int argc, char **argv) {
   lua_pushcfunction(L, msg_handler);
   int h = lua_gettop(L);
-  push_args(L, argc, argv, 0);
+  /* as the lua interpreter does: arg[0] is the script, arg[1..] its arguments */
+  lua_createtable(L, argc, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
   lua_setglobal(L, "arg");
   if (luaL_loadfile(L, path) != LUA_OK) return report(L);
   if (lua_pcall(L, 0, 0, h) != LUA_OK) return report(L);

@@ -56,6 +56,13 @@ function Checker:string(v, path, opts)
   return v
 end
 
+-- Numbers in messages as the user wrote them: 2, not 2.0.
+local function shown(v)
+  local i = math.tointeger(v)
+  if i then return tostring(i) end
+  return string.format("%.17g", v)
+end
+
 function Checker:number(v, path, opts)
   opts = opts or {}
   if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
@@ -63,11 +70,11 @@ function Checker:number(v, path, opts)
   end
   if opts.integer then
     local i = math.tointeger(v)
-    if not i then self:bad(path, "expected integer (got %s)", tostring(v)) end
+    if not i then self:bad(path, "expected integer (got %s)", shown(v)) end
     v = i
   end
-  if opts.min and v < opts.min then self:bad(path, "must be >= %s (got %s)", opts.min, v) end
-  if opts.max and v > opts.max then self:bad(path, "must be <= %s (got %s)", opts.max, v) end
+  if opts.min and v < opts.min then self:bad(path, "must be >= %s (got %s)", shown(opts.min), shown(v)) end
+  if opts.max and v > opts.max then self:bad(path, "must be <= %s (got %s)", shown(opts.max), shown(v)) end
   return v
 end
 

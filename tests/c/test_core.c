@@ -1,0 +1,194 @@
+/* Unit tests for the C core: JSON reader, SSE parser, statistics, file helpers,
+ * supervision and port checks. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fsutil.h"
+#include "json.h"
+#include "sse.h"
+#include "stats.h"
+#include "supervise.h"
+
+static void test_json(void) {
+  kj_doc doc = {0};
+  char err[128];
+  const char *text = "{\"a\": [1, 2.5, -3e2], \"s\": \"x\\ny\\u00e9\\ud83d\\ude00\", \"t\": true, \"n\": null}";
+  kj_value *v = kj_parse(&doc, text, strlen(text), err, sizeof err);
+  CHECK(v && v->type == KJ_OBJ && v->len == 4);
+  const kj_value *a = kj_get(v, "a");
+  CHECK(a && a->type == KJ_ARR && a->len == 3);
+  CHECK_NEAR(a->child->next->next->num, -300, 0);
+  CHECK_STR(kj_get(v, "s")->str, "x\ny\xc3\xa9\xf0\x9f\x98\x80");
+  CHECK(kj_get(v, "t")->boolean == 1);
+  CHECK(kj_get(v, "n")->type == KJ_NULL);
+  CHECK(kj_get(v, "missing") == NULL);
+  kj_doc_free(&doc);
+
+  const char *bad[] = {"{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "{\"a\":\"\x01\"}", "-", "[01x]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK(kj_parse(&doc, bad[i], strlen(bad[i]), err, sizeof err) == NULL);
+    CHECK(strstr(err, "at byte") != NULL);
+    kj_doc_free(&doc);
+  }
+  /* nesting is bounded rather than recursing without end */
+  char deep[300];
+  memset(deep, '[', sizeof deep);
+  CHECK(kj_parse(&doc, deep, sizeof deep, err, sizeof err) == NULL);
+  kj_doc_free(&doc);
+
+  kbuf b = {0};
+  kbuf_json_string(&b, "a\"b\\c\n\x01", 7);
+  CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001\"");
+  kbuf_free(&b);
+}
+
+typedef struct { char events[16][64]; int n; } sse_log;
+
+static int collect(void *ud, const char *data, size_t len) {
+  sse_log *l = ud;
+  if (l->n < 16) snprintf(l->events[l->n++], 64, "%.*s", (int)len, data);
+  return 0;
+}
+
+static void test_sse(void) {
+  const char *stream =
+      ": comment\r\n"
+      "data: {\"a\":1}\r\n\r\n"
+      "event: x\ndata:first\ndata: second\n\n"
+      "id: 3\n\n"      /* no data: no event */
+      "data: [DONE]\r\r";
+  /* every split point gives the same events */
+  size_t n = strlen(stream);
+  for (size_t split = 0; split <= n; split++) {
+    sse_parser p;
+    sse_init(&p);
+    sse_log l = {0};
+    CHECK(sse_feed(&p, stream, split, collect, &l) == 0);
+    CHECK(sse_feed(&p, stream + split, n - split, collect, &l) == 0);
+    CHECK(l.n == 3);
+    CHECK_STR(l.events[0], "{\"a\":1}");
+    CHECK_STR(l.events[1], "first\nsecond");
+    CHECK_STR(l.events[2], "[DONE]");
+    CHECK(!sse_pending(&p));
+    sse_free(&p);
+  }
+  /* byte by byte */
+  sse_parser p;
+  sse_init(&p);
+  sse_log l = {0};
+  for (size_t i = 0; i < n; i++) sse_feed(&p, stream + i, 1, collect, &l);
+  CHECK(l.n == 3);
+  sse_free(&p);
+  /* a cut-off stream is reported as pending */
+  sse_init(&p);
+  sse_feed(&p, "data: {\"a\"", 10, collect, &l);
+  CHECK(sse_pending(&p));
+  sse_free(&p);
+}
+
+static void test_stats(void) {
+  double x[] = {5, 1, 4, 2, 3};
+  ke_sort_doubles(x, 5);
+  CHECK_NEAR(ke_percentile_sorted(x, 5, 50), 3, 1e-12);
+  CHECK_NEAR(ke_percentile_sorted(x, 5, 95), 4.8, 1e-12);
+  CHECK_NEAR(ke_percentile_sorted(x, 5, 0), 1, 1e-12);
+  CHECK_NEAR(ke_percentile_sorted(x, 5, 100), 5, 1e-12);
+  double y[] = {10, 20};
+  CHECK_NEAR(ke_percentile_sorted(y, 2, 99), 19.9, 1e-12);
+  CHECK(isnan(ke_percentile_sorted(y, 0, 50)));
+  CHECK_NEAR(ke_mean(x, 5), 3, 1e-12);
+}
+
+static void test_fs(void) {
+  char dir[] = "/tmp/knobtest.XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256], err[256];
+  snprintf(path, sizeof path, "%s/a/b/c", dir);
+  CHECK(ke_mkdir_p(path, err, sizeof err) == 0);
+  CHECK(ke_is_dir(path));
+  snprintf(path, sizeof path, "%s/a/file.txt", dir);
+  CHECK(ke_write_atomic(path, "one\ntwo\nthree\n", 14, 0600, err, sizeof err) == 0);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+  char *tail = ke_tail_lines(path, 2);
+  CHECK_STR(tail, "two\nthree");
+  free(tail);
+  snprintf(path, sizeof path, "%s/missing/x", dir);
+  CHECK(ke_write_atomic(path, "x", 1, 0644, err, sizeof err) == -1);
+  CHECK(strstr(err, "missing/x") != NULL);
+  CHECK(ke_remove_tree(dir, err, sizeof err) == 0);
+  CHECK(!ke_exists(dir));
+}
+
+static void test_supervise(void) {
+  char log[] = "/tmp/knobtest-log.XXXXXX";
+  int fd = mkstemp(log);
+  CHECK(fd >= 0);
+  close(fd);
+  char err[1024];
+  ke_proc *p;
+  const char *missing[] = {"/nonexistent/server", NULL};
+  CHECK(ke_spawn(missing, NULL, log, &p, err, sizeof err) == -1);
+  CHECK(strstr(err, "cannot execute '/nonexistent/server'") != NULL);
+
+  /* a process that exits at once: wait_ready reports its status and log */
+  const char *fails[] = {"sh", "-c", "echo boom-from-server; exit 3", NULL};
+  CHECK(ke_spawn(fails, NULL, log, &p, err, sizeof err) == 0);
+  CHECK(ke_wait_ready(p, "http://127.0.0.1:9/health", 5, err, sizeof err) == -1);
+  CHECK(strstr(err, "exited with status 3") != NULL);
+  CHECK(strstr(err, "boom-from-server") != NULL);
+  ke_proc_free(p);
+
+  /* env reaches the child; a marked grandchild that ignores SIGTERM is still stopped */
+  const char *env[] = {"KNOB_TEST_MARK=unit-42", NULL};
+  const char *sleeper[] = {"sh", "-c", "trap '' TERM; sleep 30 & wait", NULL};
+  CHECK(ke_spawn(sleeper, env, log, &p, err, sizeof err) == 0);
+  ke_sleep(0.2);
+  CHECK(ke_signal_marked("KNOB_TEST_MARK=unit-42", 0) >= 1);
+  CHECK(ke_stop_marked("KNOB_TEST_MARK=unit-42", 0.3) >= 1);
+  ke_sleep(0.1);
+  CHECK(ke_signal_marked("KNOB_TEST_MARK=unit-42", 0) == 0);
+  CHECK(ke_proc_exited(p));
+  ke_proc_free(p);
+
+  /* stop escalates to SIGKILL for a process that ignores SIGTERM */
+  const char *stubborn[] = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done", NULL};
+  CHECK(ke_spawn(stubborn, NULL, log, &p, err, sizeof err) == 0);
+  ke_sleep(0.1);
+  CHECK(ke_proc_stop(p, 0.2) == 1);
+  ke_proc_free(p);
+  unlink(log);
+}
+
+static void test_ports(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  int port = ntohs(a.sin_port);
+  CHECK(ke_port_in_use("127.0.0.1", port) == 1);
+  close(fd);
+  CHECK(ke_port_in_use("127.0.0.1", port) == 0);
+  CHECK(ke_wait_port_free("127.0.0.1", port, 1) == 0);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  test_json();
+  test_sse();
+  test_stats();
+  test_fs();
+  test_supervise();
+  test_ports();
+  CHECK_DONE();
+}

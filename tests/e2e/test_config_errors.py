@@ -1,0 +1,124 @@
+"""Every config and dataset error: one line on stderr naming the key or path, exit 2,
+nothing written under the results directory."""
+import json
+import os
+
+from common import Workspace, KNOBSIM
+
+
+def mutate(cfg, path, value):
+    """Sets cfg[path] ('a.b[0].c'); value DELETE removes the key."""
+    keys = []
+    for part in path.replace("]", "").split("."):
+        name, *idx = part.split("[")
+        keys.append(name)
+        keys.extend(int(i) for i in idx)
+    node = cfg
+    for k in keys[:-1]:
+        node = node[k]
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+
+
+DELETE = object()
+NINETEEN_KNOBS = [{"name": "k%d" % i, "flag": "--f%d" % i} for i in range(17)]
+
+# (name, mutation path, value, expected message tail)
+CASES = [
+    ("unknown top-level key", "colour", "blue", "colour: unknown key"),
+    ("unknown nested key", "server.hots", "x", "server.hots: unknown key"),
+    ("serve_cmd missing", "serve_cmd", DELETE, "serve_cmd: is required"),
+    ("serve_cmd wrong type", "serve_cmd", 5, "serve_cmd: expected array"),
+    ("serve_cmd item wrong type", "serve_cmd[1]", 7, "serve_cmd[1]: expected string"),
+    ("serve_cmd without {port}", "serve_cmd", ["x", "serve"], "serve_cmd: must contain {port}"),
+    ("serve_cmd bad quoting", "serve_cmd", "x 'serve {port}", "serve_cmd: unterminated single quote"),
+    ("env value wrong type", "env", {"A": 1}, "env.A: expected string"),
+    ("env bad name", "env", {"A-B": "1"}, "env: 'A-B' is not a valid environment variable name"),
+    ("port out of range", "server.port", 70000, "server.port: must be <= 65535 (got 70000)"),
+    ("port not integer", "server.port", 80.5, "server.port: expected integer (got 80.5)"),
+    ("port wrong type", "server.port", "80", "server.port: expected integer"),
+    ("ready_path relative", "server.ready_path", "health", "server.ready_path: must start with '/'"),
+    ("ready timeout zero", "server.ready_timeout_s", 0, "server.ready_timeout_s: must be >= 0.001 (got 0)"),
+    ("workload missing", "workload", DELETE, "workload: is required"),
+    ("dataset missing key", "workload.dataset", DELETE, "workload.dataset: is required"),
+    ("model missing", "workload.model", DELETE, "workload.model: is required"),
+    ("bad endpoint", "workload.endpoint", "/v1/embeddings", "workload.endpoint: expected one of '/v1/chat/completions', '/v1/completions' (got '/v1/embeddings')"),
+    ("concurrency zero", "workload.concurrency", 0, "workload.concurrency: must be >= 1 (got 0)"),
+    ("negative request_count", "workload.request_count", -5, "workload.request_count: must be >= 1 (got -5)"),
+    ("huge request_count", "workload.request_count", 1e300, "workload.request_count: expected integer"),
+    ("stream wrong type", "workload.stream", "yes", "workload.stream: expected boolean"),
+    ("knobs missing", "knobs", DELETE, "knobs: is required"),
+    ("knobs empty", "knobs", [], "knobs: must not be empty"),
+    ("knobs wrong type", "knobs", {"a": 1}, "knobs: expected array"),
+    ("too many knobs", "knobs", NINETEEN_KNOBS, "knobs: at most 16 knobs are supported (got 17: 2^17 trials)"),
+    ("knob without name", "knobs[1].name", DELETE, "knobs[1].name: is required"),
+    ("knob empty name", "knobs[0].name", "", "knobs[0].name: must not be empty"),
+    ("duplicate knob", "knobs[1].name", "prefix_caching", "knobs[1].name: duplicate knob name 'prefix_caching' (also knobs[0])"),
+    ("flag and key", "knobs[0].key", "--x", "knobs[0]: has both 'flag' and 'key' (use one)"),
+    ("no flag key or env", "knobs[0].flag", DELETE, "knobs[0]: needs one of 'flag', 'key' or 'env'"),
+    ("key without on_value", "knobs[1]", {"name": "k", "key": "--dtype"}, "knobs[1].on_value: is required with 'key'"),
+    ("on_value wrong type", "knobs[1]", {"name": "k", "key": "--dtype", "on_value": 8}, "knobs[1].on_value: expected string"),
+    ("flag with on_value", "knobs[0].on_value", "x", "knobs[0].on_value: is only used with 'key' or 'env'"),
+    ("unknown knob key", "knobs[0].default", True, "knobs[0].default: unknown key"),
+    ("knob env invalid", "knobs[1]", {"name": "k", "env": "A B", "on_value": "1"}, "knobs[1].env: 'A B' is not a valid environment variable name"),
+    ("nsys capture", "nsys.capture", "gpu", "nsys.capture: expected one of 'process', 'session' (got 'gpu')"),
+    ("objective metric", "objective", {"minimize": "p42"}, "objective.minimize: unknown metric 'p42'"),
+    ("tie breaker syntax", "objective", {"tie_breakers": ["p95_latency_ms"]}, "objective.tie_breakers[0]: expected 'metric:min' or 'metric:max' (got 'p95_latency_ms')"),
+    ("error rate above 1", "constraints.max_error_rate", 2, "constraints.max_error_rate: must be <= 1 (got 2)"),
+]
+
+
+class ConfigErrors(Workspace):
+    def check_error(self, expected, cfg_path="cfg.json"):
+        r = self.run_engine("--config", cfg_path, "--results", "res")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stdout, "")
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(expected, lines[0])
+        self.assertTrue(lines[0].startswith("knobengine: "), lines[0])
+        self.assertFalse(os.path.exists(self.path("res")), "results directory was created")
+
+    def test_table(self):
+        for name, path, value, expected in CASES:
+            with self.subTest(name):
+                cfg = self.base_config()
+                cfg.setdefault("server", {})
+                cfg.setdefault("env", {})
+                cfg.setdefault("constraints", {})
+                mutate(cfg, path, value)
+                self.write_config(cfg)
+                self.check_error("config cfg.json: " + expected)
+
+    def test_missing_file(self):
+        self.check_error("config nope.json: cannot read: No such file or directory", "nope.json")
+
+    def test_invalid_json_line_column(self):
+        self.write_config('{\n  "serve_cmd": ["x", "{port}"],\n  "knobs": [1,, 2]\n}\n')
+        self.check_error("config cfg.json: invalid JSON at line 3, column 15:")
+
+    def test_dataset_missing(self):
+        cfg = self.base_config()
+        cfg["workload"]["dataset"] = "nope.jsonl"
+        self.write_config(cfg)
+        self.check_error("workload.dataset: cannot read 'nope.jsonl': No such file or directory" )
+
+    def test_dataset_empty(self):
+        cfg = self.base_config()
+        self.write("data.jsonl", "\n\n")
+        self.write_config(cfg)
+        self.check_error("workload.dataset: 'data.jsonl' has no prompts")
+
+    def test_dataset_bad_line(self):
+        cfg = self.base_config()
+        self.write("data.jsonl", '{"prompt": "ok"}\n{"prompt": 5}\n')
+        self.write_config(cfg)
+        self.check_error("workload.dataset: data.jsonl line 2: 'prompt' must be a non-empty string")
+
+    def test_dataset_invalid_json(self):
+        cfg = self.base_config()
+        self.write("data.jsonl", '{"prompt": "ok"}\n{"prompt": \n')
+        self.write_config(cfg)
+        self.check_error("workload.dataset: data.jsonl line 2: invalid JSON")

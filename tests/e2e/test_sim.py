@@ -1,0 +1,242 @@
+"""The simulated vLLM-compatible server: protocol (byte for byte, OpenAI format),
+readiness, the direction of each knob at a fixed seed, and every fault mode."""
+import http.client
+import json
+import re
+import socket
+import subprocess
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+from common import KNOBSIM, Sim, http_get, http_post, free_port
+
+
+def normalize(text):
+    return re.sub(r'"created":\d+', '"created":0', text)
+
+
+def stream(sim, path, body):
+    """POSTs a streaming request; returns (status, headers, [(t, line)], t0)."""
+    conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=30)
+    t0 = time.monotonic()
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    lines = []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        lines.append((time.monotonic(), line.decode()))
+    conn.close()
+    return resp.status, dict(resp.getheaders()), lines, t0
+
+
+class Protocol(unittest.TestCase):
+    def test_health_and_models(self):
+        with Sim(model="Qwen/Qwen2.5-0.5B-Instruct") as s:
+            self.assertEqual(http_get(s.url + "/health"), (200, b""))
+            status, body = http_get(s.url + "/v1/models")
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body)["data"][0]["id"], "Qwen/Qwen2.5-0.5B-Instruct")
+
+    def test_refuses_while_loading_then_ready(self):
+        with Sim("--time-scale", "0", load_time="0.6", ready=False) as s:
+            time.sleep(0.2)
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+            s.wait_ready()
+
+    def test_completion_non_streaming_exact(self):
+        with Sim("--time-scale", "0") as s:
+            status, body = http_post(s.url + "/v1/completions",
+                                     {"model": "m", "prompt": "a b c", "max_tokens": 3, "ignore_eos": True, "seed": 5})
+            self.assertEqual(status, 200)
+            text = json.loads(body)["choices"][0]["text"]
+            self.assertEqual(normalize(body.decode()),
+                '{"id":"cmpl-1","object":"text_completion","created":0,"model":"m","choices":[{"index":0,'
+                '"text":%s,"logprobs":null,"finish_reason":"length","stop_reason":null}],'
+                '"usage":{"prompt_tokens":3,"total_tokens":6,"completion_tokens":3}}' % json.dumps(text))
+            self.assertEqual(len(text.split()), 3)
+
+    def test_completion_streaming_exact(self):
+        with Sim("--time-scale", "0") as s:
+            status, headers, lines, _ = stream(s, "/v1/completions", {
+                "model": "m", "prompt": "x y", "max_tokens": 2, "ignore_eos": True, "stream": True,
+                "stream_options": {"include_usage": True}})
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["Content-Type"], "text/event-stream; charset=utf-8")
+            raw = normalize("".join(l for _, l in lines))
+            chunks = [json.loads(l[6:]) for l in raw.split("\n\n") if l.startswith("data: {")]
+            t1, t2 = chunks[0]["choices"][0]["text"], chunks[1]["choices"][0]["text"]
+            head = '"id":"cmpl-1","object":"text_completion","created":0,"model":"m"'
+            self.assertEqual(raw,
+                'data: {%s,"choices":[{"index":0,"text":%s,"logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}\n\n'
+                'data: {%s,"choices":[{"index":0,"text":%s,"logprobs":null,"finish_reason":"length","stop_reason":null}],"usage":null}\n\n'
+                'data: {%s,"choices":[],"usage":{"prompt_tokens":2,"total_tokens":4,"completion_tokens":2}}\n\n'
+                'data: [DONE]\n\n' % (head, json.dumps(t1), head, json.dumps(t2), head))
+
+    def test_chat_streaming_and_not(self):
+        with Sim("--time-scale", "0") as s:
+            msgs = [{"role": "user", "content": "hello there"}]
+            status, body = http_post(s.url + "/v1/chat/completions", {"model": "m", "messages": msgs, "max_tokens": 2, "ignore_eos": True})
+            d = json.loads(body)
+            self.assertEqual((status, d["object"], d["choices"][0]["message"]["role"], d["usage"]["completion_tokens"]),
+                             (200, "chat.completion", "assistant", 2))
+            status, _, lines, _ = stream(s, "/v1/chat/completions", {"model": "m", "messages": msgs, "max_tokens": 2,
+                                                                    "ignore_eos": True, "stream": True})
+            events = [l[6:].strip() for _, l in lines if l.startswith("data: ")]
+            self.assertEqual(events[-1], "[DONE]")
+            first = json.loads(events[0])
+            self.assertEqual(first["object"], "chat.completion.chunk")
+            self.assertEqual(first["choices"][0]["delta"], {"role": "assistant", "content": ""})
+            self.assertEqual(len(events), 4)  # role, 2 tokens, [DONE]; no usage unless asked
+            self.assertNotIn("usage", first)
+
+    def test_max_tokens_and_eos(self):
+        with Sim("--time-scale", "0") as s:
+            _, body = http_post(s.url + "/v1/completions", {"model": "m", "prompt": "p", "max_tokens": 40, "ignore_eos": True})
+            self.assertEqual(json.loads(body)["usage"]["completion_tokens"], 40)
+            # without ignore_eos the model stops at a seeded length, the same every time
+            counts = {json.loads(http_post(s.url + "/v1/completions", {"model": "m", "prompt": "q r", "max_tokens": 40})[1])["usage"]["completion_tokens"]
+                      for _ in range(3)}
+            self.assertEqual(len(counts), 1)
+            self.assertLessEqual(counts.pop(), 40)
+
+    def test_seed_and_temperature(self):
+        with Sim("--time-scale", "0") as s:
+            def text(**kw):
+                body = dict({"model": "m", "prompt": "same prompt", "max_tokens": 6, "ignore_eos": True}, **kw)
+                return json.loads(http_post(s.url + "/v1/completions", body)[1])["choices"][0]["text"]
+            self.assertEqual(text(temperature=0), text(temperature=0))
+            self.assertEqual(text(seed=3, temperature=1), text(seed=3, temperature=1))
+            self.assertNotEqual(text(seed=3, temperature=1), text(seed=4, temperature=1))
+
+    def test_bad_requests(self):
+        with Sim("--time-scale", "0") as s:
+            cases = [
+                (b"{not json", 400, "Invalid JSON body"),
+                (json.dumps({"model": "m", "prompt": 5}).encode(), 400, "'prompt' must be a string"),
+                (json.dumps({"model": "m", "prompt": "x", "max_tokens": 0}).encode(), 400, "max_tokens must be an integer >= 1"),
+                (json.dumps({"model": "m", "prompt": "x", "stream": "yes"}).encode(), 400, "must be booleans"),
+                (json.dumps({"model": "other", "prompt": "x"}).encode(), 404, "The model `other` does not exist."),
+            ]
+            for body, code, msg in cases:
+                status, out = http_post(s.url + "/v1/completions", body)
+                err = json.loads(out)
+                self.assertEqual((status, err["object"], err["code"]), (code, "error", code))
+                self.assertIn(msg, err["message"])
+            status, _ = http_post(s.url + "/v1/nothing", b"{}")
+            self.assertEqual(status, 404)
+
+    def test_unknown_flag_exits_2(self):
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(free_port()), "--no-such-flag"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertTrue(r.stderr.startswith("usage: knobsim serve MODEL"))
+        self.assertIn("knobsim serve: error: unrecognized arguments: --no-such-flag", r.stderr)
+
+    def test_bad_attention_backend(self):
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(free_port())], env={"VLLM_ATTENTION_BACKEND": "NOPE"},
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("Invalid attention backend: 'NOPE'", r.stderr)
+
+
+SHARED = "system preamble " * 150
+
+
+def workload(sim, n=24, concurrency=8, shared=True, max_tokens=16):
+    """Closed-loop load; returns per-request (latency, ttft, max inter-token gap)."""
+    prompts = [(SHARED if shared and i % 2 == 0 else "") + ("question %d " % i) * (20 + 40 * (i % 3)) for i in range(n)]
+
+    def one(p):
+        _, _, lines, t0 = stream(sim, "/v1/completions", {"model": "m", "prompt": p, "max_tokens": max_tokens,
+                                                          "ignore_eos": True, "stream": True})
+        times = [t for t, l in lines if l.startswith("data: {")]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        return times[-1] - t0, times[0] - t0, max(gaps)
+
+    with ThreadPoolExecutor(concurrency) as ex:
+        return list(ex.map(one, prompts))
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+class KnobDirections(unittest.TestCase):
+    """Each knob moves latency in its documented direction (fixed seed, no jitter)."""
+
+    def measure(self, *flags, env=None, **kw):
+        with Sim("--seed", "3", "--time-scale", "0.5", *flags, env=env) as s:
+            return workload(s, **kw)
+
+    def test_enforce_eager_is_slower(self):
+        base, eager = self.measure(), self.measure("--enforce-eager")
+        self.assertGreater(mean([r[0] for r in eager]), 1.15 * mean([r[0] for r in base]))
+
+    def test_prefix_caching_helps_shared_prefixes_only(self):
+        base, cached = self.measure(), self.measure("--enable-prefix-caching")
+        self.assertLess(mean([r[1] for r in cached]), 0.8 * mean([r[1] for r in base]))
+        base, cached = self.measure(shared=False), self.measure("--enable-prefix-caching", shared=False)
+        self.assertGreaterEqual(mean([r[0] for r in cached]), mean([r[0] for r in base]) * 0.98)
+
+    def test_chunked_prefill_removes_decode_stalls(self):
+        base, chunked = self.measure(), self.measure("--enable-chunked-prefill")
+        self.assertLess(max(r[2] for r in chunked), 0.7 * max(r[2] for r in base))
+
+    def test_fp8_kv_cache_helps_under_memory_pressure(self):
+        tight = ("--kv-capacity-tokens", "1200")
+        base, fp8 = self.measure(*tight), self.measure(*tight, "--kv-cache-dtype", "fp8")
+        self.assertLess(mean([r[0] for r in fp8]), 0.9 * mean([r[0] for r in base]))
+        # with room to spare it only costs a little
+        base, fp8 = self.measure(), self.measure("--kv-cache-dtype", "fp8")
+        self.assertGreater(mean([r[0] for r in fp8]), mean([r[0] for r in base]))
+
+    def test_flashinfer_speeds_decode_slows_prefill(self):
+        base = self.measure(max_tokens=32)
+        fi = self.measure(max_tokens=32, env={"VLLM_ATTENTION_BACKEND": "FLASHINFER"})
+        tpot = lambda rs: mean([(r[0] - r[1]) / 31 for r in rs])
+        self.assertLess(tpot(fi), tpot(base))
+        self.assertGreater(mean([r[1] for r in fi]), mean([r[1] for r in base]) * 0.95)
+
+
+class Faults(unittest.TestCase):
+    def test_fail_start(self):
+        port = free_port()
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(port), "--load-time-s", "0.1", "--fail-start"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("simulated failure while loading the model", r.stderr)
+
+    def test_hang_start_never_listens(self):
+        with Sim("--hang-start", ready=False) as s:
+            time.sleep(0.5)
+            self.assertIsNone(s.proc.poll())
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
+
+    def test_crash_after_requests(self):
+        with Sim("--time-scale", "0", "--crash-after-requests", "2") as s:
+            for _ in range(2):
+                try:
+                    http_post(s.url + "/v1/completions", {"model": "m", "prompt": "x", "max_tokens": 2}, timeout=5)
+                except OSError:
+                    pass
+            s.proc.wait(5)
+            self.assertEqual(s.proc.returncode, -6)  # SIGABRT
+            self.assertIn(b"simulated crash after 2 requests", s.proc.stdout.read())
+
+    def test_error_rate(self):
+        with Sim("--time-scale", "0", "--error-rate", "1") as s:
+            status, body = http_post(s.url + "/v1/completions", {"model": "m", "prompt": "x"})
+            self.assertEqual(status, 500)
+            self.assertEqual(json.loads(body)["type"], "InternalServerError")
+        with Sim("--time-scale", "0", "--error-rate", "0.5", "--seed", "9") as s:
+            codes = [http_post(s.url + "/v1/completions", {"model": "m", "prompt": "x", "max_tokens": 1})[0] for _ in range(40)]
+            self.assertTrue(5 < codes.count(500) < 35, codes)
+
+    def test_sigterm_exits_cleanly(self):
+        with Sim() as s:
+            s.proc.terminate()
+            self.assertEqual(s.proc.wait(5), 0)

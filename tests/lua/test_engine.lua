@@ -1,0 +1,189 @@
+-- Unit tests of the Lua engine modules (run by tests/lua_host).
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local t = require("t")
+local cjson = require("cjson")
+local config = require("knobengine.config")
+local dataset = require("knobengine.dataset")
+local format = require("knobengine.format")
+local objective = require("knobengine.objective")
+local Search = require("knobengine.search")
+local util = require("knobengine.util")
+local knob = require("knob")
+
+t.test("split_command works like a shell, without running one", function()
+  t.eq(config.split_command([[vllm serve 'a b' "c \"d\"" e\ f --port {port}]]),
+    { "vllm", "serve", "a b", 'c "d"', "e f", "--port", "{port}" })
+  t.eq(config.split_command("a;b $(x) `y` | z"), { "a;b", "$(x)", "`y`", "|", "z" })
+  t.eq(config.split_command("''"), { "" })
+  local argv, err = config.split_command("a 'b")
+  t.eq(argv, nil); t.eq(err, "unterminated single quote")
+end)
+
+t.test("mask strings put knobs[0] leftmost", function()
+  t.eq(config.mask_string(0, 3), "000")
+  t.eq(config.mask_string(4, 3), "100")
+  t.eq(config.mask_string(6, 4), "0110")
+  t.ok(config.knob_on(4, 3, 1)); t.ok(not config.knob_on(4, 3, 3))
+end)
+
+local function sample_config()
+  local dir = os.tmpname()
+  os.remove(dir)
+  knob.mkdir_p(dir)
+  util.write(dir .. "/d.jsonl", '{"prompt": "hello there"}\n\n{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}\n')
+  util.write(dir .. "/c.json", cjson.encode({
+    serve_cmd = "./srv serve m --port {port}",
+    env = { A = "x{port}" },
+    server = { port = 9123 },
+    workload = { dataset = "d.jsonl", model = "m", endpoint = "/v1/chat/completions" },
+    knobs = {
+      { name = "f", flag = "--fast" },
+      { name = "k", key = "--dtype", on_value = "fp8" },
+      { name = "e", env = "BACKEND", on_value = "X" },
+    },
+  }))
+  return dir, config.load(dir .. "/c.json")
+end
+
+t.test("config defaults, relative paths and mask resolution", function()
+  local dir, cfg = sample_config()
+  t.eq(cfg.serve_cmd[1], dir .. "/./srv")
+  t.eq(cfg.workload.dataset_path, dir .. "/d.jsonl")
+  t.eq(cfg.workload.concurrency, 8)
+  t.eq(cfg.server.ready_path, "/health")
+  t.eq(cfg.objective.metric, "p50_latency_ms")
+  local r = config.resolve(cfg, 5) -- 101
+  t.eq(r.mask_string, "101")
+  t.eq(r.argv, { dir .. "/./srv", "serve", "m", "--port", "9123", "--fast" })
+  t.eq(r.env, { A = "x9123", BACKEND = "X" })
+  t.eq(r.knobs_on, { "f", "e" })
+  r = config.resolve(cfg, 2)
+  t.eq(r.argv[#r.argv - 1], "--dtype"); t.eq(r.argv[#r.argv], "fp8")
+  knob.remove_tree(dir)
+end)
+
+t.test("dataset bodies are deterministic OpenAI requests", function()
+  local dir, cfg = sample_config()
+  local items = dataset.load(cfg.workload.dataset_path)
+  t.eq(#items, 2)
+  local bodies = dataset.bodies(items, cfg.workload)
+  local b1, b2 = cjson.decode(bodies[1]), cjson.decode(bodies[2])
+  t.eq(b1.messages[1].content, "hello there")
+  t.eq(b1.max_tokens, 128); t.eq(b2.max_tokens, 3)
+  t.eq(b1.ignore_eos, true); t.eq(b1.stream, true); t.eq(b1.stream_options.include_usage, true)
+  t.eq(b1.temperature, 0)
+  cfg.workload.endpoint = "/v1/completions"
+  t.raises(function() dataset.bodies(items, cfg.workload) end, "line 3 has 'messages'")
+  knob.remove_tree(dir)
+end)
+
+t.test("number formats are exact", function()
+  t.eq(format.ms(1.23456), "1.235")
+  t.eq(format.ms(cjson.null), "na")
+  t.eq(format.ms(0 / 0), "na")
+  t.eq(format.ms(-0.0001), "0.000")
+  t.eq(format.rate(0.05), "0.0500")
+  t.eq(format.percent(12.345), "12.35")
+  t.eq(format.delta(3, 1.75), "+1.250")
+  t.eq(format.delta(1, 4), "-3.000")
+  t.eq(format.delta(1, 1), "+0.000")
+  t.eq(format.delta(1.0000001, 1), "+0.000")
+  t.eq(format.delta(nil, 1), "na")
+  t.eq(format.csv_field('a,b"c'), '"a,b""c"')
+end)
+
+t.test("table rows show na for invalid trials but their error_rate", function()
+  local good = { trial = 0, mask_string = "01", valid = true, error_rate = 0,
+    metrics = { p50_latency_ms = 10, p95_latency_ms = 12.5, tokens_per_s = 100 } }
+  t.eq(format.table_row(good, 11), "0,01,10.000,12.500,100.000,0.0000,-1.000")
+  local bad = { trial = 1, mask_string = "10", valid = false, error_rate = 0.25, metrics = { p50_latency_ms = 5 } }
+  t.eq(format.table_row(bad, 11), "1,10,na,na,na,0.2500,na")
+  t.eq(format.best_line(good, 11), "BEST,knob_mask=01,p50_latency_ms=10.000,delta_p50_ms=-1.000")
+end)
+
+t.test("BEST_VS_BASELINE block is exact", function()
+  local base = { metrics = { p50_latency_ms = 10, p95_latency_ms = 20, tokens_per_s = 5 },
+    trace = { gpu_compute_ms = 1, memcpy_ms = cjson.null, osrt_wait_ms = 2,
+      top_kernels = { { name = "k,1", total_ms = 0.5, percent = 50 } } },
+    phases = { get_batch = { total_ms = 3 }, prefill = cjson.null } }
+  local best = { metrics = { p50_latency_ms = 8, p95_latency_ms = 21, tokens_per_s = 6 } }
+  local lines = format.best_vs_baseline(base, best, { "get_batch", "prefill", "decode" })
+  t.eq(table.concat(lines, "\n"), table.concat({
+    "BEST_VS_BASELINE",
+    "p50_latency_ms: 10.000 -> 8.000 (-2.000)",
+    "p95_latency_ms: 20.000 -> 21.000 (+1.000)",
+    "tokens_per_s: 5.000 -> 6.000 (+1.000)",
+    "",
+    "gpu_compute_ms: 1.000 -> na (na)",
+    "memcpy_ms: na -> na (na)",
+    "osrt_wait_ms: 2.000 -> na (na)",
+    "",
+    "nvtx_get_batch_ms: 3.000 -> na (na)",
+    "nvtx_prefill_ms: na -> na (na)",
+    "nvtx_decode_ms: na -> na (na)",
+    "",
+    "TOP_KERNELS_BASELINE",
+    '1) "k,1",0.500,50.00',
+    "",
+    "TOP_KERNELS_BEST",
+    "1) na",
+  }, "\n"))
+end)
+
+local function rec(i, p50, p95, tps, valid, full)
+  return { trial = i, valid = valid ~= false, full = full ~= false,
+    metrics = { p50_latency_ms = p50, p95_latency_ms = p95, tokens_per_s = tps } }
+end
+
+t.test("best: objective, then tie-breakers, then lowest trial", function()
+  local obj = { metric = "p50_latency_ms", maximize = false, tie_breakers = {
+    { metric = "p95_latency_ms", maximize = false }, { metric = "tokens_per_s", maximize = true } } }
+  t.eq(objective.choose({ rec(0, 10, 5, 1), rec(1, 9, 9, 1), rec(2, 9.0001, 1, 1) }, obj).trial, 2) -- 9.000 == 9.000, p95 decides
+  t.eq(objective.choose({ rec(0, 9, 5, 1), rec(1, 9, 5, 2) }, obj).trial, 1)
+  t.eq(objective.choose({ rec(0, 9, 5, 2), rec(1, 9, 5, 2) }, obj).trial, 0)
+  t.eq(objective.choose({ rec(0, 1, 1, 1, false), rec(1, 5, 5, 5) }, obj).trial, 1)
+  t.eq(objective.choose({ rec(0, 1, 1, 1, true, false), rec(1, 5, 5, 5) }, obj).trial, 1)
+  t.eq(objective.choose({ rec(0, 1, 1, 1, false) }, obj), nil)
+end)
+
+t.test("search handle: masks, evaluate, history, bad masks", function()
+  local calls = {}
+  local s = Search.new({
+    cfg = { knobs = { { name = "a", index = 0 }, { name = "b", index = 1 } }, workload = { request_count = 10 }, strategy_options = {} },
+    baseline = { p50_latency_ms = 1 },
+    run_trial = function(index, mask, requests)
+      calls[#calls + 1] = { index, mask, requests }
+      return { mask = mask, mask_string = config.mask_string(mask, 2), ok = true, valid = true,
+        full = requests == 10, requests = requests, error_rate = 0, metrics = { p50_latency_ms = mask } }
+    end,
+  })
+  local masks = {}
+  for m in s:masks() do masks[#masks + 1] = m end
+  t.eq(masks, { 0, 1, 2, 3 })
+  local r = s:evaluate("10")
+  t.eq(r.trial, 0); t.eq(r.mask, 2); t.eq(r.p50_latency_ms, 2)
+  r = s:evaluate(1, { requests = 3 })
+  t.eq(r.full, false)
+  t.eq(calls, { { 0, 2, 10 }, { 1, 1, 3 } })
+  t.eq(#s:history(), 2)
+  t.raises(function() s:evaluate(4) end, "out of range 0..3")
+  t.raises(function() s:evaluate("1x") end, "not a 2-bit string")
+  t.raises(function() s:evaluate(0, { requests = 11 }) end, "requests must be an integer in 1..10")
+end)
+
+t.test("bundled bruteforce strategy evaluates every mask in order", function()
+  local strategy = dofile(knob.root .. "/strategies/bruteforce.lua")
+  local seen = {}
+  local fake = { masks = Search.masks, n = 3, evaluate = function(_, m) seen[#seen + 1] = m end }
+  strategy.run(fake)
+  t.eq(seen, { 0, 1, 2, 3, 4, 5, 6, 7 })
+end)
+
+t.test("pretty JSON is sorted and keeps nulls", function()
+  t.eq(util.json({ b = 1, a = { 1.5, cjson.null }, c = util.array({}) }),
+    '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1,\n  "c": []\n}\n')
+  t.eq(util.shell_quote("it's"), "'it'\\''s'")
+  t.eq(util.shell_join({ "a", "b c", "$x" }), "a 'b c' '$x'")
+end)
+
+t.done()
