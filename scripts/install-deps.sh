@@ -57,7 +57,11 @@ if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
   fi
   apt_update
   echo "install-deps.sh: installing nsight-systems (about 170 MB)" >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nsight-systems >&2
+  # nsys is optional: without it runs complete with trace metrics 'na' and the nsys
+  # tests are skipped, so a failure here is a warning, not an error
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nsight-systems >&2; then
+    echo "install-deps.sh: WARNING: could not install nsight-systems; profiling will be skipped" >&2
+  fi
 fi
 if [ "$want_nsys" = 1 ] && command -v nsys >/dev/null 2>&1; then
   # Debian's package puts QdstrmImporter in /usr/lib/nsight-systems/host-linux-x64 but

@@ -18,6 +18,16 @@ SOURCE_DIR = os.environ.get("KNOB_SOURCE_DIR", os.path.abspath(os.path.join(os.p
 SHARED_TRACES = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "traces"))
 
 
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make demo   install what is missing, build, run baseline + search on optimizations.json
+#   make test   install what is missing, build (plain and ASan+UBSan), run the whole suite
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+DEMO_RESULTS ?= results/demo
+
+.PHONY: all deps build build-asan demo test test-plain test-asan bench clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh --nsys
+
+build:
+	cmake -S . -B $(BUILD) -DKNOB_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan:
+	cmake -S . -B $(ASAN_BUILD) -DKNOB_WERROR=ON -DKNOB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Runs the main job twice on the default config: the baseline, then the search.
+demo: deps build
+	rm -rf $(DEMO_RESULTS)
+	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
+	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
+
+test: deps test-plain test-asan
+
+test-plain: build
+	ctest --test-dir $(BUILD) --output-on-failure -j 2
+
+# The sanitizer build runs the same suite: C, Lua and the real binaries under ASan+UBSan.
+test-asan: build-asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2 -E '^e2e_sim$$'
+
+bench: build
+	cmake --build $(BUILD) --target bench
+	bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
