@@ -11,12 +11,19 @@
 static void stop_server(const ke_trial *t, const ke_nsys_opts *nsys, ke_proc *p,
                         ke_trial_result *r) {
   double t0 = ke_now();
-  /* end the nsys session first (it leaves the server running), then stop the server */
-  if (nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0)) ke_nsys_shutdown(nsys);
-  /* the server and anything it started, wherever they are (under `nsys launch` the
-   * server is the nsys agent's child, not ours) */
-  if (ke_stop_marked(t->marker, t->stop_timeout_s) > 0) r->killed = 1;
-  if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
+  if (nsys && !(nsys->capture && strcmp(nsys->capture, "process") == 0)) {
+    /* session capture: the server is the nsys agent's child, not ours. End the session
+     * (it leaves the server running), stop the server through its marker, then the
+     * `nsys launch` client */
+    ke_nsys_shutdown(nsys);
+    if (ke_stop_marked(t->marker, t->stop_timeout_s) > 0) r->killed = 1;
+    if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
+  } else {
+    /* our child is the server, or `nsys profile` holding it: stopping the group lets
+     * nsys finish its report; then anything marked that escaped the group */
+    if (ke_proc_stop(p, t->stop_timeout_s) == 1) r->killed = 1;
+    if (ke_stop_marked(t->marker, t->stop_timeout_s) > 0) r->killed = 1;
+  }
   /* the next trial binds the same port: wait for it to be released */
   ke_wait_port_free(t->host, t->port, t->stop_timeout_s > 1 ? t->stop_timeout_s : 1);
   r->stop_s = ke_now() - t0;

@@ -1,0 +1,118 @@
+"""Real Nsight Systems: the baseline and the best are profiled (session capture and the
+process fallback), the workload's NVTX phases and OS-runtime waits are found, sweep
+trials are never profiled, and every number agrees with `nsys stats`."""
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+import trace_fixtures
+from common import Workspace, KNOBENGINE, SHARED_TRACES, load_json
+
+NSYS = shutil.which("nsys")
+if __name__ != "__main__" and not NSYS:
+    print("SKIPPED: nsys is not installed (scripts/install-deps.sh --nsys installs it)", file=sys.stderr)
+    sys.exit(77)  # ctest reports the test as skipped
+
+
+def nsys_stats(report, sqlite):
+    """Rows of an `nsys stats` report as dicts (empty when the trace lacks the data)."""
+    r = subprocess.run([NSYS, "stats", "--report", report, "--format", "csv", sqlite],
+                       capture_output=True, text=True, timeout=300)
+    lines = [l for l in r.stdout.splitlines() if l and not l.startswith("Processing") and "does not contain" not in l]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+
+
+class Profiling(Workspace):
+    def nsys_config(self, **nsys):
+        cfg = self.base_config()
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.2"  # long enough steps to see
+        cfg["nsys"] = dict({"bin": NSYS, "trace": "nvtx,osrt", "timeout_s": 120}, **nsys)
+        return cfg
+
+    def check_profiled(self, d):
+        for f in ("trace.nsys-rep", "trace.sqlite", "trace_summary.json", "nvtx_phases.json"):
+            self.assertTrue(os.path.exists(os.path.join(d, f)), f)
+        phases = load_json(os.path.join(d, "nvtx_phases.json"))
+        for name in ("get_batch", "prefill", "decode"):
+            self.assertIsNotNone(phases[name], name)
+            self.assertGreater(phases[name]["count"], 0)
+        summary = load_json(os.path.join(d, "trace_summary.json"))
+        self.assertGreater(summary["osrt_wait_ms"], 0)
+        self.assertIn("ppoll", [w["name"] for w in summary["osrt_top_waits"]])
+        return phases, summary
+
+    def test_session_capture_baseline_and_best(self):
+        self.write_config(self.nsys_config())
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        phases, _ = self.check_profiled(self.path("results", "baseline"))
+        # only the workload window: 14 requests of 8 tokens need at least 8 decode steps
+        # each... and the model load (0.02 s) is outside it
+        self.assertGreaterEqual(phases["decode"]["count"], 8)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        block = lines[lines.index("BEST_VS_BASELINE"):]
+        for key in ("nvtx_get_batch_ms", "nvtx_prefill_ms", "nvtx_decode_ms", "osrt_wait_ms"):
+            line = next(l for l in block if l.startswith(key + ":"))
+            self.assertRegex(line, r"^%s: \d+\.\d{3} -> \d+\.\d{3} \([+-]\d+\.\d{3}\)$" % key)
+        self.assertIn("gpu_compute_ms: na -> na (na)", block)  # no GPU here
+        latest = self.path("results", "search", "latest")
+        self.check_profiled(os.path.join(latest, "best"))
+        for d in os.listdir(os.path.join(latest, "trials")):  # sweep trials never run nsys
+            self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
+        summary = load_json(os.path.join(latest, "summary.json"))
+        self.assertIn("overhead_ms", summary["profiling_overhead"])
+        self.assertNotIn("QdstrmImporter", r.stderr)
+
+    def test_process_capture(self):
+        self.write_config(self.nsys_config(capture="process"))
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        self.check_profiled(self.path("results", "baseline"))
+
+    def test_failing_nsys_leaves_metrics_null(self):
+        self.write_config(self.nsys_config(extra_args=["--no-such-nsys-option=1"]))
+        r = self.run_engine("--config", "cfg.json")
+        # nsys refuses to launch the server: the baseline cannot run at all
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("baseline failed", r.stderr)
+        self.assertEqual(os.listdir(self.path("results")), [])
+
+    def compare_with_nsys_stats(self, sqlite):
+        s = json.loads(subprocess.run([KNOBENGINE, "summarize", sqlite], capture_output=True, text=True, check=True).stdout)
+        kern = nsys_stats("gpukernsum", sqlite)
+        total = sum(int(r["Total Time (ns)"]) for r in kern)
+        self.assertEqual(round((s["kernel_ms"] or 0) * 1e6), total)
+        by_name = {}
+        for r in kern:
+            by_name[r["Name"]] = by_name.get(r["Name"], 0) + int(r["Total Time (ns)"])
+        self.assertEqual({k["name"]: round(k["total_ms"] * 1e6) for k in s["top_kernels"]},
+                         dict(sorted(by_name.items(), key=lambda kv: -kv[1])[:5]))
+        mem = {r["Operation"]: int(r["Total Time (ns)"]) for r in nsys_stats("gpumemtimesum", sqlite)}
+        ours = {"[CUDA memcpy %s]" % k: round(v["ms"] * 1e6) for k, v in (s["memcpy_by_kind"] or {}).items()}
+        if s["memset_count"]:
+            ours["[CUDA memset]"] = round(s["memset_ms"] * 1e6)
+        self.assertEqual(ours, mem)
+        osrt = {r["Name"]: (int(r["Total Time (ns)"]), int(r["Num Calls"])) for r in nsys_stats("osrtsum", sqlite)}
+        self.assertEqual(round((s["osrt_total_ms"] or 0) * 1e6), sum(v[0] for v in osrt.values()))
+        for w in s["osrt_top_waits"]:
+            self.assertEqual((round(w["total_ms"] * 1e6), w["calls"]), osrt[w["name"]])
+        nvtx = {(r["Range"], r["Style"]): (int(r["Total Time (ns)"]), int(r["Instances"])) for r in nsys_stats("nvtxsum", sqlite)}
+        self.assertEqual({(r["name"], r["style"]): (round(r["total_ms"] * 1e6), r["count"]) for r in (s["nvtx_ranges"] or [])}, nvtx)
+
+    def test_numbers_match_nsys_stats(self):
+        self.write_config(self.nsys_config())
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        self.compare_with_nsys_stats(self.path("results", "baseline", "trace.sqlite"))
+        fixture = self.path("new.sqlite")
+        trace_fixtures.make(fixture, "old")
+        saxpy = os.path.join(SHARED_TRACES, "saxpy-mpi-cuda.sqlite")
+        if os.path.exists(saxpy):
+            shutil.copy(saxpy, self.path("saxpy.sqlite"))  # nsys stats may write beside it
+            self.compare_with_nsys_stats(self.path("saxpy.sqlite"))

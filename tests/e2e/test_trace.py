@@ -1,0 +1,96 @@
+"""Trace parsing: exact values on generated fixtures in three schema variants, the
+real A100 export in ../shared/traces, and errors for files that are not traces."""
+import json
+import os
+import subprocess
+import unittest
+
+import trace_fixtures
+from common import Workspace, KNOBENGINE, SHARED_TRACES
+
+
+class Summarize(Workspace):
+    def summarize(self, path):
+        r = subprocess.run([KNOBENGINE, "summarize", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def fixture(self, variant):
+        path = self.path(variant + ".sqlite")
+        trace_fixtures.make(path, variant)
+        return self.summarize(path)
+
+    def test_new_schema(self):
+        s = self.fixture("new")
+        self.assertEqual((s["nsys_version"], s["export_schema"]), ("2024.5.1", "3.11.0"))
+        # kernels 3*2 + 2*0.5 + 4 = 11 ms, plus a 5 ms whole-graph record
+        self.assertEqual((s["kernel_ms"], s["graph_trace_ms"], s["gpu_compute_ms"], s["kernel_count"]), (11.0, 5.0, 16.0, 6))
+        # device 0: [0,3] u [10,12] u [20,24] = 9 ms; device 1: 1 ms
+        self.assertEqual(s["gpu_busy_ms"], {"0": 9.0, "1": 1.0})
+        self.assertEqual([(k["name"], k["total_ms"], k["count"]) for k in s["top_kernels"]], [
+            ("gemm_kernel<float, 128>(float const*, float*, int)", 6.0, 3),
+            ("flash_fwd", 4.0, 1), ("softmax(float*, int)", 1.0, 2)])
+        self.assertAlmostEqual(s["top_kernels"][0]["percent"], 600 / 11, places=5)
+        self.assertEqual(s["memcpy_ms"], 6.25)
+        self.assertEqual(s["memcpy_by_kind"], {"HtoD": {"ms": 4.0, "bytes": 1500, "count": 2},
+                                               "DtoH": {"ms": 2.0, "bytes": 300, "count": 1},
+                                               "DtoD": {"ms": 0.25, "bytes": 64, "count": 1}})
+        self.assertEqual((s["memset_ms"], s["memset_bytes"], s["memset_count"]), (0.75, 4096, 1))
+        # waits: ppoll 8 + pthread_cond_timedwait 2 + __futex 1 + epoll_wait64 4; write is not
+        self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"], s["osrt_calls"]), (15.0, 22.0, 6))
+        self.assertEqual([(w["name"], w["total_ms"], w["calls"]) for w in s["osrt_top_waits"]], [
+            ("ppoll", 8.0, 2), ("epoll_wait64", 4.0, 1), ("pthread_cond_timedwait@GLIBC_2.3.2", 2.0, 1), ("__futex", 1.0, 1)])
+        ranges = {(r["name"], r["style"]): (r["total_ms"], r["count"]) for r in s["nvtx_ranges"]}
+        self.assertEqual(ranges, {("vllm:prefill", "StartEnd"): (10.0, 1), ("vllm:decode", "StartEnd"): (5.0, 2),
+                                  ("get_batch", "PushPop"): (25.0, 2), ("other", "PushPop"): (10.0, 1)})
+        self.assertEqual(s["nvtx_phases"]["prefill"]["total_ms"], 10.0)
+        self.assertEqual(s["nvtx_phases"]["decode"], {"total_ms": 5.0, "count": 2, "mean_ms": 2.5, "percent": 10.0})
+        self.assertEqual(s["nvtx_phases"]["get_batch"]["total_ms"], 25.0)
+        self.assertEqual(s["missing_tables"], [])
+
+    def test_old_schema(self):
+        s = self.fixture("old")
+        self.assertEqual((s["nsys_version"], s["export_schema"]), ("2021.3.1", "2.6.0"))
+        self.assertEqual((s["gpu_compute_ms"], s["graph_trace_ms"]), (11.0, None))
+        self.assertEqual(s["memcpy_by_kind"]["HtoD"]["ms"], 4.0)  # no ENUM tables: fixed CUPTI enum
+        self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"]), (5.0, 12.0))  # no eventClass column: all calls
+        self.assertEqual(s["nvtx_phases"]["prefill"], {"total_ms": 4.0, "count": 1, "mean_ms": 4.0, "percent": 50.0})
+        self.assertEqual(s["nvtx_phases"]["decode"]["total_ms"], 4.0)  # two push/pop and one start/end
+        self.assertIsNone(s["nvtx_phases"]["get_batch"])
+
+    def test_missing_tables_are_null(self):
+        s = self.fixture("sparse")
+        for k in ("gpu_compute_ms", "memcpy_ms", "memset_ms", "nvtx_ranges", "nsys_version"):
+            self.assertIsNone(s[k], k)
+        self.assertEqual(s["top_kernels"], [])
+        self.assertEqual(s["nvtx_phases"], {"get_batch": None, "prefill": None, "decode": None})
+        self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"]), (2.0, 3.0))
+        self.assertEqual(s["missing_tables"], ["CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
+                                               "CUPTI_ACTIVITY_KIND_MEMSET", "NVTX_EVENTS"])
+
+    def test_not_a_trace(self):
+        p = self.write("junk.sqlite", "this is not sqlite at all, just text padding " * 20)
+        r = subprocess.run([KNOBENGINE, "summarize", p], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is not an SQLite database", r.stderr)
+
+    def test_path_with_uri_characters(self):
+        path = self.path("we?ird#na%me.sqlite")
+        trace_fixtures.make(path, "old")
+        self.assertEqual(self.summarize(path)["gpu_compute_ms"], 11.0)
+
+    @unittest.skipUnless(os.path.exists(os.path.join(SHARED_TRACES, "saxpy-mpi-cuda.sqlite")),
+                         "../shared/traces/saxpy-mpi-cuda.sqlite is not present")
+    def test_real_a100_trace(self):
+        s = self.summarize(os.path.join(SHARED_TRACES, "saxpy-mpi-cuda.sqlite"))
+        self.assertEqual("%.3f" % s["gpu_compute_ms"], "88.573")
+        self.assertEqual(s["kernel_count"], 5)
+        self.assertEqual([(k["name"], "%.3f" % k["total_ms"], k["count"]) for k in s["top_kernels"]],
+                         [("saxpy(double *, double *, double *, double, int)", "88.573", 5)])
+        self.assertEqual("%.3f" % s["memcpy_ms"], "284.700")  # 284.6996
+        self.assertEqual({k: "%.3f" % v["ms"] for k, v in s["memcpy_by_kind"].items()}, {"HtoD": "186.001", "DtoH": "98.698"})
+        self.assertEqual([(r["name"], round(r["total_ms"] * 1e6), r["count"]) for r in s["nvtx_ranges"]], [
+            ("MPI:MPI_Init", 645678983, 1), ("MPI:MPI_Send", 136342959, 10), ("MPI:MPI_Recv", 107721088, 5),
+            ("MPI:MPI_Finalize", 6351480, 1), ("saxpy", 231248, 5)])
+        # the file is only read: no journal or lock files appear next to it
+        self.assertEqual(sorted(os.listdir(SHARED_TRACES)), sorted(set(os.listdir(SHARED_TRACES))))

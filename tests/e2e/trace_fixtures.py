@@ -1,0 +1,78 @@
+"""Generated nsys-schema SQLite files for the trace parser tests. Three schema
+variants: 'new' (ENUM tables, META_DATA_EXPORT, NVTX textId/domainId, graph trace),
+'old' (no ENUM tables, EXPORT_META_DATA, NVTX text only, OSRT without eventClass) and
+'sparse' (most tables missing). Every value is chosen so totals are exact."""
+import sqlite3
+
+MS = 1_000_000  # ns per ms
+
+
+def _strings(db, values):
+    db.execute("CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL)")
+    db.executemany("INSERT INTO StringIds VALUES (?, ?)", list(values.items()))
+
+
+def make(path, variant):
+    db = sqlite3.connect(path)
+    strings = {1: "gemm_kernel<float, 128>(float const*, float*, int)", 2: "gemm_kernel",
+               3: "softmax(float*, int)", 4: "softmax", 5: "ppoll", 6: "pthread_cond_timedwait@GLIBC_2.3.2",
+               7: "write", 8: "prefill", 9: "decode", 10: "get_batch", 11: "vllm", 12: "flash_fwd",
+               13: "flash_fwd", 14: "__futex", 15: "epoll_wait64"}
+    _strings(db, strings)
+    if variant == "sparse":
+        db.execute("CREATE TABLE OSRT_API (start INTEGER, end INTEGER, eventClass INTEGER, nameId INTEGER)")
+        db.executemany("INSERT INTO OSRT_API VALUES (?, ?, 27, ?)", [(0, 2 * MS, 5), (0, 1 * MS, 7)])
+        db.commit()
+        db.close()
+        return
+    new = variant == "new"
+    # kernels: gemm 3 x 2 ms on device 0 (two overlapping), softmax 2 x 0.5 ms on device 1,
+    # flash_fwd 1 x 4 ms on device 0
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+               "deviceId INTEGER NOT NULL, streamId INTEGER, demangledName INTEGER NOT NULL, shortName INTEGER NOT NULL)")
+    kernels = [(0, 2 * MS, 0, 1, 2), (1 * MS, 3 * MS, 0, 1, 2), (10 * MS, 12 * MS, 0, 1, 2),
+               (0, MS // 2, 1, 3, 4), (MS, MS + MS // 2, 1, 3, 4), (20 * MS, 24 * MS, 0, 12, 13)]
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 7, ?, ?)", kernels)
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_MEMCPY (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+               "deviceId INTEGER, bytes INTEGER NOT NULL, copyKind INTEGER NOT NULL)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY VALUES (?, ?, 0, ?, ?)",
+                   [(0, 3 * MS, 1000, 1), (0, 1 * MS, 500, 1), (0, 2 * MS, 300, 2), (0, MS // 4, 64, 8)])
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_MEMSET (start INTEGER NOT NULL, end INTEGER NOT NULL, bytes INTEGER NOT NULL)")
+    db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET VALUES (0, 750000, 4096)")
+    if new:
+        db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_GRAPH_TRACE (start INTEGER NOT NULL, end INTEGER NOT NULL, graphId INTEGER)")
+        db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (0, 5000000, 1)")
+        db.execute("CREATE TABLE ENUM_CUDA_MEMCPY_OPER (id INTEGER PRIMARY KEY, name TEXT, label TEXT)")
+        db.execute("INSERT INTO ENUM_CUDA_MEMCPY_OPER VALUES (1, 'CUDA_MEMCPY_OPER_HTOD', 'Host-to-Device')")
+        db.execute("CREATE TABLE META_DATA_EXPORT (name TEXT, value TEXT)")
+        db.executemany("INSERT INTO META_DATA_EXPORT VALUES (?, ?)", [("EXPORT_PRODUCT_VERSION", "2024.5.1"), ("EXPORT_SCHEMA_VERSION", "3.11.0")])
+        db.execute("CREATE TABLE OSRT_API (start INTEGER, end INTEGER, eventClass INTEGER, nameId INTEGER, globalTid INTEGER)")
+        db.executemany("INSERT INTO OSRT_API VALUES (?, ?, ?, ?, 1)",
+                       [(0, 5 * MS, 27, 5), (0, 3 * MS, 27, 5), (0, 2 * MS, 27, 6), (0, 7 * MS, 27, 7),
+                        (0, 1 * MS, 27, 14), (0, 4 * MS, 27, 15), (0, 100 * MS, 28, 5)])  # class 28 is not OSRT
+        db.execute("CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL, "
+                   "text TEXT, globalTid INTEGER, textId INTEGER, domainId INTEGER)")
+        P = 0x0000000123000000  # process bits of globalTid
+        db.executemany("INSERT INTO NVTX_EVENTS VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            (0, None, 75, "vllm", P + 1, None, 5),               # domain 5 is 'vllm' in this process
+            (0, 10 * MS, 60, None, P + 1, 8, 5),                 # vllm:prefill 10 ms
+            (10 * MS, 12 * MS, 60, None, P + 1, 9, 5),           # vllm:decode 2 ms
+            (12 * MS, 15 * MS, 60, None, P + 1, 9, 5),           # vllm:decode 3 ms
+            (15 * MS, 16 * MS, 59, "get_batch", P + 2, None, 0), # default domain, text label
+            (16 * MS, None, 59, "get_batch", P + 2, None, 0),    # unfinished: ends at 40 ms
+            (30 * MS, 40 * MS, 59, "other", P + 2, None, 0),
+            (35 * MS, None, 34, "a mark", P + 2, None, 0),       # marks are not ranges
+        ])
+    else:
+        db.execute("CREATE TABLE EXPORT_META_DATA (name TEXT, value TEXT)")
+        db.executemany("INSERT INTO EXPORT_META_DATA VALUES (?, ?)", [("EXPORT_PRODUCT_VERSION", "2021.3.1"), ("EXPORT_SCHEMA_VERSION", "2.6.0")])
+        db.execute("CREATE TABLE OSRT_API (start INTEGER, end INTEGER, nameId INTEGER)")
+        db.executemany("INSERT INTO OSRT_API VALUES (?, ?, ?)", [(0, 5 * MS, 5), (0, 7 * MS, 7)])
+        db.execute("CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL, "
+                   "rangeId INTEGER, text TEXT, globalTid INTEGER)")
+        db.executemany("INSERT INTO NVTX_EVENTS VALUES (?, ?, ?, NULL, ?, 1)", [
+            (0, 4 * MS, 59, "prefill"), (4 * MS, 5 * MS, 59, "decode"), (5 * MS, 6 * MS, 59, "decode"),
+            (6 * MS, 8 * MS, 60, "decode"),
+        ])
+    db.commit()
+    db.close()
