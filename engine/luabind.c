@@ -278,6 +278,8 @@ static int l_evaluate(lua_State *L) {
     nsys.timeout_s = opt_number(L, nt, "timeout_s", 600);
     lua_getfield(L, nt, "extra_args");
     if (lua_istable(L, -1)) nsys.extra_args = string_list(L, -1);
+    lua_getfield(L, nt, "capture_args");
+    if (lua_istable(L, -1)) nsys.capture_args = string_list(L, -1);
     if (!nsys.output) return luaL_error(L, "evaluate: nsys.output is required when profiling");
     t.nsys = &nsys;
   }

@@ -55,7 +55,7 @@ void ke_nsys_argv_free(ke_nsys_argv *a) {
 
 int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_nsys_argv *out) {
   memset(out, 0, sizeof *out);
-  size_t n = count_args(o->extra_args) + count_args(server_argv) + 8;
+  size_t n = count_args(o->extra_args) + count_args(o->capture_args) + count_args(server_argv) + 8;
   int process = o->capture && strcmp(o->capture, "process") == 0;
   const char **a = out->argv = calloc(n, sizeof *a);
   out->owned[0] = format_opt("--trace", o->trace);
@@ -69,23 +69,29 @@ int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_
   a[i++] = process ? "profile" : "launch";
   a[i++] = out->owned[1];
   a[i++] = out->owned[0];
-  if (process) a[i++] = "--force-overwrite=true";
+  if (process) {
+    a[i++] = "--force-overwrite=true";
+    for (size_t k = 0; o->capture_args && o->capture_args[k]; k++) a[i++] = o->capture_args[k];
+  }
   for (size_t k = 0; o->extra_args && o->extra_args[k]; k++) a[i++] = o->extra_args[k];
   for (size_t k = 0; server_argv[k]; k++) a[i++] = server_argv[k];
   a[i] = NULL;
   return 0;
 }
 
-static int nsys_session_cmd(const ke_nsys_opts *o, const char *verb, int with_output, char *err,
+static int nsys_session_cmd(const ke_nsys_opts *o, const char *verb, int starting, char *err,
                             size_t errlen) {
   char session_opt[300], output_opt[1100];
   snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
   snprintf(output_opt, sizeof output_opt, "--output=%s", o->output);
-  const char *argv[6] = {o->bin, verb, session_opt, NULL, NULL, NULL};
-  if (with_output) {
-    argv[3] = output_opt;
-    argv[4] = "--force-overwrite=true";
+  const char *argv[64] = {o->bin, verb, session_opt};
+  size_t n = 3;
+  if (starting) {
+    argv[n++] = output_opt;
+    argv[n++] = "--force-overwrite=true";
+    for (size_t k = 0; o->capture_args && o->capture_args[k] && n < 63; k++) argv[n++] = o->capture_args[k];
   }
+  argv[n] = NULL;
   char cerr[512] = "";
   int st = ke_run_command(argv, o->log_path, o->timeout_s, cerr, sizeof cerr);
   if (st == 0) return 0;

@@ -14,7 +14,8 @@
 typedef struct {
   const char *bin;     /* "nsys" or a path */
   const char *trace;   /* -t value, e.g. "cuda,nvtx,osrt" */
-  const char *const *extra_args;
+  const char *const *extra_args;   /* for `nsys launch` / `nsys profile` */
+  const char *const *capture_args; /* for `nsys start` / `nsys profile` */
   const char *capture; /* "session" or "process" */
   const char *output;  /* report path without extension: <output>.nsys-rep */
   const char *session; /* unique session name */

@@ -187,6 +187,9 @@ local DEFAULTS = {
   nsys = {
     bin = "nsys", trace = "cuda,nvtx,osrt", capture = "session", timeout_s = 600,
     extra_args = { "--trace-fork-before-exec=true", "--cuda-graph-trace=node" },
+    -- CPU sampling and context-switch tracing off: they are not needed for the summary,
+    -- and with them nsys 2022.4 often hangs in `nsys stop` when NVTX is traced
+    capture_args = { "--sample=none", "--cpuctxsw=none" },
     phases = { "get_batch", "prefill", "decode" }, kernel_names = "demangled",
   },
   objective = { minimize = "p50_latency_ms", tie_breakers = { "p95_latency_ms:min", "tokens_per_s:max" } },
@@ -281,12 +284,13 @@ end
 
 local function validate_nsys(c, raw)
   local n = c:object(get(raw, "nsys", {}), "nsys",
-    { bin = 1, trace = 1, extra_args = 1, capture = 1, phases = 1, kernel_names = 1, timeout_s = 1 })
+    { bin = 1, trace = 1, extra_args = 1, capture_args = 1, capture = 1, phases = 1, kernel_names = 1, timeout_s = 1 })
   local d = DEFAULTS.nsys
   return {
     bin = c:string(get(n, "bin", d.bin), "nsys.bin"),
     trace = c:string(get(n, "trace", d.trace), "nsys.trace"),
     extra_args = n.extra_args ~= nil and c:string_list(n.extra_args, "nsys.extra_args") or d.extra_args,
+    capture_args = n.capture_args ~= nil and c:string_list(n.capture_args, "nsys.capture_args") or d.capture_args,
     capture = c:string(get(n, "capture", d.capture), "nsys.capture", { one_of = { session = 1, process = 1 } }),
     phases = n.phases ~= nil and c:string_list(n.phases, "nsys.phases", { nonempty = true }) or d.phases,
     kernel_names = c:string(get(n, "kernel_names", d.kernel_names), "nsys.kernel_names", { one_of = { demangled = 1, short = 1 } }),

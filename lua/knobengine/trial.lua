@@ -98,6 +98,7 @@ function M.run(ctx, mask, opts)
   if profile then
     spec.nsys = {
       bin = cfg.nsys.bin, trace = cfg.nsys.trace, extra_args = cfg.nsys.extra_args,
+      capture_args = cfg.nsys.capture_args,
       capture = cfg.nsys.capture, output = opts.dir .. "/trace", session = opts.session,
       log_path = log_path, timeout_s = cfg.nsys.timeout_s,
     }
