@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "evaluate.h"
+#include "luadb.h"
 #include "fsutil.h"
 #include "replay.h"
 #include "supervise.h"
@@ -485,6 +486,7 @@ int luaopen_knob(lua_State *L) {
       {"interrupted", l_interrupted},   {"port_in_use", l_port_in_use},
       {"getpid", l_getpid},             {NULL, NULL}};
   luaL_newlib(L, funcs);
+  ke_luadb_register(L, -1);
   lua_pushstring(L, KNOB_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -145,9 +145,11 @@ class Protocol(unittest.TestCase):
 SHARED = "system preamble " * 150
 
 
-def workload(sim, n=24, concurrency=8, shared=True, max_tokens=16):
+def workload(sim, n=24, concurrency=8, shared=True, max_tokens=16, long=False):
     """Closed-loop load; returns per-request (latency, ttft, max inter-token gap)."""
     prompts = [(SHARED if shared and i % 2 == 0 else "") + ("question %d " % i) * (20 + 40 * (i % 3)) for i in range(n)]
+    if long:  # contexts of about 1500 tokens
+        prompts = ["long context %d " % i + "filler " * 1500 for i in range(n)]
 
     def one(p):
         _, _, lines, t0 = stream(sim, "/v1/completions", {"model": "m", "prompt": p, "max_tokens": max_tokens,
@@ -178,27 +180,30 @@ class KnobDirections(unittest.TestCase):
     def test_prefix_caching_helps_shared_prefixes_only(self):
         base, cached = self.measure(), self.measure("--enable-prefix-caching")
         self.assertLess(mean([r[1] for r in cached]), 0.8 * mean([r[1] for r in base]))
+        # without shared prefixes there is nothing to reuse: no gain (a small hashing cost)
         base, cached = self.measure(shared=False), self.measure("--enable-prefix-caching", shared=False)
-        self.assertGreaterEqual(mean([r[0] for r in cached]), mean([r[0] for r in base]) * 0.98)
+        self.assertGreater(mean([r[0] for r in cached]), mean([r[0] for r in base]) * 0.97)
 
     def test_chunked_prefill_removes_decode_stalls(self):
         base, chunked = self.measure(), self.measure("--enable-chunked-prefill")
         self.assertLess(max(r[2] for r in chunked), 0.7 * max(r[2] for r in base))
 
     def test_fp8_kv_cache_helps_under_memory_pressure(self):
-        tight = ("--kv-capacity-tokens", "1200")
+        tight = ("--kv-capacity-tokens", "800")
         base, fp8 = self.measure(*tight), self.measure(*tight, "--kv-cache-dtype", "fp8")
-        self.assertLess(mean([r[0] for r in fp8]), 0.9 * mean([r[0] for r in base]))
+        self.assertLess(mean([r[0] for r in fp8]), 0.85 * mean([r[0] for r in base]))
         # with room to spare it only costs a little
         base, fp8 = self.measure(), self.measure("--kv-cache-dtype", "fp8")
         self.assertGreater(mean([r[0] for r in fp8]), mean([r[0] for r in base]))
 
-    def test_flashinfer_speeds_decode_slows_prefill(self):
-        base = self.measure(max_tokens=32)
-        fi = self.measure(max_tokens=32, env={"VLLM_ATTENTION_BACKEND": "FLASHINFER"})
+    def test_flashinfer_speeds_long_decodes_slows_prefill(self):
+        # all requests start together: one prefill, then decode steps only
+        room = ("--kv-capacity-tokens", "100000")
+        base = self.measure(*room, n=8, concurrency=8, max_tokens=32, long=True)
+        fi = self.measure(*room, n=8, concurrency=8, max_tokens=32, long=True, env={"VLLM_ATTENTION_BACKEND": "FLASHINFER"})
         tpot = lambda rs: mean([(r[0] - r[1]) / 31 for r in rs])
-        self.assertLess(tpot(fi), tpot(base))
-        self.assertGreater(mean([r[1] for r in fi]), mean([r[1] for r in base]) * 0.95)
+        self.assertLess(tpot(fi), 0.9 * tpot(base))
+        self.assertGreater(mean([r[1] for r in fi]), 1.05 * mean([r[1] for r in base]))
 
 
 class Faults(unittest.TestCase):
