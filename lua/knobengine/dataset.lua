@@ -14,7 +14,8 @@ local function bad(path, lineno, fmt, ...)
   errors.usage("workload.dataset: %s line %d: %s", path, lineno, string.format(fmt, ...))
 end
 
--- Returns a list of {prompt=..} or {messages=..}, with max_tokens when given.
+-- Returns a list of {prompt=..} or {messages=..} (with max_tokens when given) and the
+-- file's text.
 function M.load(path)
   local text, err = util.read_file(path)
   if not text then errors.usage("workload.dataset: cannot read '%s': %s", path, (tostring(err):gsub("^.-: ", ""))) end
@@ -53,7 +54,7 @@ function M.load(path)
     end
   end
   if #items == 0 then errors.usage("workload.dataset: '%s' has no prompts", path) end
-  return items
+  return items, text
 end
 
 -- The JSON body of each item for the configured endpoint. Greedy decoding, a fixed

@@ -100,9 +100,10 @@ local function run(args)
   if opts.help then io.stdout:write(M.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   local cfg = config.load(opts.config)
-  local items = dataset.load(cfg.workload.dataset_path)
+  local items, dataset_text = dataset.load(cfg.workload.dataset_path)
   local ctx = {
     cfg = cfg,
+    dataset_text = dataset_text,
     bodies = dataset.bodies(items, cfg.workload),
     results = opts.results,
     strategy_path = strategy_path(opts.strategy),
@@ -119,7 +120,8 @@ function M.main(args)
   if errors.is(result) then
     if result.kind == "interrupted" then
       io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
-        "Run the same command again to start over.\n")
+        result.resumable and "Run the same command again to resume (finished trials are kept).\n"
+          or "Run the same command again to start over.\n")
     else
       io.stderr:write("knobengine: ", result.message, "\n")
     end

@@ -8,6 +8,7 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
+local History = require("knobengine.history")
 local objective = require("knobengine.objective")
 local Search = require("knobengine.search")
 local trial = require("knobengine.trial")
@@ -103,7 +104,17 @@ local function record_json(t)
     trial = t.trial, knob_mask = t.mask_string, full_fidelity = t.full, requests = t.requests,
     ok = t.ok, valid = t.valid, error = t.error or cjson.null, error_rate = t.error_rate,
     metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s,
-    log = t.dir .. "/logs.txt",
+    -- a trial reused from an interrupted run keeps no log in this run's directory
+    log = t.resumed and cjson.null or (t.dir .. "/logs.txt"), resumed = t.resumed or false,
+  }
+end
+
+-- What history keeps of a trial: enough to replay it into a resumed run.
+local function stored_record(t)
+  return {
+    trial = t.trial, mask = t.mask, mask_string = t.mask_string, full = t.full, requests = t.requests,
+    ok = t.ok, valid = t.valid, error = t.error or cjson.null, error_rate = t.error_rate,
+    metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s, dir = t.dir,
   }
 end
 
@@ -136,18 +147,40 @@ function M.search(ctx)
   local base_p50 = baseline.metrics.p50_latency_ms
   local n = #cfg.knobs
 
+  local history = History.open(results .. "/history.sqlite")
+  local config_hash = History.config_hash(cfg, ctx.dataset_text)
+  local run_id, replay = history:begin(config_hash, ctx.strategy_path)
+  if #replay > 0 then
+    say("resuming the interrupted search (run %d): reusing %d completed trial(s)", run_id, #replay)
+  end
+
   return with_aside(aside, function()
     util.mkdir(aside .. "/trials")
     out(format.TABLE_HEADER)
     local total = 1 << n
     local sctx = {
-      cfg = cfg, baseline = baseline.metrics,
+      cfg = cfg, baseline = baseline.metrics, history = history,
       run_trial = function(index, mask, requests)
-        progress("[trial %d] mask %s%s ...", index, config.mask_string(mask, n),
+        local cached = replay[index + 1]
+        if cached and cached.mask == mask and cached.requests == requests then
+          cached.resumed = true
+          if cached.error == cjson.null then cached.error = nil end
+          return cached
+        end
+        replay = {} -- the strategy went another way: nothing further can be reused
+        local mask_string = config.mask_string(mask, n)
+        progress("[trial %d] mask %s%s ...", index, mask_string,
           requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
-        return trial.run(ctx, mask, { dir = string.format("%s/trials/%03d-%s", aside, index, config.mask_string(mask, n)), requests = requests })
+        local ok, rec = pcall(trial.run, ctx, mask, { dir = string.format("%s/trials/%03d-%s", aside, index, mask_string), requests = requests })
+        if not ok then
+          history:mark_trial_interrupted(run_id, config_hash, index, mask_string, requests)
+          error(rec, 0)
+        end
+        return rec
       end,
       on_trial = function(t)
+        -- stored before it is printed: a row on stdout is always a trial a resume keeps
+        if not t.resumed then history:record(run_id, config_hash, t, stored_record(t)) end
         out(format.table_row(t, base_p50))
         if not t.valid then say("trial %d (mask %s) is invalid: %s", t.trial, t.mask_string, t.error or "?") end
       end,
@@ -155,8 +188,17 @@ function M.search(ctx)
     local search = Search.new(sctx)
     local ok, err = pcall(strategy.run, search)
     if not ok then
-      if errors.is(err) then error(err, 0) end
-      errors.run("strategy %s: %s", ctx.strategy_path, tostring(err))
+      if errors.is(err) then
+        if err.kind == "interrupted" then
+          history:finish(run_id, "interrupted")
+          err.resumable = true
+        else
+          history:finish(run_id, "failed")
+        end
+        error(err, 0)
+      end
+      history:finish(run_id, "failed")
+      errors.run("strategy error: %s", tostring(err))
     end
     local records = search:_records()
     local best = objective.choose(records, cfg.objective)
@@ -168,7 +210,12 @@ function M.search(ctx)
       constraints = cfg.constraints,
       baseline = { dir = baseline.dir, config = baseline.config, metrics = baseline.metrics },
       trials = util.array({}),
-      launches = #records,
+      launches = (function()
+        local l = 0
+        for _, t in ipairs(records) do if not t.resumed then l = l + 1 end end
+        return l
+      end)(),
+      trial_count = #records,
       mask_space = total,
       best_trial = best and best.trial or cjson.null,
     }
@@ -189,6 +236,7 @@ function M.search(ctx)
       util.write_json(aside .. "/summary.json", summary)
       os.rename(aside, final)
       knob.symlink(final:match("[^/]+$"), search_root .. "/latest")
+      history:finish(run_id, "complete", final)
       errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",
         cfg.constraints.max_error_rate, final)
     end
@@ -214,6 +262,7 @@ function M.search(ctx)
     if not okr then errors.run("cannot move the search results into place: %s", rerr) end
     local okl, lerr = knob.symlink(final:match("[^/]+$"), search_root .. "/latest")
     if not okl then say("%s", lerr) end
+    history:finish(run_id, "complete", final)
 
     out(format.best_line(best, base_p50))
     local lines = format.best_vs_baseline(

@@ -3,6 +3,7 @@
 -- Each evaluate records a trial (index, row on stdout, summary); the engine, not the
 -- strategy, picks the best afterwards.
 local config = require("knobengine.config")
+local objective = require("knobengine.objective")
 
 local Search = {}
 Search.__index = Search
@@ -69,10 +70,24 @@ function Search:evaluate(mask, opts)
   return view(record)
 end
 
-function Search:history()
+-- This run's trials in order; with {all = true}, every trial stored in the history
+-- database, of every run (rows with run_id, trial, knob_mask, status, valid, ...).
+function Search:history(opts)
+  if opts and opts.all then
+    return self._ctx.history and self._ctx.history:all_trials() or {}
+  end
   local out = {}
   for i, t in ipairs(self._trials) do out[i] = view(t) end
   return out
+end
+
+-- True when result a is better than b by the config's objective (an invalid or
+-- screening result is never better than a valid full one).
+function Search:better(a, b)
+  if not b or not b.valid then return a.valid end
+  if not a.valid then return false end
+  local function rec(r) return { trial = r.trial, metrics = r } end
+  return objective.better(rec(a), rec(b), self._ctx.cfg.objective)
 end
 
 function Search:mask_string(mask) return config.mask_string(mask, self.n) end

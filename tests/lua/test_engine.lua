@@ -179,6 +179,66 @@ t.test("bundled bruteforce strategy evaluates every mask in order", function()
   t.eq(seen, { 0, 1, 2, 3, 4, 5, 6, 7 })
 end)
 
+local Landscape = require("knobengine.landscape")
+
+-- Runs a bundled strategy against a synthetic landscape; returns the records.
+local function run_on_landscape(name, n, seed, options)
+  local land = Landscape.new(n, seed, { noise = 0 })
+  local knobs = {}
+  for i = 1, n do knobs[i] = { name = "k" .. i, index = i - 1 } end
+  local obj = { metric = "p50_latency_ms", maximize = false, tie_breakers = {} }
+  local s = Search.new({
+    cfg = { knobs = knobs, workload = { request_count = 100 }, strategy_options = options or {}, objective = obj },
+    baseline = {},
+    run_trial = function(_, mask, requests)
+      local r = land:measure(mask, requests / 100)
+      r.mask_string, r.requests = config.mask_string(mask, n), requests
+      return r
+    end,
+  })
+  dofile(knob.root .. "/strategies/" .. name .. ".lua").run(s)
+  return s:_records(), land, obj
+end
+
+t.test("landscape: deterministic, about a quarter infeasible", function()
+  local a, b = Landscape.new(8, 5), Landscape.new(8, 5)
+  local infeasible = 0
+  for m = 0, 255 do
+    t.eq(a:true_p50(m), b:true_p50(m))
+    if not a:feasible(m) then infeasible = infeasible + 1 end
+  end
+  t.eq(infeasible, 64)
+  t.ok(a:feasible(0))
+end)
+
+t.test("coord_descent: never twice, stops at a local optimum", function()
+  for seed = 1, 20 do
+    local recs, land, obj = run_on_landscape("coord_descent", 6, seed)
+    local seen = {}
+    for _, r in ipairs(recs) do
+      t.ok(not seen[r.mask], "mask evaluated twice"); seen[r.mask] = true
+    end
+    t.eq(recs[1].mask, 0)
+    local best = objective.choose(recs, obj)
+    for i = 0, 5 do -- every neighbour of the result was evaluated and is not better
+      local nb = best.mask ~ (1 << i)
+      t.ok(seen[nb], "neighbour not evaluated")
+      local v = land:true_p50(nb)
+      t.ok(v == nil or v >= land:true_p50(best.mask))
+    end
+  end
+end)
+
+t.test("halving: screens all, confirms the best fraction, best is confirmed", function()
+  local recs, land, obj = run_on_landscape("halving", 5, 3, { screen_requests = 10, keep_fraction = 0.25 })
+  t.eq(#recs, 32 + 8)
+  for i = 1, 32 do t.eq(recs[i].requests, 10); t.eq(recs[i].full, false) end
+  for i = 33, 40 do t.eq(recs[i].full, true) end
+  local best = objective.choose(recs, obj)
+  t.ok(best.full)
+  t.eq(best.mask, (land:optimum())) -- noise-free: the true optimum survives screening
+end)
+
 t.test("pretty JSON is sorted and keeps nulls", function()
   t.eq(util.json({ b = 1, a = { 1.5, cjson.null }, c = util.array({}) }),
     '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1,\n  "c": []\n}\n')

@@ -1,0 +1,109 @@
+-- The search history in SQLite (<results>/history.sqlite): every trial of every search
+-- run with its resolved config, the config hash, metrics, status and timing.
+--
+-- A run is identified by the hash of everything that decides a trial's outcome (server
+-- command and env, server settings, workload and dataset content, knobs, constraints).
+-- A run that did not finish (interrupted, crashed) is resumed by the next run with the
+-- same hash and strategy: its completed trials are replayed from here, in order, instead
+-- of being run again, so the table comes out as if the run had never stopped.
+local cjson = require("cjson")
+local knob = require("knob")
+local util = require("knobengine.util")
+
+local M = {}
+M.__index = M
+
+local SCHEMA = {
+  [[CREATE TABLE IF NOT EXISTS runs (
+      id INTEGER PRIMARY KEY, config_hash TEXT NOT NULL, strategy TEXT NOT NULL,
+      started_utc TEXT NOT NULL, finished_utc TEXT, status TEXT NOT NULL, run_dir TEXT)]],
+  [[CREATE TABLE IF NOT EXISTS trials (
+      run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL,
+      knob_mask TEXT NOT NULL, requests INTEGER NOT NULL, config_hash TEXT NOT NULL,
+      status TEXT NOT NULL, valid INTEGER NOT NULL, error TEXT, record TEXT NOT NULL,
+      started_utc TEXT NOT NULL, wall_s REAL, PRIMARY KEY (run_id, trial))]],
+}
+
+function M.open(path)
+  local db, err = knob.db_open(path)
+  if not db then error("history: " .. err, 0) end
+  for _, sql in ipairs(SCHEMA) do db:exec(sql) end
+  return setmetatable({ db = db, path = path }, M)
+end
+
+local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
+
+-- The identity of a search: what decides each trial's result.
+function M.config_hash(cfg, dataset_text)
+  local w = cfg.workload
+  local parts = {
+    util.json(cfg.serve_cmd), -- sorted keys: the same text in every process
+    util.json(cfg.server),
+    w.endpoint, w.model, w.concurrency, w.request_count, w.max_new_tokens, w.warmup_requests,
+    w.request_timeout_s, w.seed, tostring(w.stream), w.repeats,
+    knob.hash64(dataset_text),
+    util.json(cfg.constraints),
+  }
+  local env = {}
+  for k, v in pairs(cfg.env) do env[#env + 1] = k .. "=" .. v end
+  table.sort(env)
+  parts[#parts + 1] = table.concat(env, "\0")
+  for _, k in ipairs(cfg.knobs) do
+    parts[#parts + 1] = table.concat({ k.name, k.flag or "", k.key or "", k.env or "", k.on_value or "" }, "\0")
+  end
+  for i, p in ipairs(parts) do parts[i] = tostring(p) end
+  return knob.hash64(table.concat(parts, "\1"))
+end
+
+-- Starts a run, or resumes the latest unfinished one with the same hash and strategy.
+-- Returns run id and the completed trials to replay (list of records, by trial index).
+function M:begin(config_hash, strategy)
+  local rows = self.db:rows(
+    "SELECT id FROM runs WHERE config_hash = ? AND strategy = ? ORDER BY id DESC LIMIT 1", config_hash, strategy)
+  local last = rows[1]
+  if last then
+    local status = self.db:rows("SELECT status FROM runs WHERE id = ?", last.id)[1].status
+    if status == "running" or status == "interrupted" then
+      local done = {}
+      for _, t in ipairs(self.db:rows(
+          "SELECT trial, record FROM trials WHERE run_id = ? AND status IN ('complete', 'failed') ORDER BY trial", last.id)) do
+        if t.trial ~= #done then break end -- only an unbroken prefix can be replayed
+        done[#done + 1] = cjson.decode(t.record)
+      end
+      self.db:exec("DELETE FROM trials WHERE run_id = ? AND trial >= ?", last.id, #done)
+      self.db:exec("UPDATE runs SET status = 'running' WHERE id = ?", last.id)
+      return last.id, done
+    end
+  end
+  self.db:exec("INSERT INTO runs (config_hash, strategy, started_utc, status) VALUES (?, ?, ?, 'running')",
+    config_hash, strategy, now_utc())
+  return self.db:rows("SELECT max(id) AS id FROM runs")[1].id, {}
+end
+
+-- Stores a finished trial (record as kept in summary.json).
+function M:record(run_id, config_hash, rec, stored)
+  self.db:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
+      status, valid, error, record, started_utc, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
+    run_id, rec.trial, rec.mask_string, rec.requests, config_hash, rec.ok and "complete" or "failed",
+    rec.valid and 1 or 0, rec.error, cjson.encode(stored), now_utc(), rec.wall_s)
+end
+
+function M:mark_trial_interrupted(run_id, config_hash, trial, mask_string, requests)
+  self.db:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
+      status, valid, record, started_utc) VALUES (?, ?, ?, ?, ?, 'interrupted', 0, '{}', ?)]],
+    run_id, trial, mask_string, requests, config_hash, now_utc())
+end
+
+function M:finish(run_id, status, run_dir)
+  self.db:exec("UPDATE runs SET status = ?, finished_utc = ?, run_dir = ? WHERE id = ?", status, now_utc(), run_dir, run_id)
+end
+
+-- Every stored trial of every run (for search:history() across runs, and tools).
+function M:all_trials()
+  return self.db:rows([[SELECT t.run_id, t.trial, t.knob_mask, t.requests, t.config_hash, t.status,
+      t.valid, t.error, t.started_utc, t.wall_s FROM trials t ORDER BY t.run_id, t.trial]])
+end
+
+function M:close() self.db:close() end
+
+return M

@@ -1,0 +1,136 @@
+"""Search strategies, stored history and resume: coord_descent and halving find the
+brute-force best for less, an interrupted or killed sweep resumes with the same table,
+and a user's strategy runs from anywhere without a rebuild."""
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+
+from common import Workspace, KNOBENGINE, load_json
+
+
+ROW = re.compile(r"^\d+,[01]+,")
+
+
+def rows(stdout):
+    return [l for l in stdout.splitlines() if ROW.match(l)]
+
+
+def best_mask(stdout):
+    return next(l for l in stdout.splitlines() if l.startswith("BEST,")).split(",")[1].split("=")[1]
+
+
+class Strategies(Workspace):
+    def setUp(self):
+        super().setUp()
+        # a landscape with a clear best: prefix caching helps (shared prefixes), eager
+        # mode hurts, and the third knob makes the server fail to start
+        cfg = self.base_config(knobs=[
+            {"name": "prefix_caching", "flag": "--enable-prefix-caching"},
+            {"name": "eager", "flag": "--enforce-eager"},
+            {"name": "broken", "flag": "--fail-start"},
+        ])
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.3"
+        cfg["workload"]["concurrency"] = 6
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
+
+    def search(self, *args):
+        r = self.run_engine("--config", "cfg.json", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
+
+    def test_strategies_agree_with_bruteforce_for_less(self):
+        out, brute = self.search()
+        self.assertEqual(best_mask(out), "100")
+        self.assertEqual(brute["launches"], 8)
+        requests = lambda s: sum(t["requests"] for t in s["trials"])
+
+        out, cd = self.search("--strategy", "coord_descent")
+        self.assertEqual(best_mask(out), "100")
+        masks = [r.split(",")[1] for r in rows(out)]
+        self.assertEqual(masks, ["000", "100", "010", "001", "110", "101"])  # each mask once
+        self.assertLess(cd["launches"], brute["launches"])
+
+        out, hv = self.search("--strategy", "halving")
+        self.assertEqual(best_mask(out), "100")
+        screening = [t for t in hv["trials"] if not t["full_fidelity"]]
+        self.assertEqual(len(screening), 8)
+        self.assertTrue(all(t["requests"] == 3 for t in screening))  # request_count 12 / 4
+        best = hv["trials"][hv["best_trial"]]
+        self.assertTrue(best["full_fidelity"])
+        self.assertLess(requests(hv), requests(brute))
+
+    def interrupt_after(self, n_rows, sig):
+        p = subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        seen = []
+        while len(seen) < n_rows:
+            line = p.stdout.readline()
+            self.assertTrue(line, "knobengine ended early")
+            if ROW.match(line):
+                seen.append(line.rstrip("\n"))
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+        return p.returncode, seen, err
+
+    def no_server_left(self):
+        time.sleep(0.3)
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        self.assertNotIn(self.path("cfg.json"), ps)
+        self.assertEqual([l for l in ps.splitlines() if "knobsim" in l and "--port %d" % load_json(self.path("cfg.json"))["server"]["port"] in l], [])
+
+    def test_interrupted_sweep_resumes_with_the_same_table(self):
+        code, seen, err = self.interrupt_after(3, signal.SIGINT)
+        self.assertEqual(code, 130)
+        self.assertIn("Run the same command again to resume", err)
+        self.no_server_left()
+        self.assertFalse(os.path.exists(self.path("results", "search", "latest")))
+        self.assertEqual([d for d in os.listdir(self.path("results", "search")) if d.startswith(".")], [])
+        out, summary = self.search()
+        self.assertEqual(rows(out)[:3], seen)  # reused trials print exactly as before
+        self.assertEqual([r.split(",")[1] for r in rows(out)], ["000", "001", "010", "011", "100", "101", "110", "111"])
+        self.assertEqual(summary["launches"], 5)
+        self.assertEqual([t["resumed"] for t in summary["trials"]], [True] * 3 + [False] * 5)
+        db = sqlite3.connect(self.path("results", "history.sqlite"))
+        self.assertEqual(db.execute("SELECT status FROM runs").fetchall(), [("complete",)])
+        self.assertEqual(db.execute("SELECT count(*), count(DISTINCT config_hash) FROM trials").fetchone(), (8, 1))
+        # a finished search is not resumed: the next one measures again
+        out, summary = self.search()
+        self.assertEqual(summary["launches"], 8)
+
+    def test_killed_engine_takes_its_server_along_and_resumes(self):
+        code, seen, _ = self.interrupt_after(2, signal.SIGKILL)
+        self.assertEqual(code, -9)
+        self.no_server_left()
+        out, summary = self.search()
+        self.assertEqual(rows(out)[:2], seen)
+        self.assertEqual(summary["launches"], 6)
+
+    def test_user_strategy_from_anywhere(self):
+        other = self.path("elsewhere", "reverse.lua")
+        self.write("elsewhere/reverse.lua", """
+-- evaluates the masks from the top down, then looks at the history
+return { name = "reverse", run = function(search)
+  for mask = (1 << search.n) - 1, 0, -1 do search:evaluate(mask) end
+  assert(#search:history() == 1 << search.n)
+end }
+""")
+        out, summary = self.search("--strategy", other)
+        self.assertEqual([r.split(",")[1] for r in rows(out)], ["111", "110", "101", "100", "011", "010", "001", "000"])
+        self.assertEqual(summary["strategy"], "reverse")
+        self.assertEqual(best_mask(out), "100")
+
+    def test_strategy_error_names_file_and_line(self):
+        bad = self.write("bad.lua", "return { run = function(search)\n  search:evaluate(0)\n  search:evaluate(99)\nend }\n")
+        r = self.run_engine("--config", "cfg.json", "--strategy", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.splitlines()[-1],
+                         "knobengine: strategy error: %s:3: search:evaluate: mask 99 is out of range 0..7" % bad)
+        self.no_server_left()
+        syntax = self.write("syntax.lua", "return { run = function(search)\n  oops oops\nend }\n")
+        r = self.run_engine("--config", "cfg.json", "--strategy", syntax)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("syntax.lua:2:", r.stderr)
