@@ -21,13 +21,16 @@ typedef struct {
   const char *log_path;
   const char *marker; /* "NAME=value" added to the server's environment, unique per trial */
   ke_replay_opts replay;
+  int repeats;              /* workload runs on the same server (>= 1) */
   const ke_nsys_opts *nsys; /* NULL: not profiled */
 } ke_trial;
 
 typedef struct {
   int ok;
   char error[2048];
-  ke_metrics metrics;
+  ke_metrics metrics;                /* combined over repeats (ke_metrics_combine) */
+  ke_metrics repeat_metrics[16];     /* each repeat, when repeats > 1 */
+  int repeats_done;
   int replayed;                     /* metrics are filled (even when ok = 0) */
   double start_s, workload_s, stop_s; /* phase wall times */
   int killed;                       /* the server needed SIGKILL to stop */

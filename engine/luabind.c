@@ -263,6 +263,7 @@ static int l_evaluate(lua_State *L) {
   lua_getfield(L, 1, "replay");
   luaL_checktype(L, -1, LUA_TTABLE);
   read_replay(L, -1, &t.replay);
+  t.repeats = (int)opt_number(L, 1, "repeats", 1);
 
   ke_nsys_opts nsys;
   if (profile) {
@@ -295,6 +296,15 @@ static int l_evaluate(lua_State *L) {
     lua_setfield(L, -2, "error");
   }
   if (r.replayed) push_metrics(L, &r.metrics);
+  if (r.repeats_done > 1) {
+    lua_createtable(L, r.repeats_done, 0);
+    for (int k = 0; k < r.repeats_done; k++) {
+      lua_newtable(L);
+      push_metrics(L, &r.repeat_metrics[k]);
+      lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "repeats");
+  }
   lua_createtable(L, 0, 4);
   set_num(L, "start_s", r.start_s);
   set_num(L, "workload_s", r.workload_s);

@@ -412,3 +412,37 @@ done:
   free(rs.gaps.v);
   return rc;
 }
+
+static double median_of(double *v, int n) {
+  ke_sort_doubles(v, (size_t)n);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out) {
+  memset(out, 0, sizeof *out);
+  if (n <= 0) return;
+  double v[64];
+  if (n > 64) n = 64;
+#define MEDIAN(field)                                           \
+  do {                                                          \
+    for (int i = 0; i < n; i++) v[i] = reps[i].field;           \
+    out->field = median_of(v, n);                               \
+  } while (0)
+  for (int i = 0; i < n; i++) {
+    out->request_count += reps[i].request_count;
+    out->completed += reps[i].completed;
+    out->failed += reps[i].failed;
+    out->output_tokens += reps[i].output_tokens;
+    out->input_tokens += reps[i].input_tokens;
+    if (!out->first_error[0] && reps[i].first_error[0])
+      snprintf(out->first_error, sizeof out->first_error, "%s", reps[i].first_error);
+  }
+  out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
+  MEDIAN(duration_s);
+  MEDIAN(latency.p50); MEDIAN(latency.p95); MEDIAN(latency.p99); MEDIAN(latency.mean);
+  MEDIAN(ttft.p50); MEDIAN(ttft.p95); MEDIAN(ttft.p99); MEDIAN(ttft.mean);
+  MEDIAN(tpot.p50); MEDIAN(tpot.p95); MEDIAN(tpot.p99); MEDIAN(tpot.mean);
+  MEDIAN(itl.p50); MEDIAN(itl.p95); MEDIAN(itl.p99);
+  MEDIAN(tokens_per_s); MEDIAN(requests_per_s);
+#undef MEDIAN
+}

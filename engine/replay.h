@@ -44,4 +44,9 @@ typedef struct {
 
 int ke_replay(const ke_replay_opts *opts, ke_metrics *out, char *err, size_t errlen);
 
+/* Combines repeats of one workload: counts and tokens are summed (error_rate is
+ * failed / all requests), every latency, rate and duration is the median across
+ * repeats (mean of the middle two for an even count). */
+void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out);
+
 #endif

@@ -241,7 +241,7 @@ local function validate_workload(c, raw, base_dir)
     request_timeout_s = c:number(get(w, "request_timeout_s", d.request_timeout_s), "workload.request_timeout_s", { min = 0.001, max = 86400 }),
     seed = c:number(get(w, "seed", d.seed), "workload.seed", { integer = true, min = 0, max = 2 ^ 53 }),
     stream = c:boolean(get(w, "stream", d.stream), "workload.stream"),
-    repeats = c:number(get(w, "repeats", d.repeats), "workload.repeats", { integer = true, min = 1, max = 100 }),
+    repeats = c:number(get(w, "repeats", d.repeats), "workload.repeats", { integer = true, min = 1, max = 16 }),
   }
 end
 

@@ -106,6 +106,7 @@ local function record_json(t)
     metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s,
     -- a trial reused from an interrupted run keeps no log in this run's directory
     log = t.resumed and cjson.null or (t.dir .. "/logs.txt"), resumed = t.resumed or false,
+    repeats = t.repeats,
   }
 end
 
@@ -115,7 +116,36 @@ local function stored_record(t)
     trial = t.trial, mask = t.mask, mask_string = t.mask_string, full = t.full, requests = t.requests,
     ok = t.ok, valid = t.valid, error = t.error or cjson.null, error_rate = t.error_rate,
     metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s, dir = t.dir,
+    repeats = t.repeats,
   }
+end
+
+-- The spread (max - min) of a trial's objective metric across its repeats, or 0.
+local function spread(t, metric)
+  if not t.repeats then return 0 end
+  local lo, hi
+  for _, r in ipairs(t.repeats) do
+    local v = r[metric]
+    if type(v) == "number" then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
+  end
+  return lo and hi - lo or 0
+end
+
+-- Says on stderr when the best and the runner-up are closer than their noise.
+local function warn_if_within_noise(records, best, obj)
+  local runner
+  for _, t in ipairs(records) do
+    if t ~= best and t.valid and t.full and (not runner or objective.better(t, runner, obj)) then runner = t end
+  end
+  if not runner then return end
+  local metric = obj.metric
+  local gap = math.abs(best.metrics[metric] - runner.metrics[metric])
+  local noise = math.max(spread(best, metric), spread(runner, metric))
+  if gap < noise then
+    say("the best (mask %s) and the runner-up (mask %s) differ by %.3f in %s, less than the spread "
+      .. "of their repeats (%.3f): the choice follows the rules but is within noise", best.mask_string,
+      runner.mask_string, gap, metric, noise)
+  end
 end
 
 local function run_stamp()
@@ -241,6 +271,7 @@ function M.search(ctx)
         cfg.constraints.max_error_rate, final)
     end
 
+    warn_if_within_noise(records, best, cfg.objective)
     -- profile the best
     local no_nsys = trial.nsys_unavailable(cfg)
     if no_nsys then say("%s; trace metrics will be na", no_nsys) end

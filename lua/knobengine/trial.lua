@@ -81,6 +81,7 @@ function M.run(ctx, mask, opts)
     port = cfg.server.port,
     ready_url = M.base_url(cfg) .. cfg.server.ready_path,
     ready_timeout_s = cfg.server.ready_timeout_s,
+    repeats = cfg.workload.repeats,
     stop_timeout_s = cfg.server.stop_timeout_s,
     log_path = log_path,
     replay = {
@@ -122,10 +123,12 @@ function M.run(ctx, mask, opts)
     dir = opts.dir,
   }
   local metrics = {}
+  local not_metrics = { ok = true, error = true, timing = true, profile = true, repeats = true, interrupted = true }
   for k, v in pairs(r) do
-    if k ~= "ok" and k ~= "error" and k ~= "timing" and k ~= "profile" then metrics[k] = v end
+    if not not_metrics[k] then metrics[k] = v end
   end
   record.metrics = metrics
+  record.repeats = r.repeats -- each repeat's metrics when workload.repeats > 1
   -- a trial that never replayed counts as every request failed
   record.error_rate = r.error_rate ~= nil and r.error_rate or 1.0
   record.valid = r.ok and record.error_rate <= cfg.constraints.max_error_rate

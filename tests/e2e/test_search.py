@@ -134,3 +134,26 @@ end }
         r = self.run_engine("--config", "cfg.json", "--strategy", syntax)
         self.assertEqual(r.returncode, 2)
         self.assertIn("syntax.lua:2:", r.stderr)
+
+
+class Repeats(Workspace):
+    def test_repeats_report_medians_and_warn_within_noise(self):
+        # a knob that changes nothing, and 30% step jitter from the same seed in both
+        # servers: the two trials are equal within noise, their repeats spread widely
+        cfg = self.base_config(knobs=[{"name": "noop", "flag": "--disable-log-requests"}])
+        cfg["serve_cmd"] += ["--jitter-pct", "30"]
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.3"
+        cfg["workload"]["repeats"] = 3
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("less than the spread of their repeats", r.stderr)
+        summary = load_json(self.path("results", "search", "latest", "summary.json"))
+        for t in summary["trials"]:
+            reps = t["repeats"]
+            self.assertEqual(len(reps), 3)
+            self.assertEqual(t["metrics"]["p50_latency_ms"], sorted(x["p50_latency_ms"] for x in reps)[1])
+            self.assertEqual(t["metrics"]["request_count"], 36)
+        trial_dir = self.path("results", "search", "latest", "trials", "000-0")
+        self.assertEqual(sorted(os.listdir(trial_dir)), ["logs.txt", "requests-2.csv", "requests-3.csv", "requests.csv"])
