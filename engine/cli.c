@@ -16,6 +16,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   ke_signals_install();
+  /* servers a killed knobengine could not stop (see ke_reap_orphans) */
+  int reaped = ke_reap_orphans("KNOBENGINE_TRIAL=");
+  if (reaped > 0)
+    fprintf(stderr, "knobengine: killed %d process(es) left running by an earlier knobengine that was killed\n", reaped);
   char err[1024];
   lua_State *L = ke_host_open(err, sizeof err);
   if (!L) {

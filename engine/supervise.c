@@ -300,8 +300,9 @@ void ke_proc_free(ke_proc *p) {
   free(p);
 }
 
-/* 1 if /proc/<pid>/environ holds the exact entry `marker`. */
-static int has_marker(const char *pid, const char *marker) {
+/* Finds the environment entry of /proc/<pid>/environ that equals `marker` (exact) or
+ * starts with it (prefix); copies it to out. Returns 1 when found. */
+static int find_marker(const char *pid, const char *marker, int prefix, char *out, size_t outlen) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%s/environ", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -314,10 +315,34 @@ static int has_marker(const char *pid, const char *marker) {
   close(fd);
   for (size_t i = 0; i < len;) {
     size_t e = strnlen(buf + i, len - i);
-    if (e == mlen && memcmp(buf + i, marker, mlen) == 0) return 1;
+    if ((prefix ? e >= mlen : e == mlen) && memcmp(buf + i, marker, mlen) == 0) {
+      if (out) snprintf(out, outlen, "%.*s", (int)e, buf + i);
+      return 1;
+    }
     i += e + 1;
   }
   return 0;
+}
+
+static int has_marker(const char *pid, const char *marker) { return find_marker(pid, marker, 0, NULL, 0); }
+
+int ke_reap_orphans(const char *prefix) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  int count = 0;
+  size_t plen = strlen(prefix);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!isdigit((unsigned char)de->d_name[0])) continue;
+    char entry[128];
+    if (!find_marker(de->d_name, prefix, 1, entry, sizeof entry)) continue;
+    long owner = atol(entry + plen);
+    if (owner <= 0 || owner == (long)getpid()) continue;
+    if (kill((pid_t)owner, 0) == 0 || errno != ESRCH) continue; /* its knobengine still runs */
+    if (kill((pid_t)atol(de->d_name), SIGKILL) == 0) count++;
+  }
+  closedir(d);
+  return count;
 }
 
 int ke_signal_marked(const char *marker, int sig) {

@@ -55,6 +55,12 @@ int ke_signal_marked(const char *marker, int sig);
  * that needed SIGKILL. */
 int ke_stop_marked(const char *marker, double timeout_s);
 
+/* Kills (SIGKILL) processes marked by a knobengine that no longer exists (it was
+ * killed before it could stop them, e.g. a server under `nsys launch`, which
+ * PR_SET_PDEATHSIG does not reach). Markers are "<prefix><owner pid>-<n>". Returns how
+ * many were killed. */
+int ke_reap_orphans(const char *prefix);
+
 /* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
  * host. */
 int ke_port_in_use(const char *host, int port);

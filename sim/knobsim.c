@@ -6,7 +6,9 @@
  * (streaming and not), /health and /v1/models, with latencies from a continuous-
  * batching model (model.h) that reacts to vLLM's own knobs. One thread: a poll() loop
  * serves connections and sleeps until the next engine step ends. Faults can be
- * injected for tests. See README "Simulated server". */
+ * injected for tests (--fail-start, --hang-start, --crash-after-requests,
+ * --error-rate, --malformed-after-tokens, --stall-after-tokens, --ignore-sigterm).
+ * See README "The simulated server". */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -32,6 +34,9 @@ typedef struct {
   int fail_start, hang_start;
   long crash_after_requests;
   double error_rate;
+  int malformed_after_tokens; /* > 0: a broken chunk after this many tokens */
+  int stall_after_tokens;     /* > 0: a stream goes silent after this many tokens */
+  int ignore_sigterm;
   sim_params p;
 } options;
 
@@ -136,6 +141,9 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--jitter-pct")) o->p.jitter_pct = num_arg(name, VALUE());
     else if (FLAG("--crash-after-requests")) o->crash_after_requests = (long)num_arg(name, VALUE());
     else if (FLAG("--error-rate")) o->error_rate = num_arg(name, VALUE());
+    else if (FLAG("--malformed-after-tokens")) o->malformed_after_tokens = (int)num_arg(name, VALUE());
+    else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
+    else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
     else if (FLAG("--fixed-ttft-ms")) o->p.fixed_ttft_ms = num_arg(name, VALUE());
     else if (FLAG("--fixed-tpot-ms")) o->p.fixed_tpot_ms = num_arg(name, VALUE());
     else if (FLAG("--kv-cache-dtype")) {
@@ -204,6 +212,15 @@ static void on_token(void *ud, sim_seq *s, int finished) {
   if (!r) return;
   const char *tok = VOCAB[sim_rng_next(&s->rng) % (sizeof VOCAB / sizeof VOCAB[0])];
   const char *reason = s->generated >= s->max_tokens ? "\"length\"" : "\"stop\"";
+  if (r->stream && a->o.stall_after_tokens > 0 && s->generated > a->o.stall_after_tokens) {
+    /* fault: the stream goes silent and never ends; the client must time out */
+    if (finished) s->owner = NULL; /* the request stays open with its connection */
+    return;
+  }
+  if (r->stream && a->o.malformed_after_tokens > 0 && s->generated == a->o.malformed_after_tokens + 1) {
+    static const char broken[] = "data: {\"id\": \"broken\", \"choices\": [\n\n";
+    http_stream_write(a->http, r->conn, broken, sizeof broken - 1);
+  }
   if (r->stream) {
     kbuf b = {0};
     if (r->chat && s->generated == 1) { /* vLLM opens a chat stream with the role */
@@ -466,7 +483,8 @@ int main(int argc, char **argv) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term;
-  sigaction(SIGTERM, &sa, NULL);
+  if (a.o.ignore_sigterm) signal(SIGTERM, SIG_IGN); /* fault: only SIGKILL stops it */
+  else sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 

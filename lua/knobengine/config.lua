@@ -38,7 +38,7 @@ Checker.__index = Checker
 local function new_checker(file) return setmetatable({ file = file }, Checker) end
 
 function Checker:bad(path, fmt, ...)
-  errors.usage("config %s: %s: %s", self.file, path, string.format(fmt, ...))
+  errors.usage("config %s: %s%s", self.file, path == "" and "" or path .. ": ", string.format(fmt, ...))
 end
 
 function Checker:string(v, path, opts)

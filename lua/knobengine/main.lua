@@ -86,6 +86,28 @@ local function dry_run(cfg)
   io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, 1 << n, cfg.workload.dataset_path))
 end
 
+-- Checks, before anything starts, that results can be written (the nearest existing
+-- directory takes a 64 KiB probe file, so a read-only or full disk is caught) and that
+-- the server's port is free. Creates nothing: a problem is a usage error.
+local function preflight(cfg, results)
+  local dir = results
+  while not knob.exists(dir) do
+    local parent = util.dirname(dir)
+    if parent == dir then break end
+    dir = parent
+  end
+  if not knob.is_dir(dir) then errors.usage("--results %s: '%s' is not a directory", results, dir) end
+  local probe = string.format("%s/.knobengine-probe.%d", dir, knob.getpid())
+  local ok, err = knob.write_atomic(probe, string.rep("\0", 65536))
+  os.remove(probe)
+  if not ok then errors.usage("--results %s: cannot write there: %s", results, (err:gsub("^cannot write '[^']*': ", ""))) end
+  local in_use, perr = knob.port_in_use(cfg.server.host, cfg.server.port)
+  if in_use == nil then errors.usage("server.host: %s", perr) end
+  if in_use then
+    errors.usage("server.port: %s:%d is already in use (is a server still running?)", cfg.server.host, cfg.server.port)
+  end
+end
+
 local function summarize(path)
   if not knob.exists(path) then errors.usage("summarize: '%s' not found", path) end
   local json, err = knob.trace_summary(path, { phases = { "get_batch", "prefill", "decode" } })
@@ -109,6 +131,7 @@ local function run(args)
     strategy_path = strategy_path(opts.strategy),
   }
   if opts.dry_run then dry_run(cfg); return 0 end
+  preflight(cfg, opts.results)
   local runner = require("knobengine.runner")
   if knob.is_dir(opts.results .. "/baseline") then return runner.search(ctx) end
   return runner.baseline(ctx)

@@ -176,9 +176,9 @@ class TwoRuns(Workspace):
             s.bind(("127.0.0.1", cfg["server"]["port"]))
             s.listen(1)
             r = self.run_engine("--config", "cfg.json")
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("port 127.0.0.1:%d is already in use before the server started" % cfg["server"]["port"], r.stderr)
-        self.assertEqual(os.listdir(self.path("results")), [])
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr, "knobengine: server.port: 127.0.0.1:%d is already in use (is a server still running?)\n" % cfg["server"]["port"])
+        self.assertFalse(os.path.exists(self.path("results")))
 
     def test_chat_endpoint_and_string_command(self):
         cfg = self.base_config()

@@ -1,0 +1,199 @@
+"""Reliability: signals at any point stop the server and keep nothing partial; every
+kind of trial fault is recorded with its cause and the sweep goes on; hostile input
+is refused with exit 2 and nothing is ever passed through a shell."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from common import Workspace, KNOBENGINE, load_json
+
+
+def servers_on(port):
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [l for l in ps.splitlines() if "knobsim" in l and "--port %d" % port in l]
+
+
+class Signals(Workspace):
+    def start(self, cfg):
+        self.write_config(cfg)
+        return subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def finish(self, p, port, code):
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, code, err)
+        self.assertEqual(out, "")
+        time.sleep(0.2)
+        self.assertEqual(servers_on(port), [])
+        self.assertEqual(os.listdir(self.path("results")), [])  # no baseline, no aside dir
+        return err
+
+    def test_sigterm_while_the_server_loads(self):
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--hang-start"]
+        cfg["server"]["ready_timeout_s"] = 60
+        p = self.start(cfg)
+        time.sleep(0.8)
+        self.assertEqual(len(servers_on(cfg["server"]["port"])), 1)
+        p.send_signal(signal.SIGTERM)
+        err = self.finish(p, cfg["server"]["port"], 143)
+        self.assertEqual(err.splitlines()[-1], "knobengine: interrupted while running trial 00; servers stopped, "
+                         "nothing partial was kept. Run the same command again to start over.")
+
+    def test_sigint_mid_workload(self):
+        cfg = self.base_config()
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "1.0"  # a slow workload
+        cfg["workload"]["request_count"] = 200
+        p = self.start(cfg)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        self.finish(p, cfg["server"]["port"], 130)
+
+    def test_second_interrupt_kills_at_once(self):
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--ignore-sigterm"]
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "1.0"
+        cfg["workload"]["request_count"] = 200
+        cfg["server"]["stop_timeout_s"] = 60
+        p = self.start(cfg)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        self.assertIsNone(p.poll())  # waiting for a server that ignores SIGTERM
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=10)
+        self.assertLess(time.time() - t0, 2)
+        self.assertEqual(p.returncode, 130)
+        self.assertIn("second interrupt, killed servers, exiting now", err)
+        time.sleep(0.2)
+        self.assertEqual(servers_on(cfg["server"]["port"]), [])
+
+
+ONLY_SINGLE_FAULTS = """
+-- all-OFF, then each knob alone, then all-OFF again (the port must be free again)
+return { name = "faults", run = function(search)
+  search:evaluate(0)
+  for i = 1, search.n do search:evaluate(1 << (search.n - i)) end
+  search:evaluate(0)
+end }
+"""
+
+
+class TrialFaults(Workspace):
+    def test_each_fault_is_recorded_and_the_sweep_goes_on(self):
+        cfg = self.base_config(knobs=[
+            {"name": "exits", "flag": "--fail-start"},
+            {"name": "hangs", "flag": "--hang-start"},
+            {"name": "crashes", "key": "--crash-after-requests", "on_value": "3"},
+            {"name": "errors", "key": "--error-rate", "on_value": "1"},
+            {"name": "malformed", "key": "--malformed-after-tokens", "on_value": "2"},
+            {"name": "stalls", "key": "--stall-after-tokens", "on_value": "2"},
+        ])
+        cfg["server"]["ready_timeout_s"] = 2
+        cfg["workload"]["request_timeout_s"] = 1
+        self.write_config(cfg)
+        self.write("faults.lua", ONLY_SINGLE_FAULTS)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json", "--strategy", "faults.lua")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual([l.split(",")[1] for l in lines[1:9]],
+                         ["000000", "100000", "010000", "001000", "000100", "000010", "000001", "000000"])
+        for l in lines[2:8]:
+            self.assertTrue(l.endswith(",na,na,na,1.0000,na") or ",na,na,na," in l, l)
+        self.assertTrue(lines[9].startswith("BEST,knob_mask=000000,"))
+        errors = [t["error"] for t in load_json(self.path("results", "search", "latest", "summary.json"))["trials"]]
+        self.assertIsNone(errors[0])
+        self.assertIn("server exited before it was ready: server exited with status 1", errors[1])
+        self.assertIn("simulated failure while loading the model", errors[1])  # the log tail
+        self.assertIn("server not ready after 2 s", errors[2])
+        self.assertIn("server killed by signal 6 during the workload", errors[3])
+        self.assertIn("simulated crash after 3 requests", errors[3])
+        self.assertIn("requests failed (first: HTTP 500)", errors[4])
+        self.assertIn("requests failed (first: malformed stream:", errors[5])
+        self.assertIn("requests failed (first: timeout)", errors[6])
+        self.assertIsNone(errors[7])
+        self.assertEqual(servers_on(cfg["server"]["port"]), [])
+
+
+class HostileInput(Workspace):
+    def refused(self, expected, cfg=None, raw=None, results="res"):
+        if raw is not None:
+            self.write("cfg.json", raw)
+        elif cfg is not None:
+            self.write_config(cfg)
+        before = self.listing()
+        r = self.run_engine("--config", "cfg.json", "--results", results)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertIn(expected, r.stderr)
+        self.assertEqual(self.listing(), before)
+
+    def test_hostile_configs(self):
+        base = json.dumps(self.base_config())
+        cases = [
+            ("NUL in a string", base.replace('"m",', '"m\\u0000x",', 1), "serve_cmd[2]: must not contain NUL bytes"),
+            ("NUL byte in the file", base.replace('"m",', '"m\x00",', 1), "contains NUL bytes"),
+            ("non-UTF-8 string", base.replace('"m",', '"m\xff",', 1).encode("latin-1"), "is not valid UTF-8"),
+            ("number too large", base.replace('"concurrency": 4', '"concurrency": 1e400'), "workload.concurrency: expected integer"),
+            ("huge concurrency", base.replace('"concurrency": 4', '"concurrency": 100000000'), "workload.concurrency: must be <= 4096"),
+            ("negative warmup", base.replace('"warmup_requests": 2', '"warmup_requests": -1'), "workload.warmup_requests: must be >= 0 (got -1)"),
+            ("empty program", base.replace('"serve_cmd": ["', '"serve_cmd": ["", "'), "serve_cmd: must name a program"),
+            ("deep nesting", base[:-1] + ', "strategy_options": ' + "[" * 5000 + "]" * 5000 + "}", "invalid JSON"),
+            ("not an object", "[1, 2]", "config cfg.json: expected object"),
+            ("empty file", "", "config cfg.json: invalid JSON"),
+        ]
+        for name, raw, expected in cases:
+            with self.subTest(name):
+                self.refused(expected, raw=raw)
+
+    def test_hostile_datasets(self):
+        cfg = self.base_config()
+        self.write_config(cfg)
+        cases = [
+            ("NUL byte", b'{"prompt": "a\x00b"}\n', "line 1: contains a NUL byte"),
+            ("non-UTF-8", b'{"prompt": "caf\xe9"}\n', "line 1: is not valid UTF-8"),
+            ("not an object", b'[1]\n', "line 1: needs 'prompt' or 'messages'"),
+            ("bad max_tokens", b'{"prompt": "x", "max_tokens": -3}\n', "line 1: 'max_tokens' must be an integer >= 1"),
+            ("bad messages", b'{"messages": [{"role": 1}]}\n', "line 1: messages[0] needs string 'role' and 'content'"),
+        ]
+        for name, data, expected in cases:
+            with self.subTest(name):
+                self.write("data.jsonl", data)
+                self.refused(expected)
+        with open(self.path("data.jsonl"), "wb") as f:  # one 100 MB line
+            f.write(b'{"prompt": "' + b"x" * (100 << 20) + b'"}\n')
+        self.refused("data.jsonl line 1: line is longer than 16777216 bytes")
+        os.remove(self.path("data.jsonl"))
+        os.mkdir(self.path("data.jsonl"))
+        self.refused("workload.dataset: cannot read 'data.jsonl'")
+
+    def test_results_dir_unusable(self):
+        self.write_config(self.base_config())
+        self.write("afile", "x")
+        self.refused("--results afile/res: 'afile' is not a directory", results="afile/res")
+        if os.path.exists("/dev/full"):
+            # a directory whose writes fail as on a full disk is hard to fake without a
+            # mount; /dev/full stands in for the probe
+            pass
+
+    def test_nothing_goes_through_a_shell(self):
+        cfg = self.base_config(env={"INNOCENT": "$(touch pwned-env); `touch pwned-tick`"})
+        cfg["knobs"] = [{"name": "odd", "env": "ODD_VALUE", "on_value": "a; touch pwned-knob | cat && echo"},
+                        {"name": "flag", "key": "--served-model-name", "on_value": "$(touch pwned-arg)"}]
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([f for f in os.listdir(self.dir) if f.startswith("pwned")], [])
+        trials = load_json(self.path("results", "search", "latest", "summary.json"))["trials"]
+        self.assertEqual(trials[2]["config"]["env"]["ODD_VALUE"], "a; touch pwned-knob | cat && echo")
+        self.assertEqual(trials[1]["config"]["argv"][-2:], ["--served-model-name", "$(touch pwned-arg)"])
+        # knobsim does not know --served-model-name: exit 2 at start, a recorded failure
+        self.assertIn("unrecognized arguments: --served-model-name", trials[1]["error"])
+        script = open(self.path("results", "search", "latest", "best_command.sh")).read()
+        self.assertIn("export INNOCENT='$(touch pwned-env); `touch pwned-tick`'", script)
