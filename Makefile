@@ -3,10 +3,11 @@
 #   make test   install what is missing, build (plain and ASan+UBSan), run the whole suite
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_RESULTS ?= results/demo
 
-.PHONY: all deps build build-asan demo test test-plain test-asan bench clean
+.PHONY: all deps build build-asan demo test test-plain test-asan test-fuzz bench clean
 
 all: build
 
@@ -27,7 +28,7 @@ demo: deps build
 	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
 	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
 
-test: deps test-plain test-asan
+test: deps test-plain test-asan test-fuzz
 
 test-plain: build
 	ctest --test-dir $(BUILD) --output-on-failure -j 2
@@ -39,9 +40,15 @@ test-asan: build-asan
 	ASAN_OPTIONS=detect_leaks=1:exitcode=66 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2 -E '^e2e_(sim|nsys)$$'
 
+# libFuzzer targets (SSE parser, config loader), each run for a bounded time.
+test-fuzz:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DKNOB_FUZZ=ON -DKNOB_WERROR=ON -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	ctest --test-dir $(FUZZ_BUILD) --output-on-failure
+
 # Benchmarks print figures; they are not pass/fail.
 bench: build
 	cmake --build $(BUILD) --target bench
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -23,7 +23,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
-      libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3)
+      libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3
+      clang libclang-rt-14-dev)  # clang + libFuzzer for the fuzz targets of `make test`
 [ "$want_bench" = 1 ] && pkgs+=(wrk hyperfine)
 
 missing=()

@@ -322,6 +322,12 @@ end
 function M.load(path)
   local text, err = util.read_file(path)
   if not text then errors.usage("config %s: cannot read: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""))) end
+  return M.parse(text, path)
+end
+
+-- Validates config text as if it were read from `path` (relative paths resolve
+-- against its directory). Every problem is a usage error naming the key.
+function M.parse(text, path)
   if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
   local raw = M.decode_json(text, "config " .. path)
   local c = new_checker(path)

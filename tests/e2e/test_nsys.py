@@ -8,10 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 
 import trace_fixtures
 from common import Workspace, KNOBENGINE, SHARED_TRACES, load_json
+from test_faults import servers_on
 
 NSYS = shutil.which("nsys")
 if __name__ != "__main__" and not NSYS:
@@ -116,3 +118,34 @@ class Profiling(Workspace):
         if os.path.exists(saxpy):
             shutil.copy(saxpy, self.path("saxpy.sqlite"))  # nsys stats may write beside it
             self.compare_with_nsys_stats(self.path("saxpy.sqlite"))
+
+
+class KilledUnderNsys(Workspace):
+    def test_orphaned_server_is_reaped_by_the_next_run(self):
+        # under `nsys launch` the server is the nsys agent's child, out of reach of
+        # PR_SET_PDEATHSIG: when knobengine is SIGKILLed the next knobengine reaps it
+        cfg = self.base_config()
+        cfg["nsys"] = {"bin": NSYS, "trace": "nvtx,osrt", "timeout_s": 120}
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "1.0"
+        cfg["workload"]["request_count"] = 500
+        self.write_config(cfg)
+        port = cfg["server"]["port"]
+        p = subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline and not servers_on(port):
+                time.sleep(0.1)
+            self.assertTrue(servers_on(port), "the server never started")
+            time.sleep(1.0)
+        finally:
+            p.kill()
+            p.wait()
+        time.sleep(0.5)
+        left = servers_on(port)
+        r = self.run_engine("--config", "cfg.json", "--dry-run")
+        if left:  # nsys kept it alive: the next run must have killed it
+            self.assertIn("killed", r.stderr)
+            self.assertIn("left running by an earlier knobengine that was killed", r.stderr)
+        time.sleep(0.3)
+        self.assertEqual(servers_on(port), [])
