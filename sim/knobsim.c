@@ -214,7 +214,10 @@ static void on_token(void *ud, sim_seq *s, int finished) {
   const char *reason = s->generated >= s->max_tokens ? "\"length\"" : "\"stop\"";
   if (r->stream && a->o.stall_after_tokens > 0 && s->generated > a->o.stall_after_tokens) {
     /* fault: the stream goes silent and never ends; the client must time out */
-    if (finished) s->owner = NULL; /* the request stays open with its connection */
+    if (finished) { /* the model frees the sequence; the request stays open with its connection */
+      s->owner = NULL;
+      r->seq = NULL;
+    }
     return;
   }
   if (r->stream && a->o.malformed_after_tokens > 0 && s->generated == a->o.malformed_after_tokens + 1) {
