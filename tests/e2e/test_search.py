@@ -34,8 +34,11 @@ class Strategies(Workspace):
         ])
         cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.3"
         cfg["workload"]["concurrency"] = 6
+        cfg["workload"]["request_count"] = self.REQUESTS
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
+
+    REQUESTS = 12
 
     def search(self, *args):
         r = self.run_engine("--config", "cfg.json", *args)
@@ -43,6 +46,10 @@ class Strategies(Workspace):
         return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
 
     def test_strategies_agree_with_bruteforce_for_less(self):
+        # 24 requests: halving screens with 6, enough to keep the best among its survivors
+        cfg = load_json(self.path("cfg.json"))
+        cfg["workload"]["request_count"] = 24
+        self.write_config(cfg)
         out, brute = self.search()
         self.assertEqual(best_mask(out), "100")
         self.assertEqual(brute["launches"], 8)
@@ -58,7 +65,7 @@ class Strategies(Workspace):
         self.assertEqual(best_mask(out), "100")
         screening = [t for t in hv["trials"] if not t["full_fidelity"]]
         self.assertEqual(len(screening), 8)
-        self.assertTrue(all(t["requests"] == 3 for t in screening))  # request_count 12 / 4
+        self.assertTrue(all(t["requests"] == 6 for t in screening))  # request_count 24 / 4
         best = hv["trials"][hv["best_trial"]]
         self.assertTrue(best["full_fidelity"])
         self.assertLess(requests(hv), requests(brute))
