@@ -135,5 +135,5 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   ke_proc_free(p);
   if (rc == KE_INTERRUPTED) return KE_INTERRUPTED;
   if (nsys && !r->nsys.error[0]) ke_nsys_finish(nsys, &r->nsys);
-  return 0;
+  return ke_interrupted() ? KE_INTERRUPTED : 0;
 }

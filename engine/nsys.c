@@ -17,6 +17,12 @@ int ke_run_command(const char *const *argv, const char *log_path, double timeout
   if (ke_spawn(argv, NULL, log_path, &p, err, errlen)) return -1;
   double deadline = ke_now() + timeout_s;
   while (!ke_proc_exited(p)) {
+    if (ke_interrupted()) { /* Ctrl-C during a long export must not wait for it */
+      ke_proc_stop(p, 2.0);
+      snprintf(err, errlen, "interrupted during '%s %s'", argv[0], argv[1] ? argv[1] : "");
+      ke_proc_free(p);
+      return -1;
+    }
     if (ke_now() >= deadline) {
       ke_proc_stop(p, 2.0);
       snprintf(err, errlen, "'%s %s' did not finish within %.0f s", argv[0], argv[1] ? argv[1] : "",

@@ -54,7 +54,8 @@ int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r);
 int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const char *log_path,
                    double timeout_s, char *err, size_t errlen);
 /* Runs a command to completion (no shell), output appended to log_path; returns its
- * exit status, or -1 (err set) when it could not run or exceeded timeout_s. */
+ * exit status, or -1 (err set) when it could not run, exceeded timeout_s, or a
+ * SIGINT/SIGTERM arrived (the command is stopped then). */
 int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
                    size_t errlen);
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from common import Workspace, KNOBENGINE, load_json
+from common import Workspace, KNOBENGINE, load_json, read
 
 
 def servers_on(port):
@@ -176,10 +176,6 @@ class HostileInput(Workspace):
         self.write_config(self.base_config())
         self.write("afile", "x")
         self.refused("--results afile/res: 'afile' is not a directory", results="afile/res")
-        if os.path.exists("/dev/full"):
-            # a directory whose writes fail as on a full disk is hard to fake without a
-            # mount; /dev/full stands in for the probe
-            pass
 
     def test_nothing_goes_through_a_shell(self):
         cfg = self.base_config(env={"INNOCENT": "$(touch pwned-env); `touch pwned-tick`"})
@@ -195,5 +191,47 @@ class HostileInput(Workspace):
         self.assertEqual(trials[1]["config"]["argv"][-2:], ["--served-model-name", "$(touch pwned-arg)"])
         # knobsim does not know --served-model-name: exit 2 at start, a recorded failure
         self.assertIn("unrecognized arguments: --served-model-name", trials[1]["error"])
-        script = open(self.path("results", "search", "latest", "best_command.sh")).read()
+        script = read(self.path("results", "search", "latest", "best_command.sh"))
         self.assertIn("export INNOCENT='$(touch pwned-env); `touch pwned-tick`'", script)
+
+
+FAKE_NSYS = """#!/bin/sh
+# A stand-in nsys: `profile` runs the server (writing an empty report), `export` is slow.
+case "$1" in
+  profile)
+    shift
+    for a in "$@"; do case "$a" in --output=*) out="${a#--output=}" ;; esac; done
+    : > "$out.nsys-rep"
+    while [ "${1#-}" != "$1" ]; do shift; done
+    exec "$@" ;;
+  export) sleep 60 ;;
+esac
+"""
+
+
+class InterruptDuringExport(Workspace):
+    def test_sigint_while_nsys_exports(self):
+        fake = self.write("fake-nsys", FAKE_NSYS)
+        os.chmod(fake, 0o755)
+        cfg = self.base_config()
+        cfg["nsys"] = {"bin": fake, "trace": "nvtx"}
+        self.write_config(cfg)
+        p = subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 20
+        while time.time() < deadline:  # wait for the export to start
+            ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            if fake + " export" in ps:
+                break
+            time.sleep(0.05)
+        else:
+            p.kill()
+            self.fail("the export never started")
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        self.assertLess(time.time() - t0, 5)
+        self.assertEqual((p.returncode, out), (130, ""), err)
+        self.assertEqual(os.listdir(self.path("results")), [])
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        self.assertNotIn(fake, ps)
