@@ -46,9 +46,12 @@ test-fuzz:
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure
 
-# Benchmarks print figures; they are not pass/fail.
+# Benchmarks print figures; they are not pass/fail. Installs wrk (and nsys) if missing.
 bench: build
-	cmake --build $(BUILD) --target bench
+	scripts/install-deps.sh --nsys --bench
+	cmake --build $(BUILD) --target lua_host
+	$(BUILD)/tests/lua_host bench/search_efficiency.lua
+	python3 bench/run.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "evaluate.h"
@@ -467,6 +468,15 @@ static int l_port_in_use(lua_State *L) {
   return 1;
 }
 
+/* CPU seconds (user + system) this process has used: for benchmarks. */
+static int l_cpu_seconds(lua_State *L) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  lua_pushnumber(L, (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+                        ru.ru_stime.tv_usec * 1e-6);
+  return 1;
+}
+
 static int l_getpid(lua_State *L) {
   lua_pushinteger(L, getpid());
   return 1;
@@ -494,7 +504,8 @@ int luaopen_knob(lua_State *L) {
       {"symlink", l_symlink},           {"now", l_now},
       {"sleep", l_sleep},               {"isatty", l_isatty},
       {"interrupted", l_interrupted},   {"port_in_use", l_port_in_use},
-      {"getpid", l_getpid},             {NULL, NULL}};
+      {"getpid", l_getpid},             {"cpu_seconds", l_cpu_seconds},
+      {NULL, NULL}};
   luaL_newlib(L, funcs);
   ke_luadb_register(L, -1);
   lua_pushstring(L, KNOB_VERSION);

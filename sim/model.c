@@ -207,29 +207,22 @@ static void plan_step(sim_model *m, double now, sim_phase_fn phase) {
   m->step_prefill_tokens = prefill_tokens;
   m->step_decodes = decodes;
 
-  double prefill_ms = 0, decode_ms = 0;
-  if (p->fixed_ttft_ms > 0 || p->fixed_tpot_ms > 0) {
-    /* fixed-latency mode for measuring the client: no batching effects */
-    prefill_ms = prefill_tokens ? p->fixed_ttft_ms : 0;
-    decode_ms = decodes ? p->fixed_tpot_ms : 0;
-  } else {
-    double overhead = STEP_OVERHEAD_MS + (p->enforce_eager ? EAGER_OVERHEAD_MS : 0) +
-                      (p->prefix_caching ? PREFIX_CACHE_STEP_MS : 0) +
-                      (p->flashinfer ? FLASHINFER_STEP_MS : 0);
-    prefill_ms = prefill_tokens * PREFILL_PER_TOKEN_MS * (p->flashinfer ? FLASHINFER_PREFILL_FACTOR : 1);
-    decode_ms = decodes * DECODE_PER_SEQ_MS * (p->enforce_eager ? EAGER_DECODE_FACTOR : 1) +
-                (double)ctx_tokens * ATTN_PER_CTX_TOKEN_MS * (p->flashinfer ? FLASHINFER_ATTN_FACTOR : 1);
-    double factor = (p->kv_fp8 ? FP8_STEP_FACTOR : 1) * (p->chunked_prefill ? CHUNKED_STEP_FACTOR : 1);
-    /* the fixed overhead is spent in whichever phase the step has */
-    if (prefill_tokens) prefill_ms += overhead;
-    else decode_ms += overhead;
-    prefill_ms *= factor;
-    decode_ms *= factor;
-    if (p->jitter_pct > 0) {
-      double j = 1 + p->jitter_pct / 100.0 * (2 * rng_unit(&m->rng) - 1);
-      prefill_ms *= j;
-      decode_ms *= j;
-    }
+  double overhead = STEP_OVERHEAD_MS + (p->enforce_eager ? EAGER_OVERHEAD_MS : 0) +
+                    (p->prefix_caching ? PREFIX_CACHE_STEP_MS : 0) +
+                    (p->flashinfer ? FLASHINFER_STEP_MS : 0);
+  double prefill_ms = prefill_tokens * PREFILL_PER_TOKEN_MS * (p->flashinfer ? FLASHINFER_PREFILL_FACTOR : 1);
+  double decode_ms = decodes * DECODE_PER_SEQ_MS * (p->enforce_eager ? EAGER_DECODE_FACTOR : 1) +
+                   (double)ctx_tokens * ATTN_PER_CTX_TOKEN_MS * (p->flashinfer ? FLASHINFER_ATTN_FACTOR : 1);
+  double factor = (p->kv_fp8 ? FP8_STEP_FACTOR : 1) * (p->chunked_prefill ? CHUNKED_STEP_FACTOR : 1);
+  /* the fixed overhead is spent in whichever phase the step has */
+  if (prefill_tokens) prefill_ms += overhead;
+  else decode_ms += overhead;
+  prefill_ms *= factor;
+  decode_ms *= factor;
+  if (p->jitter_pct > 0) {
+    double j = 1 + p->jitter_pct / 100.0 * (2 * rng_unit(&m->rng) - 1);
+    prefill_ms *= j;
+    decode_ms *= j;
   }
   m->step_active = 1;
   m->step_start = now;
@@ -299,7 +292,42 @@ static void update_phase(sim_model *m, double now, sim_phase_fn phase) {
   }
 }
 
+/* Fixed-latency mode: each sequence on its own exact schedule (first token after
+ * fixed_ttft_ms, then one every fixed_tpot_ms), whatever else runs. */
+static double advance_fixed(sim_model *m, double now, sim_emit_fn emit, void *ud) {
+  double ttft = m->p.fixed_ttft_ms * m->p.time_scale / 1000.0;
+  double tpot = m->p.fixed_tpot_ms * m->p.time_scale / 1000.0;
+  while (m->waiting) {
+    sim_seq *s = m->waiting;
+    m->waiting = s->next;
+    s->next_at = now + ttft;
+    s->next = m->running;
+    m->running = s;
+  }
+  double next = -1;
+  for (sim_seq **pp = &m->running; *pp;) {
+    sim_seq *s = *pp;
+    int finished = 0;
+    while (!s->aborted && !finished && s->next_at <= now) {
+      s->generated++;
+      finished = s->generated >= s->target_tokens;
+      emit(ud, s, finished);
+      s->next_at += tpot;
+    }
+    if (finished || s->aborted) {
+      *pp = s->next;
+      free(s->blocks);
+      free(s);
+      continue;
+    }
+    if (next < 0 || s->next_at < next) next = s->next_at;
+    pp = &s->next;
+  }
+  return next;
+}
+
 double sim_model_advance(sim_model *m, double now, sim_emit_fn emit, void *ud, sim_phase_fn phase) {
+  if (m->p.fixed_ttft_ms > 0 || m->p.fixed_tpot_ms > 0) return advance_fixed(m, now, emit, ud);
   for (;;) {
     if (m->step_active) {
       update_phase(m, now, phase);

@@ -22,7 +22,8 @@ typedef struct {
   double time_scale;       /* multiplies every modelled time; 0 = no latency */
   double jitter_pct;
   uint64_t seed;
-  double fixed_ttft_ms, fixed_tpot_ms; /* > 0: fixed latencies instead of the model */
+  double fixed_ttft_ms, fixed_tpot_ms; /* > 0: every request gets exactly these latencies,
+                                          no batching (for measuring clients) */
 } sim_params;
 
 typedef struct sim_seq {
@@ -32,6 +33,7 @@ typedef struct sim_seq {
   int n_blocks;
   uint64_t rng;
   int running, aborted;
+  double next_at;        /* fixed-latency mode: when its next token is due */
   void *owner;           /* the server's request */
   struct sim_seq *next;  /* in the waiting or running list */
 } sim_seq;

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""knobengine benchmarks, each measured side by side in one run. Prints a table; not a
+test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row trace).
+
+1. replay client vs wrk: requests/s against knobsim with zero modelled latency
+2. client timing error: knobsim with fixed TTFT 20 ms / TPOT 10 ms, measured p50s
+3. trace summary: knobengine summarize vs the sqlite3 shell (equivalent SQL) vs
+   nsys stats gpukernsum, on generated traces
+4. engine overhead per trial: a 32-trial sweep with a tiny workload
+5. memory: peak RSS of knobengine replaying 100k requests
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
+BIG = "--big" in sys.argv
+KNOBENGINE = os.path.join(BUILD, "knobengine")
+KNOBSIM = os.path.join(BUILD, "knobsim")
+LUA_HOST = os.path.join(BUILD, "tests", "lua_host")
+WORK = tempfile.mkdtemp(prefix="knobbench-")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_measured(argv, **kw):
+    """Runs a command; returns (stdout, wall seconds, peak RSS in MB)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(argv[:3]), err[-500:]))
+    return out, wall, ru.ru_maxrss / 1024.0
+
+
+class Sim:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.proc = subprocess.Popen([KNOBSIM, "serve", "m", "--port", str(self.port), "--load-time-s", "0", *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError("knobsim did not start")
+
+    def url(self, path="/v1/completions"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def probe(url, concurrency, requests, stream, max_tokens):
+    out, _, _ = run_measured([LUA_HOST, os.path.join(ROOT, "bench", "replay_probe.lua"), url, str(concurrency),
+                              str(requests), "1" if stream else "0", str(max_tokens)])
+    return json.loads(out)
+
+
+def section(title):
+    print("\n" + title)
+    print("-" * len(title))
+
+
+def bench_client():
+    section("1. replay client vs wrk (knobsim, zero latency, non-streaming, 1 token)")
+    wrk = shutil.which("wrk")
+    print("%-11s %12s %12s %7s %22s" % ("concurrency", "knob req/s", "wrk req/s", "ratio", "client CPU s / 10k req"))
+    for c in (1, 16, 64, 256):
+        sim = Sim("--time-scale", "0")
+        try:
+            n = 4000 if c == 1 else 20000
+            k = probe(sim.url(), c, n, False, 1)
+            w = None
+            if wrk:
+                out = subprocess.run([wrk, "-t1", "-c%d" % c, "-d4s", "-s", os.path.join(ROOT, "bench", "wrk_post.lua"),
+                                      sim.url()], capture_output=True, text=True).stdout
+                m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+                w = float(m.group(1)) if m else None
+        finally:
+            sim.close()
+        print("%-11d %12.0f %12s %7s %22.3f" % (c, k["requests_per_s"], "%.0f" % w if w else "n/a",
+                                                "%.2f" % (k["requests_per_s"] / w) if w else "n/a",
+                                                k["cpu_s"] / k["completed"] * 10000))
+
+
+def bench_timing():
+    section("2. client timing error (knobsim fixed TTFT 20 ms, TPOT 10 ms, 16 tokens, streaming)")
+    print("%-11s %10s %10s %10s %10s" % ("concurrency", "TTFT p50", "error %", "TPOT p50", "error %"))
+    for c in (1, 64):
+        sim = Sim("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10")
+        try:
+            k = probe(sim.url(), c, 100 if c == 1 else 640, True, 16)
+        finally:
+            sim.close()
+        print("%-11d %10.3f %10.2f %10.3f %10.2f" % (c, k["ttft_p50"], (k["ttft_p50"] - 20) / 20 * 100,
+                                                     k["tpot_p50"], (k["tpot_p50"] - 10) / 10 * 100))
+
+
+SQL = """
+SELECT sum(end - start), count(*) FROM CUPTI_ACTIVITY_KIND_KERNEL;
+SELECT demangledName, sum(end - start) AS t, count(*) FROM CUPTI_ACTIVITY_KIND_KERNEL GROUP BY 1 ORDER BY t DESC LIMIT 5;
+SELECT copyKind, sum(end - start), sum(bytes), count(*) FROM CUPTI_ACTIVITY_KIND_MEMCPY GROUP BY 1;
+SELECT nameId, sum(end - start), count(*) FROM OSRT_API WHERE eventClass = 27 GROUP BY 1;
+SELECT textId, eventType, sum(end - start), count(*) FROM NVTX_EVENTS GROUP BY 1, 2;
+"""
+
+
+def bench_summarize():
+    section("3. trace summary: knobengine summarize vs sqlite3 shell vs nsys stats gpukernsum")
+    nsys = shutil.which("nsys")
+    print("%-11s %10s %10s %8s %10s %8s %9s %9s %6s" % ("kernels", "summarize", "sqlite3", "ratio", "nsys stats",
+                                                         "speedup", "RSS MB", "nsys MB", "agree"))
+    sizes = [10_000, 1_000_000] + ([10_000_000] if BIG else [])
+    for n in sizes:
+        path = os.path.join(WORK, "trace-%d.sqlite" % n)
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "make_trace.py"), path, str(n)], check=True)
+        best = lambda f: min(f() for _ in range(3))
+        ours = []
+        out = ""
+
+        def summarize():
+            nonlocal out
+            o, wall, rss = run_measured([KNOBENGINE, "summarize", path])
+            out = o
+            ours.append(rss)
+            return wall
+        t_ours = best(summarize)
+        t_sql = best(lambda: run_sqlite(path))
+        s = json.loads(out)
+        kern_sql = subprocess.run(["sqlite3", path, "SELECT sum(end - start) FROM CUPTI_ACTIVITY_KIND_KERNEL"],
+                                  capture_output=True, text=True).stdout.strip()
+        agree = round(s["kernel_ms"] * 1e6) == int(kern_sql)
+        t_nsys, nsys_rss = None, None
+        if nsys and n <= 1_000_000:
+            copy = path + ".nsys.sqlite"
+            shutil.copy(path, copy)
+            try:
+                o, t_nsys, nsys_rss = run_measured([nsys, "stats", "--report", "gpukernsum", "--format", "csv", copy])
+                tot = sum(int(r.split(",")[1]) for r in o.splitlines()[1:] if re.match(r"^[\d.]+,\d+,", r))
+                agree = agree and tot == int(kern_sql)
+            except RuntimeError:
+                t_nsys = None
+        print("%-11d %10.3f %10.3f %8.2f %10s %8s %9.1f %9s %6s" % (
+            n, t_ours, t_sql, t_ours / t_sql, "%.3f" % t_nsys if t_nsys else "n/a",
+            "%.1fx" % (t_nsys / t_ours) if t_nsys else "n/a", max(ours), "%.1f" % nsys_rss if nsys_rss else "n/a",
+            "yes" if agree else "NO"))
+
+
+def run_sqlite(path):
+    t0 = time.monotonic()
+    subprocess.run(["sqlite3", "file:%s?immutable=1" % path], input=SQL, capture_output=True, text=True, check=True)
+    return time.monotonic() - t0
+
+
+def write_config(d, knobs, requests, extra_serve=(), repeats=1):
+    with open(os.path.join(d, "data.jsonl"), "w") as f:
+        f.write('{"prompt": "hello there general kenobi"}\n')
+    cfg = {
+        "serve_cmd": [KNOBSIM, "serve", "m", "--port", "{port}", "--load-time-s", "0", "--time-scale", "0", *extra_serve],
+        "server": {"port": free_port(), "ready_timeout_s": 10, "stop_timeout_s": 5},
+        "workload": {"dataset": "data.jsonl", "model": "m", "concurrency": 64 if requests > 1000 else 2,
+                     "request_count": requests, "max_new_tokens": 1, "warmup_requests": 0, "repeats": repeats},
+        "knobs": knobs,
+        "nsys": {"bin": "nsys-not-used-in-benchmarks"},
+    }
+    with open(os.path.join(d, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+
+
+def bench_overhead():
+    section("4. engine overhead per trial (32-trial sweep, zero load time, 4 requests per trial)")
+    d = tempfile.mkdtemp(dir=WORK)
+    knobs = [{"name": "a", "flag": "--disable-log-requests"}, {"name": "b", "key": "--max-num-seqs", "on_value": "256"},
+             {"name": "c", "key": "--max-num-batched-tokens", "on_value": "512"},
+             {"name": "d", "key": "--kv-capacity-tokens", "on_value": "4096"},
+             {"name": "e", "key": "--jitter-pct", "on_value": "0"}]
+    write_config(d, knobs, 4)
+    env = dict(os.environ)
+    run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env)
+    _, wall, _ = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env)
+    summary = json.load(open(os.path.join(d, "results", "search", "latest", "summary.json")))
+    # the server's own start: exec to listening, measured here without knobengine
+    starts = []
+    for _ in range(10):
+        port = free_port()
+        t0 = time.monotonic()
+        p = subprocess.Popen([KNOBSIM, "serve", "m", "--port", str(port), "--load-time-s", "0"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.0005)
+        starts.append(time.monotonic() - t0)
+        p.terminate()
+        p.wait()
+    server_start = sorted(starts)[len(starts) // 2]
+    trials = summary["trials"]
+    per = sorted((t["wall_s"] - t["timing"]["workload_s"] - server_start) * 1000 for t in trials)
+    ready = sorted((t["timing"]["start_s"] - server_start) * 1000 for t in trials)
+    stop = sorted(t["timing"]["stop_s"] * 1000 for t in trials)
+    med = lambda v: v[len(v) // 2]
+    print("trials %d, whole search %.2f s (%.1f ms per trial incl. the best's re-run)" % (len(trials), wall, wall / (len(trials) + 1) * 1000))
+    print("server's own start (exec to listening) %.1f ms" % (server_start * 1000))
+    print("added by knobengine per trial: median %.1f ms, max %.1f ms" % (med(per), per[-1]))
+    print("  of which readiness polling %.1f ms, stop and port wait %.1f ms (medians)" % (med(ready), med(stop)))
+
+
+def bench_memory():
+    section("5. memory: peak RSS of knobengine replaying 100k requests (knobsim zero latency, 1 token)")
+    d = tempfile.mkdtemp(dir=WORK)
+    write_config(d, [{"name": "a", "flag": "--disable-log-requests"}], 100_000)
+    out, wall, rss = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d)
+    m = json.load(open(os.path.join(d, "results", "baseline", "client_metrics.json")))
+    print("requests %d in %.1f s (%.0f req/s), peak RSS %.1f MB" % (m["completed"], m["duration_s"], m["requests_per_s"], rss))
+
+
+if __name__ == "__main__":
+    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory):
+        f()
+    shutil.rmtree(WORK, ignore_errors=True)
