@@ -232,6 +232,10 @@ function M.search(ctx)
     end
     local records = search:_records()
     local best = objective.choose(records, cfg.objective)
+    local launches = 0
+    for _, t in ipairs(records) do
+      if not t.resumed then launches = launches + 1 end
+    end
     local summary = {
       strategy = strategy.name or ctx.strategy_path,
       config_file = cfg.path,
@@ -240,11 +244,7 @@ function M.search(ctx)
       constraints = cfg.constraints,
       baseline = { dir = baseline.dir, config = baseline.config, metrics = baseline.metrics },
       trials = util.array({}),
-      launches = (function()
-        local l = 0
-        for _, t in ipairs(records) do if not t.resumed then l = l + 1 end end
-        return l
-      end)(),
+      launches = launches, -- servers started by this run (resumed trials are not)
       trial_count = #records,
       mask_space = total,
       best_trial = best and best.trial or cjson.null,
