@@ -220,11 +220,21 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   if (!s->failed && tokens <= 0) slot_fail(s, "zero output tokens");
   if (!s->measured) return;
   request_row *r = &rs->rows[s->index];
-  r->latency_ms = (t_end - s->t_start) * 1000.0;
-  r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - s->t_start) * 1000.0 : NAN;
+  /* the clock starts when the request is sent, not when it was queued in the client:
+   * curl's own timers give how long before the end the first byte went out */
+  double t_sent = s->t_start;
+  curl_off_t total_us = 0, pretransfer_us = 0;
+  if (curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK &&
+      curl_easy_getinfo(s->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) == CURLE_OK &&
+      pretransfer_us > 0 && total_us >= pretransfer_us) {
+    double sent = t_end - (double)(total_us - pretransfer_us) / 1e6;
+    if (sent > t_sent) t_sent = sent;
+  }
+  r->latency_ms = (t_end - t_sent) * 1000.0;
+  r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - t_sent) * 1000.0 : NAN;
   r->tokens = s->failed ? 0 : tokens;
   r->status = code;
-  r->start_ms = s->t_start; /* made relative by the caller */
+  r->start_ms = t_sent; /* made relative by the caller */
   r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
   snprintf(r->error, sizeof r->error, "%s", s->error);
 }
