@@ -39,4 +39,29 @@ function M.choose(trials, objective)
   return best
 end
 
+-- The spread (max - min) of a trial's metric across its repeats, or 0.
+local function spread(t, metric)
+  local lo, hi
+  for _, r in ipairs(t.repeats or {}) do
+    local v = r[metric]
+    if type(v) == "number" then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
+  end
+  return lo and hi - lo or 0
+end
+
+-- When the best and the runner-up differ by less than the spread of their repeats,
+-- returns the runner-up, the gap and that spread; nil otherwise.
+function M.within_noise(trials, best, objective)
+  local runner
+  for _, t in ipairs(trials) do
+    if t ~= best and t.valid and t.full and (not runner or M.better(t, runner, objective)) then runner = t end
+  end
+  if not runner then return nil end
+  local metric = objective.metric
+  local gap = math.abs(best.metrics[metric] - runner.metrics[metric])
+  local noise = math.max(spread(best, metric), spread(runner, metric))
+  if gap < noise then return runner, gap, noise end
+  return nil
+end
+
 return M

@@ -120,31 +120,13 @@ local function stored_record(t)
   }
 end
 
--- The spread (max - min) of a trial's objective metric across its repeats, or 0.
-local function spread(t, metric)
-  if not t.repeats then return 0 end
-  local lo, hi
-  for _, r in ipairs(t.repeats) do
-    local v = r[metric]
-    if type(v) == "number" then lo, hi = math.min(lo or v, v), math.max(hi or v, v) end
-  end
-  return lo and hi - lo or 0
-end
-
 -- Says on stderr when the best and the runner-up are closer than their noise.
 local function warn_if_within_noise(records, best, obj)
-  local runner
-  for _, t in ipairs(records) do
-    if t ~= best and t.valid and t.full and (not runner or objective.better(t, runner, obj)) then runner = t end
-  end
-  if not runner then return end
-  local metric = obj.metric
-  local gap = math.abs(best.metrics[metric] - runner.metrics[metric])
-  local noise = math.max(spread(best, metric), spread(runner, metric))
-  if gap < noise then
+  local runner, gap, noise = objective.within_noise(records, best, obj)
+  if runner then
     say("the best (mask %s) and the runner-up (mask %s) differ by %.3f in %s, less than the spread "
       .. "of their repeats (%.3f): the choice follows the rules but is within noise", best.mask_string,
-      runner.mask_string, gap, metric, noise)
+      runner.mask_string, gap, obj.metric, noise)
   end
 end
 

@@ -144,9 +144,10 @@ end }
 
 
 class Repeats(Workspace):
-    def test_repeats_report_medians_and_warn_within_noise(self):
-        # a knob that changes nothing, and 30% step jitter from the same seed in both
-        # servers: the two trials are equal within noise, their repeats spread widely
+    def test_repeats_report_medians(self):
+        # a knob that changes nothing and 30% step jitter: whether stderr then warns
+        # that the best is within noise depends on timing; the decision itself is unit
+        # tested (objective.within_noise)
         cfg = self.base_config(knobs=[{"name": "noop", "flag": "--disable-log-requests"}])
         cfg["serve_cmd"] += ["--jitter-pct", "30"]
         cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.3"
@@ -155,7 +156,6 @@ class Repeats(Workspace):
         self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("less than the spread of their repeats", r.stderr)
         summary = load_json(self.path("results", "search", "latest", "summary.json"))
         for t in summary["trials"]:
             reps = t["repeats"]

@@ -146,6 +146,23 @@ t.test("best: objective, then tie-breakers, then lowest trial", function()
   t.eq(objective.choose({ rec(0, 1, 1, 1, false) }, obj), nil)
 end)
 
+t.test("within_noise: best and runner-up closer than their repeats' spread", function()
+  local obj = { metric = "p50_latency_ms", maximize = false, tie_breakers = {} }
+  local function trial(i, p50, reps)
+    local r = rec(i, p50, 1, 1)
+    r.repeats = {}
+    for k, v in ipairs(reps) do r.repeats[k] = { p50_latency_ms = v } end
+    return r
+  end
+  local a, b, c = trial(0, 10.0, { 9.5, 10.0, 10.8 }), trial(1, 10.4, { 10.3, 10.4, 10.5 }), trial(2, 30, { 30, 30, 30 })
+  local runner, gap, noise = objective.within_noise({ a, b, c }, a, obj)
+  t.eq(runner, b)
+  t.ok(math.abs(gap - 0.4) < 1e-9 and math.abs(noise - 1.3) < 1e-9)
+  t.eq(objective.within_noise({ a, c }, a, obj), nil) -- 20 ms apart: clear
+  local p, q = rec(0, 10, 1, 1), rec(1, 10.1, 1, 1)
+  t.eq(objective.within_noise({ p, q }, p, obj), nil) -- no repeats, no measured spread
+end)
+
 t.test("search handle: masks, evaluate, history, bad masks", function()
   local calls = {}
   local s = Search.new({
