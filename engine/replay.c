@@ -157,6 +157,19 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   return rc ? 0 : n;
 }
 
+/* The options every request of a slot shares. */
+static void slot_init(slot *s) {
+  const ke_replay_opts *o = s->rs->o;
+  curl_easy_setopt(s->easy, CURLOPT_URL, o->url);
+  curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
+  curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
+  curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+  curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
+  curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000.0));
+}
+
 static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int row) {
   const ke_replay_opts *o = s->rs->o;
   size_t bi = (size_t)body_index % o->n_bodies;
@@ -170,16 +183,9 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   sse_free(&s->sse);
   sse_init(&s->sse);
   s->body.len = 0;
-  curl_easy_setopt(s->easy, CURLOPT_URL, o->url);
+  /* only the body changes between requests: the rest is set once (slot_init) */
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, o->bodies[bi]);
   curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_lens[bi]);
-  curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
-  curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
-  curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
-  curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
-  curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000.0));
   s->t_start = ke_now();
   return curl_multi_add_handle(multi, s->easy) == CURLM_OK ? 0 : -1;
 }
@@ -345,6 +351,7 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
       snprintf(err, errlen, "out of memory");
       goto done;
     }
+    slot_init(&slots[i]);
   }
   if (o->warmup > 0) {
     rc = run_phase(multi, slots, nslots, o->warmup, 0, err, errlen);
