@@ -177,6 +177,25 @@ class HostileInput(Workspace):
         self.write("afile", "x")
         self.refused("--results afile/res: 'afile' is not a directory", results="afile/res")
 
+    def test_results_on_a_full_disk(self):
+        disk = self.path("disk")
+        os.mkdir(disk)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        try:
+            with open(os.path.join(disk, "fill"), "wb") as f:  # fill it up
+                try:
+                    f.write(b"\0" * (1 << 20))
+                except OSError:
+                    pass
+            self.write_config(self.base_config())
+            r = self.run_engine("--config", "cfg.json", "--results", "disk/res")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(r.stderr, "knobengine: --results disk/res: cannot write there: No space left on device\n")
+            self.assertEqual(os.listdir(disk), ["fill"])
+        finally:
+            subprocess.run(["umount", disk])
+
     def test_nothing_goes_through_a_shell(self):
         cfg = self.base_config(env={"INNOCENT": "$(touch pwned-env); `touch pwned-tick`"})
         cfg["knobs"] = [{"name": "odd", "env": "ODD_VALUE", "on_value": "a; touch pwned-knob | cat && echo"},
