@@ -86,11 +86,12 @@ lua_State *ke_host_open(char *err, size_t errlen) {
   return L;
 }
 
-static void push_args(lua_State *L, int argc, char **argv, int from) {
+/* {argv[1], ..., argv[argc-1]}: the arguments without the program name */
+static void push_args(lua_State *L, int argc, char **argv) {
   lua_createtable(L, argc, 0);
-  for (int i = from; i < argc; i++) {
+  for (int i = 1; i < argc; i++) {
     lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i - from + 1);
+    lua_rawseti(L, -2, i);
   }
 }
 
@@ -108,7 +109,7 @@ int ke_host_run(lua_State *L, const char *module, int argc, char **argv) {
   lua_pushstring(L, module);
   if (lua_pcall(L, 1, 1, h) != LUA_OK) return report(L);
   lua_getfield(L, -1, "main");
-  push_args(L, argc, argv, 1);
+  push_args(L, argc, argv);
   if (lua_pcall(L, 1, 1, h) != LUA_OK) return report(L);
   int code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   lua_settop(L, h - 1);

@@ -99,16 +99,6 @@ local function summary_csv(records, baseline_p50)
   return table.concat(lines, "\n") .. "\n"
 end
 
-local function record_json(t)
-  return {
-    trial = t.trial, knob_mask = t.mask_string, full_fidelity = t.full, requests = t.requests,
-    ok = t.ok, valid = t.valid, error = t.error or cjson.null, error_rate = t.error_rate,
-    metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s,
-    -- a trial reused from an interrupted run keeps no log in this run's directory
-    log = t.resumed and cjson.null or (t.dir .. "/logs.txt"), resumed = t.resumed or false,
-    repeats = t.repeats,
-  }
-end
 
 -- What history keeps of a trial: enough to replay it into a resumed run.
 local function stored_record(t)
@@ -118,6 +108,17 @@ local function stored_record(t)
     metrics = t.metrics, config = t.config, timing = t.timing, wall_s = t.wall_s, dir = t.dir,
     repeats = t.repeats,
   }
+end
+
+-- A trial as summary.json shows it: the stored record, with the file's key names.
+local function record_json(t)
+  local j = stored_record(t)
+  j.knob_mask, j.full_fidelity = t.mask_string, t.full
+  j.mask, j.mask_string, j.full, j.dir = nil, nil, nil, nil
+  -- a trial reused from an interrupted run keeps no log in this run's directory
+  j.log = t.resumed and cjson.null or (t.dir .. "/logs.txt")
+  j.resumed = t.resumed or false
+  return j
 end
 
 -- Says on stderr when the best and the runner-up are closer than their noise.

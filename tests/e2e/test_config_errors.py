@@ -105,20 +105,15 @@ class ConfigErrors(Workspace):
         self.write_config(cfg)
         self.check_error("workload.dataset: cannot read 'nope.jsonl': No such file or directory" )
 
-    def test_dataset_empty(self):
-        cfg = self.base_config()
-        self.write("data.jsonl", "\n\n")
-        self.write_config(cfg)
-        self.check_error("workload.dataset: 'data.jsonl' has no prompts")
-
-    def test_dataset_bad_line(self):
-        cfg = self.base_config()
-        self.write("data.jsonl", '{"prompt": "ok"}\n{"prompt": 5}\n')
-        self.write_config(cfg)
-        self.check_error("workload.dataset: data.jsonl line 2: 'prompt' must be a non-empty string")
-
-    def test_dataset_invalid_json(self):
-        cfg = self.base_config()
-        self.write("data.jsonl", '{"prompt": "ok"}\n{"prompt": \n')
-        self.write_config(cfg)
-        self.check_error("workload.dataset: data.jsonl line 2: invalid JSON")
+    def test_dataset_contents(self):
+        for name, text, expected in [
+            ("empty", "\n\n", "workload.dataset: 'data.jsonl' has no prompts"),
+            ("bad line", '{"prompt": "ok"}\n{"prompt": 5}\n',
+             "workload.dataset: data.jsonl line 2: 'prompt' must be a non-empty string"),
+            ("invalid JSON", '{"prompt": "ok"}\n{"prompt": \n', "workload.dataset: data.jsonl line 2: invalid JSON"),
+        ]:
+            with self.subTest(name):
+                cfg = self.base_config()
+                self.write("data.jsonl", text)
+                self.write_config(cfg)
+                self.check_error(expected)
