@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +58,7 @@ typedef struct {
   request **by_conn; /* the request in flight on each connection */
   int by_conn_cap;
   unsigned long next_id;
+  double request_arrived; /* when the request being handled was read */
   long completed;
   uint64_t fault_rng;
 } app;
@@ -405,6 +407,7 @@ static void handle_generate(app *a, int conn, const http_request *req, int chat)
   else rs ^= a->next_id * 0x9E3779B97F4A7C15ull;
   r->seq = sim_seq_new(&a->model, toks, ntok, max_tokens, ignore && ignore->boolean, rs, r);
   if (!r->seq) { free(r); goto oom; }
+  r->seq->arrived_at = a->request_arrived;
   a->by_conn[conn] = r;
   if (r->stream) http_stream_begin(a->http, conn, "text/event-stream; charset=utf-8");
   sim_model_submit(&a->model, r->seq);
@@ -418,6 +421,7 @@ done:
 
 static void on_request(void *ud, int conn, const http_request *req) {
   app *a = ud;
+  a->request_arrived = now_s();
   if (conn >= a->by_conn_cap) {
     int cap = a->by_conn_cap ? a->by_conn_cap : 64;
     while (cap <= conn) cap *= 2;
@@ -490,6 +494,9 @@ int main(int argc, char **argv) {
   else sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* tokens are due at exact times: wake from ppoll on time, not up to the default
+   * 50 us timer slack late */
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
   log_line("loading model %s", a.o.model);
   double load_end = now_s() + (a.o.fail_start ? a.o.load_time_s / 2 : a.o.load_time_s);

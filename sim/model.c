@@ -300,7 +300,8 @@ static double advance_fixed(sim_model *m, double now, sim_emit_fn emit, void *ud
   while (m->waiting) {
     sim_seq *s = m->waiting;
     m->waiting = s->next;
-    s->next_at = now + ttft;
+    /* on the request's own clock: time spent reading other requests does not count */
+    s->next_at = (s->arrived_at > 0 && s->arrived_at <= now ? s->arrived_at : now) + ttft;
     s->next = m->running;
     m->running = s;
   }

@@ -33,6 +33,7 @@ typedef struct sim_seq {
   int n_blocks;
   uint64_t rng;
   int running, aborted;
+  double arrived_at;     /* when the request was read (0: unknown, use the first step) */
   double next_at;        /* fixed-latency mode: when its next token is due */
   void *owner;           /* the server's request */
   struct sim_seq *next;  /* in the waiting or running list */
