@@ -2,6 +2,7 @@
 #include "replay.h"
 
 #include <curl/curl.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "fsutil.h"
 #include "json.h"
+#include "rxtime.h"
 #include "sse.h"
 #include "stats.h"
 #include "supervise.h"
@@ -33,6 +35,9 @@ typedef struct {
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
   double t_start, t_first, t_last;
+  double stamp;       /* kernel arrival time of the next data curl hands us, 0 = unknown */
+  double t_last_data; /* arrival time of the last data written to us */
+  int fd;             /* the connection's socket (streaming only), -1 = unknown */
   int chunks;    /* content chunks seen */
   long usage_completion, usage_prompt;
   int done;      /* [DONE] seen */
@@ -49,6 +54,10 @@ struct replay_state {
   float_vec gaps;
   int oom;
   CURLU *url;
+  /* streaming: which socket each connection is, by local port (see on_prereq) */
+  int *fd_port;  /* per fd: local port, 0 = ours but not looked up yet, -1 = not ours */
+  int fd_cap;
+  int *port_fd;  /* per local port: the fd last seen with it */
 };
 
 static int push_gap(float_vec *g, double v) {
@@ -129,7 +138,7 @@ static int on_event(void *ud, const char *data, size_t len) {
     return 1;
   }
   if (count_content(root, 1)) {
-    double now = ke_now();
+    double now = s->t_last_data;
     if (s->chunks == 0) s->t_first = now;
     else if (s->measured && push_gap(&s->rs->gaps, (now - s->t_last) * 1000.0)) s->rs->oom = 1;
     s->t_last = now;
@@ -153,9 +162,78 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
     }
     return n;
   }
+  /* the data's arrival: from the kernel when it was looked up before curl read it,
+   * else now; every event in this write shares it */
+  s->t_last_data = s->stamp > 0 ? s->stamp : ke_now();
+  s->stamp = 0;
   int rc = sse_feed(&s->sse, ptr, n, on_event, s);
   if (rc == -1) slot_fail(s, "malformed stream: line too long");
   return rc ? 0 : n;
+}
+
+/* Kernel receive timestamps (streaming only).
+ *
+ * Why: a server emits the tokens of a whole batch at once, and one client thread
+ * parses them one after another, so the last stream of a burst would be stamped
+ * late by the time spent on the others (about 1 ms at concurrency 64). Instead the
+ * sockets carry SO_TIMESTAMPNS; before curl reads, each readable socket is peeked
+ * (MSG_PEEK, 1 byte) for the arrival time of its oldest unread data, and that
+ * becomes the time of what curl writes to us next from it (rxtime.h). curl does not
+ * say which socket a transfer uses; the pre-request callback gives the local port,
+ * and the socket with that port is found with getsockname (once per connection). */
+static int fd_reserve(replay_state *rs, int fd) {
+  if (fd < rs->fd_cap) return 0;
+  int cap = rs->fd_cap ? rs->fd_cap : 256;
+  while (cap <= fd) cap *= 2;
+  int *np = realloc(rs->fd_port, sizeof *np * (size_t)cap);
+  if (!np) return -1;
+  for (int i = rs->fd_cap; i < cap; i++) np[i] = -1;
+  rs->fd_port = np;
+  rs->fd_cap = cap;
+  return 0;
+}
+
+static int on_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose) {
+  (void)purpose;
+  replay_state *rs = ud;
+  /* without timestamps the socket still works: its data is stamped when read */
+  if (ke_rxtime_enable(fd) == 0 && fd_reserve(rs, fd) == 0)
+    rs->fd_port[fd] = 0;
+  return CURL_SOCKOPT_OK;
+}
+
+static int on_close_socket(void *ud, curl_socket_t fd) {
+  replay_state *rs = ud;
+  if (fd < rs->fd_cap) rs->fd_port[fd] = -1; /* its number may come back as anything */
+  return close(fd);
+}
+
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int port) {
+  (void)primary_ip; (void)local_ip; (void)primary_port;
+  slot *s = ud;
+  replay_state *rs = s->rs;
+  s->fd = -1;
+  if (port <= 0 || port > 65535 || !rs->port_fd) return CURL_PREREQFUNC_OK;
+  int fd = rs->port_fd[port];
+  if (fd >= 0 && fd < rs->fd_cap && rs->fd_port[fd] == port) {
+    s->fd = fd;
+    return CURL_PREREQFUNC_OK;
+  }
+  for (fd = 0; fd < rs->fd_cap; fd++) { /* new connections: look each up once */
+    if (rs->fd_port[fd] != 0) continue;
+    int p = ke_local_port(fd);
+    rs->fd_port[fd] = p > 0 ? p : -1;
+    if (p > 0) rs->port_fd[p] = fd;
+    if (p == port) s->fd = fd;
+  }
+  return CURL_PREREQFUNC_OK;
+}
+
+/* Header bytes were read: a timestamp looked up for this read belongs to them. */
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
+  (void)ptr;
+  ((slot *)ud)->stamp = 0;
+  return size * nmemb;
 }
 
 /* The options every request of a slot shares. */
@@ -169,6 +247,16 @@ static void slot_init(slot *s) {
   curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
   curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000.0));
+  if (o->stream) {
+    curl_easy_setopt(s->easy, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(s->easy, CURLOPT_SOCKOPTDATA, s->rs);
+    curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, s->rs);
+    curl_easy_setopt(s->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, s);
+    curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s);
+  }
 }
 
 static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int row) {
@@ -176,7 +264,8 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   size_t bi = (size_t)body_index % o->n_bodies;
   s->measured = measured;
   s->index = row;
-  s->t_first = s->t_last = 0;
+  s->t_first = s->t_last = s->stamp = s->t_last_data = 0;
+  s->fd = -1;
   s->chunks = 0;
   s->usage_completion = s->usage_prompt = -1;
   s->done = s->failed = 0;
@@ -237,7 +326,9 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
     double sent = t_end - (double)(total_us - pretransfer_us) / 1e6;
     if (sent > t_sent) t_sent = sent;
   }
-  r->latency_ms = (t_end - t_sent) * 1000.0;
+  /* streaming: the request ends when its last data arrived, not when we got to it */
+  double t_last = (o->stream && s->t_last_data > t_sent && s->t_last_data < t_end) ? s->t_last_data : t_end;
+  r->latency_ms = (t_last - t_sent) * 1000.0;
   r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - t_sent) * 1000.0 : NAN;
   r->tokens = s->failed ? 0 : tokens;
   r->status = code;
@@ -284,9 +375,38 @@ static int write_csv(const char *path, const request_row *rows, int n, char *err
   return rc;
 }
 
+/* Waits until curl has work, at most 100 ms (to notice an interrupt). Streaming: the
+ * in-flight sockets are polled too, and each readable one is peeked for the arrival
+ * time of its data before curl reads it. */
+static void wait_for_data(CURLM *multi, slot *slots, int nslots, struct curl_waitfd *pfds, int *owner) {
+  if (!pfds) {
+    curl_multi_poll(multi, NULL, 0, 100, NULL);
+    return;
+  }
+  int n = 0;
+  for (int i = 0; i < nslots; i++) {
+    slots[i].stamp = 0; /* only good for the read that follows its lookup */
+    if (slots[i].fd < 0) continue;
+    pfds[n].fd = slots[i].fd;
+    pfds[n].events = CURL_WAIT_POLLIN;
+    pfds[n].revents = 0;
+    owner[n++] = i;
+  }
+  curl_multi_wait(multi, pfds, (unsigned)n, 100, NULL);
+  double offset = ke_rxtime_clock_offset(), now = ke_now();
+  for (int i = 0; i < n; i++) {
+    if (!(pfds[i].revents & CURL_WAIT_POLLIN)) continue;
+    slot *s = &slots[owner[i]];
+    double t = ke_rxtime_peek(pfds[i].fd, offset);
+    /* a clock step between the two readings cannot put data in the future or
+     * before its request */
+    if (t > s->t_start && t <= now) s->stamp = t;
+  }
+}
+
 /* Runs `total` requests starting at body index 0 with the slots; measured or not. */
-static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measured, char *err,
-                     size_t errlen) {
+static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measured, struct curl_waitfd *pfds,
+                     int *owner, char *err, size_t errlen) {
   int next = 0, running = 0;
   for (int i = 0; i < nslots && next < total; i++, next++) {
     if (slot_start(&slots[i], multi, next, measured, next)) {
@@ -322,7 +442,7 @@ static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measu
       snprintf(err, errlen, "interrupted during the workload");
       return KE_INTERRUPTED;
     }
-    if (running > 0) curl_multi_poll(multi, NULL, 0, 100, NULL);
+    if (running > 0) wait_for_data(multi, slots, nslots, pfds, owner);
   }
   return 0;
 }
@@ -333,7 +453,9 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     snprintf(err, errlen, "replay needs at least one body, concurrency >= 1 and request_count >= 1");
     return -1;
   }
-  replay_state rs = {o, calloc((size_t)o->request_count, sizeof(request_row)), {0}, 0, NULL};
+  replay_state rs = {.o = o, .rows = calloc((size_t)o->request_count, sizeof(request_row))};
+  struct curl_waitfd *waitfds = NULL; /* streaming: in-flight sockets to peek */
+  int *owner = NULL;                  /* waitfds[i] belongs to slots[owner[i]] */
   int nslots = o->concurrency;
   slot *slots = calloc((size_t)nslots, sizeof *slots);
   CURLM *multi = curl_multi_init();
@@ -355,6 +477,16 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     goto done;
   }
   curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)nslots + 4);
+  if (o->stream) {
+    waitfds = calloc((size_t)nslots, sizeof *waitfds);
+    owner = calloc((size_t)nslots, sizeof *owner);
+    rs.port_fd = malloc(sizeof *rs.port_fd * 65536);
+    if (!waitfds || !owner || !rs.port_fd) {
+      snprintf(err, errlen, "out of memory");
+      goto done;
+    }
+    for (int i = 0; i < 65536; i++) rs.port_fd[i] = -1;
+  }
   for (int i = 0; i < nslots; i++) {
     slots[i].rs = &rs;
     slots[i].easy = curl_easy_init();
@@ -367,11 +499,11 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     slot_init(&slots[i]);
   }
   if (o->warmup > 0) {
-    rc = run_phase(multi, slots, nslots, o->warmup, 0, err, errlen);
+    rc = run_phase(multi, slots, nslots, o->warmup, 0, waitfds, owner, err, errlen);
     if (rc) goto done;
   }
   double t0 = ke_now();
-  rc = run_phase(multi, slots, nslots, o->request_count, 1, err, errlen);
+  rc = run_phase(multi, slots, nslots, o->request_count, 1, waitfds, owner, err, errlen);
   double t1 = ke_now();
   if (rc) goto done;
   if (rs.oom) {
@@ -438,6 +570,10 @@ done:
   }
   if (multi) curl_multi_cleanup(multi);
   curl_url_cleanup(rs.url);
+  free(waitfds);
+  free(owner);
+  free(rs.fd_port);
+  free(rs.port_fd);
   free(slots);
   free(rs.rows);
   free(rs.gaps.v);

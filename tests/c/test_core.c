@@ -1,5 +1,5 @@
 /* Unit tests for the C core: JSON reader, SSE parser, statistics, file helpers,
- * supervision and port checks. */
+ * supervision, port checks and socket receive timestamps. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -11,6 +11,7 @@
 #include "check.h"
 #include "fsutil.h"
 #include "json.h"
+#include "rxtime.h"
 #include "sse.h"
 #include "stats.h"
 #include "supervise.h"
@@ -182,6 +183,45 @@ static void test_ports(void) {
   CHECK(ke_wait_port_free("127.0.0.1", port, 1) == 0);
 }
 
+/* Data that waited in the socket is dated when it arrived, not when it is looked at,
+ * and looking does not consume it. */
+static void test_rxtime(void) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  CHECK(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 1) == 0);
+  getsockname(lfd, (struct sockaddr *)&a, &len);
+  int cfd = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(connect(cfd, (struct sockaddr *)&a, sizeof a) == 0);
+  int sfd = accept(lfd, NULL, NULL);
+  CHECK(sfd >= 0);
+  CHECK(ke_rxtime_enable(cfd) == 0);
+  ke_sleep(0.02); /* the kernel turns stamping on a moment after the first socket asks */
+  CHECK(ke_rxtime_peek(cfd, ke_rxtime_clock_offset()) == 0); /* nothing queued yet */
+  struct sockaddr_in local;
+  len = sizeof local;
+  getsockname(cfd, (struct sockaddr *)&local, &len);
+  CHECK(ke_local_port(cfd) == ntohs(local.sin_port));
+  double sent = ke_now();
+  CHECK(write(sfd, "data: x\n\n", 9) == 9);
+  ke_sleep(0.05);
+  double arrived = ke_rxtime_peek(cfd, ke_rxtime_clock_offset());
+  CHECK(arrived >= sent - 0.005 && arrived < sent + 0.02); /* not ~50 ms later */
+  char buf[16];
+  CHECK(read(cfd, buf, sizeof buf) == 9 && memcmp(buf, "data: x\n\n", 9) == 0);
+  int pipefd[2];
+  CHECK(pipe(pipefd) == 0);
+  CHECK(ke_local_port(pipefd[0]) == -1 && ke_rxtime_enable(pipefd[0]) == -1);
+  close(pipefd[0]);
+  close(pipefd[1]);
+  close(sfd);
+  close(cfd);
+  close(lfd);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_json();
@@ -190,5 +230,6 @@ int main(void) {
   test_fs();
   test_supervise();
   test_ports();
+  test_rxtime();
   CHECK_DONE();
 }
