@@ -35,8 +35,8 @@ typedef struct {
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
   double t_start, t_first, t_last;
-  double stamp;       /* kernel arrival time of the next data curl hands us, 0 = unknown */
-  double t_last_data; /* arrival time of the last data written to us */
+  double rx_time;     /* kernel arrival time of the data curl hands us next, 0 = unknown */
+  double t_last_data; /* arrival time of the data being parsed / last written to us */
   int fd;             /* the connection's socket (streaming only), -1 = unknown */
   int chunks;    /* content chunks seen */
   long usage_completion, usage_prompt;
@@ -58,7 +58,11 @@ struct replay_state {
   int *fd_port;  /* per fd: local port, 0 = ours but not looked up yet, -1 = not ours */
   int fd_cap;
   int *port_fd;  /* per local port: the fd last seen with it */
+  char *peek_buf; /* PEEK_SIZE bytes */
 };
+
+/* What curl reads from a socket at once (its default CURLOPT_BUFFERSIZE). */
+#define PEEK_SIZE 16384
 
 static int push_gap(float_vec *g, double v) {
   if (g->n == g->cap) {
@@ -164,8 +168,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   }
   /* the data's arrival: from the kernel when it was looked up before curl read it,
    * else now; every event in this write shares it */
-  s->t_last_data = s->stamp > 0 ? s->stamp : ke_now();
-  s->stamp = 0;
+  s->t_last_data = s->rx_time > 0 ? s->rx_time : ke_now();
+  s->rx_time = 0;
   int rc = sse_feed(&s->sse, ptr, n, on_event, s);
   if (rc == -1) slot_fail(s, "malformed stream: line too long");
   return rc ? 0 : n;
@@ -177,8 +181,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
  * parses them one after another, so the last stream of a burst would be stamped
  * late by the time spent on the others (about 1 ms at concurrency 64). Instead the
  * sockets carry SO_TIMESTAMPNS; before curl reads, each readable socket is peeked
- * (MSG_PEEK, 1 byte) for the arrival time of its oldest unread data, and that
- * becomes the time of what curl writes to us next from it (rxtime.h). curl does not
+ * (MSG_PEEK) for the arrival time of its unread data, and that becomes the time of
+ * what curl writes to us next from it (rxtime.h). Data that waited while more came
+ * is dated by the newest arrival (the kernel merges queued segments), which is never
+ * earlier than the truth and is exact for the end of a request. curl does not
  * say which socket a transfer uses; the pre-request callback gives the local port,
  * and the socket with that port is found with getsockname (once per connection). */
 static int fd_reserve(replay_state *rs, int fd) {
@@ -232,7 +238,7 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
 /* Header bytes were read: a timestamp looked up for this read belongs to them. */
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
   (void)ptr;
-  ((slot *)ud)->stamp = 0;
+  ((slot *)ud)->rx_time = 0;
   return size * nmemb;
 }
 
@@ -264,7 +270,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   size_t bi = (size_t)body_index % o->n_bodies;
   s->measured = measured;
   s->index = row;
-  s->t_first = s->t_last = s->stamp = s->t_last_data = 0;
+  s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
   s->fd = -1;
   s->chunks = 0;
   s->usage_completion = s->usage_prompt = -1;
@@ -385,7 +391,7 @@ static void wait_for_data(CURLM *multi, slot *slots, int nslots, struct curl_wai
   }
   int n = 0;
   for (int i = 0; i < nslots; i++) {
-    slots[i].stamp = 0; /* only good for the read that follows its lookup */
+    slots[i].rx_time = 0; /* only good for the read that follows its lookup */
     if (slots[i].fd < 0) continue;
     pfds[n].fd = slots[i].fd;
     pfds[n].events = CURL_WAIT_POLLIN;
@@ -394,13 +400,17 @@ static void wait_for_data(CURLM *multi, slot *slots, int nslots, struct curl_wai
   }
   curl_multi_wait(multi, pfds, (unsigned)n, 100, NULL);
   double offset = ke_rxtime_clock_offset(), now = ke_now();
+  char *peek_buf = slots[0].rs->peek_buf;
   for (int i = 0; i < n; i++) {
     if (!(pfds[i].revents & CURL_WAIT_POLLIN)) continue;
     slot *s = &slots[owner[i]];
-    double t = ke_rxtime_peek(pfds[i].fd, offset);
+    /* as much as curl reads at once: queued segments are merged and dated by the
+     * newest, so this is when the last of what curl will read arrived */
+    size_t got;
+    double t = ke_rxtime_peek(pfds[i].fd, peek_buf, PEEK_SIZE, &got, offset);
     /* a clock step between the two readings cannot put data in the future or
      * before its request */
-    if (t > s->t_start && t <= now) s->stamp = t;
+    if (t > s->t_start && t <= now) s->rx_time = t;
   }
 }
 
@@ -481,7 +491,8 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     waitfds = calloc((size_t)nslots, sizeof *waitfds);
     owner = calloc((size_t)nslots, sizeof *owner);
     rs.port_fd = malloc(sizeof *rs.port_fd * 65536);
-    if (!waitfds || !owner || !rs.port_fd) {
+    rs.peek_buf = malloc(PEEK_SIZE);
+    if (!waitfds || !owner || !rs.port_fd || !rs.peek_buf) {
       snprintf(err, errlen, "out of memory");
       goto done;
     }
@@ -574,6 +585,7 @@ done:
   free(owner);
   free(rs.fd_port);
   free(rs.port_fd);
+  free(rs.peek_buf);
   free(slots);
   free(rs.rows);
   free(rs.gaps.v);

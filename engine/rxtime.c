@@ -19,9 +19,8 @@ double ke_rxtime_clock_offset(void) {
   return ((double)rt.tv_sec - (double)mono.tv_sec) + ((double)rt.tv_nsec - (double)mono.tv_nsec) * 1e-9;
 }
 
-double ke_rxtime_peek(int fd, double clock_offset) {
-  char byte;
-  struct iovec iov = {&byte, 1};
+double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_offset) {
+  struct iovec iov = {buf, cap};
   union {
     char buf[CMSG_SPACE(sizeof(struct timespec))];
     struct cmsghdr align;
@@ -32,7 +31,10 @@ double ke_rxtime_peek(int fd, double clock_offset) {
   msg.msg_iovlen = 1;
   msg.msg_control = control.buf;
   msg.msg_controllen = sizeof control.buf;
-  if (recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT) <= 0) return 0;
+  *got = 0;
+  ssize_t n = recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT);
+  if (n <= 0) return 0;
+  *got = (size_t)n;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
       struct timespec ts;

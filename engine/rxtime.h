@@ -2,8 +2,11 @@
  *
  * A client that handles many streams in one thread reads each socket some time
  * after its data arrived; the kernel's timestamp (SO_TIMESTAMPNS) says when it did.
- * ke_rxtime_peek looks at the oldest unread data without consuming it (MSG_PEEK),
- * so another reader (libcurl) reads it afterwards as if nothing had happened.
+ * ke_rxtime_peek looks at unread data without consuming it (MSG_PEEK), so another
+ * reader (libcurl) reads it afterwards as if nothing had happened. The kernel dates a
+ * read by the last segment it copied, and merges segments that wait in the queue
+ * under the newest one's time: data that waited while more came is dated by the
+ * newest arrival.
  * Ownership: nothing is allocated; the caller owns the sockets.
  * The kernel turns receive stamping on a moment after the first socket asks for it
  * (and off when the last one closes), so data can come without a time: callers fall
@@ -12,6 +15,7 @@
  * timestamps; ke_rxtime_peek returns 0 when nothing is queued or no timestamp came. */
 #ifndef KNOB_RXTIME_H
 #define KNOB_RXTIME_H
+#include <stddef.h>
 
 int ke_rxtime_enable(int fd);
 
@@ -19,8 +23,9 @@ int ke_rxtime_enable(int fd);
  * to ke_now()'s clock. Read it again after a wait: the wall clock can be stepped. */
 double ke_rxtime_clock_offset(void);
 
-/* Arrival time, on ke_now()'s clock, of the oldest unread byte on fd; 0 if unknown. */
-double ke_rxtime_peek(int fd, double clock_offset);
+/* Peeks up to cap bytes of fd into buf (*got: how many) and returns, on ke_now()'s
+ * clock, when the last of them arrived; 0 if nothing is queued or it has no time. */
+double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_offset);
 
 /* The local port a connected socket is bound to, or -1. */
 int ke_local_port(int fd);

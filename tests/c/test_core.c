@@ -200,7 +200,9 @@ static void test_rxtime(void) {
   CHECK(sfd >= 0);
   CHECK(ke_rxtime_enable(cfd) == 0);
   ke_sleep(0.02); /* the kernel turns stamping on a moment after the first socket asks */
-  CHECK(ke_rxtime_peek(cfd, ke_rxtime_clock_offset()) == 0); /* nothing queued yet */
+  char peek[64];
+  size_t got = 1;
+  CHECK(ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset()) == 0 && got == 0);
   struct sockaddr_in local;
   len = sizeof local;
   getsockname(cfd, (struct sockaddr *)&local, &len);
@@ -208,10 +210,17 @@ static void test_rxtime(void) {
   double sent = ke_now();
   CHECK(write(sfd, "data: x\n\n", 9) == 9);
   ke_sleep(0.05);
-  double arrived = ke_rxtime_peek(cfd, ke_rxtime_clock_offset());
-  CHECK(arrived >= sent - 0.005 && arrived < sent + 0.02); /* not ~50 ms later */
-  char buf[16];
-  CHECK(read(cfd, buf, sizeof buf) == 9 && memcmp(buf, "data: x\n\n", 9) == 0);
+  /* dated when it arrived, not ~50 ms later when we look */
+  double t1 = ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset());
+  CHECK(got == 9 && t1 >= sent - 0.005 && t1 < sent + 0.02);
+  double sent2 = ke_now();
+  CHECK(write(sfd, "data: y\n\n", 9) == 9);
+  ke_sleep(0.05);
+  /* data that waited while more came: dated by the newest arrival */
+  double t2 = ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset());
+  CHECK(got == 18 && t2 >= sent2 - 0.005 && t2 < sent2 + 0.02);
+  char buf[32];
+  CHECK(read(cfd, buf, sizeof buf) == 18 && memcmp(buf, "data: x\n\ndata: y\n\n", 18) == 0);
   int pipefd[2];
   CHECK(pipe(pipefd) == 0);
   CHECK(ke_local_port(pipefd[0]) == -1 && ke_rxtime_enable(pipefd[0]) == -1);
