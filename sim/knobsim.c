@@ -59,6 +59,9 @@ typedef struct {
   int by_conn_cap;
   unsigned long next_id;
   double request_arrived; /* when the request being handled was read */
+  /* fixed-latency mode: how late tokens were written, in 1 us buckets (the last is
+   * "that or later"); [0] first tokens, [1] every token */
+  uint32_t *lateness[2];
   long completed;
   uint64_t fault_rng;
 } app;
@@ -208,6 +211,30 @@ static void free_request(app *a, request *r) {
   free(r);
 }
 
+#define LATENESS_BUCKETS 100000
+
+/* Fixed-latency mode: a token was written; s->next_at is still the time it was due. */
+static void note_lateness(app *a, const sim_seq *s) {
+  if (!a->lateness[0]) return;
+  double late_us = (now_s() - s->next_at) * 1e6;
+  int bucket = late_us <= 0 ? 0 : late_us < LATENESS_BUCKETS - 1 ? (int)late_us : LATENESS_BUCKETS - 1;
+  if (s->generated == 1) a->lateness[0][bucket]++;
+  a->lateness[1][bucket]++;
+}
+
+/* Percentile p (0-100) of a lateness histogram in microseconds, -1 when empty. */
+static int lateness_us(const uint32_t *h, double p) {
+  uint64_t total = 0, seen = 0;
+  for (int i = 0; i < LATENESS_BUCKETS; i++) total += h[i];
+  if (!total) return -1;
+  uint64_t want = (uint64_t)(p / 100.0 * (double)(total - 1));
+  for (int i = 0; i < LATENESS_BUCKETS; i++) {
+    seen += h[i];
+    if (seen > want) return i;
+  }
+  return LATENESS_BUCKETS - 1;
+}
+
 static void on_token(void *ud, sim_seq *s, int finished) {
   app *a = ud;
   request *r = s->owner;
@@ -256,6 +283,7 @@ static void on_token(void *ud, sim_seq *s, int finished) {
     }
     if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
     http_stream_write(a->http, r->conn, b.data, b.len);
+    note_lateness(a, s);
     kbuf_free(&b);
     if (finished) http_stream_end(a->http, r->conn);
   } else {
@@ -510,6 +538,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ERROR knobsim: out of memory\n");
     return 1;
   }
+  if (a.o.p.fixed_ttft_ms > 0 || a.o.p.fixed_tpot_ms > 0) {
+    for (int i = 0; i < 2; i++) {
+      a.lateness[i] = calloc(LATENESS_BUCKETS, sizeof *a.lateness[i]);
+      if (!a.lateness[i]) {
+        fprintf(stderr, "ERROR knobsim: out of memory\n");
+        return 1;
+      }
+    }
+  }
   http_handlers h = {on_request, on_close, &a};
   a.http = http_server_new(&h);
   if (!a.http || http_listen(a.http, a.o.host, a.o.port)) {
@@ -530,9 +567,16 @@ int main(int argc, char **argv) {
     }
     http_poll(a.http, wait);
   }
+  if (a.lateness[0] && lateness_us(a.lateness[1], 50) >= 0)
+    /* how far the server itself missed the schedule: a client's error comes on top */
+    fprintf(stderr, "INFO knobsim: fixed-latency lateness (us): first token p50 %d p95 %d, "
+            "every token p50 %d p95 %d\n", lateness_us(a.lateness[0], 50), lateness_us(a.lateness[0], 95),
+            lateness_us(a.lateness[1], 50), lateness_us(a.lateness[1], 95));
   log_line("%s", "Shutting down");
   http_server_free(a.http);
   sim_model_free(&a.model);
   free(a.by_conn);
+  free(a.lateness[0]);
+  free(a.lateness[1]);
   return 0;
 }
