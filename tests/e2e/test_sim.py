@@ -3,6 +3,7 @@ readiness, the direction of each knob at a fixed seed, and every fault mode."""
 import http.client
 import json
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -204,6 +205,25 @@ class KnobDirections(unittest.TestCase):
         tpot = lambda rs: mean([(r[0] - r[1]) / 31 for r in rs])
         self.assertLess(tpot(fi), 0.9 * tpot(base))
         self.assertGreater(mean([r[1] for r in fi]), 1.05 * mean([r[1] for r in base]))
+
+
+class FixedLatency(unittest.TestCase):
+    def test_tokens_never_early_and_lateness_logged(self):
+        """--fixed-ttft-ms/--fixed-tpot-ms: token k is written no earlier than
+        TTFT + (k-1) * TPOT after the request, and the server logs how late it was."""
+        with Sim("--fixed-ttft-ms", "30", "--fixed-tpot-ms", "10") as s:
+            _, _, lines, t0 = stream(s, "/v1/completions", {
+                "model": "m", "prompt": "x", "max_tokens": 5, "ignore_eos": True, "stream": True})
+            token_times = [t for t, l in lines if l.startswith("data: {")]
+            self.assertEqual(len(token_times), 5)
+            for k, t in enumerate(token_times):
+                self.assertGreaterEqual((t - t0) * 1000, 30 + 10 * k - 0.5)
+            s.proc.send_signal(signal.SIGTERM)
+            log = s.proc.stdout.read().decode()
+        m = re.search(r"fixed-latency lateness \(us\): first token p50 (\d+) p95 (\d+), "
+                      r"every token p50 (\d+) p95 (\d+)", log)
+        self.assertIsNotNone(m, log)
+        self.assertLessEqual(int(m.group(1)), int(m.group(2)))
 
 
 class Faults(unittest.TestCase):
