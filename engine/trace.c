@@ -104,6 +104,7 @@ typedef struct {
   kbuf missing; /* JSON array items of missing tables */
   char *err;
   size_t errlen;
+  int oom; /* an allocation failed: the summary is incomplete and is not returned */
 } ctx;
 
 static int has_table(ctx *c, const char *name) {
@@ -169,12 +170,113 @@ static sqlite3_stmt *select_from(ctx *c, const char *table, const char *cols, co
 
 /* ---------- kernels ---------- */
 
-typedef struct { int64_t device, start, end; } interval;
+/* Busy time per device: the union of kernel intervals, in bounded memory.
+ *
+ * The union needs intervals in start order. Exports list kernels nearly in that order,
+ * so rows pass through a min-heap of BUSY_WINDOW intervals and leave it sorted; only a
+ * row more than BUSY_WINDOW rows out of place breaks that, and then the union is taken
+ * again from SQLite's ORDER BY (its sorter spills to disk rather than memory). */
+#define BUSY_WINDOW (1 << 18) /* 6 MB */
 
-static int by_device_start(const void *a, const void *b) {
-  const interval *x = a, *y = b;
-  if (x->device != y->device) return x->device < y->device ? -1 : 1;
-  return (x->start > y->start) - (x->start < y->start);
+typedef struct { int64_t start, end, device; } interval;
+typedef struct { int64_t device, start, end, busy; } device_busy;
+
+typedef struct {
+  interval *heap;
+  size_t n;
+  device_busy *dev;
+  size_t ndev;
+  int64_t last_start; /* of the last interval taken out of the heap */
+  int taken, unordered, oom;
+} busy_union;
+
+static void union_add(busy_union *u, const interval *iv) {
+  if (u->taken && iv->start < u->last_start) u->unordered = 1;
+  u->taken = 1;
+  u->last_start = iv->start;
+  device_busy *d = NULL;
+  for (size_t i = 0; i < u->ndev; i++)
+    if (u->dev[i].device == iv->device) d = &u->dev[i];
+  if (!d) {
+    device_busy *nd = realloc(u->dev, (u->ndev + 1) * sizeof *nd);
+    if (!nd) { u->oom = 1; return; }
+    u->dev = nd;
+    d = &u->dev[u->ndev++];
+    *d = (device_busy){iv->device, iv->start, iv->end, 0};
+    return;
+  }
+  if (iv->start > d->end) {
+    d->busy += d->end - d->start;
+    d->start = iv->start;
+    d->end = iv->end;
+  } else if (iv->end > d->end) {
+    d->end = iv->end;
+  }
+}
+
+static void heap_pop_into_union(busy_union *u) {
+  interval top = u->heap[0], last = u->heap[--u->n];
+  size_t i = 0;
+  for (;;) { /* sift the last element down from the root */
+    size_t l = 2 * i + 1, m = i;
+    if (l < u->n && u->heap[l].start < last.start) m = l;
+    if (l + 1 < u->n && u->heap[l + 1].start < (m == i ? last.start : u->heap[m].start)) m = l + 1;
+    if (m == i) break;
+    u->heap[i] = u->heap[m];
+    i = m;
+  }
+  if (u->n) u->heap[i] = last;
+  union_add(u, &top);
+}
+
+static void busy_push(busy_union *u, interval iv) {
+  if (u->unordered || u->oom) return; /* the ORDER BY pass will do it */
+  if (!u->heap) {
+    u->heap = malloc(BUSY_WINDOW * sizeof *u->heap);
+    if (!u->heap) { u->oom = 1; return; }
+  }
+  if (u->n == BUSY_WINDOW) heap_pop_into_union(u);
+  size_t i = u->n++;
+  while (i > 0 && u->heap[(i - 1) / 2].start > iv.start) {
+    u->heap[i] = u->heap[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  u->heap[i] = iv;
+}
+
+static int by_device(const void *a, const void *b) {
+  const device_busy *x = a, *y = b;
+  return (x->device > y->device) - (x->device < y->device);
+}
+
+/* Writes "gpu_busy_ms": {"device": ms, ...} sorted by device id. */
+static void busy_finish(ctx *c, busy_union *u, const char *table, int dev_col) {
+  while (u->n && !u->unordered) heap_pop_into_union(u);
+  if (u->unordered && !u->oom) {
+    u->ndev = 0;
+    u->taken = u->unordered = 0;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT start, end, %s FROM \"%s\" ORDER BY 3, 1", dev_col ? "deviceId" : "0", table);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
+      while (sqlite3_step(st) == SQLITE_ROW) {
+        interval iv = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)};
+        union_add(u, &iv);
+      }
+    }
+    sqlite3_finalize(st);
+  }
+  if (u->oom) c->oom = 1;
+  qsort(u->dev, u->ndev, sizeof *u->dev, by_device);
+  kbuf *b = &c->out;
+  kbuf_puts(b, "  \"gpu_busy_ms\": {");
+  for (size_t i = 0; i < u->ndev; i++) {
+    kbuf_printf(b, "%s\"%lld\": ", i ? ", " : "", (long long)u->dev[i].device);
+    put_ms(b, u->dev[i].busy + u->dev[i].end - u->dev[i].start);
+  }
+  kbuf_puts(b, "},\n");
+  free(u->heap);
+  free(u->dev);
 }
 
 static int kernels(ctx *c, const ke_trace_opts *o) {
@@ -191,8 +293,7 @@ static int kernels(ctx *c, const ke_trace_opts *o) {
   const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
   if (have_k && !has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
   agg_map names = {0};
-  interval *iv = NULL;
-  size_t niv = 0, cap = 0;
+  busy_union busy = {0};
   int64_t kernel_ns = 0, count = 0, graph_ns = 0, graph_count = 0;
   int dev_col = have_k && has_column(c, T, "deviceId");
   if (have_k) {
@@ -203,18 +304,15 @@ static int kernels(ctx *c, const ke_trace_opts *o) {
       int64_t s = sqlite3_column_int64(st, 0), e = sqlite3_column_int64(st, 1);
       int64_t d = sqlite3_column_int64(st, 2), name = sqlite3_column_int64(st, 3);
       agg *a = map_get(&names, name);
-      if (!a) break;
+      if (!a) {
+        c->oom = 1;
+        break;
+      }
       a->total_ns += e - s;
       a->count++;
       kernel_ns += e - s;
       count++;
-      if (niv == cap) {
-        cap = cap ? cap * 2 : 4096;
-        interval *n = realloc(iv, cap * sizeof *n);
-        if (!n) break;
-        iv = n;
-      }
-      iv[niv++] = (interval){d, s, e};
+      busy_push(&busy, (interval){s, e, d});
     }
     sqlite3_finalize(st);
   }
@@ -231,25 +329,8 @@ static int kernels(ctx *c, const ke_trace_opts *o) {
   kbuf_printf(b, "  \"kernel_count\": %lld,\n", (long long)count);
   put_key_ms(b, "graph_trace_ms", graph_ns, have_g);
   kbuf_printf(b, "  \"graph_trace_count\": %lld,\n", (long long)graph_count);
-  /* busy time: union of kernel intervals per device */
-  qsort(iv, niv, sizeof *iv, by_device_start);
-  kbuf_puts(b, "  \"gpu_busy_ms\": {");
-  for (size_t i = 0; i < niv;) {
-    int64_t dev = iv[i].device, busy = 0, cs = iv[i].start, ce = iv[i].end;
-    for (; i < niv && iv[i].device == dev; i++) {
-      if (iv[i].start > ce) {
-        busy += ce - cs;
-        cs = iv[i].start;
-        ce = iv[i].end;
-      } else if (iv[i].end > ce) {
-        ce = iv[i].end;
-      }
-    }
-    busy += ce - cs;
-    kbuf_printf(b, "%s\"%lld\": ", b->data[b->len - 1] == '{' ? "" : ", ", (long long)dev);
-    put_ms(b, busy);
-  }
-  kbuf_puts(b, "},\n  \"top_kernels\": [");
+  busy_finish(c, &busy, T, dev_col);
+  kbuf_puts(b, "  \"top_kernels\": [");
   agg **sorted = map_sorted(&names);
   for (size_t i = 0; sorted && i < names.n && (int)i < o->top_kernels; i++) {
     char name[4096];
@@ -264,7 +345,6 @@ static int kernels(ctx *c, const ke_trace_opts *o) {
   }
   kbuf_puts(b, names.n ? "\n  ],\n" : "],\n");
   free(sorted);
-  free(iv);
   map_free(&names);
   return 0;
 }
@@ -365,7 +445,10 @@ static void osrt(ctx *c) {
   while (st && sqlite3_step(st) == SQLITE_ROW) {
     int64_t d = sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0);
     agg *a = map_get(&fns, sqlite3_column_int64(st, 2));
-    if (!a) break;
+    if (!a) {
+      c->oom = 1;
+      break;
+    }
     a->total_ns += d;
     a->count++;
     total += d;
@@ -459,7 +542,10 @@ static void nvtx(ctx *c, const ke_trace_opts *o) {
     uint64_t h = mix((uint64_t)dom * 31 + (uint64_t)process) ^ (uint64_t)style;
     h = text_id_null ? hash_str(text ? text : "", h ^ 0x7e7e) : mix(h ^ (uint64_t)text_id);
     agg *a = map_get(&ranges, (int64_t)h);
-    if (!a) break;
+    if (!a) {
+      c->oom = 1;
+      break;
+    }
     if (!a->count) {
       a->style = style;
       a->domain = dom;
@@ -616,8 +702,9 @@ int ke_trace_summary(const char *sqlite_path, const ke_trace_opts *opts, char **
   sqlite3_finalize(c.string_lookup);
   sqlite3_close(c.db);
   kbuf_free(&c.missing);
-  if (!b->data) {
-    snprintf(err, errlen, "out of memory");
+  if (!b->data || c.oom) {
+    snprintf(err, errlen, "out of memory summarizing '%s'", sqlite_path);
+    kbuf_free(b);
     return -1;
   }
   *json_out = b->data;

@@ -48,6 +48,53 @@ class Summarize(Workspace):
         self.assertEqual(s["nvtx_phases"]["get_batch"]["total_ms"], 25.0)
         self.assertEqual(s["missing_tables"], [])
 
+    def busy_fixture(self, name, order):
+        """300k kernels on two devices, overlapping in places, listed in `order`;
+        returns (summary, expected gpu_busy_ms from a plain sorted union)."""
+        import random
+        import sqlite3
+        rnd = random.Random(7)
+        rows, t = [], 0
+        for i in range(300_000):
+            d = rnd.randint(1000, 5000)
+            rows.append((t, t + d, i % 2))
+            t += rnd.randint(500, 6000)  # sometimes before the previous kernel ended
+        expected = {}
+        for dev in (0, 1):
+            busy, cs, ce = 0, None, None
+            for s0, e0, _ in sorted(r for r in rows if r[2] == dev):
+                if cs is None:
+                    cs, ce = s0, e0
+                elif s0 > ce:
+                    busy, cs, ce = busy + ce - cs, s0, e0
+                else:
+                    ce = max(ce, e0)
+            expected[str(dev)] = round((busy + ce - cs) / 1e6, 6)
+        path = self.path(name + ".sqlite")
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER, end INTEGER, deviceId INTEGER, "
+                   "demangledName INTEGER)")
+        db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1)", order(rows))
+        db.commit()
+        db.close()
+        return self.summarize(path), expected
+
+    def test_busy_time_nearly_sorted(self):
+        """Neighbours swapped: the bounded reorder window sorts them."""
+        def swap_pairs(rows):
+            out = list(rows)
+            for i in range(0, len(out) - 1, 2):
+                out[i], out[i + 1] = out[i + 1], out[i]
+            return out
+        s, expected = self.busy_fixture("nearly", swap_pairs)
+        self.assertEqual(s["gpu_busy_ms"], expected)
+
+    def test_busy_time_far_out_of_order(self):
+        """Reversed: rows beyond the reorder window; the union comes from an ORDER BY pass."""
+        s, expected = self.busy_fixture("reversed", lambda rows: rows[::-1])
+        self.assertEqual(s["gpu_busy_ms"], expected)
+        self.assertEqual(s["kernel_count"], 300_000)
+
     def test_old_schema(self):
         s = self.fixture("old")
         self.assertEqual((s["nsys_version"], s["export_schema"]), ("2021.3.1", "2.6.0"))
