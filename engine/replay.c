@@ -34,7 +34,7 @@ typedef struct {
   replay_state *rs;
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
-  double t_start, t_first, t_last;
+  double t_start, t_sent, t_first, t_last;
   double rx_time;     /* kernel arrival time of the data curl hands us next, 0 = unknown */
   double t_last_data; /* arrival time of the data being parsed / last written to us */
   int fd;             /* the connection's socket (streaming only), -1 = unknown */
@@ -214,10 +214,13 @@ static int on_close_socket(void *ud, curl_socket_t fd) {
   return close(fd);
 }
 
+/* curl is about to send the request, on a connection made or reused: the request's
+ * clock starts here, and (streaming) its socket is found by the local port. */
 static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int port) {
   (void)primary_ip; (void)local_ip; (void)primary_port;
   slot *s = ud;
   replay_state *rs = s->rs;
+  s->t_sent = ke_now();
   s->fd = -1;
   if (port <= 0 || port > 65535 || !rs->port_fd) return CURL_PREREQFUNC_OK;
   int fd = rs->port_fd[port];
@@ -253,13 +256,13 @@ static void slot_init(slot *s) {
   curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(s->easy, CURLOPT_PROXY, "");
   curl_easy_setopt(s->easy, CURLOPT_TIMEOUT_MS, (long)(o->request_timeout_s * 1000.0));
+  curl_easy_setopt(s->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, s);
   if (o->stream) {
     curl_easy_setopt(s->easy, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
     curl_easy_setopt(s->easy, CURLOPT_SOCKOPTDATA, s->rs);
     curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, s->rs);
-    curl_easy_setopt(s->easy, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(s->easy, CURLOPT_PREREQDATA, s);
     curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s);
   }
@@ -270,7 +273,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   size_t bi = (size_t)body_index % o->n_bodies;
   s->measured = measured;
   s->index = row;
-  s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
+  s->t_sent = s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
   s->fd = -1;
   s->chunks = 0;
   s->usage_completion = s->usage_prompt = -1;
@@ -289,6 +292,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
 /* Finishes a request: decides success and records its row. */
 static void slot_finish(slot *s, CURLcode result, double t_end) {
   replay_state *rs = s->rs;
+  s->fd = -1; /* its connection is parked or another slot's now: not ours to watch */
   const ke_replay_opts *o = rs->o;
   long code = response_code(s);
   int tokens = 0;
@@ -322,16 +326,9 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   if (!s->failed && tokens <= 0) slot_fail(s, "zero output tokens");
   if (!s->measured) return;
   request_row *r = &rs->rows[s->index];
-  /* the clock starts when the request is sent, not when it was queued in the client:
-   * curl's own timers give how long before the end the first byte went out */
-  double t_sent = s->t_start;
-  curl_off_t total_us = 0, pretransfer_us = 0;
-  if (curl_easy_getinfo(s->easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK &&
-      curl_easy_getinfo(s->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us) == CURLE_OK &&
-      pretransfer_us > 0 && total_us >= pretransfer_us) {
-    double sent = t_end - (double)(total_us - pretransfer_us) / 1e6;
-    if (sent > t_sent) t_sent = sent;
-  }
+  /* the clock starts when the request is sent, not when it was queued in the client
+   * (on_prereq); a request that never got a connection counts from its queueing */
+  double t_sent = s->t_sent > 0 ? s->t_sent : s->t_start;
   /* streaming: the request ends when its last data arrived, not when we got to it */
   double t_last = (o->stream && s->t_last_data > t_sent && s->t_last_data < t_end) ? s->t_last_data : t_end;
   r->latency_ms = (t_last - t_sent) * 1000.0;

@@ -8,8 +8,8 @@
  * (bad JSON, no [DONE]) or zero output tokens.
  *
  * Metrics: percentiles by linear interpolation (stats.h) over completed requests;
- * latency is request sent (curl's pretransfer time: queueing inside the client is not
- * counted) to last byte; TTFT is sent to first content chunk; TPOT is
+ * latency is request sent (when curl is about to write it, its pre-request callback:
+ * queueing inside the client is not counted) to last byte; TTFT is sent to first content chunk; TPOT is
  * (latency - TTFT) / (tokens - 1) per request; ITL is every gap between content
  * chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN). Streaming: arrival times
  * are the kernel's receive timestamps (SO_TIMESTAMPNS, read by peeking before curl

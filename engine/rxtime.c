@@ -19,7 +19,7 @@ double ke_rxtime_clock_offset(void) {
   return ((double)rt.tv_sec - (double)mono.tv_sec) + ((double)rt.tv_nsec - (double)mono.tv_nsec) * 1e-9;
 }
 
-double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_offset) {
+long ke_rxtime_recv(int fd, char *buf, size_t cap, int flags, double clock_offset, double *arrived) {
   struct iovec iov = {buf, cap};
   union {
     char buf[CMSG_SPACE(sizeof(struct timespec))];
@@ -31,18 +31,24 @@ double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_o
   msg.msg_iovlen = 1;
   msg.msg_control = control.buf;
   msg.msg_controllen = sizeof control.buf;
-  *got = 0;
-  ssize_t n = recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT);
-  if (n <= 0) return 0;
-  *got = (size_t)n;
+  *arrived = 0;
+  ssize_t n = recvmsg(fd, &msg, flags);
+  if (n <= 0) return (long)n;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
       struct timespec ts;
       memcpy(&ts, CMSG_DATA(c), sizeof ts);
-      return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - clock_offset;
+      *arrived = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - clock_offset;
     }
   }
-  return 0;
+  return (long)n;
+}
+
+double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_offset) {
+  double arrived;
+  long n = ke_rxtime_recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT, clock_offset, &arrived);
+  *got = n > 0 ? (size_t)n : 0;
+  return n > 0 ? arrived : 0;
 }
 
 int ke_local_port(int fd) {

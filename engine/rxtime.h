@@ -23,6 +23,10 @@ int ke_rxtime_enable(int fd);
  * to ke_now()'s clock. Read it again after a wait: the wall clock can be stepped. */
 double ke_rxtime_clock_offset(void);
 
+/* recv(2) with flags, that also sets *arrived to when the last byte read arrived, on
+ * ke_now()'s clock (0 when the data carried no time). Returns what recv returns. */
+long ke_rxtime_recv(int fd, char *buf, size_t cap, int flags, double clock_offset, double *arrived);
+
 /* Peeks up to cap bytes of fd into buf (*got: how many) and returns, on ke_now()'s
  * clock, when the last of them arrived; 0 if nothing is queued or it has no time. */
 double ke_rxtime_peek(int fd, char *buf, size_t cap, size_t *got, double clock_offset);

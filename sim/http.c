@@ -1,5 +1,6 @@
 /* http.c - see http.h. */
 #include "http.h"
+#include "rxtime.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +29,7 @@ typedef struct {
   int busy;        /* a request is being answered */
   int close_after; /* Connection: close, or HTTP/1.0 */
   int streaming;
+  double rx_time; /* kernel arrival time of the last bytes read, 0 = unknown */
 } conn_t;
 
 struct http_server {
@@ -186,7 +188,7 @@ static void try_parse(http_server *s, int id) {
   size_t used = header_len + content_length;
   memmove(c->in.data, c->in.data + used, c->in.len - used + 1);
   c->in.len -= used;
-  http_request req = {method, path, body, content_length};
+  http_request req = {method, path, body, content_length, c->rx_time};
   c->busy = 1;
   c->close_after = close_after;
   s->h.on_request(s->h.ud, id, &req);
@@ -222,6 +224,7 @@ void http_poll(http_server *s, double timeout_s) {
       if (fd < 0) break;
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ke_rxtime_enable(fd); /* requests are dated on arrival, not when the loop reads them */
       int id = find_free(s);
       if (id < 0) { close(fd); break; }
       s->conns[id].fd = fd;
@@ -234,9 +237,12 @@ void http_poll(http_server *s, double timeout_s) {
     if (ev & POLLOUT) flush_out(s, i);
     if (c->fd >= 0 && (ev & (POLLIN | POLLHUP | POLLERR))) {
       char buf[16384];
+      double offset = ke_rxtime_clock_offset();
       for (;;) {
-        ssize_t got = recv(c->fd, buf, sizeof buf, 0);
+        double t;
+        long got = ke_rxtime_recv(c->fd, buf, sizeof buf, 0, offset, &t);
         if (got > 0) {
+          c->rx_time = t;
           if (kbuf_append(&c->in, buf, (size_t)got)) { close_conn(s, i); break; }
           continue;
         }

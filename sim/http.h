@@ -13,6 +13,7 @@ typedef struct {
   const char *method, *path;
   const char *body;
   size_t body_len;
+  double arrived; /* when its last byte reached the socket (monotonic s), 0 = unknown */
 } http_request;
 
 typedef struct {

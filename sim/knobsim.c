@@ -449,7 +449,7 @@ done:
 
 static void on_request(void *ud, int conn, const http_request *req) {
   app *a = ud;
-  a->request_arrived = now_s();
+  a->request_arrived = req->arrived > 0 ? req->arrived : now_s();
   if (conn >= a->by_conn_cap) {
     int cap = a->by_conn_cap ? a->by_conn_cap : 64;
     while (cap <= conn) cap *= 2;
