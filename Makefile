@@ -49,9 +49,7 @@ test-fuzz:
 # Benchmarks print figures; they are not pass/fail. Installs wrk (and nsys) if missing.
 bench: build
 	scripts/install-deps.sh --nsys --bench
-	cmake --build $(BUILD) --target lua_host
-	$(BUILD)/tests/lua_host bench/search_efficiency.lua
-	python3 bench/run.py $(BUILD)
+	cmake --build $(BUILD) --target bench
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,24 +91,39 @@ def section(title):
 
 def bench_client():
     section("1. replay client vs wrk (knobsim, zero latency, non-streaming, 1 token)")
+    print("each client runs ~2 s, alternating knobengine and wrk, 3 rounds; medians of each, and")
+    print("the median of the rounds' ratios (a round's two runs are seconds apart, so drift cancels)")
     wrk = shutil.which("wrk")
-    print("%-11s %12s %12s %7s %22s" % ("concurrency", "knob req/s", "wrk req/s", "ratio", "client CPU s / 10k req"))
+    print("%-11s %12s %12s %7s %28s" % ("concurrency", "knob req/s", "wrk req/s", "ratio",
+                                        "CPU s per 10k req: knob   wrk"))
     for c in (1, 16, 64, 256):
         sim = Sim("--time-scale", "0")
+        knob_rates, knob_cpu, wrk_rates, wrk_cpu, ratios = [], [], [], [], []
         try:
-            n = 4000 if c == 1 else 20000
-            k = probe(sim.url(), c, n, False, 1)
-            w = None
-            if wrk:
-                out = subprocess.run([wrk, "-t1", "-c%d" % c, "-d4s", "-s", os.path.join(ROOT, "bench", "wrk_post.lua"),
-                                      sim.url()], capture_output=True, text=True).stdout
-                m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-                w = float(m.group(1)) if m else None
+            n = 40000 if c == 1 else 80000  # about 2 s each, as long as wrk's run
+            for _ in range(3):
+                k = probe(sim.url(), c, n, False, 1)
+                knob_rates.append(k["requests_per_s"])
+                knob_cpu.append(k["cpu_s"] / k["completed"] * 10000)
+                if wrk:
+                    p = subprocess.Popen([wrk, "-t1", "-c%d" % c, "-d2s", "-s",
+                                          os.path.join(ROOT, "bench", "wrk_post.lua"), sim.url()],
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                    out = p.stdout.read()
+                    _, _, ru = os.wait4(p.pid, 0)
+                    m = re.search(r"(\d+) requests in .*\n(?:.*\n)*?Requests/sec:\s+([\d.]+)", out)
+                    if m:
+                        wrk_rates.append(float(m.group(2)))
+                        wrk_cpu.append((ru.ru_utime + ru.ru_stime) / int(m.group(1)) * 10000)
+                        ratios.append(knob_rates[-1] / wrk_rates[-1])
         finally:
             sim.close()
-        print("%-11d %12.0f %12s %7s %22.3f" % (c, k["requests_per_s"], "%.0f" % w if w else "n/a",
-                                                "%.2f" % (k["requests_per_s"] / w) if w else "n/a",
-                                                k["cpu_s"] / k["completed"] * 10000))
+        k_rate = statistics.median(knob_rates)
+        w = statistics.median(wrk_rates) if wrk_rates else None
+        print("%-11d %12.0f %12s %7s %22.3f %5s" % (c, k_rate, "%.0f" % w if w else "n/a",
+                                                    "%.2f" % statistics.median(ratios) if ratios else "n/a",
+                                                    statistics.median(knob_cpu),
+                                                    "%.3f" % statistics.median(wrk_cpu) if wrk_cpu else "n/a"))
 
 
 def bench_timing():
