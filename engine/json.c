@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,27 @@ void kj_doc_free(kj_doc *doc) {
     b = next;
   }
   doc->blocks = NULL;
+}
+
+/* A reset keeps one block, so a caller parsing many small documents (the replay
+ * client: a response or a streamed chunk each) allocates nothing per parse; a block
+ * grown for an unusually large document is not kept. */
+#define KJ_KEEP_BLOCK_MAX 65536
+
+void kj_doc_reset(kj_doc *doc) {
+  kj_block *keep = doc->blocks;
+  if (keep && keep->cap > KJ_KEEP_BLOCK_MAX) keep = NULL;
+  kj_block *b = doc->blocks;
+  while (b) {
+    kj_block *next = b->next;
+    if (b != keep) free(b);
+    b = next;
+  }
+  if (keep) {
+    keep->next = NULL;
+    keep->used = 0;
+  }
+  doc->blocks = keep;
 }
 
 typedef struct {
@@ -99,17 +121,29 @@ static size_t put_utf8(char *o, unsigned cp) {
   return 4;
 }
 
+/* Bytes that end a plain run inside a string: the quote, the backslash and the control
+ * characters JSON forbids unescaped. A table, because strings are most of what the replay
+ * client parses per response. */
+static const unsigned char string_special[256] = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  ['"'] = 1, ['\\'] = 1,
+};
+
 /* Parses a string at ps->p (on the opening quote); returns an arena copy. */
 static const char *parse_string(parser *ps, size_t *out_len) {
   const char *s = ++ps->p; /* past the quote */
+  /* the closing quote: the first one not escaped by an odd run of backslashes */
   const char *q = s;
-  while (q < ps->end && *q != '"') {
-    if (*q == '\\') q++;
+  for (;;) {
+    q = memchr(q, '"', (size_t)(ps->end - q));
+    if (!q) {
+      fail(ps, "unterminated string");
+      return NULL;
+    }
+    size_t backslashes = 0;
+    while (q - backslashes > s && q[-1 - (ptrdiff_t)backslashes] == '\\') backslashes++;
+    if (backslashes % 2 == 0) break;
     q++;
-  }
-  if (q >= ps->end) {
-    fail(ps, "unterminated string");
-    return NULL;
   }
   /* unescaped output is never longer than the input */
   char *out = arena_alloc(ps->doc, (size_t)(q - s) + 1);
@@ -117,6 +151,11 @@ static const char *parse_string(parser *ps, size_t *out_len) {
   size_t n = 0;
   const char *p = s;
   while (p < q) {
+    const char *run = p;
+    while (p < q && !string_special[(unsigned char)*p]) p++;
+    memcpy(out + n, run, (size_t)(p - run));
+    n += (size_t)(p - run);
+    if (p == q) break;
     unsigned char c = (unsigned char)*p;
     if (c < 0x20) { ps->p = p; fail(ps, "control character in string"); return NULL; }
     if (c != '\\') { out[n++] = (char)c; p++; continue; }
@@ -197,8 +236,22 @@ static kj_value *parse_number(parser *ps) {
   while (p < ps->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' ||
                          *p == '+' || *p == '-'))
     p++;
-  char tmp[64];
   size_t n = (size_t)(p - s);
+  /* integers of up to 15 digits (token counts, timestamps) are exact in a double: no strtod */
+  size_t sign = *s == '-';
+  if (n - sign <= 15) {
+    double d = 0;
+    const char *c = s + sign;
+    while (c < p && *c >= '0' && *c <= '9') d = d * 10 + (*c++ - '0');
+    if (c == p) {
+      kj_value *v = new_value(ps, KJ_NUM);
+      if (!v) return NULL;
+      v->num = sign ? -d : d;
+      ps->p = p;
+      return v;
+    }
+  }
+  char tmp[64];
   if (n >= sizeof tmp) { fail(ps, "number too long"); return NULL; }
   memcpy(tmp, s, n);
   tmp[n] = '\0';

@@ -2,7 +2,8 @@
  *
  * Used where Lua is not at hand: the replay client reads streamed chunks and the
  * simulated server reads request bodies. Ownership: every value returned by kj_parse
- * lives in the kj_doc arena and is freed by kj_doc_free; strings are NUL-terminated
+ * lives in the kj_doc arena and is freed by kj_doc_free (or kj_doc_reset, which keeps
+ * one block for the next parse); strings are NUL-terminated
  * copies (unescaped to UTF-8), so they may hold embedded NULs only via their `len`.
  * Errors: kj_parse returns NULL and writes a message with the byte offset to err.
  * kbuf functions return 0, or -1 when memory runs out (the buffer is left valid). */
@@ -27,6 +28,7 @@ typedef struct { kj_block *blocks; } kj_doc;
 
 kj_value *kj_parse(kj_doc *doc, const char *text, size_t len, char *err, size_t errlen);
 void kj_doc_free(kj_doc *doc);
+void kj_doc_reset(kj_doc *doc);
 const kj_value *kj_get(const kj_value *obj, const char *key);
 
 typedef struct { char *data; size_t len, cap; } kbuf;

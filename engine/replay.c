@@ -59,6 +59,7 @@ struct replay_state {
   int fd_cap;
   int *port_fd;  /* per local port: the fd last seen with it */
   char *peek_buf; /* PEEK_SIZE bytes */
+  kj_doc scratch; /* parses one response or chunk at a time, reset after each */
 };
 
 /* What curl reads from a socket at once (its default CURLOPT_BUFFERSIZE). */
@@ -122,14 +123,14 @@ static int on_event(void *ud, const char *data, size_t len) {
     s->done = 1;
     return 0;
   }
-  kj_doc doc = {0};
+  kj_doc *doc = &s->rs->scratch;
   char perr[96];
-  kj_value *root = kj_parse(&doc, data, len, perr, sizeof perr);
+  kj_value *root = kj_parse(doc, data, len, perr, sizeof perr);
   if (!root || root->type != KJ_OBJ) {
     char msg[128];
     snprintf(msg, sizeof msg, "malformed stream: %s", root ? "chunk is not an object" : perr);
     slot_fail(s, msg);
-    kj_doc_free(&doc);
+    kj_doc_reset(doc);
     return 1;
   }
   const kj_value *e = kj_get(root, "error");
@@ -138,7 +139,7 @@ static int on_event(void *ud, const char *data, size_t len) {
     char msg[96];
     snprintf(msg, sizeof msg, "error in stream: %s", m && m->type == KJ_STR ? m->str : "(no message)");
     slot_fail(s, msg);
-    kj_doc_free(&doc);
+    kj_doc_reset(doc);
     return 1;
   }
   if (count_content(root, 1)) {
@@ -149,7 +150,7 @@ static int on_event(void *ud, const char *data, size_t len) {
     s->chunks++;
   }
   read_usage(s, root);
-  kj_doc_free(&doc);
+  kj_doc_reset(doc);
   return 0;
 }
 
@@ -310,9 +311,9 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
     if (!s->failed && !s->done) slot_fail(s, "malformed stream: ended without [DONE]");
     tokens = s->usage_completion >= 0 ? (int)s->usage_completion : s->chunks;
   } else {
-    kj_doc doc = {0};
+    kj_doc *doc = &rs->scratch;
     char perr[96];
-    kj_value *root = kj_parse(&doc, s->body.data ? s->body.data : "", s->body.len, perr, sizeof perr);
+    kj_value *root = kj_parse(doc, s->body.data ? s->body.data : "", s->body.len, perr, sizeof perr);
     if (!root || root->type != KJ_OBJ) {
       char msg[96];
       snprintf(msg, sizeof msg, "malformed response: %s", root ? "not an object" : perr);
@@ -321,7 +322,7 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
       read_usage(s, root);
       tokens = s->usage_completion >= 0 ? (int)s->usage_completion : count_content(root, 0);
     }
-    kj_doc_free(&doc);
+    kj_doc_reset(doc);
   }
   if (!s->failed && tokens <= 0) slot_fail(s, "zero output tokens");
   if (!s->measured) return;
@@ -337,7 +338,8 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   r->status = code;
   r->start_ms = t_sent; /* made relative by the caller */
   r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
-  snprintf(r->error, sizeof r->error, "%s", s->error);
+  if (s->error[0]) snprintf(r->error, sizeof r->error, "%s", s->error);
+  else r->error[0] = '\0';
 }
 
 static void dist_from(double *x, size_t n, ke_dist *d) {
@@ -583,6 +585,7 @@ done:
   free(rs.fd_port);
   free(rs.port_fd);
   free(rs.peek_buf);
+  kj_doc_free(&rs.scratch);
   free(slots);
   free(rs.rows);
   free(rs.gaps.v);

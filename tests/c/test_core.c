@@ -31,12 +31,40 @@ static void test_json(void) {
   CHECK(kj_get(v, "missing") == NULL);
   kj_doc_free(&doc);
 
-  const char *bad[] = {"{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "{\"a\":\"\x01\"}", "-", "[01x]"};
+  /* escaped quotes and backslash runs next to the closing quote; numbers on both paths
+   * (integers of up to 15 digits are read without strtod, the rest with it) */
+  text = "[\"a\\\"b\", \"c\\\\\", \"\\\\\\\"\", \"plain text, no escapes\", 0, -0, 42, -17, "
+         "999999999999999, 1234567890123456789, 0.5, 1e3, -2.5E-1]";
+  v = kj_parse(&doc, text, strlen(text), err, sizeof err);
+  CHECK(v && v->type == KJ_ARR && v->len == 13);
+  const kj_value *e = v ? v->child : NULL;
+  const char *want_str[] = {"a\"b", "c\\", "\\\"", "plain text, no escapes"};
+  for (int i = 0; i < 4 && e; i++, e = e->next) CHECK_STR(e->str, want_str[i]);
+  const double want_num[] = {0, -0.0, 42, -17, 999999999999999.0, 1234567890123456789.0, 0.5, 1000, -0.25};
+  for (int i = 0; i < 9 && e; i++, e = e->next) CHECK(e->type == KJ_NUM && e->num == want_num[i]);
+  kj_doc_free(&doc);
+
+  const char *bad[] = {"{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "1 2", "{\"a\":\"\x01\"}", "-", "[01x]",
+                       "\"ab\\\"", "[\"a\\q\"]", "[\"\\u12\"]", "[1-2]"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK(kj_parse(&doc, bad[i], strlen(bad[i]), err, sizeof err) == NULL);
     CHECK(strstr(err, "at byte") != NULL);
     kj_doc_free(&doc);
   }
+  /* a reset doc parses again (one kept block; a large one is dropped, leak checks see it) */
+  for (int round = 0; round < 3; round++) {
+    char big[100000];
+    size_t n = 0;
+    big[n++] = '[';
+    int items = round == 1 ? 5000 : 2;
+    for (int i = 0; i < items; i++) n += (size_t)snprintf(big + n, sizeof big - n, "%s\"s%d\"", i ? "," : "", i);
+    big[n++] = ']';
+    v = kj_parse(&doc, big, n, err, sizeof err);
+    CHECK(v && v->type == KJ_ARR && (int)v->len == items);
+    CHECK_STR(v ? v->child->str : "", "s0");
+    kj_doc_reset(&doc);
+  }
+  kj_doc_free(&doc);
   /* nesting is bounded rather than recursing without end */
   char deep[300];
   memset(deep, '[', sizeof deep);
