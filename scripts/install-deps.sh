@@ -2,7 +2,7 @@
 # Installs the Debian packages knobengine needs, only those that are missing.
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
-#   scripts/install-deps.sh --bench   also wrk and hyperfine for bench/
+#   scripts/install-deps.sh --bench   also wrk for bench/
 # Needs root (or sudo). Safe to run again: it does nothing when all is present.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ fi
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
       libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3
       clang libclang-rt-14-dev)  # clang + libFuzzer for the fuzz targets of `make test`
-[ "$want_bench" = 1 ] && pkgs+=(wrk hyperfine)
+[ "$want_bench" = 1 ] && pkgs+=(wrk)
 
 missing=()
 for p in "${pkgs[@]}"; do
