@@ -9,12 +9,13 @@
  *
  * Metrics: percentiles by linear interpolation (stats.h) over completed requests;
  * latency is request sent (when curl is about to write it, its pre-request callback:
- * queueing inside the client is not counted) to last byte; TTFT is sent to first content chunk; TPOT is
- * (latency - TTFT) / (tokens - 1) per request; ITL is every gap between content
- * chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN). Streaming: arrival times
- * are the kernel's receive timestamps (SO_TIMESTAMPNS, read by peeking before curl
- * reads), so a burst of chunks from many streams is not stamped late by the time the
- * client spends parsing the others; where a socket has none, the time it is read.
+ * queueing inside the client is not counted) to last byte; TTFT is sent to first
+ * content chunk; TPOT is (latency - TTFT) / (tokens - 1) per request; ITL is every
+ * gap between content chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN).
+ * Streaming: arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS, read
+ * by peeking before curl reads), so a burst of chunks from many streams is not stamped
+ * late by the time the client spends parsing the others; where a socket has none, the
+ * time it is read.
  * Ownership: the caller owns opts and out; nothing is kept after ke_replay returns.
  * Errors: 0 when the replay ran (individual failures are counted, not errors), -1 on a
  * setup failure (message in err), KE_INTERRUPTED on SIGINT/SIGTERM. */
