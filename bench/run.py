@@ -9,6 +9,7 @@ test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row
 4. engine overhead per trial: a 32-trial sweep with a tiny workload
 5. memory: peak RSS of knobengine replaying 100k requests
 """
+import collections
 import json
 import os
 import re
@@ -35,8 +36,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+Measured = collections.namedtuple("Measured", "out wall rss_mb cpu_s")
+
+
 def run_measured(argv, **kw):
-    """Runs a command; returns (stdout, wall seconds, peak RSS in MB)."""
+    """Runs a command; returns Measured(stdout, wall seconds, peak RSS in MB, CPU seconds)."""
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     out = p.stdout.read()
@@ -45,7 +49,7 @@ def run_measured(argv, **kw):
     wall = time.monotonic() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("%s failed: %s" % (" ".join(argv[:3]), err[-500:]))
-    return out, wall, ru.ru_maxrss / 1024.0
+    return Measured(out, wall, ru.ru_maxrss / 1024.0, ru.ru_utime + ru.ru_stime)
 
 
 class Sim:
@@ -79,9 +83,9 @@ class Sim:
 
 
 def probe(url, concurrency, requests, stream, max_tokens):
-    out, _, _ = run_measured([LUA_HOST, os.path.join(ROOT, "bench", "replay_probe.lua"), url, str(concurrency),
-                              str(requests), "1" if stream else "0", str(max_tokens)])
-    return json.loads(out)
+    run = run_measured([LUA_HOST, os.path.join(ROOT, "bench", "replay_probe.lua"), url, str(concurrency),
+                        str(requests), "1" if stream else "0", str(max_tokens)])
+    return json.loads(run.out)
 
 
 def section(title):
@@ -106,15 +110,12 @@ def bench_client():
                 knob_rates.append(k["requests_per_s"])
                 knob_cpu.append(k["cpu_s"] / k["completed"] * 10000)
                 if wrk:
-                    p = subprocess.Popen([wrk, "-t1", "-c%d" % c, "-d2s", "-s",
-                                          os.path.join(ROOT, "bench", "wrk_post.lua"), sim.url()],
-                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                    out = p.stdout.read()
-                    _, _, ru = os.wait4(p.pid, 0)
-                    m = re.search(r"(\d+) requests in .*\n(?:.*\n)*?Requests/sec:\s+([\d.]+)", out)
+                    run = run_measured([wrk, "-t1", "-c%d" % c, "-d2s", "-s",
+                                        os.path.join(ROOT, "bench", "wrk_post.lua"), sim.url()])
+                    m = re.search(r"(\d+) requests in .*\n(?:.*\n)*?Requests/sec:\s+([\d.]+)", run.out)
                     if m:
                         wrk_rates.append(float(m.group(2)))
-                        wrk_cpu.append((ru.ru_utime + ru.ru_stime) / int(m.group(1)) * 10000)
+                        wrk_cpu.append(run.cpu_s / int(m.group(1)) * 10000)
                         ratios.append(knob_rates[-1] / wrk_rates[-1])
         finally:
             sim.close()
@@ -175,7 +176,7 @@ def bench_summarize():
 
         def summarize():
             nonlocal out
-            o, wall, rss = run_measured([KNOBENGINE, "summarize", path])
+            o, wall, rss, _ = run_measured([KNOBENGINE, "summarize", path])
             out = o
             ours.append(rss)
             return wall
@@ -190,7 +191,7 @@ def bench_summarize():
             copy = path + ".nsys.sqlite"
             shutil.copy(path, copy)
             try:
-                o, t_nsys, nsys_rss = run_measured([nsys, "stats", "--report", "gpukernsum", "--format", "csv", copy])
+                o, t_nsys, nsys_rss, _ = run_measured([nsys, "stats", "--report", "gpukernsum", "--format", "csv", copy])
                 tot = sum(int(r.split(",")[1]) for r in o.splitlines()[1:] if re.match(r"^[\d.]+,\d+,", r))
                 agree = agree and tot == int(kern_sql)
             except RuntimeError:
@@ -233,7 +234,7 @@ def bench_overhead():
     write_config(d, knobs, 4)
     env = dict(os.environ)
     run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env)
-    _, wall, _ = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env)
+    wall = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env).wall
     summary = json.load(open(os.path.join(d, "results", "search", "latest", "summary.json")))
     # the server's own start: exec to listening, measured here without knobengine
     starts = []
@@ -267,7 +268,7 @@ def bench_memory():
     section("5. memory: peak RSS of knobengine replaying 100k requests (knobsim zero latency, 1 token)")
     d = tempfile.mkdtemp(dir=WORK)
     write_config(d, [{"name": "a", "flag": "--disable-log-requests"}], 100_000)
-    out, wall, rss = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d)
+    out, wall, rss, _ = run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d)
     m = json.load(open(os.path.join(d, "results", "baseline", "client_metrics.json")))
     print("requests %d in %.1f s (%.0f req/s), peak RSS %.1f MB" % (m["completed"], m["duration_s"], m["requests_per_s"], rss))
 
