@@ -3,6 +3,8 @@
  * The trial description is fully resolved (argv with the port substituted, env, URLs,
  * paths): the engine's Lua side turns config + knob mask into it. When profiling, the
  * server runs under Nsight Systems (nsys.h) and the workload window is captured.
+ * Every process of the trial carries a marker (supervise.h) in its environment, so the
+ * server is found and stopped wherever it runs (under `nsys launch` it is not our child).
  * Ownership: the caller owns trial and result. Errors: a failed trial is not an error:
  * result->ok = 0 with the cause in result->error; ke_evaluate returns 0, or
  * KE_INTERRUPTED when a signal arrived (the server is stopped either way). */
@@ -10,6 +12,10 @@
 #define KNOB_EVALUATE_H
 #include "nsys.h"
 #include "replay.h"
+
+/* Progress: called as a trial enters each phase ("starting", "ready", "replaying",
+ * "stopping", "exporting"); detail says more or is NULL. Optional. */
+typedef void (*ke_phase_fn)(void *ud, const char *phase, const char *detail);
 
 typedef struct {
   const char *const *argv;
@@ -19,10 +25,11 @@ typedef struct {
   const char *ready_url;
   double ready_timeout_s, stop_timeout_s;
   const char *log_path;
-  const char *marker; /* "NAME=value" added to the server's environment, unique per trial */
   ke_replay_opts replay;
   int repeats;              /* workload runs on the same server (>= 1) */
   const ke_nsys_opts *nsys; /* NULL: not profiled */
+  ke_phase_fn on_phase;     /* optional progress callback */
+  void *phase_ud;
 } ke_trial;
 
 typedef struct {

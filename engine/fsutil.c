@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 int ke_mkdir_p(const char *dir, char *err, size_t errlen) {
@@ -132,17 +131,18 @@ char *ke_tail_lines(const char *path, int max_lines) {
   return buf;
 }
 
-double ke_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-void ke_sleep(double seconds) {
-  if (seconds <= 0) return;
-  struct timespec ts;
-  ts.tv_sec = (time_t)seconds;
-  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+int ke_symlink_atomic(const char *target, const char *link, char *err, size_t errlen) {
+  size_t n = strlen(link) + 32;
+  char *tmp = malloc(n);
+  if (!tmp) { snprintf(err, errlen, "out of memory"); return -1; }
+  snprintf(tmp, n, "%s.tmp.%ld", link, (long)getpid());
+  unlink(tmp);
+  int rc = 0;
+  if (symlink(target, tmp) != 0 || rename(tmp, link) != 0) {
+    snprintf(err, errlen, "cannot point '%s' at '%s': %s", link, target, strerror(errno));
+    unlink(tmp);
+    rc = -1;
   }
+  free(tmp);
+  return rc;
 }

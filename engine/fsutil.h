@@ -1,4 +1,4 @@
-/* fsutil.h - small filesystem and clock helpers.
+/* fsutil.h - small filesystem helpers.
  *
  * Errors: functions returning int give 0 on success, -1 on failure with a message
  * naming the path in err (errlen bytes). Nothing here exits or prints. */
@@ -19,8 +19,8 @@ int ke_remove_tree(const char *path, char *err, size_t errlen);
 /* Reads the last max_lines lines of a file (at most 64 KiB from its end) into a
  * malloc'd string; NULL when unreadable. */
 char *ke_tail_lines(const char *path, int max_lines);
-/* Monotonic seconds. */
-double ke_now(void);
-void ke_sleep(double seconds);
+/* Points `link` at `target` (a symlink), replacing an existing link atomically: readers
+ * see the old target or the new one, never no link. */
+int ke_symlink_atomic(const char *target, const char *link, char *err, size_t errlen);
 
 #endif

@@ -8,37 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "supervise.h"
-
-int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
-                   size_t errlen) {
-  ke_proc *p;
-  if (ke_spawn(argv, NULL, log_path, &p, err, errlen)) return -1;
-  double deadline = ke_now() + timeout_s;
-  while (!ke_proc_exited(p)) {
-    if (ke_interrupted()) { /* Ctrl-C during a long export must not wait for it */
-      ke_proc_stop(p, 2.0);
-      snprintf(err, errlen, "interrupted during '%s %s'", argv[0], argv[1] ? argv[1] : "");
-      ke_proc_free(p);
-      return -1;
-    }
-    if (ke_now() >= deadline) {
-      ke_proc_stop(p, 2.0);
-      snprintf(err, errlen, "'%s %s' did not finish within %.0f s", argv[0], argv[1] ? argv[1] : "",
-               timeout_s);
-      ke_proc_free(p);
-      return -1;
-    }
-    ke_sleep(0.01);
-  }
-  int st = ke_proc_raw_status(p);
-  ke_proc_free(p);
-  if (WIFEXITED(st)) return WEXITSTATUS(st);
-  snprintf(err, errlen, "'%s %s' was killed by signal %d", argv[0], argv[1] ? argv[1] : "",
-           WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  return -1;
-}
 
 static size_t count_args(const char *const *a) {
   size_t n = 0;
@@ -62,7 +34,7 @@ void ke_nsys_argv_free(ke_nsys_argv *a) {
 int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_nsys_argv *out) {
   memset(out, 0, sizeof *out);
   size_t n = count_args(o->extra_args) + count_args(o->capture_args) + count_args(server_argv) + 8;
-  int process = o->capture && strcmp(o->capture, "process") == 0;
+  int process = o->capture == KE_CAPTURE_PROCESS;
   const char **a = out->argv = calloc(n, sizeof *a);
   out->owned[0] = format_opt("--trace", o->trace);
   out->owned[1] = process ? format_opt("--output", o->output) : format_opt("--session-new", o->session);
@@ -142,49 +114,50 @@ static int which(const char *bin, char *out, size_t outlen) {
   return -1;
 }
 
-int ke_nsys_importer_visible(const char *bin) {
-  char path[PATH_MAX], real[PATH_MAX], cand[PATH_MAX + 64];
-  if (which(bin, path, sizeof path) || !realpath(path, real)) return 0;
-  char *s = strrchr(real, '/');
-  if (!s) return 0;
-  *s = '\0';
-  const char *rel[] = {"/QdstrmImporter", "/../host-linux-x64/QdstrmImporter"};
-  for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-    snprintf(cand, sizeof cand, "%s%s", real, rel[i]);
-    if (access(cand, X_OK) == 0) return 1;
-  }
-  return 0;
+/* The directory of path with its last component removed, into out. */
+static void dir_of(const char *path, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s", path);
+  char *s = strrchr(out, '/');
+  if (s) *s = '\0';
 }
 
-/* Finds the QdstrmImporter that ships with this nsys: beside the nsys it runs, beside
- * the real file behind its links, and in the usual install roots. */
+/* Looks for QdstrmImporter where an nsys installation keeps it, relative to `dir` (the
+ * directory of nsys, or of the real file behind its links). */
+static int importer_near(const char *dir, char *out, size_t outlen) {
+  static const char *const rel[] = {"/QdstrmImporter", "/../host-linux-x64/QdstrmImporter",
+                                    "/../../host-linux-x64/QdstrmImporter"};
+  for (size_t r = 0; r < sizeof rel / sizeof rel[0]; r++) {
+    snprintf(out, outlen, "%s%s", dir, rel[r]);
+    if (access(out, X_OK) == 0) return 0;
+  }
+  return -1;
+}
+
+int ke_nsys_importer_visible(const char *bin) {
+  char path[PATH_MAX], real[PATH_MAX], dir[PATH_MAX], cand[PATH_MAX + 64];
+  if (which(bin, path, sizeof path) || !realpath(path, real)) return 0;
+  dir_of(real, dir, sizeof dir);
+  /* nsys itself looks only beside its real binary and in ../host-linux-x64 */
+  snprintf(cand, sizeof cand, "%s/QdstrmImporter", dir);
+  if (access(cand, X_OK) == 0) return 1;
+  snprintf(cand, sizeof cand, "%s/../host-linux-x64/QdstrmImporter", dir);
+  return access(cand, X_OK) == 0;
+}
+
+/* Finds the QdstrmImporter that ships with this nsys: near the nsys it runs, near the
+ * real file behind its links, and in the usual install roots. */
 static int find_importer(const char *bin, char *out, size_t outlen) {
-  char path[PATH_MAX], real[PATH_MAX];
-  const char *rel[] = {"/../host-linux-x64/QdstrmImporter", "/QdstrmImporter",
-                       "/../../host-linux-x64/QdstrmImporter"};
-  const char *dirs[2] = {NULL, NULL};
-  char d1[PATH_MAX] = "", d2[PATH_MAX] = "";
+  char path[PATH_MAX], real[PATH_MAX], dir[PATH_MAX];
   if (which(bin, path, sizeof path) == 0) {
-    snprintf(d1, sizeof d1, "%s", path);
-    char *s = strrchr(d1, '/');
-    if (s) *s = '\0';
-    dirs[0] = d1;
+    dir_of(path, dir, sizeof dir);
+    if (importer_near(dir, out, outlen) == 0) return 0;
     if (realpath(path, real)) {
-      snprintf(d2, sizeof d2, "%s", real);
-      s = strrchr(d2, '/');
-      if (s) *s = '\0';
-      dirs[1] = d2;
+      dir_of(real, dir, sizeof dir);
+      if (importer_near(dir, out, outlen) == 0) return 0;
     }
   }
-  for (int d = 0; d < 2; d++) {
-    if (!dirs[d]) continue;
-    for (size_t r = 0; r < sizeof rel / sizeof rel[0]; r++) {
-      snprintf(out, outlen, "%s%s", dirs[d], rel[r]);
-      if (access(out, X_OK) == 0) return 0;
-    }
-  }
-  const char *fixed[] = {"/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter",
-                         "/opt/nvidia/nsight-systems/host-linux-x64/QdstrmImporter"};
+  static const char *const fixed[] = {"/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter",
+                                      "/opt/nvidia/nsight-systems/host-linux-x64/QdstrmImporter"};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     snprintf(out, outlen, "%s", fixed[i]);
     if (access(out, X_OK) == 0) return 0;

@@ -11,12 +11,17 @@
 #define KNOB_NSYS_H
 #include <stddef.h>
 
+typedef enum {
+  KE_CAPTURE_SESSION, /* `nsys launch` + `nsys start`/`stop`: only the workload window */
+  KE_CAPTURE_PROCESS  /* `nsys profile` around the whole server */
+} ke_nsys_capture;
+
 typedef struct {
   const char *bin;     /* "nsys" or a path */
   const char *trace;   /* -t value, e.g. "cuda,nvtx,osrt" */
   const char *const *extra_args;   /* for `nsys launch` / `nsys profile` */
   const char *const *capture_args; /* for `nsys start` / `nsys profile` */
-  const char *capture; /* "session" or "process" */
+  ke_nsys_capture capture;
   const char *output;  /* report path without extension: <output>.nsys-rep */
   const char *session; /* unique session name */
   const char *log_path;
@@ -53,10 +58,5 @@ int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r);
 /* Exports rep to sqlite (replacing it). */
 int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const char *log_path,
                    double timeout_s, char *err, size_t errlen);
-/* Runs a command to completion (no shell), output appended to log_path; returns its
- * exit status, or -1 (err set) when it could not run, exceeded timeout_s, or a
- * SIGINT/SIGTERM arrived (the command is stopped then). */
-int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
-                   size_t errlen);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "json.h"
 #include "rxtime.h"
@@ -456,87 +457,101 @@ static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measu
   return 0;
 }
 
-int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (o->n_bodies == 0 || o->concurrency < 1 || o->request_count < 1) {
-    snprintf(err, errlen, "replay needs at least one body, concurrency >= 1 and request_count >= 1");
-    return -1;
-  }
-  replay_state rs = {.o = o, .rows = calloc((size_t)o->request_count, sizeof(request_row))};
-  struct curl_waitfd *waitfds = NULL; /* streaming: in-flight sockets to peek */
-  int *owner = NULL;                  /* waitfds[i] belongs to slots[owner[i]] */
-  int nslots = o->concurrency;
-  slot *slots = calloc((size_t)nslots, sizeof *slots);
-  CURLM *multi = curl_multi_init();
-  int rc = -1;
-  if (!rs.rows || !slots || !multi) {
-    snprintf(err, errlen, "out of memory");
-    goto done;
-  }
+/* Everything one replay allocates. */
+typedef struct {
+  replay_state rs;
+  slot *slots;
+  int nslots;
+  CURLM *multi;
+  struct curl_waitfd *waitfds; /* streaming: in-flight sockets to peek */
+  int *owner;                  /* waitfds[i] belongs to slots[owner[i]] */
+} replay_run;
+
+static int replay_setup(replay_run *rr, const ke_replay_opts *o, char *err, size_t errlen) {
+  rr->rs.o = o;
+  rr->rs.rows = calloc((size_t)o->request_count, sizeof(request_row));
+  rr->nslots = o->concurrency;
+  rr->slots = calloc((size_t)rr->nslots, sizeof *rr->slots);
+  rr->multi = curl_multi_init();
   /* parsed once: handing curl the parsed URL saves a parse per request (~5% of the
    * client's CPU at zero server latency) */
-  rs.url = curl_url();
-  if (!rs.url) {
+  rr->rs.url = curl_url();
+  if (!rr->rs.rows || !rr->slots || !rr->multi || !rr->rs.url) {
     snprintf(err, errlen, "out of memory");
-    goto done;
+    return -1;
   }
-  CURLUcode uc = curl_url_set(rs.url, CURLUPART_URL, o->url, 0);
+  CURLUcode uc = curl_url_set(rr->rs.url, CURLUPART_URL, o->url, 0);
   if (uc != CURLUE_OK) {
     snprintf(err, errlen, "bad URL '%s': %s", o->url, curl_url_strerror(uc));
-    goto done;
+    return -1;
   }
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)nslots + 4);
+  curl_multi_setopt(rr->multi, CURLMOPT_MAXCONNECTS, (long)rr->nslots + 4);
   if (o->stream) {
-    waitfds = calloc((size_t)nslots, sizeof *waitfds);
-    owner = calloc((size_t)nslots, sizeof *owner);
-    rs.port_fd = malloc(sizeof *rs.port_fd * 65536);
-    rs.peek_buf = malloc(PEEK_SIZE);
-    if (!waitfds || !owner || !rs.port_fd || !rs.peek_buf) {
+    rr->waitfds = calloc((size_t)rr->nslots, sizeof *rr->waitfds);
+    rr->owner = calloc((size_t)rr->nslots, sizeof *rr->owner);
+    rr->rs.port_fd = malloc(sizeof *rr->rs.port_fd * 65536);
+    rr->rs.peek_buf = malloc(PEEK_SIZE);
+    if (!rr->waitfds || !rr->owner || !rr->rs.port_fd || !rr->rs.peek_buf) {
       snprintf(err, errlen, "out of memory");
-      goto done;
+      return -1;
     }
-    for (int i = 0; i < 65536; i++) rs.port_fd[i] = -1;
+    for (int i = 0; i < 65536; i++) rr->rs.port_fd[i] = -1;
   }
-  for (int i = 0; i < nslots; i++) {
-    slots[i].rs = &rs;
-    slots[i].easy = curl_easy_init();
-    slots[i].headers = curl_slist_append(NULL, "Content-Type: application/json");
-    sse_init(&slots[i].sse);
-    if (!slots[i].easy || !slots[i].headers) {
+  for (int i = 0; i < rr->nslots; i++) {
+    slot *s = &rr->slots[i];
+    s->rs = &rr->rs;
+    s->easy = curl_easy_init();
+    s->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    sse_init(&s->sse);
+    if (!s->easy || !s->headers) {
       snprintf(err, errlen, "out of memory");
-      goto done;
+      return -1;
     }
-    slot_init(&slots[i]);
+    slot_init(s);
   }
-  if (o->warmup > 0) {
-    rc = run_phase(multi, slots, nslots, o->warmup, 0, waitfds, owner, err, errlen);
-    if (rc) goto done;
-  }
-  double t0 = ke_now();
-  rc = run_phase(multi, slots, nslots, o->request_count, 1, waitfds, owner, err, errlen);
-  double t1 = ke_now();
-  if (rc) goto done;
-  if (rs.oom) {
-    snprintf(err, errlen, "out of memory recording inter-token gaps");
-    rc = -1;
-    goto done;
-  }
+  return 0;
+}
 
-  /* aggregate */
-  int n = o->request_count;
+static void replay_cleanup(replay_run *rr) {
+  for (int i = 0; rr->slots && i < rr->nslots; i++) {
+    slot *s = &rr->slots[i];
+    if (s->easy) {
+      curl_multi_remove_handle(rr->multi, s->easy);
+      curl_easy_cleanup(s->easy);
+    }
+    curl_slist_free_all(s->headers);
+    sse_free(&s->sse);
+    kbuf_free(&s->body);
+  }
+  if (rr->multi) curl_multi_cleanup(rr->multi);
+  curl_url_cleanup(rr->rs.url);
+  free(rr->waitfds);
+  free(rr->owner);
+  free(rr->rs.fd_port);
+  free(rr->rs.port_fd);
+  free(rr->rs.peek_buf);
+  kj_doc_free(&rr->rs.scratch);
+  free(rr->slots);
+  free(rr->rs.rows);
+  free(rr->rs.gaps.v);
+}
+
+/* The metrics of the measured phase [t0, t1] from its rows (start times are made
+ * relative to t0 on the way). */
+static int aggregate(replay_state *rs, double t0, double t1, ke_metrics *out, char *err, size_t errlen) {
+  int n = rs->o->request_count;
   double *lat = malloc(sizeof(double) * (size_t)n);
   double *ttft = malloc(sizeof(double) * (size_t)n);
   double *tpot = malloc(sizeof(double) * (size_t)n);
-  double *itl = malloc(sizeof(double) * (rs.gaps.n ? rs.gaps.n : 1));
+  double *itl = malloc(sizeof(double) * (rs->gaps.n ? rs->gaps.n : 1));
+  int rc = -1;
   if (!lat || !ttft || !tpot || !itl) {
-    free(lat); free(ttft); free(tpot); free(itl);
     snprintf(err, errlen, "out of memory");
-    rc = -1;
     goto done;
   }
   size_t nl = 0, nt = 0, np = 0;
   for (int i = 0; i < n; i++) {
-    request_row *r = &rs.rows[i];
+    request_row *r = &rs->rows[i];
     r->start_ms = (r->start_ms - t0) * 1000.0;
     if (r->error[0]) {
       out->failed++;
@@ -552,43 +567,45 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
       if (r->tokens > 1) tpot[np++] = (r->latency_ms - r->ttft_ms) / (r->tokens - 1);
     }
   }
-  for (size_t i = 0; i < rs.gaps.n; i++) itl[i] = rs.gaps.v[i];
+  for (size_t i = 0; i < rs->gaps.n; i++) itl[i] = rs->gaps.v[i];
   out->request_count = n;
   out->error_rate = (double)out->failed / n;
   out->duration_s = t1 - t0;
   dist_from(lat, nl, &out->latency);
   dist_from(ttft, nt, &out->ttft);
   dist_from(tpot, np, &out->tpot);
-  dist_from(itl, rs.gaps.n, &out->itl);
+  dist_from(itl, rs->gaps.n, &out->itl);
   out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
   out->requests_per_s = out->duration_s > 0 ? out->completed / out->duration_s : NAN;
-  free(lat); free(ttft); free(tpot); free(itl);
   rc = 0;
-  if (o->requests_csv && write_csv(o->requests_csv, rs.rows, n, err, errlen)) rc = -1;
-
 done:
-  if (slots) {
-    for (int i = 0; i < nslots; i++) {
-      if (slots[i].easy) {
-        curl_multi_remove_handle(multi, slots[i].easy);
-        curl_easy_cleanup(slots[i].easy);
-      }
-      curl_slist_free_all(slots[i].headers);
-      sse_free(&slots[i].sse);
-      kbuf_free(&slots[i].body);
-    }
+  free(lat); free(ttft); free(tpot); free(itl);
+  return rc;
+}
+
+int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (o->n_bodies == 0 || o->concurrency < 1 || o->request_count < 1) {
+    snprintf(err, errlen, "replay needs at least one body, concurrency >= 1 and request_count >= 1");
+    return -1;
   }
-  if (multi) curl_multi_cleanup(multi);
-  curl_url_cleanup(rs.url);
-  free(waitfds);
-  free(owner);
-  free(rs.fd_port);
-  free(rs.port_fd);
-  free(rs.peek_buf);
-  kj_doc_free(&rs.scratch);
-  free(slots);
-  free(rs.rows);
-  free(rs.gaps.v);
+  replay_run rr;
+  memset(&rr, 0, sizeof rr);
+  int rc = replay_setup(&rr, o, err, errlen);
+  if (rc == 0 && o->warmup > 0)
+    rc = run_phase(rr.multi, rr.slots, rr.nslots, o->warmup, 0, rr.waitfds, rr.owner, err, errlen);
+  if (rc == 0) {
+    double t0 = ke_now();
+    rc = run_phase(rr.multi, rr.slots, rr.nslots, o->request_count, 1, rr.waitfds, rr.owner, err, errlen);
+    double t1 = ke_now();
+    if (rc == 0 && rr.rs.oom) {
+      snprintf(err, errlen, "out of memory recording inter-token gaps");
+      rc = -1;
+    }
+    if (rc == 0) rc = aggregate(&rr.rs, t0, t1, out, err, errlen);
+    if (rc == 0 && o->requests_csv) rc = write_csv(o->requests_csv, rr.rs.rows, o->request_count, err, errlen);
+  }
+  replay_cleanup(&rr);
   return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 
 extern char **environ;
@@ -224,11 +225,12 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
-static void describe_exit_with_log(ke_proc *p, const char *what, char *err, size_t errlen) {
+void ke_proc_describe_exit_with_log(const ke_proc *p, const char *prefix, const char *suffix, char *err,
+                                    size_t errlen) {
   char how[64];
   ke_proc_describe_exit(p, how, sizeof how);
   char *tail = ke_tail_lines(p->log_path, 5);
-  snprintf(err, errlen, "%s: server %s; last log lines:\n%s", what, how,
+  snprintf(err, errlen, "%sserver %s%s; last log lines:\n%s", prefix, how, suffix,
            tail && tail[0] ? tail : "(log is empty)");
   free(tail);
 }
@@ -248,7 +250,7 @@ int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size
   long last_code = 0;
   for (;;) {
     if (ke_proc_exited(p)) {
-      describe_exit_with_log(p, "server exited before it was ready", err, errlen);
+      ke_proc_describe_exit_with_log(p, "server exited before it was ready: ", "", err, errlen);
       break;
     }
     if (curl_easy_perform(c) == CURLE_OK) {
@@ -326,10 +328,16 @@ static int find_marker(const char *pid, const char *marker, int prefix, char *ou
 
 static int has_marker(const char *pid, const char *marker) { return find_marker(pid, marker, 0, NULL, 0); }
 
-int ke_reap_orphans(const char *prefix) {
+void ke_marker_new(char *buf, size_t len) {
+  static unsigned long seq;
+  snprintf(buf, len, "%s=%ld-%lu", KE_MARKER_NAME, (long)getpid(), ++seq);
+}
+
+int ke_reap_orphans(void) {
   DIR *d = opendir("/proc");
   if (!d) return 0;
   int count = 0;
+  const char *prefix = KE_MARKER_NAME "=";
   size_t plen = strlen(prefix);
   struct dirent *de;
   while ((de = readdir(d))) {
@@ -402,4 +410,32 @@ int ke_wait_port_free(const char *host, int port, double timeout_s) {
     if (ke_now() >= deadline) return -1;
     ke_sleep(0.005);
   }
+}
+
+int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
+                   size_t errlen) {
+  ke_proc *p;
+  if (ke_spawn(argv, NULL, log_path, &p, err, errlen)) return -1;
+  const char *sub = argv[1] ? argv[1] : "";
+  double deadline = ke_now() + timeout_s;
+  while (!ke_proc_exited(p)) {
+    if (ke_interrupted()) { /* Ctrl-C during a long export must not wait for it */
+      ke_proc_stop(p, 2.0);
+      snprintf(err, errlen, "interrupted during '%s %s'", argv[0], sub);
+      ke_proc_free(p);
+      return -1;
+    }
+    if (ke_now() >= deadline) {
+      ke_proc_stop(p, 2.0);
+      snprintf(err, errlen, "'%s %s' did not finish within %.0f s", argv[0], sub, timeout_s);
+      ke_proc_free(p);
+      return -1;
+    }
+    ke_sleep(0.01);
+  }
+  int st = p->status;
+  ke_proc_free(p);
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  snprintf(err, errlen, "'%s %s' was killed by signal %d", argv[0], sub, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return -1;
 }

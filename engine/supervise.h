@@ -36,7 +36,16 @@ pid_t ke_proc_pid(const ke_proc *p);
 int ke_proc_exited(ke_proc *p);
 /* Describes how it exited ("exited with status 3", "killed by signal 9"). */
 void ke_proc_describe_exit(const ke_proc *p, char *buf, size_t len);
+/* "<prefix>server <how it exited><suffix>; last log lines:\n<the log's last 5 lines>". */
+void ke_proc_describe_exit_with_log(const ke_proc *p, const char *prefix, const char *suffix, char *err,
+                                    size_t errlen);
 int ke_proc_raw_status(const ke_proc *p);
+
+/* Runs a command to completion (no shell), output appended to log_path; returns its
+ * exit status, or -1 (err set) when it could not run, exceeded timeout_s, was killed
+ * by a signal, or a SIGINT/SIGTERM arrived (the command is stopped then). */
+int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
+                   size_t errlen);
 
 /* Polls url until it answers HTTP 200. Fails at timeout_s, when the process exits
  * (message includes the exit status and the last log lines) or on interruption. */
@@ -46,10 +55,16 @@ int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size
 int ke_proc_stop(ke_proc *p, double timeout_s);
 void ke_proc_free(ke_proc *p);
 
-/* Processes started for a trial carry a marker in their environment ("NAME=value");
- * the marker finds them even when they left our process group (a server launched by
- * the nsys agent, a worker that called setsid). Sends sig to every process whose
- * environment holds the marker, except us; returns how many were signalled. */
+/* Processes started for a trial carry a marker in their environment, the variable
+ * KE_MARKER_NAME set to "<owner pid>-<n>"; the marker finds them even when they left
+ * our process group (a server launched by the nsys agent, a worker that called setsid).
+ * This module owns the format. */
+#define KE_MARKER_NAME "KNOBENGINE_TRIAL"
+/* Writes a marker ("KNOBENGINE_TRIAL=<our pid>-<n>") unique within this process and
+ * across live processes into buf (at least 64 bytes). */
+void ke_marker_new(char *buf, size_t len);
+/* Sends sig to every process whose environment holds the marker ("NAME=value"), except
+ * us; returns how many were signalled. */
 int ke_signal_marked(const char *marker, int sig);
 /* SIGTERM to marked processes, wait up to timeout_s, then SIGKILL. Returns the number
  * that needed SIGKILL. */
@@ -57,9 +72,8 @@ int ke_stop_marked(const char *marker, double timeout_s);
 
 /* Kills (SIGKILL) processes marked by a knobengine that no longer exists (it was
  * killed before it could stop them, e.g. a server under `nsys launch`, which
- * PR_SET_PDEATHSIG does not reach). Markers are "<prefix><owner pid>-<n>". Returns how
- * many were killed. */
-int ke_reap_orphans(const char *prefix);
+ * PR_SET_PDEATHSIG does not reach). Returns how many were killed. */
+int ke_reap_orphans(void);
 
 /* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
  * host. */

@@ -14,7 +14,9 @@
  *    of the table, as in nvtxsum. */
 #include "trace.h"
 
+#include <math.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,46 +97,92 @@ static agg **map_sorted(const agg_map *m) {
   return v;
 }
 
-/* ---------- schema helpers ---------- */
+/* ---------- reading tables, with every failure recorded ---------- */
 
 typedef struct {
   sqlite3 *db;
   sqlite3_stmt *string_lookup;
-  kbuf out;
-  kbuf missing; /* JSON array items of missing tables */
-  char *err;
-  size_t errlen;
-  int oom; /* an allocation failed: the summary is incomplete and is not returned */
+  ke_trace_summary *s;
+  char fatal[512]; /* set when the file as a whole cannot be read */
+  int oom;         /* an allocation failed: the summary is not returned */
 } ctx;
+
+/* Failures that concern the file, not one table: nothing in it can be trusted. */
+static int is_fatal(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT: case SQLITE_NOTADB: case SQLITE_IOERR: case SQLITE_BUSY: case SQLITE_LOCKED:
+    case SQLITE_NOMEM: case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_INTERRUPT: case SQLITE_AUTH:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static void set_fatal(ctx *c, int rc) {
+  if (c->fatal[0]) return;
+  const char *hint = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED
+                         ? " (is another program still writing it?)" : "";
+  snprintf(c->fatal, sizeof c->fatal, "%s%s", sqlite3_errmsg(c->db), hint);
+}
+
+static char *dup_str(ctx *c, const char *s) {
+  char *d = strdup(s ? s : "");
+  if (!d) c->oom = 1;
+  return d;
+}
+
+/* Records that `table` could not be read (its section is left out). */
+static void problem(ctx *c, const char *table, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void problem(ctx *c, const char *table, const char *fmt, ...) {
+  char reason[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof reason, fmt, ap);
+  va_end(ap);
+  ke_trace_summary *s = c->s;
+  ke_trace_problem *n = realloc(s->unreadable, (s->n_unreadable + 1) * sizeof *n);
+  if (!n) { c->oom = 1; return; }
+  s->unreadable = n;
+  n[s->n_unreadable].table = dup_str(c, table);
+  n[s->n_unreadable].reason = dup_str(c, reason);
+  s->n_unreadable++;
+}
 
 static int has_table(ctx *c, const char *name) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = ?", -1, &st, NULL) != SQLITE_OK)
-    return 0;
+  int rc = sqlite3_prepare_v2(c->db, "SELECT 1 FROM sqlite_master WHERE type IN ('table','view') AND name = ?", -1,
+                              &st, NULL);
+  if (rc != SQLITE_OK) { set_fatal(c, rc); return 0; }
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-  int found = sqlite3_step(st) == SQLITE_ROW;
+  rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) set_fatal(c, rc);
   sqlite3_finalize(st);
-  return found;
+  return rc == SQLITE_ROW;
 }
 
-/* Column index of `col` in table, by name; -1 when absent. */
+/* 1 when `table` has a column named `col`, else 0. */
 static int has_column(ctx *c, const char *table, const char *col) {
   char sql[256];
   snprintf(sql, sizeof sql, "PRAGMA table_info(\"%s\")", table);
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
+  int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) { set_fatal(c, rc); return 0; }
   int found = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *name = (const char *)sqlite3_column_text(st, 1);
     if (name && strcmp(name, col) == 0) found = 1;
   }
+  if (rc != SQLITE_DONE) set_fatal(c, rc);
   sqlite3_finalize(st);
   return found;
 }
 
 static void note_missing(ctx *c, const char *table) {
-  if (c->missing.len) kbuf_puts(&c->missing, ", ");
-  kbuf_json_string(&c->missing, table, strlen(table));
+  ke_trace_summary *s = c->s;
+  const char **n = realloc(s->missing_tables, (s->n_missing + 1) * sizeof *n);
+  if (!n) { c->oom = 1; return; }
+  s->missing_tables = n;
+  n[s->n_missing++] = table;
 }
 
 /* The StringIds value of id into buf ("" when unknown). */
@@ -143,32 +191,95 @@ static const char *string_of(ctx *c, int64_t id, char *buf, size_t len) {
   if (!c->string_lookup) return buf;
   sqlite3_reset(c->string_lookup);
   sqlite3_bind_int64(c->string_lookup, 1, id);
-  if (sqlite3_step(c->string_lookup) == SQLITE_ROW) {
+  int rc = sqlite3_step(c->string_lookup);
+  if (rc == SQLITE_ROW) {
     const char *v = (const char *)sqlite3_column_text(c->string_lookup, 0);
     if (v) snprintf(buf, len, "%s", v);
+  } else if (rc != SQLITE_DONE) {
+    set_fatal(c, rc);
   }
   return buf;
 }
 
-static void put_ms(kbuf *b, int64_t ns) { kbuf_printf(b, "%.6f", (double)ns / 1e6); }
-
-static void put_key_ms(kbuf *b, const char *key, int64_t ns, int have) {
-  kbuf_printf(b, "  \"%s\": ", key);
-  if (have) put_ms(b, ns);
-  else kbuf_puts(b, "null");
-  kbuf_puts(b, ",\n");
+/* Milliseconds (and percents, means) rounded to 6 decimals, exactly as "%.6f" prints
+ * them: the value a reader of the printed number gets back. */
+static double round6(double x) {
+  if (!isfinite(x)) return x;
+  char b[64];
+  snprintf(b, sizeof b, "%.6f", x);
+  return strtod(b, NULL);
 }
 
-/* Prepares a SELECT of the given columns; NULL (no error) when the table is absent. */
-static sqlite3_stmt *select_from(ctx *c, const char *table, const char *cols, const char *where) {
+static double ms_of(int64_t ns) { return round6((double)ns / 1e6); }
+
+static double percent_of(int64_t part, int64_t whole) {
+  return whole ? round6(100.0 * (double)part / (double)whole) : 0.0;
+}
+
+/* A SELECT over one table, row by row, with the types of its values checked. */
+typedef struct {
+  ctx *c;
+  const char *table;
+  sqlite3_stmt *st;
+  long long row;
+} reader;
+
+/* SELECT cols FROM table [tail]: 0, or -1 when the table cannot be read (recorded: a
+ * problem, or fatal). */
+static int reader_open(ctx *c, reader *r, const char *table, const char *cols, const char *tail) {
   char sql[512];
-  snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\"%s%s", cols, table, where ? " WHERE " : "", where ? where : "");
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return NULL;
-  return st;
+  snprintf(sql, sizeof sql, "SELECT %s FROM \"%s\"%s%s", cols, table, tail ? " " : "", tail ? tail : "");
+  memset(r, 0, sizeof *r);
+  r->c = c;
+  r->table = table;
+  int rc = sqlite3_prepare_v2(c->db, sql, -1, &r->st, NULL);
+  if (rc == SQLITE_OK) return 0;
+  if (is_fatal(rc)) set_fatal(c, rc);
+  else problem(c, table, "%s", sqlite3_errmsg(c->db));
+  sqlite3_finalize(r->st);
+  r->st = NULL;
+  return -1;
 }
 
-/* ---------- kernels ---------- */
+/* 1 for a row, 0 at the end, -1 on failure (recorded). */
+static int reader_next(reader *r) {
+  int rc = sqlite3_step(r->st);
+  if (rc == SQLITE_ROW) { r->row++; return 1; }
+  if (rc == SQLITE_DONE) return 0;
+  if (is_fatal(rc)) set_fatal(r->c, rc);
+  else problem(r->c, r->table, "%s", sqlite3_errmsg(r->c->db));
+  return -1;
+}
+
+static const char *type_name(int t) {
+  return t == SQLITE_FLOAT ? "a real number" : t == SQLITE_TEXT ? "text" : t == SQLITE_BLOB ? "a blob" : "NULL";
+}
+
+/* Column i of the current row as an integer. NULL is allowed only when is_null is
+ * given (it is then set); any other type makes the table unreadable: -1. */
+static int reader_int(reader *r, int i, int64_t *out, int *is_null) {
+  int t = sqlite3_column_type(r->st, i);
+  if (is_null) *is_null = t == SQLITE_NULL;
+  if (t == SQLITE_INTEGER || (t == SQLITE_NULL && is_null)) {
+    *out = t == SQLITE_INTEGER ? sqlite3_column_int64(r->st, i) : 0;
+    return 0;
+  }
+  problem(r->c, r->table, "column '%s' holds %s in row %lld, not an integer", sqlite3_column_name(r->st, i),
+          type_name(t), r->row);
+  return -1;
+}
+
+/* Columns 0..n-1 of the current row, none of them NULL. */
+static int reader_ints(reader *r, int n, int64_t *out) {
+  for (int i = 0; i < n; i++)
+    if (reader_int(r, i, &out[i], NULL)) return -1;
+  return 0;
+}
+
+static void reader_close(reader *r) {
+  sqlite3_finalize(r->st);
+  r->st = NULL;
+}
 
 /* Busy time per device: the union of kernel intervals, in bounded memory.
  *
@@ -249,104 +360,133 @@ static int by_device(const void *a, const void *b) {
   return (x->device > y->device) - (x->device < y->device);
 }
 
-/* Writes "gpu_busy_ms": {"device": ms, ...} sorted by device id. */
-static void busy_finish(ctx *c, busy_union *u, const char *table, int dev_col) {
-  while (u->n && !u->unordered) heap_pop_into_union(u);
-  if (u->unordered && !u->oom) {
-    u->ndev = 0;
-    u->taken = u->unordered = 0;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT start, end, %s FROM \"%s\" ORDER BY 3, 1", dev_col ? "deviceId" : "0", table);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK) {
-      while (sqlite3_step(st) == SQLITE_ROW) {
-        interval iv = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2)};
-        union_add(u, &iv);
-      }
-    }
-    sqlite3_finalize(st);
+/* The union again from SQLite's ORDER BY, for rows too far out of order for the heap. */
+static int busy_sorted_pass(ctx *c, busy_union *u, const char *table, int dev_col) {
+  u->ndev = 0;
+  u->taken = u->unordered = 0;
+  reader r;
+  if (reader_open(c, &r, table, dev_col ? "start, end, deviceId" : "start, end, 0", "ORDER BY 3, 1")) return -1;
+  int rc;
+  int64_t v[3];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 3, v)) { rc = -1; break; }
+    union_add(u, &(interval){v[0], v[1], v[2]});
   }
-  if (u->oom) c->oom = 1;
-  qsort(u->dev, u->ndev, sizeof *u->dev, by_device);
-  kbuf *b = &c->out;
-  kbuf_puts(b, "  \"gpu_busy_ms\": {");
-  for (size_t i = 0; i < u->ndev; i++) {
-    kbuf_printf(b, "%s\"%lld\": ", i ? ", " : "", (long long)u->dev[i].device);
-    put_ms(b, u->dev[i].busy + u->dev[i].end - u->dev[i].start);
-  }
-  kbuf_puts(b, "},\n");
-  free(u->heap);
-  free(u->dev);
+  reader_close(&r);
+  return rc;
 }
 
-static int kernels(ctx *c, const ke_trace_opts *o) {
-  kbuf *b = &c->out;
-  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
-  int have_k = has_table(c, T);
-  int have_g = has_table(c, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE");
-  if (!have_k) note_missing(c, T);
-  if (!have_k && !have_g) {
-    kbuf_puts(b, "  \"gpu_compute_ms\": null,\n  \"kernel_ms\": null,\n  \"kernel_count\": null,\n"
-                 "  \"graph_trace_ms\": null,\n  \"gpu_busy_ms\": null,\n  \"top_kernels\": [],\n");
-    return 0;
-  }
-  const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
-  if (have_k && !has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
-  agg_map names = {0};
-  busy_union busy = {0};
-  int64_t kernel_ns = 0, count = 0, graph_ns = 0, graph_count = 0;
-  int dev_col = have_k && has_column(c, T, "deviceId");
-  if (have_k) {
-    char cols[128];
-    snprintf(cols, sizeof cols, "start, end, %s, %s", dev_col ? "deviceId" : "0", name_col);
-    sqlite3_stmt *st = select_from(c, T, cols, NULL);
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-      int64_t s = sqlite3_column_int64(st, 0), e = sqlite3_column_int64(st, 1);
-      int64_t d = sqlite3_column_int64(st, 2), name = sqlite3_column_int64(st, 3);
-      agg *a = map_get(&names, name);
-      if (!a) {
-        c->oom = 1;
-        break;
-      }
-      a->total_ns += e - s;
-      a->count++;
-      kernel_ns += e - s;
-      count++;
-      busy_push(&busy, (interval){s, e, d});
+/* Fills s->busy (per device, sorted by id) from the union; frees the union. */
+static int busy_finish(ctx *c, busy_union *u, const char *table, int dev_col) {
+  int rc = 0;
+  while (u->n && !u->unordered) heap_pop_into_union(u);
+  if (u->unordered && !u->oom) rc = busy_sorted_pass(c, u, table, dev_col);
+  if (u->oom) c->oom = 1;
+  ke_trace_summary *s = c->s;
+  if (rc == 0 && u->ndev) {
+    qsort(u->dev, u->ndev, sizeof *u->dev, by_device);
+    s->busy = calloc(u->ndev, sizeof *s->busy);
+    if (!s->busy) c->oom = 1;
+    for (size_t i = 0; s->busy && i < u->ndev; i++) {
+      s->busy[i].device = u->dev[i].device;
+      s->busy[i].busy_ms = ms_of(u->dev[i].busy + u->dev[i].end - u->dev[i].start);
     }
-    sqlite3_finalize(st);
+    s->n_busy = s->busy ? u->ndev : 0;
   }
-  if (have_g) {
-    sqlite3_stmt *st = select_from(c, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", "start, end", NULL);
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-      graph_ns += sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0);
-      graph_count++;
-    }
-    sqlite3_finalize(st);
-  }
-  put_key_ms(b, "gpu_compute_ms", kernel_ns + graph_ns, 1);
-  put_key_ms(b, "kernel_ms", kernel_ns, have_k);
-  kbuf_printf(b, "  \"kernel_count\": %lld,\n", (long long)count);
-  put_key_ms(b, "graph_trace_ms", graph_ns, have_g);
-  kbuf_printf(b, "  \"graph_trace_count\": %lld,\n", (long long)graph_count);
-  busy_finish(c, &busy, T, dev_col);
-  kbuf_puts(b, "  \"top_kernels\": [");
-  agg **sorted = map_sorted(&names);
-  for (size_t i = 0; sorted && i < names.n && (int)i < o->top_kernels; i++) {
+  free(u->heap);
+  free(u->dev);
+  return rc;
+}
+
+/* The top n entries of a map, largest total first, as items named from StringIds. */
+static ke_trace_item *top_items(ctx *c, const agg_map *m, size_t n, int64_t whole_ns, size_t *count) {
+  *count = 0;
+  agg **sorted = map_sorted(m);
+  if (!sorted) { c->oom = 1; return NULL; }
+  if (n > m->n) n = m->n;
+  ke_trace_item *items = calloc(n + 1, sizeof *items);
+  if (!items) c->oom = 1;
+  for (size_t i = 0; items && i < n; i++) {
     char name[4096];
-    string_of(c, sorted[i]->key, name, sizeof name);
-    kbuf_puts(b, i ? ",\n    {\"name\": " : "\n    {\"name\": ");
-    kbuf_json_string(b, name, strlen(name));
-    kbuf_puts(b, ", \"total_ms\": ");
-    put_ms(b, sorted[i]->total_ns);
-    kbuf_printf(b, ", \"percent\": %.6f, \"count\": %lld}",
-                kernel_ns ? 100.0 * (double)sorted[i]->total_ns / (double)kernel_ns : 0.0,
-                (long long)sorted[i]->count);
+    items[i].name = dup_str(c, string_of(c, sorted[i]->key, name, sizeof name));
+    items[i].total_ms = ms_of(sorted[i]->total_ns);
+    items[i].percent = percent_of(sorted[i]->total_ns, whole_ns);
+    items[i].count = sorted[i]->count;
   }
-  kbuf_puts(b, names.n ? "\n  ],\n" : "],\n");
   free(sorted);
-  map_free(&names);
-  return 0;
+  *count = items ? n : 0;
+  return items;
+}
+
+typedef struct {
+  agg_map names;
+  busy_union busy;
+  int64_t kernel_ns, count, graph_ns, graph_count;
+} kernel_sums;
+
+static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k, int dev_col) {
+  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
+  const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
+  if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
+  char cols[128];
+  snprintf(cols, sizeof cols, "start, end, %s, %s", dev_col ? "deviceId" : "0", name_col);
+  reader r;
+  if (reader_open(c, &r, T, cols, NULL)) return -1;
+  int rc;
+  int64_t v[4];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 4, v)) { rc = -1; break; }
+    agg *a = map_get(&k->names, v[3]);
+    if (!a) { c->oom = 1; rc = -1; break; }
+    a->total_ns += v[1] - v[0];
+    a->count++;
+    k->kernel_ns += v[1] - v[0];
+    k->count++;
+    busy_push(&k->busy, (interval){v[0], v[1], v[2]});
+  }
+  reader_close(&r);
+  return rc;
+}
+
+static int read_graph_rows(ctx *c, kernel_sums *k) {
+  reader r;
+  if (reader_open(c, &r, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", "start, end", NULL)) return -1;
+  int rc;
+  int64_t v[2];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 2, v)) { rc = -1; break; }
+    k->graph_ns += v[1] - v[0];
+    k->graph_count++;
+  }
+  reader_close(&r);
+  return rc;
+}
+
+static void kernels(ctx *c, const ke_trace_opts *o) {
+  ke_trace_summary *s = c->s;
+  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
+  int have_k = has_table(c, T), have_g = has_table(c, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE");
+  if (!have_k) note_missing(c, T);
+  if (!have_k && !have_g) return;
+  kernel_sums k;
+  memset(&k, 0, sizeof k);
+  int dev_col = have_k && has_column(c, T, "deviceId");
+  int rc = have_k ? read_kernel_rows(c, o, &k, dev_col) : 0;
+  if (rc == 0 && have_g) rc = read_graph_rows(c, &k);
+  if (rc == 0) rc = busy_finish(c, &k.busy, T, dev_col);
+  else { free(k.busy.heap); free(k.busy.dev); }
+  if (rc == 0) {
+    s->has_kernels = 1;
+    s->has_kernel_table = have_k;
+    s->has_graph_table = have_g;
+    s->gpu_compute_ms = ms_of(k.kernel_ns + k.graph_ns);
+    s->kernel_ms = ms_of(k.kernel_ns);
+    s->kernel_count = k.count;
+    s->graph_trace_ms = ms_of(k.graph_ns);
+    s->graph_trace_count = k.graph_count;
+    s->top_kernels = top_items(c, &k.names, (size_t)o->top_kernels, k.kernel_ns, &s->n_top_kernels);
+  }
+  map_free(&k.names);
 }
 
 /* ---------- memcpy and memset ---------- */
@@ -354,53 +494,50 @@ static int kernels(ctx *c, const ke_trace_opts *o) {
 static const char *const COPY_KINDS[] = {"Unknown", "HtoD", "DtoH", "HtoA", "AtoH", "AtoA",
                                          "AtoD", "DtoA", "DtoD", "HtoH", "PtoP"};
 
-static void memory(ctx *c) {
-  kbuf *b = &c->out;
+static void memcpys(ctx *c) {
+  ke_trace_summary *s = c->s;
   const char *T = "CUPTI_ACTIVITY_KIND_MEMCPY";
-  if (!has_table(c, T)) {
-    note_missing(c, T);
-    kbuf_puts(b, "  \"memcpy_ms\": null,\n  \"memcpy_by_kind\": null,\n");
-  } else {
-    int64_t ns[11] = {0}, bytes[11] = {0}, count[11] = {0}, total = 0;
-    sqlite3_stmt *st = select_from(c, T, "start, end, bytes, copyKind", NULL);
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-      int64_t d = sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0);
-      int64_t k = sqlite3_column_int64(st, 3);
-      if (k < 0 || k > 10) k = 0;
-      ns[k] += d;
-      bytes[k] += sqlite3_column_int64(st, 2);
-      count[k]++;
-      total += d;
-    }
-    sqlite3_finalize(st);
-    put_key_ms(b, "memcpy_ms", total, 1);
-    kbuf_puts(b, "  \"memcpy_by_kind\": {");
-    int first = 1;
-    for (int k = 0; k <= 10; k++) {
-      if (!count[k]) continue;
-      kbuf_printf(b, "%s\n    \"%s\": {\"ms\": ", first ? "" : ",", COPY_KINDS[k]);
-      put_ms(b, ns[k]);
-      kbuf_printf(b, ", \"bytes\": %lld, \"count\": %lld}", (long long)bytes[k], (long long)count[k]);
-      first = 0;
-    }
-    kbuf_puts(b, first ? "},\n" : "\n  },\n");
+  if (!has_table(c, T)) { note_missing(c, T); return; }
+  int64_t ns[11] = {0}, bytes[11] = {0}, count[11] = {0}, total = 0, v[4];
+  reader r;
+  if (reader_open(c, &r, T, "start, end, bytes, copyKind", NULL)) return;
+  int rc;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 4, v)) { rc = -1; break; }
+    int64_t k = v[3] < 0 || v[3] > 10 ? 0 : v[3];
+    ns[k] += v[1] - v[0];
+    bytes[k] += v[2];
+    count[k]++;
+    total += v[1] - v[0];
   }
-  T = "CUPTI_ACTIVITY_KIND_MEMSET";
-  if (!has_table(c, T)) {
-    note_missing(c, T);
-    kbuf_puts(b, "  \"memset_ms\": null,\n  \"memset_bytes\": null,\n  \"memset_count\": null,\n");
-    return;
-  }
-  int64_t ns = 0, bytes = 0, count = 0;
-  sqlite3_stmt *st = select_from(c, T, "start, end, bytes", NULL);
-  while (st && sqlite3_step(st) == SQLITE_ROW) {
-    ns += sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0);
-    bytes += sqlite3_column_int64(st, 2);
+  reader_close(&r);
+  if (rc != 0) return;
+  s->has_memcpy = 1;
+  s->memcpy_ms = ms_of(total);
+  for (int k = 0; k <= 10; k++)
+    s->copies[k] = (ke_trace_copy){COPY_KINDS[k], ms_of(ns[k]), bytes[k], count[k]};
+}
+
+static void memsets(ctx *c) {
+  ke_trace_summary *s = c->s;
+  const char *T = "CUPTI_ACTIVITY_KIND_MEMSET";
+  if (!has_table(c, T)) { note_missing(c, T); return; }
+  int64_t ns = 0, bytes = 0, count = 0, v[3];
+  reader r;
+  if (reader_open(c, &r, T, "start, end, bytes", NULL)) return;
+  int rc;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 3, v)) { rc = -1; break; }
+    ns += v[1] - v[0];
+    bytes += v[2];
     count++;
   }
-  sqlite3_finalize(st);
-  put_key_ms(b, "memset_ms", ns, 1);
-  kbuf_printf(b, "  \"memset_bytes\": %lld,\n  \"memset_count\": %lld,\n", (long long)bytes, (long long)count);
+  reader_close(&r);
+  if (rc != 0) return;
+  s->has_memset = 1;
+  s->memset_ms = ms_of(ns);
+  s->memset_bytes = bytes;
+  s->memset_count = count;
 }
 
 /* ---------- OS runtime ---------- */
@@ -429,54 +566,56 @@ static int is_wait_function(const char *name) {
   return 0;
 }
 
-static void osrt(ctx *c) {
-  kbuf *b = &c->out;
-  const char *T = "OSRT_API";
-  if (!has_table(c, T)) {
-    note_missing(c, T);
-    kbuf_puts(b, "  \"osrt_wait_ms\": null,\n  \"osrt_total_ms\": null,\n  \"osrt_calls\": null,\n"
-                 "  \"osrt_top_waits\": [],\n");
-    return;
-  }
-  int has_class = has_column(c, T, "eventClass");
-  sqlite3_stmt *st = select_from(c, T, "start, end, nameId", has_class ? "eventClass = 27" : NULL);
-  agg_map fns = {0};
-  int64_t total = 0, calls = 0;
-  while (st && sqlite3_step(st) == SQLITE_ROW) {
-    int64_t d = sqlite3_column_int64(st, 1) - sqlite3_column_int64(st, 0);
-    agg *a = map_get(&fns, sqlite3_column_int64(st, 2));
-    if (!a) {
-      c->oom = 1;
-      break;
-    }
-    a->total_ns += d;
-    a->count++;
-    total += d;
-    calls++;
-  }
-  sqlite3_finalize(st);
-  agg **sorted = map_sorted(&fns);
+/* The wait functions among the OS-runtime calls, largest first: their total and the
+ * top 10 as items. */
+static void osrt_waits(ctx *c, const agg_map *fns) {
+  ke_trace_summary *s = c->s;
+  agg **sorted = map_sorted(fns);
+  if (!sorted) { c->oom = 1; return; }
+  s->osrt_top_waits = calloc(11, sizeof *s->osrt_top_waits);
+  if (!s->osrt_top_waits) c->oom = 1;
   int64_t wait = 0;
-  kbuf top = {0};
-  int listed = 0;
-  for (size_t i = 0; sorted && i < fns.n; i++) {
+  for (size_t i = 0; i < fns->n; i++) {
     char name[512];
     string_of(c, sorted[i]->key, name, sizeof name);
     if (!is_wait_function(name)) continue;
     wait += sorted[i]->total_ns;
-    if (listed++ >= 10) continue;
-    kbuf_puts(&top, listed > 1 ? ",\n    {\"name\": " : "\n    {\"name\": ");
-    kbuf_json_string(&top, name, strlen(name));
-    kbuf_puts(&top, ", \"total_ms\": ");
-    put_ms(&top, sorted[i]->total_ns);
-    kbuf_printf(&top, ", \"calls\": %lld}", (long long)sorted[i]->count);
+    if (!s->osrt_top_waits || s->n_osrt_top_waits >= 10) continue;
+    ke_trace_item *w = &s->osrt_top_waits[s->n_osrt_top_waits++];
+    w->name = dup_str(c, name);
+    w->total_ms = ms_of(sorted[i]->total_ns);
+    w->count = sorted[i]->count;
   }
-  put_key_ms(b, "osrt_wait_ms", wait, 1);
-  put_key_ms(b, "osrt_total_ms", total, 1);
-  kbuf_printf(b, "  \"osrt_calls\": %lld,\n  \"osrt_top_waits\": [%s%s],\n", (long long)calls,
-              top.data ? top.data : "", listed ? "\n  " : "");
-  kbuf_free(&top);
+  s->osrt_wait_ms = ms_of(wait);
   free(sorted);
+}
+
+static void osrt(ctx *c) {
+  ke_trace_summary *s = c->s;
+  const char *T = "OSRT_API";
+  if (!has_table(c, T)) { note_missing(c, T); return; }
+  int has_class = has_column(c, T, "eventClass");
+  reader r;
+  if (reader_open(c, &r, T, "start, end, nameId", has_class ? "WHERE eventClass = 27" : NULL)) return;
+  agg_map fns = {0};
+  int64_t total = 0, calls = 0, v[3];
+  int rc;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 3, v)) { rc = -1; break; }
+    agg *a = map_get(&fns, v[2]);
+    if (!a) { c->oom = 1; rc = -1; break; }
+    a->total_ns += v[1] - v[0];
+    a->count++;
+    total += v[1] - v[0];
+    calls++;
+  }
+  reader_close(&r);
+  if (rc == 0) {
+    s->has_osrt = 1;
+    s->osrt_total_ms = ms_of(total);
+    s->osrt_calls = calls;
+    osrt_waits(c, &fns);
+  }
   map_free(&fns);
 }
 
@@ -492,221 +631,250 @@ static uint64_t hash_str(const char *s, uint64_t h) {
 
 typedef struct { int64_t id, process; char *name; } domain;
 
-static void nvtx(ctx *c, const ke_trace_opts *o) {
-  kbuf *b = &c->out;
-  const char *T = "NVTX_EVENTS";
-  if (!has_table(c, T)) {
-    note_missing(c, T);
-    kbuf_puts(b, "  \"nvtx_ranges\": null,\n  \"nvtx_phases\": {");
-    for (size_t i = 0; o->phases && o->phases[i]; i++) {
-      kbuf_puts(b, i ? ", " : "");
-      kbuf_json_string(b, o->phases[i], strlen(o->phases[i]));
-      kbuf_puts(b, ": null");
-    }
-    kbuf_puts(b, "},\n");
-    return;
+typedef struct {
+  agg_map ranges;
+  domain *domains;
+  size_t ndomains;
+  int64_t max_ts, all_ns;
+} nvtx_sums;
+
+static int add_domain(ctx *c, nvtx_sums *n, int64_t id, int64_t process, const char *text) {
+  domain *nd = realloc(n->domains, (n->ndomains + 1) * sizeof *nd);
+  if (!nd) { c->oom = 1; return -1; }
+  n->domains = nd;
+  nd[n->ndomains++] = (domain){id, process, dup_str(c, text)};
+  return 0;
+}
+
+/* One range row: aggregated by (domain, process, label id or text, style). */
+static int add_range(ctx *c, nvtx_sums *n, const int64_t *v, int end_null, int text_id_null, const char *text) {
+  int type = (int)v[2];
+  int style = (type == 59 || type == 70) ? 1 : (type == 60 || type == 71) ? 2 : 0;
+  if (!style) return 0;
+  int64_t dom = v[5], process = v[6] & PROCESS_MASK;
+  uint64_t h = mix((uint64_t)dom * 31 + (uint64_t)process) ^ (uint64_t)style;
+  h = text_id_null ? hash_str(text ? text : "", h ^ 0x7e7e) : mix(h ^ (uint64_t)v[4]);
+  agg *a = map_get(&n->ranges, (int64_t)h);
+  if (!a) { c->oom = 1; return -1; }
+  if (!a->count) {
+    a->style = style;
+    a->domain = dom;
+    a->process = process;
+    a->aux = text_id_null ? -1 : v[4];
+    if (text_id_null) a->label = dup_str(c, text);
   }
-  int has_text_id = has_column(c, T, "textId"), has_domain = has_column(c, T, "domainId");
+  a->count++;
+  if (end_null) {
+    a->total_ns -= v[0]; /* ends at the last timestamp, added once it is known */
+    a->open++;
+  } else {
+    a->total_ns += v[1] - v[0];
+  }
+  return 0;
+}
+
+static int read_nvtx_rows(ctx *c, nvtx_sums *n, const char *T) {
   char cols[160];
-  snprintf(cols, sizeof cols, "start, end, eventType, text, %s, %s, globalTid", has_text_id ? "textId" : "NULL",
-           has_domain ? "domainId" : "0");
-  sqlite3_stmt *st = select_from(c, T, cols, NULL);
-  agg_map ranges = {0};
-  domain *domains = NULL;
-  size_t ndomains = 0;
-  int64_t max_ts = 0;
-  while (st && sqlite3_step(st) == SQLITE_ROW) {
-    int64_t s = sqlite3_column_int64(st, 0);
-    int end_null = sqlite3_column_type(st, 1) == SQLITE_NULL;
-    int64_t e = end_null ? 0 : sqlite3_column_int64(st, 1);
-    int type = sqlite3_column_int(st, 2);
-    const char *text = (const char *)sqlite3_column_text(st, 3);
-    int text_id_null = sqlite3_column_type(st, 4) == SQLITE_NULL;
-    int64_t text_id = sqlite3_column_int64(st, 4), dom = sqlite3_column_int64(st, 5);
-    int64_t process = sqlite3_column_int64(st, 6) & PROCESS_MASK;
-    if (s > max_ts) max_ts = s;
-    if (e > max_ts) max_ts = e;
-    if (type == NVTX_DOMAIN_CREATE) {
-      domain *nd = realloc(domains, (ndomains + 1) * sizeof *nd);
-      if (!nd) break;
-      domains = nd;
-      domains[ndomains].id = dom;
-      domains[ndomains].process = process;
-      domains[ndomains].name = strdup(text ? text : "");
-      ndomains++;
-      continue;
-    }
-    int style = (type == 59 || type == 70) ? 1 : (type == 60 || type == 71) ? 2 : 0;
-    if (!style) continue;
-    /* key: (domain, process, label id or text, style) */
-    uint64_t h = mix((uint64_t)dom * 31 + (uint64_t)process) ^ (uint64_t)style;
-    h = text_id_null ? hash_str(text ? text : "", h ^ 0x7e7e) : mix(h ^ (uint64_t)text_id);
-    agg *a = map_get(&ranges, (int64_t)h);
-    if (!a) {
-      c->oom = 1;
+  snprintf(cols, sizeof cols, "start, end, eventType, text, %s, %s, globalTid",
+           has_column(c, T, "textId") ? "textId" : "NULL", has_column(c, T, "domainId") ? "domainId" : "0");
+  reader r;
+  if (reader_open(c, &r, T, cols, NULL)) return -1;
+  int rc, end_null, text_id_null, tid_null;
+  int64_t v[7];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_int(&r, 0, &v[0], NULL) || reader_int(&r, 1, &v[1], &end_null) || reader_int(&r, 2, &v[2], NULL) ||
+        reader_int(&r, 4, &v[4], &text_id_null) || reader_int(&r, 5, &v[5], NULL) ||
+        reader_int(&r, 6, &v[6], &tid_null)) {
+      rc = -1;
       break;
     }
-    if (!a->count) {
-      a->style = style;
-      a->domain = dom;
-      a->process = process;
-      a->aux = text_id_null ? -1 : text_id;
-      if (text_id_null) a->label = strdup(text ? text : "");
-    }
-    a->count++;
-    if (end_null) {
-      a->total_ns -= s; /* ends at the last timestamp, added once it is known */
-      a->open++;
-    } else {
-      a->total_ns += e - s;
-    }
+    const char *text = (const char *)sqlite3_column_text(r.st, 3);
+    if (v[0] > n->max_ts) n->max_ts = v[0];
+    if (v[1] > n->max_ts) n->max_ts = v[1];
+    rc = v[2] == NVTX_DOMAIN_CREATE ? add_domain(c, n, v[5], v[6] & PROCESS_MASK, text)
+                                    : add_range(c, n, v, end_null, text_id_null, text);
+    if (rc) break;
   }
-  sqlite3_finalize(st);
-  int64_t all_ns = 0;
-  for (size_t i = 0; i < ranges.cap; i++) {
-    agg *a = &ranges.slots[i];
-    if (!a->used) continue;
-    a->total_ns += a->open * max_ts;
-    all_ns += a->total_ns;
-  }
-  agg **sorted = map_sorted(&ranges);
-  /* resolve labels */
-  typedef struct { char name[1024]; const agg *a; } named;
-  named *nm = calloc(ranges.n + 1, sizeof *nm);
-  for (size_t i = 0; sorted && nm && i < ranges.n; i++) {
-    const agg *a = sorted[i];
-    char label[1024];
-    if (a->label) snprintf(label, sizeof label, "%s", a->label);
-    else string_of(c, a->aux, label, sizeof label);
-    const char *dname = NULL;
-    for (size_t d = 0; d < ndomains; d++)
-      if (domains[d].id == a->domain && domains[d].process == a->process && a->domain != 0) dname = domains[d].name;
-    if (dname) snprintf(nm[i].name, sizeof nm[i].name, "%s:%s", dname, label);
-    else snprintf(nm[i].name, sizeof nm[i].name, "%s", label);
-    nm[i].a = a;
-  }
-  kbuf_puts(b, "  \"nvtx_ranges\": [");
-  for (size_t i = 0; nm && i < ranges.n; i++) {
-    const agg *a = nm[i].a;
-    kbuf_puts(b, i ? ",\n    {\"name\": " : "\n    {\"name\": ");
-    kbuf_json_string(b, nm[i].name, strlen(nm[i].name));
-    kbuf_printf(b, ", \"style\": \"%s\", \"total_ms\": ", a->style == 1 ? "PushPop" : "StartEnd");
-    put_ms(b, a->total_ns);
-    kbuf_printf(b, ", \"count\": %lld, \"mean_ms\": %.6f, \"percent\": %.6f}", (long long)a->count,
-                (double)a->total_ns / 1e6 / (double)a->count,
-                all_ns ? 100.0 * (double)a->total_ns / (double)all_ns : 0.0);
-  }
-  kbuf_puts(b, ranges.n ? "\n  ],\n" : "],\n");
-  /* phases: every range whose label (with or without its domain) is the phase name */
-  kbuf_puts(b, "  \"nvtx_phases\": {");
-  for (size_t p = 0; o->phases && o->phases[p]; p++) {
+  reader_close(&r);
+  return rc;
+}
+
+/* "domain:label" (or "label") of an aggregated range. */
+static void range_name(ctx *c, const nvtx_sums *n, const agg *a, char *out, size_t len) {
+  char label[1024];
+  if (a->label) snprintf(label, sizeof label, "%s", a->label);
+  else string_of(c, a->aux, label, sizeof label);
+  const char *dname = NULL;
+  for (size_t d = 0; d < n->ndomains; d++)
+    if (n->domains[d].id == a->domain && n->domains[d].process == a->process && a->domain != 0)
+      dname = n->domains[d].name;
+  if (dname) snprintf(out, len, "%s:%s", dname, label);
+  else snprintf(out, len, "%s", label);
+}
+
+/* Phases: every range whose label (with or without its domain) is the phase name. */
+static void nvtx_phases(ctx *c, const ke_trace_opts *o, agg *const *sorted, int64_t all_ns) {
+  ke_trace_summary *s = c->s;
+  for (size_t p = 0; p < s->n_phases; p++) {
     const char *want = o->phases[p];
     int64_t total = 0, count = 0;
-    for (size_t i = 0; nm && i < ranges.n; i++) {
-      const char *colon = strchr(nm[i].name, ':');
-      if (strcmp(nm[i].name, want) == 0 || (colon && strcmp(colon + 1, want) == 0)) {
-        total += nm[i].a->total_ns;
-        count += nm[i].a->count;
+    for (size_t i = 0; i < s->n_nvtx_ranges; i++) {
+      const char *name = s->nvtx_ranges[i].name, *colon = strchr(name, ':');
+      if (strcmp(name, want) == 0 || (colon && strcmp(colon + 1, want) == 0)) {
+        total += sorted[i]->total_ns;
+        count += sorted[i]->count;
       }
     }
-    kbuf_puts(b, p ? ",\n    " : "\n    ");
-    kbuf_json_string(b, want, strlen(want));
-    if (!count) {
-      kbuf_puts(b, ": null");
-      continue;
-    }
-    kbuf_puts(b, ": {\"total_ms\": ");
-    put_ms(b, total);
-    kbuf_printf(b, ", \"count\": %lld, \"mean_ms\": %.6f, \"percent\": %.6f}", (long long)count,
-                (double)total / 1e6 / (double)count, all_ns ? 100.0 * (double)total / (double)all_ns : 0.0);
+    if (!count) continue;
+    ke_trace_phase *ph = &s->phases[p];
+    ph->found = 1;
+    ph->v = (ke_trace_item){NULL, NULL, ms_of(total), percent_of(total, all_ns),
+                            round6((double)total / 1e6 / (double)count), count};
   }
-  kbuf_puts(b, o->phases && o->phases[0] ? "\n  },\n" : "},\n");
-  free(nm);
+}
+
+static void nvtx_ranges(ctx *c, const ke_trace_opts *o, nvtx_sums *n) {
+  ke_trace_summary *s = c->s;
+  for (size_t i = 0; i < n->ranges.cap; i++) {
+    agg *a = &n->ranges.slots[i];
+    if (!a->used) continue;
+    a->total_ns += a->open * n->max_ts;
+    n->all_ns += a->total_ns;
+  }
+  agg **sorted = map_sorted(&n->ranges);
+  s->nvtx_ranges = calloc(n->ranges.n + 1, sizeof *s->nvtx_ranges);
+  if (!sorted || !s->nvtx_ranges) {
+    c->oom = 1;
+    free(sorted);
+    return;
+  }
+  for (size_t i = 0; i < n->ranges.n; i++) {
+    const agg *a = sorted[i];
+    char name[1100];
+    range_name(c, n, a, name, sizeof name);
+    s->nvtx_ranges[s->n_nvtx_ranges++] =
+        (ke_trace_item){dup_str(c, name), a->style == 1 ? "PushPop" : "StartEnd", ms_of(a->total_ns),
+                        percent_of(a->total_ns, n->all_ns), round6((double)a->total_ns / 1e6 / (double)a->count),
+                        a->count};
+  }
+  s->has_nvtx = 1;
+  nvtx_phases(c, o, sorted, n->all_ns);
   free(sorted);
-  for (size_t d = 0; d < ndomains; d++) free(domains[d].name);
-  free(domains);
-  map_free(&ranges);
+}
+
+static void nvtx(ctx *c, const ke_trace_opts *o) {
+  const char *T = "NVTX_EVENTS";
+  if (!has_table(c, T)) { note_missing(c, T); return; }
+  nvtx_sums n;
+  memset(&n, 0, sizeof n);
+  if (read_nvtx_rows(c, &n, T) == 0) nvtx_ranges(c, o, &n);
+  for (size_t d = 0; d < n.ndomains; d++) free(n.domains[d].name);
+  free(n.domains);
+  map_free(&n.ranges);
 }
 
 /* ---------- metadata ---------- */
 
+/* nsys version and export schema: META_DATA_EXPORT (newer) or EXPORT_META_DATA. */
 static void metadata(ctx *c) {
-  kbuf *b = &c->out;
-  /* older exports: EXPORT_META_DATA(name, value); newer: META_DATA_EXPORT(name, value) */
+  ke_trace_summary *s = c->s;
   const char *tables[] = {"META_DATA_EXPORT", "EXPORT_META_DATA"};
   for (size_t i = 0; i < 2; i++) {
     if (!has_table(c, tables[i])) continue;
-    sqlite3_stmt *st = select_from(c, tables[i], "name, value", NULL);
-    char product[128] = "", schema[64] = "";
-    while (st && sqlite3_step(st) == SQLITE_ROW) {
-      const char *n = (const char *)sqlite3_column_text(st, 0);
-      const char *v = (const char *)sqlite3_column_text(st, 1);
-      if (!n || !v) continue;
-      if (strcmp(n, "EXPORT_PRODUCT_VERSION") == 0) snprintf(product, sizeof product, "%s", v);
-      if (strcmp(n, "EXPORT_SCHEMA_VERSION") == 0) snprintf(schema, sizeof schema, "%s", v);
+    reader r;
+    if (reader_open(c, &r, tables[i], "name, value", NULL)) return;
+    while (reader_next(&r) == 1) {
+      const char *n = (const char *)sqlite3_column_text(r.st, 0);
+      const char *v = (const char *)sqlite3_column_text(r.st, 1);
+      if (!n || !v || !v[0]) continue;
+      char **slot = strcmp(n, "EXPORT_PRODUCT_VERSION") == 0 ? &s->nsys_version
+                    : strcmp(n, "EXPORT_SCHEMA_VERSION") == 0 ? &s->export_schema : NULL;
+      if (slot && !*slot) *slot = dup_str(c, v);
     }
-    sqlite3_finalize(st);
-    kbuf_puts(b, "  \"nsys_version\": ");
-    if (product[0]) kbuf_json_string(b, product, strlen(product));
-    else kbuf_puts(b, "null");
-    kbuf_puts(b, ",\n  \"export_schema\": ");
-    if (schema[0]) kbuf_json_string(b, schema, strlen(schema));
-    else kbuf_puts(b, "null");
-    kbuf_puts(b, ",\n");
+    reader_close(&r);
     return;
   }
-  kbuf_puts(b, "  \"nsys_version\": null,\n  \"export_schema\": null,\n");
 }
 
-int ke_trace_summary(const char *sqlite_path, const ke_trace_opts *opts, char **json_out, char *err,
-                     size_t errlen) {
-  *json_out = NULL;
-  ke_trace_opts o = *opts;
-  if (o.top_kernels <= 0) o.top_kernels = 5;
-  /* read-only and immutable: never takes locks or writes journals next to a report */
+/* ---------- the summary ---------- */
+
+/* Opens the export read-only. A writer's lock is waited for a moment, then reported. */
+static int open_export(ctx *c, const char *path, char *err, size_t errlen) {
   kbuf uri = {0};
   kbuf_puts(&uri, "file:");
-  for (const char *p = sqlite_path; *p; p++) {
+  for (const char *p = path; *p; p++) {
     if (*p == '%' || *p == '?' || *p == '#') kbuf_printf(&uri, "%%%02X", (unsigned char)*p);
     else kbuf_append(&uri, p, 1);
   }
-  kbuf_puts(&uri, "?immutable=1");
-  ctx c;
-  memset(&c, 0, sizeof c);
-  c.err = err;
-  c.errlen = errlen;
-  int rc = sqlite3_open_v2(uri.data, &c.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+  kbuf_puts(&uri, "?mode=ro");
+  int rc = uri.data ? sqlite3_open_v2(uri.data, &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) : SQLITE_NOMEM;
   kbuf_free(&uri);
   if (rc != SQLITE_OK) {
-    snprintf(err, errlen, "cannot open '%s': %s", sqlite_path, c.db ? sqlite3_errmsg(c.db) : "out of memory");
-    sqlite3_close(c.db);
+    snprintf(err, errlen, "cannot open '%s': %s", path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
     return -1;
   }
-  if (sqlite3_exec(c.db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "'%s' is not an SQLite database: %s", sqlite_path, sqlite3_errmsg(c.db));
-    sqlite3_close(c.db);
+  sqlite3_busy_timeout(c->db, 1000);
+  rc = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    if ((rc & 0xff) == SQLITE_NOTADB) snprintf(err, errlen, "'%s' is not an SQLite database: %s", path, sqlite3_errmsg(c->db));
+    else { set_fatal(c, rc); snprintf(err, errlen, "cannot read '%s': %s", path, c->fatal); }
     return -1;
   }
-  if (has_table(&c, "StringIds"))
-    sqlite3_prepare_v2(c.db, "SELECT value FROM StringIds WHERE id = ?", -1, &c.string_lookup, NULL);
-  kbuf *b = &c.out;
-  kbuf_puts(b, "{\n  \"source\": ");
-  kbuf_json_string(b, sqlite_path, strlen(sqlite_path));
-  kbuf_puts(b, ",\n  \"ok\": true,\n");
-  metadata(&c);
-  kernels(&c, &o);
-  memory(&c);
-  osrt(&c);
-  nvtx(&c, &o);
-  kbuf_printf(b, "  \"missing_tables\": [%s]\n}\n", c.missing.data ? c.missing.data : "");
+  return 0;
+}
+
+int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_trace_summary *out, char *err,
+                     size_t errlen) {
+  memset(out, 0, sizeof *out);
+  ke_trace_opts o = *opts;
+  if (o.top_kernels <= 0) o.top_kernels = 5;
+  ctx c;
+  memset(&c, 0, sizeof c);
+  c.s = out;
+  for (size_t i = 0; o.phases && o.phases[i]; i++) out->n_phases++;
+  out->phases = calloc(out->n_phases + 1, sizeof *out->phases);
+  if (!out->phases) c.oom = 1;
+  for (size_t i = 0; out->phases && i < out->n_phases; i++) out->phases[i].name = o.phases[i];
+  int rc = open_export(&c, sqlite_path, err, errlen);
+  if (rc == 0 && has_table(&c, "StringIds")) {
+    int prc = sqlite3_prepare_v2(c.db, "SELECT value FROM StringIds WHERE id = ?", -1, &c.string_lookup, NULL);
+    if (prc != SQLITE_OK) set_fatal(&c, prc);
+  }
+  if (rc == 0) {
+    metadata(&c);
+    kernels(&c, &o);
+    memcpys(&c);
+    memsets(&c);
+    osrt(&c);
+    nvtx(&c, &o);
+    if (c.fatal[0]) snprintf(err, errlen, "cannot read '%s': %s", sqlite_path, c.fatal);
+    else if (c.oom) snprintf(err, errlen, "out of memory summarizing '%s'", sqlite_path);
+    if (c.fatal[0] || c.oom) rc = -1;
+  }
   sqlite3_finalize(c.string_lookup);
   sqlite3_close(c.db);
-  kbuf_free(&c.missing);
-  if (!b->data || c.oom) {
-    snprintf(err, errlen, "out of memory summarizing '%s'", sqlite_path);
-    kbuf_free(b);
-    return -1;
+  if (rc) ke_trace_summary_free(out);
+  return rc;
+}
+
+static void free_items(ke_trace_item *items, size_t n) {
+  for (size_t i = 0; items && i < n; i++) free(items[i].name);
+  free(items);
+}
+
+void ke_trace_summary_free(ke_trace_summary *s) {
+  free(s->nsys_version);
+  free(s->export_schema);
+  free(s->busy);
+  free_items(s->top_kernels, s->n_top_kernels);
+  free_items(s->osrt_top_waits, s->n_osrt_top_waits);
+  free_items(s->nvtx_ranges, s->n_nvtx_ranges);
+  free(s->phases);
+  free(s->missing_tables);
+  for (size_t i = 0; i < s->n_unreadable; i++) {
+    free(s->unreadable[i].table);
+    free(s->unreadable[i].reason);
   }
-  *json_out = b->data;
-  return 0;
+  free(s->unreadable);
+  memset(s, 0, sizeof *s);
 }

@@ -1,10 +1,18 @@
 /* trace.h - summary of an Nsight Systems SQLite export.
  *
- * Reads the file read-only (immutable=1), selects columns by name and treats a
- * missing table as no data. The summary is produced as JSON text (the object written
- * to trace_summary.json, with nvtx_phases inside), so the CLI and Lua share it.
- * Ownership: *json_out is malloc'd; the caller frees it. Errors: -1 with a message
- * naming the file in err when it cannot be opened or is not an SQLite database. */
+ * Opens the file read-only, selects columns by name and reads each table once; a
+ * missing table is no data (its section is absent: null in the engine's files).
+ * Every SQLite return code is checked, and a failure never turns into a number:
+ *  - the file cannot be read as a whole (not SQLite, corrupt, locked by a writer, I/O
+ *    error, out of memory): ke_trace_summarize returns -1 with a message naming the file;
+ *  - one table cannot be read (a column it needs is missing, a value has the wrong
+ *    type): that section is unreadable, its values are left out (null), and the reason
+ *    is listed in `unreadable`.
+ * An empty table is a measurement (nothing happened): zero totals and zero counts.
+ * Durations are milliseconds rounded to 6 decimals (one nanosecond), as are percents
+ * and means.
+ * Ownership: ke_trace_summarize fills a caller-owned ke_trace_summary whose strings and
+ * arrays it allocates; ke_trace_summary_free releases them (also after a failure). */
 #ifndef KNOB_TRACE_H
 #define KNOB_TRACE_H
 #include <stddef.h>
@@ -15,7 +23,77 @@ typedef struct {
   int top_kernels;           /* how many kernels to list (default 5) */
 } ke_trace_opts;
 
-int ke_trace_summary(const char *sqlite_path, const ke_trace_opts *opts, char **json_out,
-                     char *err, size_t errlen);
+/* A named aggregate: a kernel, an OS-runtime function, an NVTX range or phase. */
+typedef struct {
+  char *name;
+  const char *style; /* NVTX ranges: "PushPop" or "StartEnd"; otherwise NULL */
+  double total_ms, percent, mean_ms;
+  long long count;
+} ke_trace_item;
+
+typedef struct {
+  const char *kind; /* "HtoD", "DtoH", ... (the CUPTI copy kind) */
+  double ms;
+  long long bytes, count;
+} ke_trace_copy;
+
+typedef struct {
+  long long device;
+  double busy_ms;
+} ke_trace_busy;
+
+/* An NVTX phase: found = 0 when no range carries its label. */
+typedef struct {
+  const char *name; /* borrowed from the options */
+  int found;
+  ke_trace_item v;
+} ke_trace_phase;
+
+/* One table that could not be read, and why. */
+typedef struct {
+  char *table, *reason;
+} ke_trace_problem;
+
+typedef struct {
+  char *nsys_version, *export_schema; /* NULL when the export does not say */
+
+  /* kernels: present when CUPTI_ACTIVITY_KIND_KERNEL or _GRAPH_TRACE was read */
+  int has_kernels, has_kernel_table, has_graph_table;
+  double gpu_compute_ms, kernel_ms, graph_trace_ms;
+  long long kernel_count, graph_trace_count;
+  ke_trace_busy *busy; /* per device, by device id */
+  size_t n_busy;
+  ke_trace_item *top_kernels;
+  size_t n_top_kernels;
+
+  int has_memcpy; /* CUPTI_ACTIVITY_KIND_MEMCPY */
+  double memcpy_ms;
+  ke_trace_copy copies[11]; /* by copy kind; count 0 = none of that kind */
+
+  int has_memset; /* CUPTI_ACTIVITY_KIND_MEMSET */
+  double memset_ms;
+  long long memset_bytes, memset_count;
+
+  int has_osrt; /* OSRT_API */
+  double osrt_wait_ms, osrt_total_ms;
+  long long osrt_calls;
+  ke_trace_item *osrt_top_waits;
+  size_t n_osrt_top_waits;
+
+  int has_nvtx; /* NVTX_EVENTS */
+  ke_trace_item *nvtx_ranges;
+  size_t n_nvtx_ranges;
+  ke_trace_phase *phases; /* one per requested phase, in order (also without NVTX) */
+  size_t n_phases;
+
+  const char **missing_tables; /* static names */
+  size_t n_missing;
+  ke_trace_problem *unreadable;
+  size_t n_unreadable;
+} ke_trace_summary;
+
+int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_trace_summary *out, char *err,
+                     size_t errlen);
+void ke_trace_summary_free(ke_trace_summary *s);
 
 #endif

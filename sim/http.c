@@ -85,6 +85,15 @@ int http_listen(http_server *s, const char *host, int port) {
   return 0;
 }
 
+int http_port(const http_server *s) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return -1;
+}
+
 static int find_free(http_server *s) {
   for (int i = 0; i < s->nconns; i++)
     if (s->conns[i].fd < 0) return i;

@@ -26,6 +26,8 @@ typedef struct {
 
 http_server *http_server_new(const http_handlers *h);
 int http_listen(http_server *s, const char *host, int port);
+/* The port the server listens on (the kernel's choice after listening on port 0). */
+int http_port(const http_server *s);
 /* One poll round: waits at most timeout_s (< 0 = forever) for I/O, handles it.
  * Sub-millisecond timeouts are honoured (ppoll), so step timing stays exact. */
 void http_poll(http_server *s, double timeout_s);

@@ -31,6 +31,7 @@
 typedef struct {
   const char *host, *model;
   int port;
+  const char *port_file; /* where to write the port once listening (for --port 0) */
   double load_time_s;
   int fail_start, hang_start;
   long crash_after_requests;
@@ -137,6 +138,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--hang-start")) o->hang_start = 1;
     else if (FLAG("--host")) o->host = VALUE();
     else if (FLAG("--port")) o->port = (int)num_arg(name, VALUE());
+    else if (FLAG("--port-file")) o->port_file = VALUE();
     else if (FLAG("--load-time-s")) o->load_time_s = num_arg(name, VALUE());
     else if (FLAG("--max-num-seqs")) o->p.max_num_seqs = (int)num_arg(name, VALUE());
     else if (FLAG("--max-num-batched-tokens")) o->p.max_batched_tokens = (int)num_arg(name, VALUE());
@@ -160,7 +162,7 @@ static void parse_args(int argc, char **argv, options *o) {
 #undef FLAG
 #undef VALUE
   }
-  if (o->port <= 0 || o->port > 65535) usage_error("argument --port: invalid value %s", "(1-65535)");
+  if (o->port < 0 || o->port > 65535) usage_error("argument --port: invalid value %s", "(0-65535; 0: any free port)");
   if (o->p.max_num_seqs < 1 || o->p.max_batched_tokens < 1 || o->p.kv_capacity_tokens < 1)
     usage_error("%s", "--max-num-seqs, --max-num-batched-tokens and --kv-capacity-tokens must be >= 1");
   if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0)
@@ -235,6 +237,67 @@ static int lateness_us(const uint32_t *h, double p) {
   return LATENESS_BUCKETS - 1;
 }
 
+/* One streamed token as its SSE chunk(s); the last one also carries the usage chunk
+ * (when asked for) and [DONE]. */
+static void stream_token(app *a, request *r, sim_seq *s, const char *tok, const char *reason, int finished) {
+  kbuf b = {0};
+  if (r->chat && s->generated == 1) { /* vLLM opens a chat stream with the role */
+    chunk_head(&b, a, r);
+    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+                  "\"logprobs\":null,\"finish_reason\":null}]");
+    if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
+    kbuf_puts(&b, "}\n\n");
+  }
+  chunk_head(&b, a, r);
+  if (r->chat) {
+    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+    kbuf_json_string(&b, tok, strlen(tok));
+    kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}]", finished ? reason : "null");
+  } else {
+    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+    kbuf_json_string(&b, tok, strlen(tok));
+    kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}]",
+                finished ? reason : "null");
+  }
+  if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
+  kbuf_puts(&b, "}\n\n");
+  if (finished && r->include_usage) {
+    chunk_head(&b, a, r);
+    kbuf_puts(&b, ",\"choices\":[],\"usage\":");
+    usage_json(&b, r->prompt_tokens, s->generated);
+    kbuf_puts(&b, "}\n\n");
+  }
+  if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
+  http_stream_write(a->http, r->conn, b.data, b.len);
+  note_lateness(a, s);
+  kbuf_free(&b);
+  if (finished) http_stream_end(a->http, r->conn);
+}
+
+/* The whole non-streaming response, once the last token is generated. */
+static void respond_complete(app *a, request *r, const sim_seq *s, const char *reason) {
+  kbuf b = {0};
+  kbuf_puts(&b, "{\"id\":");
+  kbuf_json_string(&b, r->id, strlen(r->id));
+  if (r->chat) {
+    kbuf_printf(&b, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", r->created);
+    kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    kbuf_json_string(&b, r->text.data, r->text.len);
+    kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}],\"usage\":", reason);
+  } else {
+    kbuf_printf(&b, ",\"object\":\"text_completion\",\"created\":%ld,\"model\":", r->created);
+    kbuf_json_string(&b, a->o.model, strlen(a->o.model));
+    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
+    kbuf_json_string(&b, r->text.data, r->text.len);
+    kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":", reason);
+  }
+  usage_json(&b, r->prompt_tokens, s->generated);
+  kbuf_puts(&b, "}");
+  http_respond(a->http, r->conn, 200, "application/json", b.data, b.len);
+  kbuf_free(&b);
+}
+
 static void on_token(void *ud, sim_seq *s, int finished) {
   app *a = ud;
   request *r = s->owner;
@@ -254,62 +317,10 @@ static void on_token(void *ud, sim_seq *s, int finished) {
     http_stream_write(a->http, r->conn, broken, sizeof broken - 1);
   }
   if (r->stream) {
-    kbuf b = {0};
-    if (r->chat && s->generated == 1) { /* vLLM opens a chat stream with the role */
-      chunk_head(&b, a, r);
-      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
-                    "\"logprobs\":null,\"finish_reason\":null}]");
-      if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
-      kbuf_puts(&b, "}\n\n");
-    }
-    chunk_head(&b, a, r);
-    if (r->chat) {
-      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
-      kbuf_json_string(&b, tok, strlen(tok));
-      kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}]", finished ? reason : "null");
-    } else {
-      kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
-      kbuf_json_string(&b, tok, strlen(tok));
-      kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}]",
-                  finished ? reason : "null");
-    }
-    if (r->include_usage) kbuf_puts(&b, ",\"usage\":null");
-    kbuf_puts(&b, "}\n\n");
-    if (finished && r->include_usage) {
-      chunk_head(&b, a, r);
-      kbuf_puts(&b, ",\"choices\":[],\"usage\":");
-      usage_json(&b, r->prompt_tokens, s->generated);
-      kbuf_puts(&b, "}\n\n");
-    }
-    if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
-    http_stream_write(a->http, r->conn, b.data, b.len);
-    note_lateness(a, s);
-    kbuf_free(&b);
-    if (finished) http_stream_end(a->http, r->conn);
+    stream_token(a, r, s, tok, reason, finished);
   } else {
     kbuf_puts(&r->text, tok);
-    if (finished) {
-      kbuf b = {0};
-      kbuf_puts(&b, "{\"id\":");
-      kbuf_json_string(&b, r->id, strlen(r->id));
-      if (r->chat) {
-        kbuf_printf(&b, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", r->created);
-        kbuf_json_string(&b, a->o.model, strlen(a->o.model));
-        kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-        kbuf_json_string(&b, r->text.data, r->text.len);
-        kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}],\"usage\":", reason);
-      } else {
-        kbuf_printf(&b, ",\"object\":\"text_completion\",\"created\":%ld,\"model\":", r->created);
-        kbuf_json_string(&b, a->o.model, strlen(a->o.model));
-        kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"text\":");
-        kbuf_json_string(&b, r->text.data, r->text.len);
-        kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":", reason);
-      }
-      usage_json(&b, r->prompt_tokens, s->generated);
-      kbuf_puts(&b, "}");
-      http_respond(a->http, r->conn, 200, "application/json", b.data, b.len);
-      kbuf_free(&b);
-    }
+    if (finished) respond_complete(a, r, s, reason);
   }
   if (finished) {
     free_request(a, r);
@@ -344,86 +355,62 @@ static int tokenize(const char *s, size_t n, uint64_t **toks, int *count, int *c
 
 static int is_int(const kj_value *v) { return v && v->type == KJ_NUM && v->num == floor(v->num); }
 
-static void handle_generate(app *a, int conn, const http_request *req, int chat) {
-  kj_doc doc = {0};
-  char perr[128], msg[256];
-  kj_value *root = kj_parse(&doc, req->body, req->body_len, perr, sizeof perr);
-  uint64_t *toks = NULL;
-  int ntok = 0, cap = 0;
-  if (!root || root->type != KJ_OBJ) {
-    snprintf(msg, sizeof msg, "Invalid JSON body: %s", root ? "expected an object" : perr);
-    send_error(a, conn, 400, "BadRequestError", msg);
-    goto done;
-  }
-  const kj_value *model = kj_get(root, "model");
-  if (model && (model->type != KJ_STR || strcmp(model->str, a->o.model) != 0)) {
-    snprintf(msg, sizeof msg, "The model `%s` does not exist.", model->type == KJ_STR ? model->str : "?");
-    send_error(a, conn, 404, "NotFoundError", msg);
-    goto done;
-  }
+/* The prompt's tokens (chat: every message's role and content). Returns NULL, or the
+ * 400 message for a bad body; *oom is set when memory ran out. */
+static const char *prompt_tokens(const kj_value *root, int chat, uint64_t **toks, int *ntok, int *oom) {
+  int cap = 0;
   if (chat) {
     const kj_value *msgs = kj_get(root, "messages");
-    if (!msgs || msgs->type != KJ_ARR || msgs->len == 0) {
-      send_error(a, conn, 400, "BadRequestError", "'messages' must be a non-empty array");
-      goto done;
-    }
+    if (!msgs || msgs->type != KJ_ARR || msgs->len == 0) return "'messages' must be a non-empty array";
     for (const kj_value *m = msgs->child; m; m = m->next) {
       const kj_value *role = kj_get(m, "role"), *content = kj_get(m, "content");
-      if (!role || role->type != KJ_STR || !content || content->type != KJ_STR) {
-        send_error(a, conn, 400, "BadRequestError", "each message needs string 'role' and 'content'");
-        goto done;
+      if (!role || role->type != KJ_STR || !content || content->type != KJ_STR)
+        return "each message needs string 'role' and 'content'";
+      if (tokenize(role->str, role->len, toks, ntok, &cap) || tokenize(content->str, content->len, toks, ntok, &cap)) {
+        *oom = 1;
+        return NULL;
       }
-      if (tokenize(role->str, role->len, &toks, &ntok, &cap) ||
-          tokenize(content->str, content->len, &toks, &ntok, &cap))
-        goto oom;
     }
-  } else {
-    const kj_value *prompt = kj_get(root, "prompt");
-    if (prompt && prompt->type == KJ_ARR && prompt->len == 1 && prompt->child->type == KJ_STR)
-      prompt = prompt->child;
-    if (!prompt || prompt->type != KJ_STR) {
-      send_error(a, conn, 400, "BadRequestError", "'prompt' must be a string");
-      goto done;
-    }
-    if (tokenize(prompt->str, prompt->len, &toks, &ntok, &cap)) goto oom;
+    return NULL;
   }
+  const kj_value *prompt = kj_get(root, "prompt");
+  if (prompt && prompt->type == KJ_ARR && prompt->len == 1 && prompt->child->type == KJ_STR) prompt = prompt->child;
+  if (!prompt || prompt->type != KJ_STR) return "'prompt' must be a string";
+  if (tokenize(prompt->str, prompt->len, toks, ntok, &cap)) *oom = 1;
+  return NULL;
+}
+
+/* max_tokens (default 16) and the types of the sampling fields; NULL or the 400
+ * message. */
+static const char *check_sampling(const kj_value *root, int *max_tokens) {
   const kj_value *mt = kj_get(root, "max_tokens");
   if (!mt) mt = kj_get(root, "max_completion_tokens");
-  int max_tokens = 16;
+  *max_tokens = 16;
   if (mt && mt->type != KJ_NULL) {
-    if (!is_int(mt) || mt->num < 1 || mt->num > 1e6) {
-      send_error(a, conn, 400, "BadRequestError", "max_tokens must be an integer >= 1");
-      goto done;
-    }
-    max_tokens = (int)mt->num;
+    if (!is_int(mt) || mt->num < 1 || mt->num > 1e6) return "max_tokens must be an integer >= 1";
+    *max_tokens = (int)mt->num;
   }
   const kj_value *stream = kj_get(root, "stream"), *ignore = kj_get(root, "ignore_eos");
   const kj_value *temp = kj_get(root, "temperature"), *seed = kj_get(root, "seed");
   if ((stream && stream->type != KJ_BOOL && stream->type != KJ_NULL) ||
-      (ignore && ignore->type != KJ_BOOL && ignore->type != KJ_NULL)) {
-    send_error(a, conn, 400, "BadRequestError", "'stream' and 'ignore_eos' must be booleans");
-    goto done;
-  }
-  if (temp && temp->type != KJ_NULL && (temp->type != KJ_NUM || temp->num < 0)) {
-    send_error(a, conn, 400, "BadRequestError", "temperature must be a number >= 0");
-    goto done;
-  }
-  if (seed && seed->type != KJ_NULL && !is_int(seed)) {
-    send_error(a, conn, 400, "BadRequestError", "seed must be an integer");
-    goto done;
-  }
-  if (a->o.error_rate > 0 &&
-      (double)(sim_rng_next(&a->fault_rng) >> 11) / 9007199254740992.0 < a->o.error_rate) {
-    send_error(a, conn, 500, "InternalServerError", "simulated internal error");
-    goto done;
-  }
+      (ignore && ignore->type != KJ_BOOL && ignore->type != KJ_NULL))
+    return "'stream' and 'ignore_eos' must be booleans";
+  if (temp && temp->type != KJ_NULL && (temp->type != KJ_NUM || temp->num < 0)) return "temperature must be a number >= 0";
+  if (seed && seed->type != KJ_NULL && !is_int(seed)) return "seed must be an integer";
+  return NULL;
+}
+
+/* Starts generating for a validated request: its sequence joins the model's queue. */
+static int start_request(app *a, int conn, const kj_value *root, int chat, const uint64_t *toks, int ntok,
+                         int max_tokens) {
+  const kj_value *stream = kj_get(root, "stream"), *ignore = kj_get(root, "ignore_eos");
+  const kj_value *temp = kj_get(root, "temperature"), *seed = kj_get(root, "seed");
   request *r = calloc(1, sizeof *r);
-  if (!r) goto oom;
+  if (!r) return -1;
   r->conn = conn;
   r->chat = chat;
   r->stream = stream && stream->boolean;
-  const kj_value *so = kj_get(root, "stream_options");
-  const kj_value *iu = kj_get(so, "include_usage");
+  const kj_value *iu = kj_get(kj_get(root, "stream_options"), "include_usage");
   r->include_usage = iu && iu->type == KJ_BOOL && iu->boolean;
   r->prompt_tokens = ntok > 0 ? ntok : 1;
   r->created = (long)time(NULL);
@@ -434,15 +421,36 @@ static void handle_generate(app *a, int conn, const http_request *req, int chat)
   else if (!temp || temp->type == KJ_NULL || temp->num == 0) for (int i = 0; i < ntok; i++) rs = (rs ^ toks[i]) * 1099511628211ull;
   else rs ^= a->next_id * 0x9E3779B97F4A7C15ull;
   r->seq = sim_seq_new(&a->model, toks, ntok, max_tokens, ignore && ignore->boolean, rs, r);
-  if (!r->seq) { free(r); goto oom; }
+  if (!r->seq) { free(r); return -1; }
   r->seq->arrived_at = a->request_arrived;
   a->by_conn[conn] = r;
   if (r->stream) http_stream_begin(a->http, conn, "text/event-stream; charset=utf-8");
   sim_model_submit(&a->model, r->seq);
-  goto done;
-oom:
-  send_error(a, conn, 500, "InternalServerError", "out of memory");
-done:
+  return 0;
+}
+
+static void handle_generate(app *a, int conn, const http_request *req, int chat) {
+  kj_doc doc = {0};
+  char perr[128], msg[256];
+  kj_value *root = kj_parse(&doc, req->body, req->body_len, perr, sizeof perr);
+  uint64_t *toks = NULL;
+  int ntok = 0, oom = 0, max_tokens = 0;
+  const kj_value *model = root ? kj_get(root, "model") : NULL;
+  const char *bad = NULL;
+  if (!root || root->type != KJ_OBJ) {
+    snprintf(msg, sizeof msg, "Invalid JSON body: %s", root ? "expected an object" : perr);
+    send_error(a, conn, 400, "BadRequestError", msg);
+  } else if (model && (model->type != KJ_STR || strcmp(model->str, a->o.model) != 0)) {
+    snprintf(msg, sizeof msg, "The model `%s` does not exist.", model->type == KJ_STR ? model->str : "?");
+    send_error(a, conn, 404, "NotFoundError", msg);
+  } else if ((bad = prompt_tokens(root, chat, &toks, &ntok, &oom)) || (!oom && (bad = check_sampling(root, &max_tokens)))) {
+    send_error(a, conn, 400, "BadRequestError", bad);
+  } else if (!oom && a->o.error_rate > 0 &&
+             (double)(sim_rng_next(&a->fault_rng) >> 11) / 9007199254740992.0 < a->o.error_rate) {
+    send_error(a, conn, 500, "InternalServerError", "simulated internal error");
+  } else if (oom || start_request(a, conn, root, chat, toks, ntok, max_tokens)) {
+    send_error(a, conn, 500, "InternalServerError", "out of memory");
+  }
   free(toks);
   kj_doc_free(&doc);
 }
@@ -509,6 +517,20 @@ static void on_phase(const char *phase, int begin) {
 #define PHASE_FN NULL
 #endif
 
+/* Writes "PORT\n" to path atomically (a reader never sees a partial number). */
+static int write_port_file(const char *path, int port) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) return -1;
+  int ok = fprintf(f, "%d\n", port) > 0;
+  if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   app a;
   memset(&a, 0, sizeof a);
@@ -554,8 +576,12 @@ int main(int argc, char **argv) {
             errno, a.o.host, a.o.port, strerror(errno));
     return 1;
   }
+  if (a.o.port_file && write_port_file(a.o.port_file, http_port(a.http))) {
+    fprintf(stderr, "ERROR knobsim: cannot write --port-file %s: %s\n", a.o.port_file, strerror(errno));
+    return 1;
+  }
   char where[300];
-  snprintf(where, sizeof where, "http://%s:%d", a.o.host, a.o.port);
+  snprintf(where, sizeof where, "http://%s:%d", a.o.host, http_port(a.http));
   log_line("Started server process, listening on %s", where);
   while (!g_stop) {
     double next = sim_model_advance(&a.model, now_s(), on_token, &a, PHASE_FN);

@@ -1,5 +1,10 @@
 -- Error values that carry an exit code. Usage and config errors exit 2; interrupts
 -- exit 128+signal; anything else that reaches the top is a run failure (exit 1).
+--
+-- Engine code raises typed errors (usage, run, interrupted). Anything else (a Lua
+-- runtime error, error() with a string or a table) is caught with M.handler under
+-- xpcall, which keeps the traceback of the place that failed: KNOBENGINE_DEBUG=1
+-- prints it.
 local M = {}
 
 local Error = {}
@@ -15,5 +20,37 @@ function M.run(fmt, ...) raise(1, "run", string.format(fmt, ...)) end
 function M.interrupted(sig, message) raise(128 + sig, "interrupted", message) end
 
 function M.is(e) return getmetatable(e) == Error end
+
+-- A message for any error value: a string as it is, a table by its message field or
+-- __tostring, anything else by its type.
+function M.describe(e)
+  if type(e) == "string" then return e end
+  if type(e) == "table" then
+    if type(e.message) == "string" then return e.message end
+    local mt = getmetatable(e)
+    if mt and mt.__tostring then return tostring(e) end
+  end
+  if type(e) == "number" then return tostring(e) end
+  return string.format("(error object is a %s value)", type(e))
+end
+
+-- xpcall handler: typed errors pass through; anything else becomes a run error
+-- (exit 1) carrying the traceback from where it was raised.
+function M.handler(e)
+  if M.is(e) then return e end
+  local message = M.describe(e)
+  return setmetatable({ code = 1, kind = "run", message = message, traceback = debug.traceback(message, 2) }, Error)
+end
+
+-- The same error with its message prefixed (its traceback kept).
+function M.prefixed(e, prefix)
+  return setmetatable({ code = e.code, kind = e.kind, message = prefix .. e.message, traceback = e.traceback,
+    resumable = e.resumable }, Error)
+end
+
+function M.debug_enabled()
+  local d = os.getenv("KNOBENGINE_DEBUG")
+  return d ~= nil and d ~= "" and d ~= "0"
+end
 
 return M

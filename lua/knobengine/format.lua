@@ -1,4 +1,4 @@
--- The strict stdout format (DESIGN.md "Stdout"): number formats, the CSV table, the
+-- The strict stdout format (README "What it prints"): number formats, the CSV table, the
 -- BEST line and the BEST_VS_BASELINE block. Pure functions returning strings.
 local util = require("knobengine.util")
 

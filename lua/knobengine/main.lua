@@ -4,6 +4,7 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
+local trace = require("knobengine.trace")
 local util = require("knobengine.util")
 
 local M = {}
@@ -110,9 +111,10 @@ end
 
 local function summarize(path)
   if not knob.exists(path) then errors.usage("summarize: '%s' not found", path) end
-  local json, err = knob.trace_summary(path, { phases = { "get_batch", "prefill", "decode" } })
-  if not json then errors.run("summarize: %s", err) end
-  io.stdout:write(json)
+  local phases = { "get_batch", "prefill", "decode" }
+  local summary, err = trace.read(path, phases)
+  if not summary then errors.run("summarize: %s", err) end
+  io.stdout:write(trace.json(summary, phases))
   return 0
 end
 
@@ -137,20 +139,20 @@ local function run(args)
   return runner.baseline(ctx)
 end
 
+-- Runs the command line; returns the exit code. Every error ends here: typed ones with
+-- their own code, anything else as exit 1 (with its traceback under KNOBENGINE_DEBUG=1).
 function M.main(args)
-  local ok, result = pcall(run, args)
+  local ok, result = xpcall(run, errors.handler, args)
   if ok then return result end
-  if errors.is(result) then
-    if result.kind == "interrupted" then
-      io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
-        result.resumable and "Run the same command again to resume (finished trials are kept).\n"
-          or "Run the same command again to start over.\n")
-    else
-      io.stderr:write("knobengine: ", result.message, "\n")
-    end
-    return result.code
+  if result.kind == "interrupted" then
+    io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
+      result.resumable and "Run the same command again to resume (finished trials are kept).\n"
+        or "Run the same command again to start over.\n")
+  else
+    io.stderr:write("knobengine: ", result.message, "\n")
   end
-  error(result, 0) -- a bug: let the host print it with its position
+  if result.traceback and errors.debug_enabled() then io.stderr:write(result.traceback, "\n") end
+  return result.code
 end
 
 return M

@@ -58,7 +58,10 @@ function M.within_noise(trials, best, objective)
   end
   if not runner then return nil end
   local metric = objective.metric
-  local gap = math.abs(best.metrics[metric] - runner.metrics[metric])
+  local a, b = best.metrics[metric], runner.metrics[metric]
+  -- a metric that could not be computed (null: e.g. every request failed) has no gap
+  if type(a) ~= "number" or type(b) ~= "number" then return nil end
+  local gap = math.abs(a - b)
   local noise = math.max(spread(best, metric), spread(runner, metric))
   if gap < noise then return runner, gap, noise end
   return nil

@@ -1,18 +1,24 @@
 -- The handle a strategy drives: search.knobs, search.n, search.baseline,
 -- search:masks(), search:evaluate(mask, {requests = k}), search:history().
 -- Each evaluate records a trial (index, row on stdout, summary); the engine, not the
--- strategy, picks the best afterwards.
+-- strategy, picks the best afterwards. A strategy only ever gets copies (record.view):
+-- the records themselves live where the handle does not reach.
 local config = require("knobengine.config")
 local objective = require("knobengine.objective")
+local record = require("knobengine.record")
 
 local Search = {}
 Search.__index = Search
 
--- ctx: cfg, bodies, run_dir, baseline (client metrics), on_trial (callback)
-function Search.new(ctx)
+-- Per handle: {ctx, records}. Kept outside the handle, so a strategy cannot edit them.
+local private = setmetatable({}, { __mode = "k" })
+
+-- ctx: cfg (the validated config), baseline (its client metrics), run_trial(index,
+-- mask, requests) -> record, on_trial(record) (optional: called after each trial),
+-- history (History, optional). records: the list the engine reads the trials from.
+function Search.new(ctx, records)
   local self = setmetatable({}, Search)
-  self._ctx = ctx
-  self._trials = {}
+  private[self] = { ctx = ctx, records = records or {} }
   self.n = #ctx.cfg.knobs
   self.knobs = {}
   for i, k in ipairs(ctx.cfg.knobs) do self.knobs[i] = { name = k.name, index = k.index } end
@@ -44,17 +50,8 @@ local function parse_mask(self, mask)
   return m
 end
 
--- A strategy-facing copy of a record (metrics flattened, no internals).
-local function view(t)
-  local v = {
-    trial = t.trial, mask = t.mask, mask_string = t.mask_string, ok = t.ok, valid = t.valid,
-    full = t.full, requests = t.requests, error = t.error, error_rate = t.error_rate,
-  }
-  for k, x in pairs(t.metrics) do if v[k] == nil then v[k] = x end end
-  return v
-end
-
 function Search:evaluate(mask, opts)
+  local p = private[self]
   mask = parse_mask(self, mask)
   local requests = self.request_count
   if opts and opts.requests ~= nil then
@@ -63,36 +60,35 @@ function Search:evaluate(mask, opts)
       error(string.format("search:evaluate: requests must be an integer in 1..%d", self.request_count), 2)
     end
   end
-  local record = self._ctx.run_trial(#self._trials, mask, requests)
-  record.trial = #self._trials
-  self._trials[#self._trials + 1] = record
-  if self._ctx.on_trial then self._ctx.on_trial(record) end
-  return view(record)
+  local rec = p.ctx.run_trial(#p.records, mask, requests)
+  rec.trial = #p.records
+  p.records[#p.records + 1] = rec
+  if p.ctx.on_trial then p.ctx.on_trial(rec) end
+  return record.view(rec)
 end
 
 -- This run's trials in order; with {all = true}, every trial stored in the history
 -- database, of every run (rows with run_id, trial, knob_mask, status, valid, ...).
 function Search:history(opts)
+  local p = private[self]
   if opts and opts.all then
-    return self._ctx.history and self._ctx.history:all_trials() or {}
+    return p.ctx.history and p.ctx.history:all_trials() or {}
   end
   local out = {}
-  for i, t in ipairs(self._trials) do out[i] = view(t) end
+  for i, rec in ipairs(p.records) do out[i] = record.view(rec) end
   return out
 end
 
--- True when result a is better than b by the config's objective (an invalid or
--- screening result is never better than a valid full one).
+-- True when result a is better than b by the config's objective; an invalid result
+-- is never better than a valid one. Screening and full results compare alike (halving
+-- ranks its screening results with it).
 function Search:better(a, b)
   if not b or not b.valid then return a.valid end
   if not a.valid then return false end
   local function rec(r) return { trial = r.trial, metrics = r } end
-  return objective.better(rec(a), rec(b), self._ctx.cfg.objective)
+  return objective.better(rec(a), rec(b), private[self].ctx.cfg.objective)
 end
 
 function Search:mask_string(mask) return config.mask_string(mask, self.n) end
-
--- Engine side: the recorded trials.
-function Search:_records() return self._trials end
 
 return Search

@@ -1,10 +1,12 @@
--- Running one trial through knob.evaluate and turning its result into the record the
--- engine keeps (summary.json, the table, history). Profiled runs also write their
--- artifact set (config.json, client_metrics.json, trace files, logs.txt).
-local cjson = require("cjson")
+-- Running one trial: the spec knob.evaluate runs, the record it becomes (record.lua),
+-- and for profiled runs the trace summary and the artifact set (config.json,
+-- client_metrics.json, trace files, logs.txt).
 local knob = require("knob")
 local config = require("knobengine.config")
 local errors = require("knobengine.errors")
+local progress = require("knobengine.progress")
+local record = require("knobengine.record")
+local trace = require("knobengine.trace")
 local util = require("knobengine.util")
 
 local M = {}
@@ -45,35 +47,10 @@ function M.nsys_unavailable(cfg)
   return nil
 end
 
-local NO_TRACE_KEYS = { "gpu_compute_ms", "memcpy_ms", "osrt_wait_ms" }
-
--- trace_summary.json and nvtx_phases.json contents when there is no trace.
-function M.empty_trace(cfg, reason)
-  local summary = { ok = false, reason = reason, top_kernels = util.array({}) }
-  for _, k in ipairs(NO_TRACE_KEYS) do summary[k] = cjson.null end
-  local phases = {}
-  for _, p in ipairs(cfg.nsys.phases) do phases[p] = cjson.null end
-  return summary, phases
-end
-
--- Summarizes a trace export; returns summary, phases (without raising).
-function M.summarize(cfg, sqlite_path)
-  local json, err = knob.trace_summary(sqlite_path, { phases = cfg.nsys.phases, kernel_names = cfg.nsys.kernel_names })
-  if not json then return M.empty_trace(cfg, err) end
-  local summary = cjson.decode(json)
-  local phases = summary.nvtx_phases
-  summary.nvtx_phases = nil
-  return summary, phases
-end
-
--- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
--- session (unique nsys session name). Returns the record; raises only on interrupt.
-function M.run(ctx, mask, opts)
+-- The spec knob.evaluate runs (docs/lua-api.md).
+local function trial_spec(ctx, resolved, opts, requests)
   local cfg = ctx.cfg
-  local resolved = config.resolve(cfg, mask)
-  util.mkdir(opts.dir)
   local log_path = opts.dir .. "/logs.txt"
-  local requests = opts.requests or cfg.workload.request_count
   local spec = {
     argv = resolved.argv,
     env = resolved.env,
@@ -95,68 +72,63 @@ function M.run(ctx, mask, opts)
       requests_csv = opts.dir .. "/requests.csv",
     },
   }
-  local profile = opts.profile and not opts.no_profile_reason
-  if profile then
-    spec.nsys = {
-      bin = cfg.nsys.bin, trace = cfg.nsys.trace, extra_args = cfg.nsys.extra_args,
-      capture_args = cfg.nsys.capture_args,
-      capture = cfg.nsys.capture, output = opts.dir .. "/trace", session = opts.session,
-      log_path = log_path, timeout_s = cfg.nsys.timeout_s,
-    }
+  if progress.enabled() then
+    local label = opts.label or ("mask " .. resolved.mask_string)
+    spec.on_phase = function(phase) progress.say("  %s: %s", label, phase) end
   end
+  return spec
+end
+
+local function nsys_spec(cfg, opts)
+  return {
+    bin = cfg.nsys.bin, trace = cfg.nsys.trace, extra_args = cfg.nsys.extra_args,
+    capture_args = cfg.nsys.capture_args, capture = cfg.nsys.capture, output = opts.dir .. "/trace",
+    session = opts.session, log_path = opts.dir .. "/logs.txt", timeout_s = cfg.nsys.timeout_s,
+  }
+end
+
+-- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
+-- no_profile_reason (why nsys cannot run), session (unique nsys session name), label
+-- (for progress lines). Returns the record (record.lua); raises only on interrupt.
+function M.run(ctx, mask, opts)
+  local cfg = ctx.cfg
+  local resolved = config.resolve(cfg, mask)
+  util.mkdir(opts.dir)
+  local requests = opts.requests or cfg.workload.request_count
+  local spec = trial_spec(ctx, resolved, opts, requests)
+  local profile = opts.profile and not opts.no_profile_reason
+  if profile then spec.nsys = nsys_spec(cfg, opts) end
   local started = knob.now()
   local r = knob.evaluate(spec, profile)
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)
   end
-  local record = {
-    mask = mask,
-    mask_string = resolved.mask_string,
-    full = requests == cfg.workload.request_count,
-    requests = requests,
-    ok = r.ok,
-    error = r.error,
-    timing = r.timing,
-    wall_s = knob.now() - started,
-    config = M.resolved_config(cfg, resolved, requests),
-    dir = opts.dir,
-  }
-  local metrics = {}
-  local not_metrics = { ok = true, error = true, timing = true, profile = true, repeats = true, interrupted = true }
-  for k, v in pairs(r) do
-    if not not_metrics[k] then metrics[k] = v end
-  end
-  record.metrics = metrics
-  record.repeats = r.repeats -- each repeat's metrics when workload.repeats > 1
-  -- a trial that never replayed counts as every request failed
-  record.error_rate = r.error_rate ~= nil and r.error_rate or 1.0
-  record.valid = r.ok and record.error_rate <= cfg.constraints.max_error_rate
-  if r.ok and not record.valid and not record.error then
-    record.error = string.format("error_rate %.4f exceeds constraints.max_error_rate", record.error_rate)
-  end
+  local rec = record.from_result(r, {
+    mask = mask, mask_string = resolved.mask_string, requests = requests,
+    full = requests == cfg.workload.request_count, config = M.resolved_config(cfg, resolved, requests),
+    dir = opts.dir, wall_s = knob.now() - started, max_error_rate = cfg.constraints.max_error_rate,
+  })
   if opts.profile then
     local reason = opts.no_profile_reason or (r.profile and r.profile.error)
     if r.profile and r.profile.ok then
-      record.trace, record.phases = M.summarize(cfg, r.profile.sqlite_path)
+      rec.trace, rec.phases = trace.summarize(cfg, r.profile.sqlite_path)
     else
-      record.trace, record.phases = M.empty_trace(cfg, reason or "profiling failed")
+      rec.trace, rec.phases = trace.empty(cfg, reason or "profiling failed")
     end
-    record.profile_error = reason
-    record.profile_note = r.profile and r.profile.note
+    rec.profile_error = reason
+    rec.profile_note = r.profile and r.profile.note
   end
-  return record
+  return rec
 end
 
--- Writes the artifact set of a profiled run into record.dir.
-function M.write_artifacts(record)
-  local d = record.dir
-  util.write_json(d .. "/config.json", record.config)
-  local cm = { ok = record.ok, error = record.error or cjson.null }
-  for k, v in pairs(record.metrics) do cm[k] = v end
-  util.write_json(d .. "/client_metrics.json", cm)
-  util.write_json(d .. "/trace_summary.json", record.trace)
-  util.write_json(d .. "/nvtx_phases.json", record.phases)
+-- Writes the artifact set of a profiled run into rec.dir.
+function M.write_artifacts(rec)
+  local d = rec.dir
+  util.write_json(d .. "/config.json", rec.config)
+  util.write_json(d .. "/client_metrics.json", record.client_metrics(rec))
+  util.write_json(d .. "/trace_summary.json", rec.trace)
+  util.write_json(d .. "/nvtx_phases.json", rec.phases)
 end
 
 return M

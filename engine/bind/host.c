@@ -10,8 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fsutil.h"
-#include "luabind.h"
+#include "knob.h"
 
 static int has_modules(const char *root) {
   char p[PATH_MAX];

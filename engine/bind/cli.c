@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
   }
   ke_signals_install();
   /* servers a killed knobengine could not stop (see ke_reap_orphans) */
-  int reaped = ke_reap_orphans("KNOBENGINE_TRIAL=");
+  int reaped = ke_reap_orphans();
   if (reaped > 0)
     fprintf(stderr, "knobengine: killed %d process(es) left running by an earlier knobengine that was killed\n", reaped);
   char err[1024];

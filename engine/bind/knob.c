@@ -1,0 +1,197 @@
+/* knob.c - see knob.h: module registration, shared helpers, files, clocks. */
+#include "knob.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fsutil.h"
+#include "luadb.h"
+#include "supervise.h"
+
+/* ---- helpers ---- */
+
+const char *ke_opt_string(lua_State *L, int t, const char *key, const char *def) {
+  lua_getfield(L, t, key);
+  const char *s = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the string stays alive: the table still references it */
+  return s;
+}
+
+double ke_opt_number(lua_State *L, int t, const char *key, double def) {
+  lua_getfield(L, t, key);
+  double v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+int ke_opt_bool(lua_State *L, int t, const char *key, int def) {
+  lua_getfield(L, t, key);
+  int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+const char **ke_string_list(lua_State *L, int t) {
+  t = lua_absindex(L, t);
+  size_t n = lua_rawlen(L, t);
+  const char **a = lua_newuserdatauv(L, (n + 1) * sizeof *a, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, t, (lua_Integer)i + 1);
+    a[i] = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+  }
+  a[n] = NULL;
+  return a;
+}
+
+const char **ke_env_list(lua_State *L, int t) {
+  t = lua_absindex(L, t);
+  lua_newtable(L);
+  int out = lua_gettop(L);
+  int n = 0;
+  if (!lua_isnil(L, t)) {
+    luaL_checktype(L, t, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+      const char *k = luaL_checkstring(L, -2);
+      const char *v = luaL_checkstring(L, -1);
+      lua_pushfstring(L, "%s=%s", k, v);
+      lua_rawseti(L, out, ++n);
+      lua_pop(L, 1);
+    }
+  }
+  return ke_string_list(L, out);
+}
+
+void ke_set_num(lua_State *L, const char *key, double v) {
+  if (isnan(v) || isinf(v)) lua_pushlightuserdata(L, NULL);
+  else lua_pushnumber(L, v);
+  lua_setfield(L, -2, key);
+}
+
+void ke_set_int(lua_State *L, const char *key, long long v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, key);
+}
+
+void ke_set_str(lua_State *L, const char *key, const char *s) {
+  if (s) lua_pushstring(L, s);
+  else lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, key);
+}
+
+void ke_set_bool(lua_State *L, const char *key, int b) {
+  lua_pushboolean(L, b);
+  lua_setfield(L, -2, key);
+}
+
+int ke_push_status(lua_State *L, int rc, const char *err) {
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* ---- files ---- */
+
+static int l_write_atomic(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  int mode = (int)luaL_optinteger(L, 3, 0644);
+  char err[512];
+  return ke_push_status(L, ke_write_atomic(path, data, n, mode, err, sizeof err), err);
+}
+
+static int l_mkdir_p(lua_State *L) {
+  char err[512];
+  return ke_push_status(L, ke_mkdir_p(luaL_checkstring(L, 1), err, sizeof err), err);
+}
+
+static int l_remove_tree(lua_State *L) {
+  char err[512];
+  return ke_push_status(L, ke_remove_tree(luaL_checkstring(L, 1), err, sizeof err), err);
+}
+
+static int l_exists(lua_State *L) {
+  lua_pushboolean(L, ke_exists(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_is_dir(lua_State *L) {
+  lua_pushboolean(L, ke_is_dir(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_symlink(lua_State *L) {
+  char err[1024];
+  return ke_push_status(L, ke_symlink_atomic(luaL_checkstring(L, 1), luaL_checkstring(L, 2), err, sizeof err), err);
+}
+
+/* ---- clocks, signals, process ---- */
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, ke_now());
+  return 1;
+}
+
+static int l_sleep(lua_State *L) {
+  lua_pushboolean(L, ke_sleep_interruptible(luaL_checknumber(L, 1)) == 0);
+  return 1;
+}
+
+static int l_cpu_seconds(lua_State *L) {
+  lua_pushnumber(L, ke_cpu_seconds());
+  return 1;
+}
+
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+static int l_interrupted(lua_State *L) {
+  int sig = ke_interrupted();
+  if (sig) lua_pushinteger(L, sig);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+static int l_port_in_use(lua_State *L) {
+  int r = ke_port_in_use(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2));
+  if (r < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot resolve host '%s'", lua_tostring(L, 1));
+    return 2;
+  }
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+int luaopen_knob(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"write_atomic", l_write_atomic}, {"mkdir_p", l_mkdir_p},         {"remove_tree", l_remove_tree},
+      {"exists", l_exists},             {"is_dir", l_is_dir},           {"symlink", l_symlink},
+      {"now", l_now},                   {"sleep", l_sleep},             {"cpu_seconds", l_cpu_seconds},
+      {"isatty", l_isatty},             {"interrupted", l_interrupted}, {"getpid", l_getpid},
+      {"port_in_use", l_port_in_use},   {NULL, NULL}};
+  luaL_newlib(L, funcs);
+  int t = lua_gettop(L);
+  ke_bind_trial(L, t);
+  ke_bind_trace(L, t);
+  ke_bind_proc(L, t);
+  ke_luadb_register(L, t);
+  lua_pushstring(L, KNOB_VERSION);
+  lua_setfield(L, t, "version");
+  return 1;
+}

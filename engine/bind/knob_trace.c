@@ -1,0 +1,191 @@
+/* knob_trace.c - knob.trace_summary and knob.nsys_export (see knob.h, docs/lua-api.md).
+ *
+ * The summary struct becomes the table of README "Trace summary": a section whose
+ * table is missing or unreadable is null (lists are empty), exactly as its keys are
+ * documented. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knob.h"
+#include "nsys.h"
+#include "trace.h"
+
+/* Sets key to null in the table on top. */
+static void set_null(lua_State *L, const char *key) {
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, key);
+}
+
+/* An array of items; fields: name, [style], total_ms, [count or calls], [mean_ms, percent]. */
+static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const char *count_key, int with_mean,
+                       int with_percent) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    const ke_trace_item *it = &items[i];
+    lua_createtable(L, 0, 6);
+    ke_set_str(L, "name", it->name);
+    if (it->style) ke_set_str(L, "style", it->style);
+    ke_set_num(L, "total_ms", it->total_ms);
+    ke_set_int(L, count_key, it->count);
+    if (with_mean) ke_set_num(L, "mean_ms", it->mean_ms);
+    if (with_percent) ke_set_num(L, "percent", it->percent);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+static void push_kernels(lua_State *L, const ke_trace_summary *s) {
+  if (!s->has_kernels) {
+    const char *keys[] = {"gpu_compute_ms", "kernel_ms", "kernel_count", "graph_trace_ms", "gpu_busy_ms"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) set_null(L, keys[i]);
+    lua_newtable(L);
+    lua_setfield(L, -2, "top_kernels");
+    return;
+  }
+  ke_set_num(L, "gpu_compute_ms", s->gpu_compute_ms);
+  if (s->has_kernel_table) ke_set_num(L, "kernel_ms", s->kernel_ms);
+  else set_null(L, "kernel_ms");
+  ke_set_int(L, "kernel_count", s->kernel_count);
+  if (s->has_graph_table) ke_set_num(L, "graph_trace_ms", s->graph_trace_ms);
+  else set_null(L, "graph_trace_ms");
+  ke_set_int(L, "graph_trace_count", s->graph_trace_count);
+  lua_createtable(L, 0, (int)s->n_busy);
+  for (size_t i = 0; i < s->n_busy; i++) {
+    char device[32];
+    snprintf(device, sizeof device, "%lld", s->busy[i].device);
+    ke_set_num(L, device, s->busy[i].busy_ms);
+  }
+  lua_setfield(L, -2, "gpu_busy_ms");
+  push_items(L, s->top_kernels, s->n_top_kernels, "count", 0, 1);
+  lua_setfield(L, -2, "top_kernels");
+}
+
+static void push_memory(lua_State *L, const ke_trace_summary *s) {
+  if (s->has_memcpy) {
+    ke_set_num(L, "memcpy_ms", s->memcpy_ms);
+    lua_newtable(L);
+    for (int k = 0; k < 11; k++) {
+      const ke_trace_copy *c = &s->copies[k];
+      if (!c->count) continue;
+      lua_createtable(L, 0, 3);
+      ke_set_num(L, "ms", c->ms);
+      ke_set_int(L, "bytes", c->bytes);
+      ke_set_int(L, "count", c->count);
+      lua_setfield(L, -2, c->kind);
+    }
+    lua_setfield(L, -2, "memcpy_by_kind");
+  } else {
+    set_null(L, "memcpy_ms");
+    set_null(L, "memcpy_by_kind");
+  }
+  if (s->has_memset) {
+    ke_set_num(L, "memset_ms", s->memset_ms);
+    ke_set_int(L, "memset_bytes", s->memset_bytes);
+    ke_set_int(L, "memset_count", s->memset_count);
+  } else {
+    set_null(L, "memset_ms");
+    set_null(L, "memset_bytes");
+    set_null(L, "memset_count");
+  }
+}
+
+static void push_osrt(lua_State *L, const ke_trace_summary *s) {
+  if (s->has_osrt) {
+    ke_set_num(L, "osrt_wait_ms", s->osrt_wait_ms);
+    ke_set_num(L, "osrt_total_ms", s->osrt_total_ms);
+    ke_set_int(L, "osrt_calls", s->osrt_calls);
+    push_items(L, s->osrt_top_waits, s->n_osrt_top_waits, "calls", 0, 0);
+  } else {
+    set_null(L, "osrt_wait_ms");
+    set_null(L, "osrt_total_ms");
+    set_null(L, "osrt_calls");
+    lua_newtable(L);
+  }
+  lua_setfield(L, -2, "osrt_top_waits");
+}
+
+static void push_nvtx(lua_State *L, const ke_trace_summary *s) {
+  if (s->has_nvtx) {
+    push_items(L, s->nvtx_ranges, s->n_nvtx_ranges, "count", 1, 1);
+    lua_setfield(L, -2, "nvtx_ranges");
+  } else {
+    set_null(L, "nvtx_ranges");
+  }
+  lua_createtable(L, 0, (int)s->n_phases);
+  for (size_t p = 0; p < s->n_phases; p++) {
+    const ke_trace_phase *ph = &s->phases[p];
+    if (ph->found) {
+      lua_createtable(L, 0, 4);
+      ke_set_num(L, "total_ms", ph->v.total_ms);
+      ke_set_int(L, "count", ph->v.count);
+      ke_set_num(L, "mean_ms", ph->v.mean_ms);
+      ke_set_num(L, "percent", ph->v.percent);
+    } else {
+      lua_pushlightuserdata(L, NULL);
+    }
+    lua_setfield(L, -2, ph->name);
+  }
+  lua_setfield(L, -2, "nvtx_phases");
+}
+
+/* The whole summary as a table (README "Trace summary"). */
+static void push_summary(lua_State *L, const char *path, const ke_trace_summary *s) {
+  lua_createtable(L, 0, 32);
+  ke_set_str(L, "source", path);
+  ke_set_bool(L, "ok", 1);
+  ke_set_str(L, "nsys_version", s->nsys_version);
+  ke_set_str(L, "export_schema", s->export_schema);
+  push_kernels(L, s);
+  push_memory(L, s);
+  push_osrt(L, s);
+  push_nvtx(L, s);
+  lua_createtable(L, (int)s->n_missing, 0);
+  for (size_t i = 0; i < s->n_missing; i++) {
+    lua_pushstring(L, s->missing_tables[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "missing_tables");
+  if (s->n_unreadable) {
+    lua_createtable(L, 0, (int)s->n_unreadable);
+    for (size_t i = 0; i < s->n_unreadable; i++) ke_set_str(L, s->unreadable[i].table, s->unreadable[i].reason);
+    lua_setfield(L, -2, "unreadable");
+  }
+}
+
+static int l_trace_summary(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  ke_trace_opts o = {NULL, 0, 5};
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "phases");
+    if (lua_istable(L, -1)) o.phases = ke_string_list(L, -1);
+    o.short_kernel_names = strcmp(ke_opt_string(L, 2, "kernel_names", "demangled"), "short") == 0;
+    o.top_kernels = (int)ke_opt_number(L, 2, "top_kernels", 5);
+  }
+  ke_trace_summary s;
+  char err[1024];
+  if (ke_trace_summarize(path, &o, &s, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  push_summary(L, path, &s);
+  ke_trace_summary_free(&s);
+  return 1;
+}
+
+static int l_nsys_export(lua_State *L) {
+  const char *rep = luaL_checkstring(L, 1);
+  const char *sqlite = luaL_checkstring(L, 2);
+  const char *bin = luaL_optstring(L, 3, "nsys");
+  const char *log = luaL_optstring(L, 4, "/dev/null");
+  char err[1024];
+  return ke_push_status(L, ke_nsys_export(bin, rep, sqlite, log, 600, err, sizeof err), err);
+}
+
+void ke_bind_trace(lua_State *L, int t) {
+  lua_pushcfunction(L, l_trace_summary);
+  lua_setfield(L, t, "trace_summary");
+  lua_pushcfunction(L, l_nsys_export);
+  lua_setfield(L, t, "nsys_export");
+}

@@ -1,0 +1,220 @@
+/* knob_trial.c - knob.evaluate and knob.replay (see knob.h, docs/lua-api.md).
+ *
+ * Reads a trial spec table into ke_trial, runs it, and returns the result as a table.
+ * push_metrics is the one place where the client metrics become Lua values: a new
+ * metric is added there (and in ke_metrics), and every file and view the engine writes
+ * picks it up. */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "evaluate.h"
+#include "knob.h"
+#include "supervise.h"
+
+static void push_dist(lua_State *L, const char *key, const ke_dist *d, int with_mean) {
+  lua_createtable(L, 0, 4);
+  ke_set_num(L, "p50", d->p50);
+  ke_set_num(L, "p95", d->p95);
+  ke_set_num(L, "p99", d->p99);
+  if (with_mean) ke_set_num(L, "mean", d->mean);
+  lua_setfield(L, -2, key);
+}
+
+/* The client metrics of a replay (the Result of README "Result") as a new table. */
+static void push_metrics(lua_State *L, const ke_metrics *m) {
+  lua_createtable(L, 0, 16);
+  ke_set_int(L, "request_count", m->request_count);
+  ke_set_int(L, "completed", m->completed);
+  ke_set_int(L, "failed", m->failed);
+  ke_set_num(L, "error_rate", m->error_rate);
+  ke_set_num(L, "duration_s", m->duration_s);
+  ke_set_num(L, "p50_latency_ms", m->latency.p50);
+  ke_set_num(L, "p95_latency_ms", m->latency.p95);
+  ke_set_num(L, "p99_latency_ms", m->latency.p99);
+  ke_set_num(L, "mean_latency_ms", m->latency.mean);
+  push_dist(L, "ttft_ms", &m->ttft, 1);
+  push_dist(L, "tpot_ms", &m->tpot, 1);
+  push_dist(L, "itl_ms", &m->itl, 0);
+  ke_set_int(L, "output_tokens", m->output_tokens);
+  ke_set_int(L, "input_tokens", m->input_tokens);
+  ke_set_num(L, "tokens_per_s", m->tokens_per_s);
+  ke_set_num(L, "requests_per_s", m->requests_per_s);
+}
+
+/* Reads a replay description table at index t into o; leaves helper data on stack. */
+static void read_replay(lua_State *L, int t, ke_replay_opts *o) {
+  t = lua_absindex(L, t);
+  memset(o, 0, sizeof *o);
+  o->url = ke_opt_string(L, t, "url", NULL);
+  if (!o->url) luaL_error(L, "replay: 'url' is required");
+  lua_getfield(L, t, "bodies");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int bt = lua_gettop(L);
+  size_t n = lua_rawlen(L, bt);
+  const char **bodies = lua_newuserdatauv(L, (n + 1) * sizeof *bodies, 0);
+  size_t *lens = lua_newuserdatauv(L, (n + 1) * sizeof *lens, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, bt, (lua_Integer)i + 1);
+    bodies[i] = luaL_checklstring(L, -1, &lens[i]);
+    lua_pop(L, 1);
+  }
+  o->bodies = bodies;
+  o->body_lens = lens;
+  o->n_bodies = n;
+  o->concurrency = (int)ke_opt_number(L, t, "concurrency", 1);
+  o->request_count = (int)ke_opt_number(L, t, "request_count", 1);
+  o->warmup = (int)ke_opt_number(L, t, "warmup", 0);
+  o->request_timeout_s = ke_opt_number(L, t, "request_timeout_s", 300);
+  o->stream = ke_opt_bool(L, t, "stream", 1);
+  o->requests_csv = ke_opt_string(L, t, "requests_csv", NULL);
+}
+
+static int l_replay(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ke_replay_opts o;
+  read_replay(L, 1, &o);
+  ke_metrics m;
+  char err[512];
+  if (ke_replay(&o, &m, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  push_metrics(L, &m);
+  return 1;
+}
+
+/* spec.nsys into o (strings borrowed from the spec). */
+static void read_nsys(lua_State *L, int spec, const char *default_log, ke_nsys_opts *o) {
+  lua_getfield(L, spec, "nsys");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int nt = lua_gettop(L);
+  memset(o, 0, sizeof *o);
+  o->bin = ke_opt_string(L, nt, "bin", "nsys");
+  o->trace = ke_opt_string(L, nt, "trace", "cuda,nvtx,osrt");
+  const char *capture = ke_opt_string(L, nt, "capture", "session");
+  if (strcmp(capture, "session") != 0 && strcmp(capture, "process") != 0)
+    luaL_error(L, "evaluate: nsys.capture must be 'session' or 'process' (got '%s')", capture);
+  o->capture = strcmp(capture, "process") == 0 ? KE_CAPTURE_PROCESS : KE_CAPTURE_SESSION;
+  o->output = ke_opt_string(L, nt, "output", NULL);
+  o->session = ke_opt_string(L, nt, "session", "knobengine");
+  o->log_path = ke_opt_string(L, nt, "log_path", default_log);
+  o->timeout_s = ke_opt_number(L, nt, "timeout_s", 600);
+  lua_getfield(L, nt, "extra_args");
+  if (lua_istable(L, -1)) o->extra_args = ke_string_list(L, -1);
+  lua_getfield(L, nt, "capture_args");
+  if (lua_istable(L, -1)) o->capture_args = ke_string_list(L, -1);
+  if (!o->output) luaL_error(L, "evaluate: nsys.output is required when profiling");
+}
+
+/* The trial spec at index 1 into t; helper data stays on the stack. */
+static void read_trial(lua_State *L, ke_trial *t) {
+  memset(t, 0, sizeof *t);
+  lua_getfield(L, 1, "argv");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  t->argv = ke_string_list(L, -1);
+  lua_getfield(L, 1, "env");
+  t->env = ke_env_list(L, -1);
+  t->host = ke_opt_string(L, 1, "host", "127.0.0.1");
+  t->port = (int)ke_opt_number(L, 1, "port", 8000);
+  t->ready_url = ke_opt_string(L, 1, "ready_url", NULL);
+  t->ready_timeout_s = ke_opt_number(L, 1, "ready_timeout_s", 900);
+  t->stop_timeout_s = ke_opt_number(L, 1, "stop_timeout_s", 30);
+  t->log_path = ke_opt_string(L, 1, "log_path", NULL);
+  if (!t->ready_url || !t->log_path) luaL_error(L, "evaluate: 'ready_url' and 'log_path' are required");
+  lua_getfield(L, 1, "replay");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  read_replay(L, -1, &t->replay);
+  t->repeats = (int)ke_opt_number(L, 1, "repeats", 1);
+}
+
+/* Progress callback: calls spec.on_phase(phase, detail). A Lua error is kept and
+ * raised after the trial has cleaned up, never across the C core. */
+typedef struct {
+  lua_State *L;
+  int fn;  /* stack index of the function, 0 = none */
+  int err; /* registry reference of the first error, LUA_NOREF = none */
+} phase_hook;
+
+static void on_phase(void *ud, const char *phase, const char *detail) {
+  phase_hook *h = ud;
+  if (!h->fn || h->err != LUA_NOREF) return;
+  lua_pushvalue(h->L, h->fn);
+  lua_pushstring(h->L, phase);
+  if (detail) lua_pushstring(h->L, detail);
+  else lua_pushnil(h->L);
+  if (lua_pcall(h->L, 2, 0, 0) != LUA_OK) h->err = luaL_ref(h->L, LUA_REGISTRYINDEX);
+}
+
+/* The trial result as a table: ok, error, metrics, repeats, timing, profile. */
+static void push_result(lua_State *L, const ke_trial_result *r, int profile, int interrupted) {
+  lua_createtable(L, 0, 8);
+  ke_set_bool(L, "ok", r->ok);
+  if (r->error[0]) ke_set_str(L, "error", r->error);
+  if (r->replayed) {
+    push_metrics(L, &r->metrics);
+    lua_setfield(L, -2, "metrics");
+  }
+  if (r->repeats_done > 1) {
+    lua_createtable(L, r->repeats_done, 0);
+    for (int k = 0; k < r->repeats_done; k++) {
+      push_metrics(L, &r->repeat_metrics[k]);
+      lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "repeats");
+  }
+  lua_createtable(L, 0, 4);
+  ke_set_num(L, "start_s", r->start_s);
+  ke_set_num(L, "workload_s", r->workload_s);
+  ke_set_num(L, "stop_s", r->stop_s);
+  ke_set_bool(L, "killed", r->killed);
+  lua_setfield(L, -2, "timing");
+  if (profile) {
+    lua_createtable(L, 0, 6);
+    ke_set_bool(L, "ok", r->nsys.ok);
+    if (r->nsys.error[0]) ke_set_str(L, "error", r->nsys.error);
+    if (r->nsys.note[0]) ke_set_str(L, "note", r->nsys.note);
+    if (r->nsys.ok) {
+      ke_set_str(L, "rep_path", r->nsys.rep_path);
+      ke_set_str(L, "sqlite_path", r->nsys.sqlite_path);
+      ke_set_num(L, "export_s", r->nsys.export_s);
+    }
+    lua_setfield(L, -2, "profile");
+  }
+  if (interrupted) ke_set_bool(L, "interrupted", 1);
+}
+
+static int l_evaluate(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int profile = lua_toboolean(L, 2);
+  ke_trial t;
+  read_trial(L, &t);
+  ke_nsys_opts nsys;
+  if (profile) {
+    read_nsys(L, 1, t.log_path, &nsys);
+    t.nsys = &nsys;
+  }
+  phase_hook hook = {L, 0, LUA_NOREF};
+  lua_getfield(L, 1, "on_phase");
+  if (lua_isfunction(L, -1)) {
+    hook.fn = lua_gettop(L);
+    t.on_phase = on_phase;
+    t.phase_ud = &hook;
+  }
+  ke_trial_result r;
+  int rc = ke_evaluate(&t, &r);
+  if (hook.err != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hook.err);
+    luaL_unref(L, LUA_REGISTRYINDEX, hook.err);
+    return lua_error(L);
+  }
+  push_result(L, &r, profile, rc == KE_INTERRUPTED);
+  return 1;
+}
+
+void ke_bind_trial(lua_State *L, int t) {
+  lua_pushcfunction(L, l_evaluate);
+  lua_setfield(L, t, "evaluate");
+  lua_pushcfunction(L, l_replay);
+  lua_setfield(L, t, "replay");
+}

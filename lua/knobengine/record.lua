@@ -1,0 +1,107 @@
+-- The trial record: the one shape a trial has inside the engine, and every view of it
+-- that leaves the engine. Nothing else builds or takes apart a record.
+--
+--   trial        index in this run's table (set by the search)
+--   mask         integer; mask_string its N-character string
+--   requests     measured requests; full = (requests == workload.request_count)
+--   ok           the trial ran to the end (the server served the workload)
+--   valid        ok and error_rate <= constraints.max_error_rate
+--   error        why it failed or is invalid, or nil
+--   error_rate   1.0 when the workload never ran
+--   metrics      the client metrics exactly as knob.evaluate returns them (README
+--                "Result"); every view copies them whole, so a metric added in C
+--                appears everywhere without a change here
+--   repeats      each repeat's metrics when workload.repeats > 1, else nil
+--   timing       {start_s, workload_s, stop_s, killed}; wall_s the whole trial
+--   config       the resolved config (trial.resolved_config)
+--   dir          its directory; resumed = true when replayed from history.sqlite
+--   profiled runs also: trace, phases (trace summary, NVTX phases), profile_error,
+--   profile_note
+local cjson = require("cjson")
+local util = require("knobengine.util")
+
+local M = {}
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = copy(x) end
+  return setmetatable(c, getmetatable(v))
+end
+
+-- A record from a knob.evaluate result. f: mask, mask_string, requests, full, config,
+-- dir, wall_s, max_error_rate.
+function M.from_result(r, f)
+  local metrics = r.metrics or {}
+  local rec = {
+    mask = f.mask, mask_string = f.mask_string, requests = f.requests, full = f.full,
+    ok = r.ok, error = r.error, metrics = metrics, repeats = r.repeats, timing = r.timing,
+    wall_s = f.wall_s, config = f.config, dir = f.dir,
+  }
+  -- a trial that never replayed counts as every request failed
+  rec.error_rate = type(metrics.error_rate) == "number" and metrics.error_rate or 1.0
+  rec.valid = r.ok and rec.error_rate <= f.max_error_rate
+  if r.ok and not rec.valid and not rec.error then
+    rec.error = string.format("error_rate %.4f exceeds constraints.max_error_rate", rec.error_rate)
+  end
+  return rec
+end
+
+-- What history.sqlite keeps of a record: enough to replay it into a resumed run.
+function M.stored(rec)
+  return {
+    trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, full = rec.full, requests = rec.requests,
+    ok = rec.ok, valid = rec.valid, error = rec.error or cjson.null, error_rate = rec.error_rate,
+    metrics = rec.metrics, config = rec.config, timing = rec.timing, wall_s = rec.wall_s, dir = rec.dir,
+    repeats = rec.repeats,
+  }
+end
+
+-- A record back from its stored form (M.stored, decoded), marked resumed.
+function M.from_stored(s)
+  local rec = copy(s)
+  if rec.error == cjson.null then rec.error = nil end
+  rec.resumed = true
+  return rec
+end
+
+-- A record as summary.json lists it: the stored form with the file's key names.
+function M.summary_entry(rec)
+  local j = M.stored(rec)
+  j.knob_mask, j.full_fidelity = rec.mask_string, rec.full
+  j.mask, j.mask_string, j.full, j.dir = nil, nil, nil, nil
+  -- a trial reused from an interrupted run keeps no log in this run's directory
+  j.log = rec.resumed and cjson.null or (rec.dir .. "/logs.txt")
+  j.resumed = rec.resumed or false
+  return j
+end
+
+-- client_metrics.json: ok, error and every metric at the top level.
+function M.client_metrics(rec)
+  local cm = { ok = rec.ok, error = rec.error or cjson.null }
+  for k, v in pairs(rec.metrics) do cm[k] = v end
+  return cm
+end
+
+-- What a strategy sees: a copy with the metrics at the top level, so a strategy can
+-- read r.p50_latency_ms and can never change the engine's record.
+function M.view(rec)
+  local v = {
+    trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, ok = rec.ok, valid = rec.valid,
+    full = rec.full, requests = rec.requests, error = rec.error, error_rate = rec.error_rate,
+  }
+  for k, x in pairs(rec.metrics) do
+    if v[k] == nil then v[k] = copy(x) end
+  end
+  return v
+end
+
+-- best_config.json of the chosen record.
+function M.best_config(rec, resolved)
+  return {
+    trial = rec.trial, knob_mask = rec.mask_string, knobs_on = util.array(resolved.knobs_on),
+    argv = util.array(resolved.argv), env = resolved.env, metrics = rec.metrics,
+  }
+end
+
+return M

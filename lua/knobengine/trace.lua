@@ -1,0 +1,150 @@
+-- The trace summary: its shape (README "Trace summary"), how a trial gets one (from an
+-- export through knob.trace_summary, or empty with a reason when there is no trace),
+-- and the exact text `knobengine summarize` prints.
+local cjson = require("cjson")
+local knob = require("knob")
+local util = require("knobengine.util")
+
+local M = {}
+
+local NO_TRACE_KEYS = { "gpu_compute_ms", "memcpy_ms", "osrt_wait_ms" }
+local LISTS = { "top_kernels", "osrt_top_waits", "nvtx_ranges", "missing_tables" }
+
+-- trace_summary.json and nvtx_phases.json contents when there is no trace.
+function M.empty(cfg, reason)
+  local summary = { ok = false, reason = reason, top_kernels = util.array({}) }
+  for _, k in ipairs(NO_TRACE_KEYS) do summary[k] = cjson.null end
+  local phases = {}
+  for _, p in ipairs(cfg.nsys.phases) do phases[p] = cjson.null end
+  return summary, phases
+end
+
+-- The summary table of an export (lists marked as JSON arrays), or nil, message.
+function M.read(path, phases, kernel_names)
+  local s, err = knob.trace_summary(path, { phases = phases, kernel_names = kernel_names })
+  if not s then return nil, err end
+  for _, k in ipairs(LISTS) do
+    if type(s[k]) == "table" then util.array(s[k]) end
+  end
+  return s
+end
+
+-- Summarizes a trial's export: summary (without phases), phases. Never raises: a
+-- trace that cannot be read gives the empty summary with the reason.
+function M.summarize(cfg, sqlite_path)
+  local summary, err = M.read(sqlite_path, cfg.nsys.phases, cfg.nsys.kernel_names)
+  if not summary then return M.empty(cfg, err) end
+  local phases = summary.nvtx_phases
+  summary.nvtx_phases = nil
+  return summary, phases
+end
+
+-- ---- the text of `knobengine summarize`: fixed key order, numbers as %.6f ----
+
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function str(s)
+  if util.is_null(s) then return "null" end
+  return '"' .. s:gsub('[%z\1-\31"\\]', function(c) return ESCAPES[c] or string.format("\\u%04x", c:byte()) end) .. '"'
+end
+
+local function num(v)
+  if util.is_null(v) then return "null" end
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  return string.format("%.6f", v)
+end
+
+-- {"k": v, ...} on one line, keys in the given order.
+local function inline(obj, keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = obj[k]
+    parts[#parts + 1] = str(k) .. ": " .. (type(v) == "string" and str(v) or num(v))
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- A list of one-line objects, one per line ("[]" when empty).
+local function list(items, keys)
+  if util.is_null(items) then return "null" end
+  if #items == 0 then return "[]" end
+  local lines = {}
+  for i, it in ipairs(items) do lines[i] = "    " .. inline(it, keys) end
+  return "[\n" .. table.concat(lines, ",\n") .. "\n  ]"
+end
+
+-- An object of one-line objects in the given key order (only keys present).
+local function object(obj, order, keys)
+  if util.is_null(obj) then return "null" end
+  local lines = {}
+  for _, k in ipairs(order) do
+    local v = obj[k]
+    if v ~= nil then lines[#lines + 1] = "    " .. str(k) .. ": " .. (util.is_null(v) and "null" or inline(v, keys)) end
+  end
+  if #lines == 0 then return "{}" end
+  return "{\n" .. table.concat(lines, ",\n") .. "\n  }"
+end
+
+local COPY_KINDS = { "Unknown", "HtoD", "DtoH", "HtoA", "AtoH", "AtoA", "AtoD", "DtoA", "DtoD", "HtoH", "PtoP" }
+
+local function busy(b)
+  if util.is_null(b) then return "null" end
+  local devices = {}
+  for d in pairs(b) do devices[#devices + 1] = d end
+  table.sort(devices, function(x, y) return tonumber(x) < tonumber(y) end)
+  local parts = {}
+  for i, d in ipairs(devices) do parts[i] = str(d) .. ": " .. num(b[d]) end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function phases_text(s, names)
+  local p = s.nvtx_phases
+  if not util.is_null(s.nvtx_ranges) or #names == 0 then
+    return object(p, names, { "total_ms", "count", "mean_ms", "percent" })
+  end
+  local parts = {}
+  for i, name in ipairs(names) do parts[i] = str(name) .. ": null" end
+  return "{" .. table.concat(parts, ", ") .. "}" -- the export has no NVTX ranges: one line
+end
+
+-- Each line of the text as {key, value text}; a key absent from s is left out.
+local function fields(s, phase_names)
+  local f = {
+    { "source", str(s.source) }, { "ok", "true" }, { "nsys_version", str(s.nsys_version) },
+    { "export_schema", str(s.export_schema) },
+  }
+  for _, k in ipairs({ "gpu_compute_ms", "kernel_ms", "kernel_count", "graph_trace_ms", "graph_trace_count" }) do
+    if s[k] ~= nil then f[#f + 1] = { k, num(s[k]) } end
+  end
+  f[#f + 1] = { "gpu_busy_ms", busy(s.gpu_busy_ms) }
+  f[#f + 1] = { "top_kernels", list(s.top_kernels, { "name", "total_ms", "percent", "count" }) }
+  f[#f + 1] = { "memcpy_ms", num(s.memcpy_ms) }
+  f[#f + 1] = { "memcpy_by_kind", object(s.memcpy_by_kind, COPY_KINDS, { "ms", "bytes", "count" }) }
+  for _, k in ipairs({ "memset_ms", "memset_bytes", "memset_count", "osrt_wait_ms", "osrt_total_ms", "osrt_calls" }) do
+    f[#f + 1] = { k, num(s[k]) }
+  end
+  f[#f + 1] = { "osrt_top_waits", list(s.osrt_top_waits, { "name", "total_ms", "calls" }) }
+  f[#f + 1] = { "nvtx_ranges", list(s.nvtx_ranges, { "name", "style", "total_ms", "count", "mean_ms", "percent" }) }
+  f[#f + 1] = { "nvtx_phases", phases_text(s, phase_names) }
+  if s.unreadable then
+    local tables = {}
+    for t in pairs(s.unreadable) do tables[#tables + 1] = t end
+    table.sort(tables)
+    local parts = {}
+    for i, t in ipairs(tables) do parts[i] = str(t) .. ": " .. str(s.unreadable[t]) end
+    f[#f + 1] = { "unreadable", "{" .. table.concat(parts, ", ") .. "}" }
+  end
+  local missing = {}
+  for i, t in ipairs(s.missing_tables) do missing[i] = str(t) end
+  f[#f + 1] = { "missing_tables", "[" .. table.concat(missing, ", ") .. "]" }
+  return f
+end
+
+-- The JSON text `knobengine summarize` prints for summary s.
+function M.json(s, phase_names)
+  local lines = {}
+  for i, kv in ipairs(fields(s, phase_names)) do lines[i] = "  " .. str(kv[1]) .. ": " .. kv[2] end
+  return "{\n" .. table.concat(lines, ",\n") .. "\n}\n"
+end
+
+return M
