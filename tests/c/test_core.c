@@ -1,5 +1,6 @@
 /* Unit tests for the C core: JSON reader, SSE parser, statistics, file helpers,
- * supervision, port checks and socket receive timestamps. */
+ * supervision, port checks and socket receive timestamps. Linked with the core
+ * library alone (no Lua). Waits poll for the event with a deadline. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "fsutil.h"
 #include "json.h"
 #include "rxtime.h"
@@ -148,11 +150,41 @@ static void test_fs(void) {
   char *tail = ke_tail_lines(path, 2);
   CHECK_STR(tail, "two\nthree");
   free(tail);
+  /* a link replaced atomically: it points at the new target afterwards */
+  char link[256], target[256];
+  snprintf(link, sizeof link, "%s/latest", dir);
+  CHECK(ke_symlink_atomic("a", link, err, sizeof err) == 0);
+  CHECK(ke_symlink_atomic("a/b", link, err, sizeof err) == 0);
+  ssize_t tn = readlink(link, target, sizeof target - 1);
+  CHECK(tn == 3 && memcmp(target, "a/b", 3) == 0);
   snprintf(path, sizeof path, "%s/missing/x", dir);
   CHECK(ke_write_atomic(path, "x", 1, 0644, err, sizeof err) == -1);
   CHECK(strstr(err, "missing/x") != NULL);
   CHECK(ke_remove_tree(dir, err, sizeof err) == 0);
   CHECK(!ke_exists(dir));
+}
+
+/* Polls until exactly `want` processes carry the marker (deadline 10 s). */
+static int wait_for_marked(const char *marker, int want) {
+  double deadline = ke_now() + 10;
+  while (ke_signal_marked(marker, 0) != want) {
+    if (ke_now() > deadline) return 0;
+    ke_sleep(0.005);
+  }
+  return 1;
+}
+
+/* Polls until the log holds `text` (deadline 10 s). */
+static int wait_for_log(const char *log, const char *text) {
+  double deadline = ke_now() + 10;
+  for (;;) {
+    char *tail = ke_tail_lines(log, 50);
+    int found = tail && strstr(tail, text);
+    free(tail);
+    if (found) return 1;
+    if (ke_now() > deadline) return 0;
+    ke_sleep(0.005);
+  }
 }
 
 static void test_supervise(void) {
@@ -178,20 +210,33 @@ static void test_supervise(void) {
   const char *env[] = {"KNOB_TEST_MARK=unit-42", NULL};
   const char *sleeper[] = {"sh", "-c", "trap '' TERM; sleep 30 & wait", NULL};
   CHECK(ke_spawn(sleeper, env, log, &p, err, sizeof err) == 0);
-  ke_sleep(0.2);
-  CHECK(ke_signal_marked("KNOB_TEST_MARK=unit-42", 0) >= 1);
+  CHECK(wait_for_marked("KNOB_TEST_MARK=unit-42", 2)); /* the shell and its sleep */
   CHECK(ke_stop_marked("KNOB_TEST_MARK=unit-42", 0.3) >= 1);
-  ke_sleep(0.1);
-  CHECK(ke_signal_marked("KNOB_TEST_MARK=unit-42", 0) == 0);
+  CHECK(wait_for_marked("KNOB_TEST_MARK=unit-42", 0));
   CHECK(ke_proc_exited(p));
   ke_proc_free(p);
 
   /* stop escalates to SIGKILL for a process that ignores SIGTERM */
-  const char *stubborn[] = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done", NULL};
+  const char *stubborn[] = {"sh", "-c", "trap '' TERM; echo trap-set; while :; do sleep 0.05; done", NULL};
   CHECK(ke_spawn(stubborn, NULL, log, &p, err, sizeof err) == 0);
-  ke_sleep(0.1);
+  CHECK(wait_for_log(log, "trap-set"));
   CHECK(ke_proc_stop(p, 0.2) == 1);
   ke_proc_free(p);
+
+  /* a command run to completion: its status, and the log it wrote */
+  const char *cmd[] = {"sh", "-c", "echo ran-to-completion; exit 4", NULL};
+  CHECK(ke_run_command(cmd, log, 10, err, sizeof err) == 4);
+  CHECK(wait_for_log(log, "ran-to-completion"));
+  const char *slow[] = {"sleep", "30", NULL};
+  CHECK(ke_run_command(slow, log, 0.2, err, sizeof err) == -1);
+  CHECK(strstr(err, "'sleep 30' did not finish within") != NULL);
+
+  /* markers are unique and carry our pid */
+  char m1[64], m2[64], want[64];
+  ke_marker_new(m1, sizeof m1);
+  ke_marker_new(m2, sizeof m2);
+  snprintf(want, sizeof want, "%s=%ld-", KE_MARKER_NAME, (long)getpid());
+  CHECK(strncmp(m1, want, strlen(want)) == 0 && strcmp(m1, m2) != 0);
   unlink(log);
 }
 
@@ -211,8 +256,27 @@ static void test_ports(void) {
   CHECK(ke_wait_port_free("127.0.0.1", port, 1) == 0);
 }
 
+/* The kernel turns receive stamping on a moment after the first socket asks for it:
+ * sends a byte until one arrives with a time (deadline 10 s). */
+static int wait_for_stamping(int cfd, int sfd) {
+  double deadline = ke_now() + 10;
+  char peek[64], b;
+  for (;;) {
+    size_t got = 0;
+    if (write(sfd, "s", 1) != 1) return 0;
+    double t = 0;
+    while (got == 0 && ke_now() < deadline) t = ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset());
+    if (read(cfd, &b, 1) != 1) return 0;
+    if (t > 0) return 1;
+    if (ke_now() > deadline) return 0;
+    ke_sleep(0.001);
+  }
+}
+
 /* Data that waited in the socket is dated when it arrived, not when it is looked at,
- * and looking does not consume it. */
+ * and looking does not consume it. Arrival is bracketed by clock readings taken
+ * around the write (loopback delivers within the write call); 1 ms allows for
+ * converting the kernel's wall-clock stamp to the monotonic clock. */
 static void test_rxtime(void) {
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a;
@@ -227,26 +291,28 @@ static void test_rxtime(void) {
   int sfd = accept(lfd, NULL, NULL);
   CHECK(sfd >= 0);
   CHECK(ke_rxtime_enable(cfd) == 0);
-  ke_sleep(0.02); /* the kernel turns stamping on a moment after the first socket asks */
   char peek[64];
   size_t got = 1;
   CHECK(ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset()) == 0 && got == 0);
+  CHECK(wait_for_stamping(cfd, sfd));
   struct sockaddr_in local;
   len = sizeof local;
   getsockname(cfd, (struct sockaddr *)&local, &len);
   CHECK(ke_local_port(cfd) == ntohs(local.sin_port));
-  double sent = ke_now();
+  const double eps = 0.001;
+  double before = ke_now();
   CHECK(write(sfd, "data: x\n\n", 9) == 9);
-  ke_sleep(0.05);
-  /* dated when it arrived, not ~50 ms later when we look */
+  double after = ke_now();
+  ke_sleep(0.05); /* the test's subject: the data waits before it is looked at */
   double t1 = ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset());
-  CHECK(got == 9 && t1 >= sent - 0.005 && t1 < sent + 0.02);
-  double sent2 = ke_now();
+  CHECK(got == 9 && t1 >= before - eps && t1 <= after + eps && ke_now() - t1 >= 0.05 - eps);
+  double before2 = ke_now();
   CHECK(write(sfd, "data: y\n\n", 9) == 9);
+  double after2 = ke_now();
   ke_sleep(0.05);
   /* data that waited while more came: dated by the newest arrival */
   double t2 = ke_rxtime_peek(cfd, peek, sizeof peek, &got, ke_rxtime_clock_offset());
-  CHECK(got == 18 && t2 >= sent2 - 0.005 && t2 < sent2 + 0.02);
+  CHECK(got == 18 && t2 >= before2 - eps && t2 <= after2 + eps);
   char buf[32];
   CHECK(read(cfd, buf, sizeof buf) == 18 && memcmp(buf, "data: x\n\ndata: y\n\n", 18) == 0);
   int pipefd[2];

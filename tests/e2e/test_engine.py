@@ -22,7 +22,7 @@ def parse_table(lines, n_rows):
 
 
 def best_of(rows):
-    """The best valid row by p50, then p95, then tokens/s, then trial (DESIGN.md)."""
+    """The best valid row by p50, then p95, then tokens/s, then trial (README "What it prints")."""
     valid = [r for r in rows if r["p50_latency_ms"] != "na"]
     return min(valid, key=lambda r: (float(r["p50_latency_ms"]), float(r["p95_latency_ms"]),
                                      -float(r["tokens_per_s"]), int(r["trial"])))

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import time
 
-from common import Workspace, KNOBENGINE, load_json
+from common import Workspace, KNOBENGINE, load_json, servers_on, wait_until
 
 
 ROW = re.compile(r"^\d+,[01]+,")
@@ -84,10 +84,8 @@ class Strategies(Workspace):
         return p.returncode, seen, err
 
     def no_server_left(self):
-        time.sleep(0.3)
-        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        self.assertNotIn(self.path("cfg.json"), ps)
-        self.assertEqual([l for l in ps.splitlines() if "knobsim" in l and "--port %d" % load_json(self.path("cfg.json"))["server"]["port"] in l], [])
+        port = load_json(self.path("cfg.json"))["server"]["port"]
+        wait_until(lambda: servers_on(port) == [], 10, "every server to be gone")
 
     def test_interrupted_sweep_resumes_with_the_same_table(self):
         code, seen, err = self.interrupt_after(3, signal.SIGINT)
@@ -137,6 +135,16 @@ end }
         self.assertEqual(r.stderr.splitlines()[-1],
                          "knobengine: strategy error: %s:3: search:evaluate: mask 99 is out of range 0..7" % bad)
         self.no_server_left()
+        # with KNOBENGINE_DEBUG=1 the traceback shows the strategy's own lines
+        nested = self.write("nested.lua", "local function pick(search)\n  error({})\nend\n"
+                            "return { run = function(search)\n  pick(search)\nend }\n")
+        r = self.run_engine("--config", "cfg.json", "--strategy", nested, env={"KNOBENGINE_DEBUG": "1"})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("knobengine: strategy error: (error object is a table value)", r.stderr)
+        self.assertIn("%s:2: in " % nested, r.stderr)  # where error({}) was raised
+        self.assertIn("%s:5: in " % nested, r.stderr)  # the strategy's call to it
+        r = self.run_engine("--config", "cfg.json", "--strategy", nested)
+        self.assertNotIn("stack traceback", r.stderr)  # only on request
         syntax = self.write("syntax.lua", "return { run = function(search)\n  oops oops\nend }\n")
         r = self.run_engine("--config", "cfg.json", "--strategy", syntax)
         self.assertEqual(r.returncode, 2)

@@ -10,7 +10,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from common import KNOBSIM, Sim, http_get, http_post, free_port
+from common import KNOBSIM, Sim, http_get, http_post, reserve_port
 
 
 def normalize(text):
@@ -42,8 +42,8 @@ class Protocol(unittest.TestCase):
             self.assertEqual(json.loads(body)["data"][0]["id"], "Qwen/Qwen2.5-0.5B-Instruct")
 
     def test_refuses_while_loading_then_ready(self):
-        with Sim("--time-scale", "0", load_time="0.6", ready=False) as s:
-            time.sleep(0.2)
+        # a load far longer than starting a process and connecting: still loading here
+        with Sim("--time-scale", "0", load_time="3", ready=False, port=reserve_port()) as s:
             with self.assertRaises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", s.port), timeout=1).close()
             s.wait_ready()
@@ -131,13 +131,13 @@ class Protocol(unittest.TestCase):
             self.assertEqual(status, 404)
 
     def test_unknown_flag_exits_2(self):
-        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(free_port()), "--no-such-flag"], capture_output=True, text=True, timeout=10)
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", "0", "--no-such-flag"], capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 2)
         self.assertTrue(r.stderr.startswith("usage: knobsim serve MODEL"))
         self.assertIn("knobsim serve: error: unrecognized arguments: --no-such-flag", r.stderr)
 
     def test_bad_attention_backend(self):
-        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(free_port())], env={"VLLM_ATTENTION_BACKEND": "NOPE"},
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", "0"], env={"VLLM_ATTENTION_BACKEND": "NOPE"},
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 1)
         self.assertIn("Invalid attention backend: 'NOPE'", r.stderr)
@@ -228,14 +228,15 @@ class FixedLatency(unittest.TestCase):
 
 class Faults(unittest.TestCase):
     def test_fail_start(self):
-        port = free_port()
-        r = subprocess.run([KNOBSIM, "serve", "m", "--port", str(port), "--load-time-s", "0.1", "--fail-start"],
+        r = subprocess.run([KNOBSIM, "serve", "m", "--port", "0", "--load-time-s", "0.1", "--fail-start"],
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 1)
         self.assertIn("simulated failure while loading the model", r.stderr)
 
     def test_hang_start_never_listens(self):
-        with Sim("--hang-start", ready=False) as s:
+        with Sim("--hang-start", load_time="0.05", ready=False, port=reserve_port()) as s:
+            # not synchronisation: a negative check needs time, ten load times here, in
+            # which a server that would listen has long done so
             time.sleep(0.5)
             self.assertIsNone(s.proc.poll())
             with self.assertRaises(ConnectionRefusedError):

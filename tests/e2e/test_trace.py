@@ -115,6 +115,57 @@ class Summarize(Workspace):
         self.assertEqual(s["missing_tables"], ["CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
                                                "CUPTI_ACTIVITY_KIND_MEMSET", "NVTX_EVENTS"])
 
+    def damaged(self, damage):
+        path = self.path(damage + ".sqlite")
+        trace_fixtures.make_damaged(path, damage)
+        return path
+
+    def test_a_column_of_the_wrong_type_is_null_with_a_reason(self):
+        s = self.summarize(self.damaged("wrong_type"))
+        for k in ("gpu_compute_ms", "kernel_ms", "kernel_count", "gpu_busy_ms"):
+            self.assertIsNone(s[k], k)  # never a partial sum
+        self.assertEqual(s["top_kernels"], [])
+        self.assertEqual(s["unreadable"], {"CUPTI_ACTIVITY_KIND_KERNEL":
+                                           "column 'start' holds text in row 7, not an integer"})
+        self.assertEqual(s["memcpy_ms"], 6.25)  # the other tables are still read
+        self.assertNotIn("CUPTI_ACTIVITY_KIND_KERNEL", s["missing_tables"])
+
+    def test_a_missing_column_is_null_with_a_reason(self):
+        s = self.summarize(self.damaged("missing_column"))
+        self.assertIsNone(s["memcpy_ms"])
+        self.assertIsNone(s["memcpy_by_kind"])
+        self.assertEqual(s["unreadable"], {"CUPTI_ACTIVITY_KIND_MEMCPY": "no such column: copyKind"})
+        self.assertEqual(s["kernel_ms"], 11.0)
+
+    def test_empty_tables_are_zero_not_null(self):
+        """An empty table is a measurement: nothing ran in the window."""
+        s = self.summarize(self.damaged("empty"))
+        self.assertEqual((s["gpu_compute_ms"], s["kernel_ms"], s["kernel_count"], s["graph_trace_ms"]), (0.0, 0.0, 0, 0.0))
+        self.assertEqual((s["gpu_busy_ms"], s["top_kernels"], s["nvtx_ranges"]), ({}, [], []))
+        self.assertEqual(s["nvtx_phases"], {"get_batch": None, "prefill": None, "decode": None})
+        self.assertNotIn("unreadable", s)
+
+    def test_a_corrupt_file_is_an_error(self):
+        path = self.damaged("corrupt")
+        r = subprocess.run([KNOBENGINE, "summarize", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
+        self.assertEqual(r.stderr, "knobengine: summarize: cannot read '%s': database disk image is malformed\n" % path)
+
+    def test_a_file_locked_by_a_writer_is_an_error(self):
+        import sqlite3
+        path = self.path("locked.sqlite")
+        trace_fixtures.make(path, "old")
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN EXCLUSIVE")
+        try:
+            r = subprocess.run([KNOBENGINE, "summarize", path], capture_output=True, text=True, timeout=60)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
+        self.assertEqual(r.stderr, "knobengine: summarize: cannot read '%s': database is locked "
+                         "(is another program still writing it?)\n" % path)
+
     def test_not_a_trace(self):
         p = self.write("junk.sqlite", "this is not sqlite at all, just text padding " * 20)
         r = subprocess.run([KNOBENGINE, "summarize", p], capture_output=True, text=True)

@@ -76,3 +76,37 @@ def make(path, variant):
         ])
     db.commit()
     db.close()
+
+
+def make_damaged(path, damage):
+    """An export with one kind of damage:
+    'wrong_type'     a kernel row whose start is text (the kernels cannot be summed);
+    'missing_column' a memcpy table without copyKind;
+    'empty'          kernel and NVTX tables that exist but hold no rows;
+    'corrupt'        a valid export with pages overwritten (SQLite says malformed)."""
+    if damage == "corrupt":
+        make(path, "new")
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE filler (x TEXT)")
+        db.executemany("INSERT INTO filler VALUES (?)", [("f" * 500,)] * 200)  # many pages
+        db.commit()
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        db.close()
+        with open(path, "r+b") as f:
+            f.seek(page * 2)  # keep the header page; the schema's pages become noise
+            f.write(bytes((i * 37) % 251 for i in range(page * 20)))
+        return
+    make(path, "new")
+    db = sqlite3.connect(path)
+    if damage == "wrong_type":
+        db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES ('abc', 5, 0, 7, 1, 2)")
+    elif damage == "missing_column":
+        db.execute("DROP TABLE CUPTI_ACTIVITY_KIND_MEMCPY")
+        db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_MEMCPY (start INTEGER, end INTEGER, bytes INTEGER)")
+        db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY VALUES (0, 1000, 8)")
+    elif damage == "empty":
+        db.execute("DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL")
+        db.execute("DELETE FROM CUPTI_ACTIVITY_KIND_GRAPH_TRACE")
+        db.execute("DELETE FROM NVTX_EVENTS")
+    db.commit()
+    db.close()

@@ -204,6 +204,7 @@ local function run_on_landscape(name, n, seed, options)
   local knobs = {}
   for i = 1, n do knobs[i] = { name = "k" .. i, index = i - 1 } end
   local obj = { metric = "p50_latency_ms", maximize = false, tie_breakers = {} }
+  local records = {}
   local s = Search.new({
     cfg = { knobs = knobs, workload = { request_count = 100 }, strategy_options = options or {}, objective = obj },
     baseline = {},
@@ -212,20 +213,36 @@ local function run_on_landscape(name, n, seed, options)
       r.mask_string, r.requests = config.mask_string(mask, n), requests
       return r
     end,
-  })
+  }, records)
   dofile(knob.root .. "/strategies/" .. name .. ".lua").run(s)
-  return s:_records(), land, obj
+  return records, land, obj
 end
 
-t.test("landscape: deterministic, about a quarter infeasible", function()
-  local a, b = Landscape.new(8, 5), Landscape.new(8, 5)
-  local infeasible = 0
+t.test("landscape: deterministic per seed, a conflicting pair, measured noise as configured", function()
+  local a, b, other = Landscape.new(8, 5), Landscape.new(8, 5), Landscape.new(8, 6)
+  local differs = false
   for m = 0, 255 do
     t.eq(a:true_p50(m), b:true_p50(m))
-    if not a:feasible(m) then infeasible = infeasible + 1 end
+    if a:true_p50(m) ~= other:true_p50(m) then differs = true end
   end
-  t.eq(infeasible, 64)
-  t.ok(a:feasible(0))
+  t.ok(differs, "two seeds gave the same landscape")
+  for seed = 1, 50 do -- the conflict is between two different knobs: masks with both ON fail
+    local land = Landscape.new(6, seed)
+    local c1, c2 = land.conflict[1], land.conflict[2]
+    t.ok(c1 ~= c2, "a knob conflicts with itself")
+    for m = 0, 63 do
+      local both = config.knob_on(m, 6, c1) and config.knob_on(m, 6, c2)
+      t.eq(land:feasible(m), not both)
+    end
+  end
+  local noisy, sum, sq, n = Landscape.new(4, 9, { noise = 0.02 }), 0, 0, 4000
+  local truth = noisy:true_p50(0)
+  for _ = 1, n do
+    local rel = noisy:measure(0, 1).metrics.p50_latency_ms / truth - 1
+    sum, sq = sum + rel, sq + rel * rel
+  end
+  local sd = math.sqrt(sq / n - (sum / n) ^ 2)
+  t.ok(math.abs(sd - 0.02) < 0.002, "measured noise sd " .. sd)
 end)
 
 t.test("coord_descent: never twice, stops at a local optimum", function()
