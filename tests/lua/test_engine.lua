@@ -161,6 +161,30 @@ t.test("within_noise: best and runner-up closer than their repeats' spread", fun
   t.eq(objective.within_noise({ a, c }, a, obj), nil) -- 20 ms apart: clear
   local p, q = rec(0, 10, 1, 1), rec(1, 10.1, 1, 1)
   t.eq(objective.within_noise({ p, q }, p, obj), nil) -- no repeats, no measured spread
+  -- every request failed but max_error_rate is 1: the metrics are null, never a number
+  local x, y = trial(0, cjson.null, { 1, 2 }), trial(1, cjson.null, { 1, 2 })
+  t.eq(objective.choose({ x, y }, obj), x)
+  t.eq(objective.within_noise({ x, y }, x, obj), nil)
+end)
+
+t.test("record: one shape, copies for strategies, every metric in every view", function()
+  local record = require("knobengine.record")
+  local r = { ok = true, metrics = { p50_latency_ms = 5, error_rate = 0, ttft_ms = { p50 = 1 }, new_metric = 7 },
+    timing = { start_s = 1 } }
+  local rec = record.from_result(r, { mask = 1, mask_string = "01", requests = 4, full = true, config = {},
+    dir = "/d", wall_s = 2, max_error_rate = 0 })
+  t.eq(rec.valid, true)
+  rec.trial = 3
+  local v = record.view(rec)
+  t.eq(v.new_metric, 7); t.eq(v.trial, 3)
+  v.ttft_ms.p50 = 99 -- a strategy's edit never reaches the record
+  t.eq(rec.metrics.ttft_ms.p50, 1)
+  t.eq(record.client_metrics(rec).new_metric, 7)
+  t.eq(record.summary_entry(rec).metrics.new_metric, 7)
+  local back = record.from_stored(cjson.decode(cjson.encode(record.stored(rec))))
+  t.eq(back.resumed, true); t.eq(back.error, nil); t.eq(back.metrics.new_metric, 7)
+  local never = record.from_result({ ok = false, error = "boom", timing = {} }, { max_error_rate = 0.5 })
+  t.eq(never.error_rate, 1.0); t.eq(never.valid, false); t.eq(never.metrics, {})
 end)
 
 t.test("search handle: masks, evaluate, history, bad masks", function()
@@ -278,6 +302,20 @@ t.test("pretty JSON is sorted and keeps nulls", function()
     '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1,\n  "c": []\n}\n')
   t.eq(util.shell_quote("it's"), "'it'\\''s'")
   t.eq(util.shell_join({ "a", "b c", "$x" }), "a 'b c' '$x'")
+end)
+
+t.test("docs/lua-api.md documents exactly the knob module's functions", function()
+  local f = assert(io.open(knob.root .. "/docs/lua-api.md"))
+  local doc = f:read("a")
+  f:close()
+  local documented, exported = {}, {}
+  for name in doc:gmatch("`knob%.([%w_]+)") do documented[name] = true end
+  for name in pairs(knob) do exported[name] = true end
+  for name in pairs(exported) do t.ok(documented[name], "knob." .. name .. " is not documented") end
+  for name in pairs(documented) do t.ok(exported[name], "knob." .. name .. " is documented but does not exist") end
+  local methods = {}
+  for m in doc:gmatch("`proc:([%w_]+)") do methods[m] = true end
+  t.eq(methods, { wait_ready = true, stop = true, pid = true, exited = true })
 end)
 
 t.done()
