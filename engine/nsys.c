@@ -1,16 +1,34 @@
 /* nsys.c - see nsys.h. */
 #include "nsys.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "fsutil.h"
 #include "supervise.h"
+
+/* The environment nsys commands run with: TMPDIR set to the trial's capture directory
+ * (nsys keeps the raw capture there until it writes the report). */
+typedef struct {
+  char var[PATH_MAX + 8];
+  const char *env[2];
+} nsys_env_buf;
+
+static const char *const *nsys_env(const ke_nsys_opts *o, nsys_env_buf *b) {
+  if (!o->tmp_dir) return NULL;
+  snprintf(b->var, sizeof b->var, "TMPDIR=%s", o->tmp_dir);
+  b->env[0] = b->var;
+  b->env[1] = NULL;
+  return b->env;
+}
 
 static size_t count_args(const char *const *a) {
   size_t n = 0;
@@ -27,7 +45,7 @@ static char *format_opt(const char *name, const char *value) {
 
 void ke_nsys_argv_free(ke_nsys_argv *a) {
   free(a->argv);
-  for (int i = 0; i < 3; i++) free(a->owned[i]);
+  for (int i = 0; i < 4; i++) free(a->owned[i]);
   memset(a, 0, sizeof *a);
 }
 
@@ -38,7 +56,8 @@ int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_
   const char **a = out->argv = calloc(n, sizeof *a);
   out->owned[0] = format_opt("--trace", o->trace);
   out->owned[1] = process ? format_opt("--output", o->output) : format_opt("--session-new", o->session);
-  if (!a || !out->owned[0] || !out->owned[1]) {
+  if (o->cuda_graph_trace) out->owned[2] = format_opt("--cuda-graph-trace", o->cuda_graph_trace);
+  if (!a || !out->owned[0] || !out->owned[1] || (o->cuda_graph_trace && !out->owned[2])) {
     ke_nsys_argv_free(out);
     return -1;
   }
@@ -47,6 +66,7 @@ int ke_nsys_wrap_argv(const ke_nsys_opts *o, const char *const *server_argv, ke_
   a[i++] = process ? "profile" : "launch";
   a[i++] = out->owned[1];
   a[i++] = out->owned[0];
+  if (out->owned[2]) a[i++] = out->owned[2];
   if (process) {
     a[i++] = "--force-overwrite=true";
     for (size_t k = 0; o->capture_args && o->capture_args[k]; k++) a[i++] = o->capture_args[k];
@@ -71,7 +91,8 @@ static int nsys_session_cmd(const ke_nsys_opts *o, const char *verb, int startin
   }
   argv[n] = NULL;
   char cerr[512] = "";
-  int st = ke_run_command(argv, o->log_path, o->timeout_s, cerr, sizeof cerr);
+  nsys_env_buf envbuf;
+  int st = ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, cerr, sizeof cerr);
   if (st == 0) return 0;
   if (st < 0) snprintf(err, errlen, "nsys %s: %s", verb, cerr);
   else snprintf(err, errlen, "'nsys %s' exited with status %d (see %s)", verb, st, o->log_path);
@@ -91,7 +112,8 @@ void ke_nsys_shutdown(const ke_nsys_opts *o) {
   char session_opt[300];
   snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
   const char *argv[] = {o->bin, "shutdown", session_opt, "--kill=none", NULL};
-  ke_run_command(argv, o->log_path, o->timeout_s, err, sizeof err);
+  nsys_env_buf envbuf;
+  ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, err, sizeof err);
 }
 
 /* Resolves `bin` through PATH when it has no slash. */
@@ -122,13 +144,26 @@ static void dir_of(const char *path, char *out, size_t outlen) {
 }
 
 /* Looks for QdstrmImporter where an nsys installation keeps it, relative to `dir` (the
- * directory of nsys, or of the real file behind its links). */
+ * directory of nsys, or of the real file behind its links): beside it, and in every
+ * sibling directory (host-linux-x64; linux-desktop-glibc_2_11_3-x64 in the copy
+ * bundled with Nsight Compute; ...), host-* ones first. */
 static int importer_near(const char *dir, char *out, size_t outlen) {
-  static const char *const rel[] = {"/QdstrmImporter", "/../host-linux-x64/QdstrmImporter",
-                                    "/../../host-linux-x64/QdstrmImporter"};
-  for (size_t r = 0; r < sizeof rel / sizeof rel[0]; r++) {
-    snprintf(out, outlen, "%s%s", dir, rel[r]);
-    if (access(out, X_OK) == 0) return 0;
+  snprintf(out, outlen, "%s/QdstrmImporter", dir);
+  if (access(out, X_OK) == 0) return 0;
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s/..", dir);
+  for (int pass = 0; pass < 2; pass++) {
+    DIR *d = opendir(parent);
+    if (!d) return -1;
+    struct dirent *de;
+    int found = 0;
+    while (!found && (de = readdir(d))) {
+      if (de->d_name[0] == '.' || (pass == 0) != (strncmp(de->d_name, "host-", 5) == 0)) continue;
+      snprintf(out, outlen, "%s/%s/QdstrmImporter", parent, de->d_name);
+      found = access(out, X_OK) == 0;
+    }
+    closedir(d);
+    if (found) return 0;
   }
   return -1;
 }
@@ -165,13 +200,99 @@ static int find_importer(const char *bin, char *out, size_t outlen) {
   return -1;
 }
 
+/* Debian/Ubuntu packages of the libraries an importer is known to need. */
+static const char *package_of(const char *lib) {
+  static const char *const map[][2] = {{"libdw.so.1", "libdw1"}, {"libelf.so.1", "libelf1"},
+                                       {"libstdc++.so.6", "libstdc++6"}, {"libz.so.1", "zlib1g"}};
+  for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (strcmp(lib, map[i][0]) == 0) return map[i][1];
+  return NULL;
+}
+
+/* "error while loading shared libraries: X: cannot open..." in the importer's output:
+ * the message naming X and its package. */
+static int loader_error(const char *out, const char *importer, char *err, size_t errlen) {
+  const char *p = out ? strstr(out, "error while loading shared libraries: ") : NULL;
+  if (!p) return 0;
+  p += strlen("error while loading shared libraries: ");
+  char lib[128];
+  snprintf(lib, sizeof lib, "%.*s", (int)strcspn(p, ":\n"), p);
+  const char *pkg = package_of(lib);
+  if (pkg)
+    snprintf(err, errlen, "nsys's report importer %s cannot start: %s is missing (install the package %s)", importer,
+             lib, pkg);
+  else
+    snprintf(err, errlen, "nsys's report importer %s cannot start: %s is missing (find its package with "
+             "'dpkg -S %s' or 'apt-file search %s')", importer, lib, lib, lib);
+  return 1;
+}
+
+int ke_nsys_check_importer(const char *bin, char *importer, size_t len, char *err, size_t errlen) {
+  if (find_importer(bin, importer, len)) {
+    snprintf(err, errlen, "nsys's report importer (QdstrmImporter) was not found near '%s': without it nsys "
+             "records a capture it cannot turn into a report; install a complete Nsight Systems", bin);
+    return -1;
+  }
+  char log[] = "/tmp/knobengine-importer.XXXXXX";
+  int fd = mkstemp(log);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot check the report importer: %s", strerror(errno));
+    return -1;
+  }
+  close(fd);
+  const char *argv[] = {importer, "--help", NULL};
+  char cerr[512] = "";
+  int st = ke_run_command(argv, NULL, log, 30, cerr, sizeof cerr);
+  char *out = ke_tail_lines(log, 20);
+  unlink(log);
+  int rc = 0;
+  if (loader_error(out, importer, err, errlen)) rc = -1;
+  else if (st != 0) {
+    snprintf(err, errlen, "nsys's report importer %s cannot start (%s): %s", importer,
+             st < 0 ? cerr : "it exited with an error", out && out[0] ? out : "no output");
+    rc = -1;
+  }
+  free(out);
+  return rc;
+}
+
+static long long tree_bytes(const char *path, int depth) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return 0;
+  if (!S_ISDIR(st.st_mode)) return S_ISREG(st.st_mode) ? (long long)st.st_size : 0;
+  if (depth > 8) return 0;
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  long long total = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char child[PATH_MAX];
+    snprintf(child, sizeof child, "%s/%s", path, de->d_name);
+    total += tree_bytes(child, depth + 1);
+  }
+  closedir(d);
+  return total;
+}
+
+long long ke_nsys_capture_bytes(const ke_nsys_opts *o) {
+  long long total = o->tmp_dir ? tree_bytes(o->tmp_dir, 0) : 0;
+  static const char *const ext[] = {".qdstrm", ".nsys-rep"};
+  for (size_t i = 0; i < 2; i++) {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s%s", o->output, ext[i]);
+    total += tree_bytes(p, 0);
+  }
+  return total;
+}
+
 int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const char *log_path,
                    double timeout_s, char *err, size_t errlen) {
   char output_opt[1100];
   snprintf(output_opt, sizeof output_opt, "--output=%s", sqlite);
   const char *argv[] = {bin, "export", "--type=sqlite", "--force-overwrite=true", output_opt, rep, NULL};
   char cerr[512] = "";
-  int st = ke_run_command(argv, log_path, timeout_s, cerr, sizeof cerr);
+  int st = ke_run_command(argv, NULL, log_path, timeout_s, cerr, sizeof cerr);
   if (st != 0) {
     if (st < 0) snprintf(err, errlen, "nsys export: %s", cerr);
     else snprintf(err, errlen, "'nsys export' exited with status %d (see %s)", st, log_path);
@@ -201,7 +322,8 @@ int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r) {
     }
     const char *argv[] = {importer, "-i", qdstrm, NULL};
     char cerr[512] = "";
-    int st = ke_run_command(argv, o->log_path, o->timeout_s, cerr, sizeof cerr);
+    nsys_env_buf envbuf;
+    int st = ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, cerr, sizeof cerr);
     if (st != 0 || !ke_exists(r->rep_path)) {
       snprintf(r->error, sizeof r->error, "'%s -i %s' failed (%s; see %s)", importer, qdstrm,
                st < 0 ? cerr : "no report written", o->log_path);

@@ -23,6 +23,7 @@ typedef struct {
   int tokens;
   int input_tokens; /* from usage; 0 when the server did not say */
   long status;
+  int done; /* finished (a replay stopped by its hook leaves the rest undone) */
   char error[96];
 } request_row;
 
@@ -33,6 +34,7 @@ typedef struct replay_state replay_state;
 typedef struct {
   CURL *easy;
   replay_state *rs;
+  int busy;      /* a request is in flight on it */
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
   double t_start, t_sent, t_first, t_last;
@@ -61,6 +63,9 @@ struct replay_state {
   int *port_fd;  /* per local port: the fd last seen with it */
   char *peek_buf; /* PEEK_SIZE bytes */
   kj_doc scratch; /* parses one response or chunk at a time, reset after each */
+  int completed;  /* measured requests finished so far */
+  int stopped;    /* the hook asked to stop */
+  double next_tick;
 };
 
 /* What curl reads from a socket at once (its default CURLOPT_BUFFERSIZE). */
@@ -274,6 +279,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   const ke_replay_opts *o = s->rs->o;
   size_t bi = (size_t)body_index % o->n_bodies;
   s->measured = measured;
+  s->busy = 1;
   s->index = row;
   s->t_sent = s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
   s->fd = -1;
@@ -295,6 +301,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
 static void slot_finish(slot *s, CURLcode result, double t_end) {
   replay_state *rs = s->rs;
   s->fd = -1; /* its connection is parked or another slot's now: not ours to watch */
+  s->busy = 0;
   const ke_replay_opts *o = rs->o;
   long code = response_code(s);
   int tokens = 0;
@@ -339,6 +346,7 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   r->status = code;
   r->start_ms = t_sent; /* made relative by the caller */
   r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
+  r->done = 1;
   if (s->error[0]) snprintf(r->error, sizeof r->error, "%s", s->error);
   else r->error[0] = '\0';
 }
@@ -368,6 +376,7 @@ static int write_csv(const char *path, const request_row *rows, int n, char *err
   kbuf_puts(&b, "request,start_ms,ttft_ms,latency_ms,output_tokens,http_status,error\n");
   for (int i = 0; i < n; i++) {
     const request_row *r = &rows[i];
+    if (!r->done) continue;
     kbuf_printf(&b, "%d,%.3f,", i, r->start_ms);
     if (isnan(r->ttft_ms)) kbuf_puts(&b, ",");
     else kbuf_printf(&b, "%.3f,", r->ttft_ms);
@@ -414,9 +423,58 @@ static void wait_for_data(CURLM *multi, slot *slots, int nslots, struct curl_wai
   }
 }
 
+/* Asks the hook (when there is one) whether to go on; 1 = stop. */
+static int hook_says_stop(replay_state *rs, ke_replay_event ev) {
+  const ke_replay_opts *o = rs->o;
+  if (!o->hook || rs->stopped) return rs->stopped;
+  if (o->hook(o->hook_ud, ev, rs->completed)) rs->stopped = 1;
+  return rs->stopped;
+}
+
+/* The hook stopped the replay: requests in flight are abandoned (not counted). */
+static void abandon_in_flight(CURLM *multi, slot *slots, int nslots) {
+  for (int i = 0; i < nslots; i++) {
+    if (!slots[i].busy) continue;
+    curl_multi_remove_handle(multi, slots[i].easy);
+    slots[i].busy = 0;
+    slots[i].fd = -1;
+  }
+}
+
+/* Finishes whatever curl reports done, starting the next requests in their slots.
+ * Returns 0, or -1 when a request could not be added. */
+static int collect_done(CURLM *multi, int total, int measured, int *next, int *running, char *err, size_t errlen) {
+  CURLMsg *m;
+  int q;
+  while ((m = curl_multi_info_read(multi, &q))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    double t_end = ke_now();
+    slot *s;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+    CURLcode result = m->data.result;
+    curl_multi_remove_handle(multi, m->easy_handle);
+    slot_finish(s, result, t_end);
+    (*running)--;
+    if (measured) {
+      s->rs->completed++;
+      if (hook_says_stop(s->rs, KE_REPLAY_COMPLETED)) return 0;
+    }
+    if (*next < total) {
+      if (slot_start(s, multi, *next, measured, *next)) {
+        snprintf(err, errlen, "cannot add request to curl");
+        return -1;
+      }
+      (*next)++;
+      (*running)++;
+    }
+  }
+  return 0;
+}
+
 /* Runs `total` requests starting at body index 0 with the slots; measured or not. */
 static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measured, struct curl_waitfd *pfds,
                      int *owner, char *err, size_t errlen) {
+  replay_state *rs = slots[0].rs;
   int next = 0, running = 0;
   for (int i = 0; i < nslots && next < total; i++, next++) {
     if (slot_start(&slots[i], multi, next, measured, next)) {
@@ -428,29 +486,19 @@ static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measu
   while (running > 0) {
     int still;
     curl_multi_perform(multi, &still);
-    CURLMsg *m;
-    int q;
-    while ((m = curl_multi_info_read(multi, &q))) {
-      if (m->msg != CURLMSG_DONE) continue;
-      double t_end = ke_now();
-      slot *s;
-      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-      CURLcode result = m->data.result;
-      curl_multi_remove_handle(multi, m->easy_handle);
-      slot_finish(s, result, t_end);
-      running--;
-      if (next < total) {
-        if (slot_start(s, multi, next, measured, next)) {
-          snprintf(err, errlen, "cannot add request to curl");
-          return -1;
-        }
-        next++;
-        running++;
-      }
-    }
+    if (collect_done(multi, total, measured, &next, &running, err, errlen)) return -1;
     if (ke_interrupted()) {
       snprintf(err, errlen, "interrupted during the workload");
       return KE_INTERRUPTED;
+    }
+    double now = ke_now();
+    if (measured && now >= rs->next_tick) { /* the hook's chance to watch (every 100 ms) */
+      rs->next_tick = now + 0.1;
+      hook_says_stop(rs, KE_REPLAY_TICK);
+    }
+    if (rs->stopped) {
+      abandon_in_flight(multi, slots, nslots);
+      return 0;
     }
     if (running > 0) wait_for_data(multi, slots, nslots, pfds, owner);
   }
@@ -550,8 +598,11 @@ static int aggregate(replay_state *rs, double t0, double t1, ke_metrics *out, ch
     goto done;
   }
   size_t nl = 0, nt = 0, np = 0;
+  int finished = 0;
   for (int i = 0; i < n; i++) {
     request_row *r = &rs->rows[i];
+    if (!r->done) continue;
+    finished++;
     r->start_ms = (r->start_ms - t0) * 1000.0;
     if (r->error[0]) {
       out->failed++;
@@ -568,8 +619,8 @@ static int aggregate(replay_state *rs, double t0, double t1, ke_metrics *out, ch
     }
   }
   for (size_t i = 0; i < rs->gaps.n; i++) itl[i] = rs->gaps.v[i];
-  out->request_count = n;
-  out->error_rate = (double)out->failed / n;
+  out->request_count = finished;
+  out->error_rate = finished ? (double)out->failed / finished : NAN;
   out->duration_s = t1 - t0;
   dist_from(lat, nl, &out->latency);
   dist_from(ttft, nt, &out->ttft);
@@ -595,6 +646,7 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
   if (rc == 0 && o->warmup > 0)
     rc = run_phase(rr.multi, rr.slots, rr.nslots, o->warmup, 0, rr.waitfds, rr.owner, err, errlen);
   if (rc == 0) {
+    hook_says_stop(&rr.rs, KE_REPLAY_MEASURING);
     double t0 = ke_now();
     rc = run_phase(rr.multi, rr.slots, rr.nslots, o->request_count, 1, rr.waitfds, rr.owner, err, errlen);
     double t1 = ke_now();

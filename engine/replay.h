@@ -23,6 +23,14 @@
 #define KNOB_REPLAY_H
 #include <stddef.h>
 
+/* What a replay tells its hook: the measured phase begins (after the warmup), a
+ * measured request finished (n = how many so far), or time passed (about every 100 ms
+ * of the measured phase). */
+typedef enum { KE_REPLAY_MEASURING, KE_REPLAY_COMPLETED, KE_REPLAY_TICK } ke_replay_event;
+/* Returns nonzero to stop the replay: requests in flight are abandoned and the metrics
+ * cover the requests that finished. */
+typedef int (*ke_replay_hook)(void *ud, ke_replay_event ev, int completed);
+
 typedef struct {
   const char *url; /* full URL of the endpoint */
   const char *const *bodies;
@@ -34,6 +42,8 @@ typedef struct {
   double request_timeout_s;
   int stream;
   const char *requests_csv; /* per-request rows, or NULL */
+  ke_replay_hook hook;      /* optional: told of the measured phase's progress */
+  void *hook_ud;
 } ke_replay_opts;
 
 typedef struct { double p50, p95, p99, mean; } ke_dist;

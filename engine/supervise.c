@@ -412,10 +412,10 @@ int ke_wait_port_free(const char *host, int port, double timeout_s) {
   }
 }
 
-int ke_run_command(const char *const *argv, const char *log_path, double timeout_s, char *err,
-                   size_t errlen) {
+int ke_run_command(const char *const *argv, const char *const *env, const char *log_path, double timeout_s,
+                   char *err, size_t errlen) {
   ke_proc *p;
-  if (ke_spawn(argv, NULL, log_path, &p, err, errlen)) return -1;
+  if (ke_spawn(argv, env, log_path, &p, err, errlen)) return -1;
   const char *sub = argv[1] ? argv[1] : "";
   double deadline = ke_now() + timeout_s;
   while (!ke_proc_exited(p)) {

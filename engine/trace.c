@@ -4,8 +4,9 @@
  * (names are looked up in StringIds afterwards), which keeps a multi-million-row trace
  * in the time SQLite needs to read it. Semantics follow nsys's own reports:
  *  - kernels: sum of (end - start) of CUPTI_ACTIVITY_KIND_KERNEL, grouped by demangled
- *    name (or short name); CUPTI_ACTIVITY_KIND_GRAPH_TRACE records (whole graphs) add
- *    to gpu_compute_ms; busy time per device is the union of kernel intervals.
+ *    name (or short name); CUPTI_ACTIVITY_KIND_GRAPH_TRACE records (whole graphs, traced
+ *    with --cuda-graph-trace=graph) add to gpu_compute_ms and appear in the top list as
+ *    "[CUDA graph N]"; busy time per device is the union of kernel and graph intervals.
  *  - memcpy by copyKind from the fixed CUPTI enum; memset separately.
  *  - OSRT: calls of eventClass 27; waits are the functions in WAIT_FUNCTIONS.
  *  - NVTX: push/pop and start/end ranges (event types 59, 60, 70, 71); the label is
@@ -360,13 +361,36 @@ static int by_device(const void *a, const void *b) {
   return (x->device > y->device) - (x->device < y->device);
 }
 
+/* Where the kernel (and graph) intervals come from, for the ORDER BY pass. */
+typedef struct {
+  int have_k, have_g, k_dev, g_dev;
+} busy_source;
+
+static void busy_select(const busy_source *b, char *sql, size_t len) {
+  char k[160] = "", g[160] = "";
+  if (b->have_k)
+    snprintf(k, sizeof k, "SELECT start, end, %s FROM CUPTI_ACTIVITY_KIND_KERNEL", b->k_dev ? "deviceId" : "0");
+  if (b->have_g)
+    snprintf(g, sizeof g, "SELECT start, end, %s FROM CUPTI_ACTIVITY_KIND_GRAPH_TRACE", b->g_dev ? "deviceId" : "0");
+  snprintf(sql, len, "%s%s%s ORDER BY 3, 1", k, b->have_k && b->have_g ? " UNION ALL " : "", g);
+}
+
 /* The union again from SQLite's ORDER BY, for rows too far out of order for the heap. */
-static int busy_sorted_pass(ctx *c, busy_union *u, const char *table, int dev_col) {
+static int busy_sorted_pass(ctx *c, busy_union *u, const busy_source *b) {
   u->ndev = 0;
   u->taken = u->unordered = 0;
+  char sql[512];
+  busy_select(b, sql, sizeof sql);
   reader r;
-  if (reader_open(c, &r, table, dev_col ? "start, end, deviceId" : "start, end, 0", "ORDER BY 3, 1")) return -1;
-  int rc;
+  memset(&r, 0, sizeof r);
+  r.c = c;
+  r.table = b->have_k ? "CUPTI_ACTIVITY_KIND_KERNEL" : "CUPTI_ACTIVITY_KIND_GRAPH_TRACE";
+  int rc = sqlite3_prepare_v2(c->db, sql, -1, &r.st, NULL);
+  if (rc != SQLITE_OK) {
+    if (is_fatal(rc)) set_fatal(c, rc);
+    else problem(c, r.table, "%s", sqlite3_errmsg(c->db));
+    return -1;
+  }
   int64_t v[3];
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 3, v)) { rc = -1; break; }
@@ -377,10 +401,10 @@ static int busy_sorted_pass(ctx *c, busy_union *u, const char *table, int dev_co
 }
 
 /* Fills s->busy (per device, sorted by id) from the union; frees the union. */
-static int busy_finish(ctx *c, busy_union *u, const char *table, int dev_col) {
+static int busy_finish(ctx *c, busy_union *u, const busy_source *b) {
   int rc = 0;
   while (u->n && !u->unordered) heap_pop_into_union(u);
-  if (u->unordered && !u->oom) rc = busy_sorted_pass(c, u, table, dev_col);
+  if (u->unordered && !u->oom) rc = busy_sorted_pass(c, u, b);
   if (u->oom) c->oom = 1;
   ke_trace_summary *s = c->s;
   if (rc == 0 && u->ndev) {
@@ -398,38 +422,63 @@ static int busy_finish(ctx *c, busy_union *u, const char *table, int dev_col) {
   return rc;
 }
 
-/* The top n entries of a map, largest total first, as items named from StringIds. */
-static ke_trace_item *top_items(ctx *c, const agg_map *m, size_t n, int64_t whole_ns, size_t *count) {
-  *count = 0;
-  agg **sorted = map_sorted(m);
-  if (!sorted) { c->oom = 1; return NULL; }
-  if (n > m->n) n = m->n;
-  ke_trace_item *items = calloc(n + 1, sizeof *items);
-  if (!items) c->oom = 1;
-  for (size_t i = 0; items && i < n; i++) {
-    char name[4096];
-    items[i].name = dup_str(c, string_of(c, sorted[i]->key, name, sizeof name));
-    items[i].total_ms = ms_of(sorted[i]->total_ns);
-    items[i].percent = percent_of(sorted[i]->total_ns, whole_ns);
-    items[i].count = sorted[i]->count;
-  }
-  free(sorted);
-  *count = items ? n : 0;
-  return items;
-}
-
 typedef struct {
-  agg_map names;
+  agg_map names;  /* kernels by name id */
+  agg_map graphs; /* whole-graph records by graph id */
   busy_union busy;
+  busy_source src;
   int64_t kernel_ns, count, graph_ns, graph_count;
 } kernel_sums;
 
-static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k, int dev_col) {
+/* One entry of the top list: a kernel (by name) or a whole graph (by graph id). */
+typedef struct {
+  const agg *a;
+  int graph;
+} top_entry;
+
+static int by_entry_total(const void *x, const void *y) {
+  const top_entry *a = x, *b = y;
+  if (a->a->total_ns != b->a->total_ns) return a->a->total_ns < b->a->total_ns ? 1 : -1;
+  if (a->graph != b->graph) return a->graph - b->graph; /* kernels first at equal time */
+  return (a->a->key > b->a->key) - (a->a->key < b->a->key);
+}
+
+/* The top n kernels and graphs together by total time; percents are of all GPU time
+ * (kernels plus whole graphs), so time inside graphs is never hidden. */
+static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
+  ke_trace_summary *s = c->s;
+  size_t total = k->names.n + k->graphs.n, m = 0;
+  top_entry *all = calloc(total + 1, sizeof *all);
+  if (!all) { c->oom = 1; return; }
+  const agg_map *maps[2] = {&k->names, &k->graphs};
+  for (int g = 0; g < 2; g++)
+    for (size_t i = 0; i < maps[g]->cap; i++)
+      if (maps[g]->slots[i].used) all[m++] = (top_entry){&maps[g]->slots[i], g};
+  qsort(all, m, sizeof *all, by_entry_total);
+  if (n > m) n = m;
+  s->top_kernels = calloc(n + 1, sizeof *s->top_kernels);
+  if (!s->top_kernels) c->oom = 1;
+  for (size_t i = 0; s->top_kernels && i < n; i++) {
+    ke_trace_item *it = &s->top_kernels[i];
+    char name[4096];
+    if (all[i].graph) snprintf(name, sizeof name, "[CUDA graph %lld]", (long long)all[i].a->key);
+    else string_of(c, all[i].a->key, name, sizeof name);
+    it->name = dup_str(c, name);
+    it->graph = all[i].graph;
+    it->total_ms = ms_of(all[i].a->total_ns);
+    it->percent = percent_of(all[i].a->total_ns, k->kernel_ns + k->graph_ns);
+    it->count = all[i].a->count;
+    s->n_top_kernels = i + 1;
+  }
+  free(all);
+}
+
+static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
   const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
   const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
   if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
   char cols[128];
-  snprintf(cols, sizeof cols, "start, end, %s, %s", dev_col ? "deviceId" : "0", name_col);
+  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
   reader r;
   if (reader_open(c, &r, T, cols, NULL)) return -1;
   int rc;
@@ -448,15 +497,26 @@ static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k, int 
   return rc;
 }
 
+/* Whole-graph records (--cuda-graph-trace=graph): their time counts as GPU time, busy
+ * time and a top-list entry per graph id. */
 static int read_graph_rows(ctx *c, kernel_sums *k) {
+  const char *T = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE";
+  char cols[128];
+  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.g_dev ? "deviceId" : "0",
+           has_column(c, T, "graphId") ? "graphId" : "0");
   reader r;
-  if (reader_open(c, &r, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", "start, end", NULL)) return -1;
+  if (reader_open(c, &r, T, cols, NULL)) return -1;
   int rc;
-  int64_t v[2];
+  int64_t v[4];
   while ((rc = reader_next(&r)) == 1) {
-    if (reader_ints(&r, 2, v)) { rc = -1; break; }
+    if (reader_ints(&r, 4, v)) { rc = -1; break; }
+    agg *a = map_get(&k->graphs, v[3]);
+    if (!a) { c->oom = 1; rc = -1; break; }
+    a->total_ns += v[1] - v[0];
+    a->count++;
     k->graph_ns += v[1] - v[0];
     k->graph_count++;
+    busy_push(&k->busy, (interval){v[0], v[1], v[2]});
   }
   reader_close(&r);
   return rc;
@@ -464,29 +524,32 @@ static int read_graph_rows(ctx *c, kernel_sums *k) {
 
 static void kernels(ctx *c, const ke_trace_opts *o) {
   ke_trace_summary *s = c->s;
-  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
-  int have_k = has_table(c, T), have_g = has_table(c, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE");
-  if (!have_k) note_missing(c, T);
-  if (!have_k && !have_g) return;
+  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL", *G = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE";
   kernel_sums k;
   memset(&k, 0, sizeof k);
-  int dev_col = have_k && has_column(c, T, "deviceId");
-  int rc = have_k ? read_kernel_rows(c, o, &k, dev_col) : 0;
-  if (rc == 0 && have_g) rc = read_graph_rows(c, &k);
-  if (rc == 0) rc = busy_finish(c, &k.busy, T, dev_col);
+  k.src.have_k = has_table(c, T);
+  k.src.have_g = has_table(c, G);
+  if (!k.src.have_k) note_missing(c, T);
+  if (!k.src.have_k && !k.src.have_g) return;
+  k.src.k_dev = k.src.have_k && has_column(c, T, "deviceId");
+  k.src.g_dev = k.src.have_g && has_column(c, G, "deviceId");
+  int rc = k.src.have_k ? read_kernel_rows(c, o, &k) : 0;
+  if (rc == 0 && k.src.have_g) rc = read_graph_rows(c, &k);
+  if (rc == 0) rc = busy_finish(c, &k.busy, &k.src);
   else { free(k.busy.heap); free(k.busy.dev); }
   if (rc == 0) {
     s->has_kernels = 1;
-    s->has_kernel_table = have_k;
-    s->has_graph_table = have_g;
+    s->has_kernel_table = k.src.have_k;
+    s->has_graph_table = k.src.have_g;
     s->gpu_compute_ms = ms_of(k.kernel_ns + k.graph_ns);
     s->kernel_ms = ms_of(k.kernel_ns);
     s->kernel_count = k.count;
     s->graph_trace_ms = ms_of(k.graph_ns);
     s->graph_trace_count = k.graph_count;
-    s->top_kernels = top_items(c, &k.names, (size_t)o->top_kernels, k.kernel_ns, &s->n_top_kernels);
+    top_kernels(c, &k, (size_t)o->top_kernels);
   }
   map_free(&k.names);
+  map_free(&k.graphs);
 }
 
 /* ---------- memcpy and memset ---------- */
@@ -728,8 +791,8 @@ static void nvtx_phases(ctx *c, const ke_trace_opts *o, agg *const *sorted, int6
     if (!count) continue;
     ke_trace_phase *ph = &s->phases[p];
     ph->found = 1;
-    ph->v = (ke_trace_item){NULL, NULL, ms_of(total), percent_of(total, all_ns),
-                            round6((double)total / 1e6 / (double)count), count};
+    ph->v = (ke_trace_item){.total_ms = ms_of(total), .percent = percent_of(total, all_ns),
+                            .mean_ms = round6((double)total / 1e6 / (double)count), .count = count};
   }
 }
 
@@ -753,9 +816,9 @@ static void nvtx_ranges(ctx *c, const ke_trace_opts *o, nvtx_sums *n) {
     char name[1100];
     range_name(c, n, a, name, sizeof name);
     s->nvtx_ranges[s->n_nvtx_ranges++] =
-        (ke_trace_item){dup_str(c, name), a->style == 1 ? "PushPop" : "StartEnd", ms_of(a->total_ns),
-                        percent_of(a->total_ns, n->all_ns), round6((double)a->total_ns / 1e6 / (double)a->count),
-                        a->count};
+        (ke_trace_item){.name = dup_str(c, name), .style = a->style == 1 ? "PushPop" : "StartEnd",
+                        .total_ms = ms_of(a->total_ns), .percent = percent_of(a->total_ns, n->all_ns),
+                        .mean_ms = round6((double)a->total_ns / 1e6 / (double)a->count), .count = a->count};
   }
   s->has_nvtx = 1;
   nvtx_phases(c, o, sorted, n->all_ns);

@@ -27,6 +27,7 @@ typedef struct {
 typedef struct {
   char *name;
   const char *style; /* NVTX ranges: "PushPop" or "StartEnd"; otherwise NULL */
+  int graph;         /* top kernels: a whole CUDA graph ("[CUDA graph N]"), not a kernel */
   double total_ms, percent, mean_ms;
   long long count;
 } ke_trace_item;
@@ -63,7 +64,7 @@ typedef struct {
   long long kernel_count, graph_trace_count;
   ke_trace_busy *busy; /* per device, by device id */
   size_t n_busy;
-  ke_trace_item *top_kernels;
+  ke_trace_item *top_kernels; /* kernels and whole graphs, percent of gpu_compute_ms */
   size_t n_top_kernels;
 
   int has_memcpy; /* CUPTI_ACTIVITY_KIND_MEMCPY */

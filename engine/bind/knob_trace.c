@@ -18,7 +18,8 @@ static void set_null(lua_State *L, const char *key) {
   lua_setfield(L, -2, key);
 }
 
-/* An array of items; fields: name, [style], total_ms, [count or calls], [mean_ms, percent]. */
+/* An array of items; fields: name, [style], [graph], total_ms, [count or calls], [mean_ms,
+ * percent]. */
 static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const char *count_key, int with_mean,
                        int with_percent) {
   lua_createtable(L, (int)n, 0);
@@ -27,6 +28,7 @@ static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const
     lua_createtable(L, 0, 6);
     ke_set_str(L, "name", it->name);
     if (it->style) ke_set_str(L, "style", it->style);
+    if (it->graph) ke_set_bool(L, "graph", 1);
     ke_set_num(L, "total_ms", it->total_ms);
     ke_set_int(L, count_key, it->count);
     if (with_mean) ke_set_num(L, "mean_ms", it->mean_ms);

@@ -186,7 +186,9 @@ local DEFAULTS = {
   },
   nsys = {
     bin = "nsys", trace = "cuda,nvtx,osrt", capture = "session", timeout_s = 600,
-    extra_args = { "--trace-fork-before-exec=true", "--cuda-graph-trace=node" },
+    extra_args = { "--trace-fork-before-exec=true" },
+    cuda_graph_trace = "node", -- "graph": one record per graph launch, far smaller traces
+    max_trace_mb = 4096, -- the capture is stopped when its files pass this (0: no limit)
     -- CPU sampling and context-switch tracing off: they are not needed for the summary,
     -- and with them nsys 2022.4 often hangs in `nsys stop` when NVTX is traced
     capture_args = { "--sample=none", "--cpuctxsw=none" },
@@ -283,10 +285,11 @@ local function validate_knobs(c, raw)
 end
 
 local function validate_nsys(c, raw)
-  local n = c:object(get(raw, "nsys", {}), "nsys",
-    { bin = 1, trace = 1, extra_args = 1, capture_args = 1, capture = 1, phases = 1, kernel_names = 1, timeout_s = 1 })
+  local n = c:object(get(raw, "nsys", {}), "nsys", { bin = 1, trace = 1, extra_args = 1, capture_args = 1,
+    capture = 1, phases = 1, kernel_names = 1, timeout_s = 1, capture_requests = 1, cuda_graph_trace = 1,
+    max_trace_mb = 1 })
   local d = DEFAULTS.nsys
-  return {
+  local nsys = {
     bin = c:string(get(n, "bin", d.bin), "nsys.bin"),
     trace = c:string(get(n, "trace", d.trace), "nsys.trace"),
     extra_args = n.extra_args ~= nil and c:string_list(n.extra_args, "nsys.extra_args") or d.extra_args,
@@ -295,7 +298,19 @@ local function validate_nsys(c, raw)
     phases = n.phases ~= nil and c:string_list(n.phases, "nsys.phases", { nonempty = true }) or d.phases,
     kernel_names = c:string(get(n, "kernel_names", d.kernel_names), "nsys.kernel_names", { one_of = { demangled = 1, short = 1 } }),
     timeout_s = c:number(get(n, "timeout_s", d.timeout_s), "nsys.timeout_s", { min = 1, max = 86400 }),
+    cuda_graph_trace = c:string(get(n, "cuda_graph_trace", d.cuda_graph_trace), "nsys.cuda_graph_trace",
+      { one_of = { node = 1, graph = 1 } }),
+    max_trace_mb = c:number(get(n, "max_trace_mb", d.max_trace_mb), "nsys.max_trace_mb", { min = 0, max = 1e7 }),
   }
+  if n.capture_requests ~= nil then
+    nsys.capture_requests = c:number(n.capture_requests, "nsys.capture_requests", { integer = true, min = 1 })
+  end
+  for i, a in ipairs(nsys.extra_args) do
+    if a:find("^%-%-cuda%-graph%-trace") then
+      c:bad(string.format("nsys.extra_args[%d]", i - 1), "set nsys.cuda_graph_trace instead of '%s'", a)
+    end
+  end
+  return nsys
 end
 
 local function parse_tie_breaker(c, s, path)
@@ -368,6 +383,9 @@ function M.parse(text, path)
   cfg.constraints = {
     max_error_rate = c:number(get(cons, "max_error_rate", 0), "constraints.max_error_rate", { min = 0, max = 1 }),
   }
+  if cfg.nsys.capture_requests and cfg.nsys.capture_requests > cfg.workload.request_count then
+    c:bad("nsys.capture_requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
+  end
   -- the engine chooses the port: the command must say where it goes
   local has_port = false
   for _, a in ipairs(serve_cmd) do if a:find("{port}", 1, true) then has_port = true end end

@@ -54,12 +54,18 @@ local function num(v)
   return string.format("%.6f", v)
 end
 
--- {"k": v, ...} on one line, keys in the given order.
+local function value(v)
+  if type(v) == "string" then return str(v) end
+  if type(v) == "boolean" then return tostring(v) end
+  return num(v)
+end
+
+-- {"k": v, ...} on one line, keys in the given order (absent keys left out).
 local function inline(obj, keys)
   local parts = {}
   for _, k in ipairs(keys) do
     local v = obj[k]
-    parts[#parts + 1] = str(k) .. ": " .. (type(v) == "string" and str(v) or num(v))
+    if v ~= nil then parts[#parts + 1] = str(k) .. ": " .. value(v) end
   end
   return "{" .. table.concat(parts, ", ") .. "}"
 end
@@ -117,7 +123,7 @@ local function fields(s, phase_names)
     if s[k] ~= nil then f[#f + 1] = { k, num(s[k]) } end
   end
   f[#f + 1] = { "gpu_busy_ms", busy(s.gpu_busy_ms) }
-  f[#f + 1] = { "top_kernels", list(s.top_kernels, { "name", "total_ms", "percent", "count" }) }
+  f[#f + 1] = { "top_kernels", list(s.top_kernels, { "name", "total_ms", "percent", "count", "graph" }) }
   f[#f + 1] = { "memcpy_ms", num(s.memcpy_ms) }
   f[#f + 1] = { "memcpy_by_kind", object(s.memcpy_by_kind, COPY_KINDS, { "ms", "bytes", "count" }) }
   for _, k in ipairs({ "memset_ms", "memset_bytes", "memset_count", "osrt_wait_ms", "osrt_total_ms", "osrt_calls" }) do

@@ -225,10 +225,10 @@ static void test_supervise(void) {
 
   /* a command run to completion: its status, and the log it wrote */
   const char *cmd[] = {"sh", "-c", "echo ran-to-completion; exit 4", NULL};
-  CHECK(ke_run_command(cmd, log, 10, err, sizeof err) == 4);
+  CHECK(ke_run_command(cmd, NULL, log, 10, err, sizeof err) == 4);
   CHECK(wait_for_log(log, "ran-to-completion"));
   const char *slow[] = {"sleep", "30", NULL};
-  CHECK(ke_run_command(slow, log, 0.2, err, sizeof err) == -1);
+  CHECK(ke_run_command(slow, NULL, log, 0.2, err, sizeof err) == -1);
   CHECK(strstr(err, "'sleep 30' did not finish within") != NULL);
 
   /* markers are unique and carry our pid */

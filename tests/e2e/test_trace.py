@@ -25,12 +25,12 @@ class Summarize(Workspace):
         self.assertEqual((s["nsys_version"], s["export_schema"]), ("2024.5.1", "3.11.0"))
         # kernels 3*2 + 2*0.5 + 4 = 11 ms, plus a 5 ms whole-graph record
         self.assertEqual((s["kernel_ms"], s["graph_trace_ms"], s["gpu_compute_ms"], s["kernel_count"]), (11.0, 5.0, 16.0, 6))
-        # device 0: [0,3] u [10,12] u [20,24] = 9 ms; device 1: 1 ms
-        self.assertEqual(s["gpu_busy_ms"], {"0": 9.0, "1": 1.0})
-        self.assertEqual([(k["name"], k["total_ms"], k["count"]) for k in s["top_kernels"]], [
-            ("gemm_kernel<float, 128>(float const*, float*, int)", 6.0, 3),
-            ("flash_fwd", 4.0, 1), ("softmax(float*, int)", 1.0, 2)])
-        self.assertAlmostEqual(s["top_kernels"][0]["percent"], 600 / 11, places=5)
+        # device 0: kernels [0,3] u [10,12] u [20,24] and the graph [0,5]: 11 ms; device 1: 1 ms
+        self.assertEqual(s["gpu_busy_ms"], {"0": 11.0, "1": 1.0})
+        self.assertEqual([(k["name"], k["total_ms"], k["count"], k["percent"]) for k in s["top_kernels"]], [
+            ("gemm_kernel<float, 128>(float const*, float*, int)", 6.0, 3, 37.5),
+            ("[CUDA graph 1]", 5.0, 1, 31.25), ("flash_fwd", 4.0, 1, 25.0), ("softmax(float*, int)", 1.0, 2, 6.25)])
+        self.assertEqual([k.get("graph", False) for k in s["top_kernels"]], [False, True, False, False])
         self.assertEqual(s["memcpy_ms"], 6.25)
         self.assertEqual(s["memcpy_by_kind"], {"HtoD": {"ms": 4.0, "bytes": 1500, "count": 2},
                                                "DtoH": {"ms": 2.0, "bytes": 300, "count": 1},
@@ -47,6 +47,20 @@ class Summarize(Workspace):
         self.assertEqual(s["nvtx_phases"]["decode"], {"total_ms": 5.0, "count": 2, "mean_ms": 2.5, "percent": 10.0})
         self.assertEqual(s["nvtx_phases"]["get_batch"]["total_ms"], 25.0)
         self.assertEqual(s["missing_tables"], [])
+
+    def test_graph_level_trace_is_counted_and_shown(self):
+        """--cuda-graph-trace=graph: time inside graphs is GPU time, busy time, and an
+        entry per graph in the top list; percents are of all GPU time."""
+        path = self.path("graphs.sqlite")
+        trace_fixtures.make_graphs(path)
+        s = self.summarize(path)
+        self.assertEqual((s["kernel_ms"], s["graph_trace_ms"], s["gpu_compute_ms"]), (3.5, 22.0, 25.5))
+        self.assertEqual((s["kernel_count"], s["graph_trace_count"]), (4, 202))
+        self.assertEqual(s["gpu_busy_ms"], {"0": 25.5})
+        self.assertEqual([(k["name"], k["total_ms"], k["count"], k["percent"], k.get("graph", False)) for k in s["top_kernels"]], [
+            ("[CUDA graph 3]", 20.0, 200, 78.431373, True), ("gemm_eager", 3.0, 3, 11.764706, False),
+            ("[CUDA graph 5]", 2.0, 2, 7.843137, True), ("copy_kernel", 0.5, 1, 1.960784, False)])
+        self.assertAlmostEqual(sum(k["percent"] for k in s["top_kernels"]), 100.0, places=4)
 
     def busy_fixture(self, name, order):
         """300k kernels on two devices, overlapping in places, listed in `order`;

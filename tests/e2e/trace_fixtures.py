@@ -110,3 +110,21 @@ def make_damaged(path, damage):
         db.execute("DELETE FROM NVTX_EVENTS")
     db.commit()
     db.close()
+
+
+def make_graphs(path):
+    """A trace taken with --cuda-graph-trace=graph: a CUDA graph (id 3) replayed 200
+    times and another (id 5) twice, as whole-graph records, plus eager kernels."""
+    db = sqlite3.connect(path)
+    _strings(db, {1: "gemm_eager", 2: "copy_kernel"})
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+               "deviceId INTEGER NOT NULL, demangledName INTEGER NOT NULL, shortName INTEGER NOT NULL)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, 0, ?, ?)",
+                   [(0, MS, 1, 1), (2 * MS, 3 * MS, 1, 1), (4 * MS, 5 * MS, 1, 1), (6 * MS, 6 * MS + MS // 2, 2, 2)])
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_GRAPH_TRACE (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+               "deviceId INTEGER NOT NULL, contextId INTEGER, streamId INTEGER, correlationId INTEGER, graphId INTEGER NOT NULL)")
+    rows = [(10 * MS + i * 200_000, 10 * MS + i * 200_000 + 100_000, 3) for i in range(200)]
+    rows += [(60 * MS, 61 * MS, 5), (62 * MS, 63 * MS, 5)]
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (?, ?, 0, 1, 7, 0, ?)", rows)
+    db.commit()
+    db.close()
