@@ -5,6 +5,7 @@
  * stop the server, finish the profile. Each step below is one function. */
 #include "evaluate.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,15 @@
 typedef struct {
   const ke_trial *t;
   ke_trial_result *r;
-  ke_nsys_opts nsys_opts;  /* a copy, when the capture mode had to change */
+  ke_nsys_opts nsys_opts;  /* the trial's nsys options, as adjusted here */
+  char tmp_dir[4096];      /* nsys_opts.tmp_dir made absolute (nsys fails on a relative TMPDIR) */
   const ke_nsys_opts *nsys; /* NULL when not profiling */
   char marker[64];
+  char tmp_env[4200]; /* TMPDIR=... for a profiled server (where nsys keeps the capture) */
   ke_proc *proc;
+  /* the capture window (profiling) */
+  int capture_started, capturing, capture_ended;
+  int done_before;        /* measured requests of earlier repeats */
 } trial_run;
 
 static void phase(const trial_run *run, const char *name, const char *detail) {
@@ -31,14 +37,16 @@ static int session_capture(const trial_run *run) {
   return run->nsys && run->nsys->capture == KE_CAPTURE_SESSION;
 }
 
-/* Session capture needs nsys to find its report importer; without it `nsys stop` hangs,
- * so the whole process is captured instead and the result says so. */
+/* The trial's nsys options. Session capture needs nsys to find its report importer;
+ * without it `nsys stop` hangs, so the whole process is captured instead and the
+ * result says so. */
 static void choose_capture(trial_run *run) {
-  run->nsys = run->t->nsys;
-  if (!session_capture(run) || ke_nsys_importer_visible(run->nsys->bin)) return;
-  run->nsys_opts = *run->nsys;
-  run->nsys_opts.capture = KE_CAPTURE_PROCESS;
+  if (!run->t->nsys) return;
+  run->nsys_opts = *run->t->nsys;
   run->nsys = &run->nsys_opts;
+  if (run->nsys_opts.tmp_dir && realpath(run->nsys_opts.tmp_dir, run->tmp_dir)) run->nsys_opts.tmp_dir = run->tmp_dir;
+  if (!session_capture(run) || ke_nsys_importer_visible(run->nsys->bin)) return;
+  run->nsys_opts.capture = KE_CAPTURE_PROCESS;
   snprintf(run->r->nsys.note, sizeof run->r->nsys.note,
            "nsys cannot find its QdstrmImporter (a session's 'nsys stop' would hang), so the whole "
            "server process was captured with 'nsys profile'; link <nsys-install>/host-linux-x64 "
@@ -61,7 +69,7 @@ static int spawn_server(trial_run *run) {
   }
   size_t nenv = 0;
   while (t->env && t->env[nenv]) nenv++;
-  const char **env = calloc(nenv + 2, sizeof *env);
+  const char **env = calloc(nenv + 3, sizeof *env);
   if (!env) {
     ke_nsys_argv_free(&wrapped);
     snprintf(r->error, sizeof r->error, "out of memory");
@@ -69,10 +77,57 @@ static int spawn_server(trial_run *run) {
   }
   for (size_t i = 0; i < nenv; i++) env[i] = t->env[i];
   env[nenv] = run->marker;
+  if (run->nsys && run->nsys->tmp_dir) {
+    snprintf(run->tmp_env, sizeof run->tmp_env, "TMPDIR=%s", run->nsys->tmp_dir);
+    env[nenv + 1] = run->tmp_env;
+  }
   int rc = ke_spawn(argv, env, t->log_path, &run->proc, r->error, sizeof r->error);
   free(env);
   ke_nsys_argv_free(&wrapped);
   return rc;
+}
+
+/* Ends the capture early (nsys.capture_requests, nsys.max_trace_mb). Session capture:
+ * `nsys stop` now, the workload goes on. Process capture: the workload stops (1), and
+ * stopping the server makes nsys write what it has. */
+static int end_capture(trial_run *run, const char *why) {
+  ke_trial_result *r = run->r;
+  if (run->capture_ended) return run->nsys->capture == KE_CAPTURE_PROCESS;
+  run->capture_ended = 1;
+  snprintf(r->nsys.partial, sizeof r->nsys.partial, "%s", why);
+  if (run->nsys->capture == KE_CAPTURE_PROCESS) return 1;
+  if (run->capturing) ke_nsys_stop(run->nsys, r->nsys.error, sizeof r->nsys.error);
+  run->capturing = 0;
+  return 0;
+}
+
+/* Watches the capture while the workload runs (replay.h hook): starts it when the
+ * measured phase begins, ends it after capture_requests requests or when its files
+ * pass max_trace_mb. */
+static int capture_hook(void *ud, ke_replay_event ev, int completed) {
+  trial_run *run = ud;
+  const ke_nsys_opts *n = run->nsys;
+  ke_trial_result *r = run->r;
+  char why[256];
+  if (ev == KE_REPLAY_MEASURING && session_capture(run) && !run->capture_started) {
+    run->capture_started = 1;
+    run->capturing = ke_nsys_start(n, r->nsys.error, sizeof r->nsys.error) == 0;
+  } else if (ev == KE_REPLAY_COMPLETED && n->capture_requests > 0 && !run->capture_ended &&
+             run->done_before + completed >= n->capture_requests) {
+    snprintf(why, sizeof why, "the capture covers the first %d measured requests (nsys.capture_requests)",
+             n->capture_requests);
+    return end_capture(run, why);
+  } else if (ev == KE_REPLAY_TICK && !run->capture_ended) {
+    long long bytes = ke_nsys_capture_bytes(n);
+    if (bytes > r->nsys.capture_bytes) r->nsys.capture_bytes = bytes;
+    if (n->max_trace_mb > 0 && (double)bytes > n->max_trace_mb * 1048576.0) {
+      r->nsys.size_limited = 1;
+      snprintf(why, sizeof why, "the capture was stopped when its files passed %g MB (nsys.max_trace_mb)",
+               n->max_trace_mb);
+      return end_capture(run, why);
+    }
+  }
+  return 0;
 }
 
 /* requests.csv, requests-2.csv, ... for repeat k (0-based). */
@@ -95,24 +150,31 @@ static int replay_repeats(trial_run *run, char *err, size_t errlen) {
     char csv[1100];
     if (repeats > 1) o.requests_csv = repeat_csv(o.requests_csv, k, csv, sizeof csv);
     if (k > 0) o.warmup = 0; /* the server is warm after the first repeat */
+    if (run->nsys) {
+      o.hook = capture_hook;
+      o.hook_ud = run;
+    }
     rc = ke_replay(&o, &r->repeat_metrics[k], err, errlen);
     if (rc == 0) r->repeats_done = k + 1;
+    run->done_before += r->repeat_metrics[k].request_count;
+    if (run->capture_ended && run->nsys->capture == KE_CAPTURE_PROCESS) break; /* the workload was stopped */
   }
   if (r->repeats_done) ke_metrics_combine(r->repeat_metrics, r->repeats_done, &r->metrics);
   if (rc == -1 && r->repeats_done) rc = 0; /* keep what was measured */
   return rc;
 }
 
-/* The workload window: capture it (session mode), replay, judge the outcome. */
+/* The workload window: replay (the capture hook starts and ends a session capture),
+ * judge the outcome. */
 static int run_workload(trial_run *run) {
   ke_trial_result *r = run->r;
-  int capturing = session_capture(run) && ke_nsys_start(run->nsys, r->nsys.error, sizeof r->nsys.error) == 0;
   phase(run, "replaying", NULL);
   double w0 = ke_now();
   char rerr[512] = "";
   int rc = replay_repeats(run, rerr, sizeof rerr);
   r->workload_s = ke_now() - w0;
-  if (capturing) ke_nsys_stop(run->nsys, r->nsys.error, sizeof r->nsys.error);
+  if (run->capturing) ke_nsys_stop(run->nsys, r->nsys.error, sizeof r->nsys.error);
+  run->capturing = 0;
   if (rc != 0) {
     snprintf(r->error, sizeof r->error, "%s", rerr);
     return rc;
@@ -175,6 +237,10 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   }
   stop_server(&run);
   if (rc == KE_INTERRUPTED) return KE_INTERRUPTED;
+  if (run.nsys) {
+    long long bytes = ke_nsys_capture_bytes(run.nsys);
+    if (bytes > r->nsys.capture_bytes) r->nsys.capture_bytes = bytes;
+  }
   if (rc == 0 && run.nsys && !r->nsys.error[0]) {
     phase(&run, "exporting", NULL);
     ke_nsys_finish(run.nsys, &r->nsys);

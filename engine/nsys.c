@@ -180,21 +180,23 @@ int ke_nsys_importer_visible(const char *bin) {
 }
 
 /* Finds the QdstrmImporter that ships with this nsys: near the nsys it runs, near the
- * real file behind its links, and in the usual install roots. */
+ * real file behind its links, and where the same installation keeps it apart (Debian's
+ * package puts it in /usr/lib/nsight-systems, not beside the real nsys). */
 static int find_importer(const char *bin, char *out, size_t outlen) {
-  char path[PATH_MAX], real[PATH_MAX], dir[PATH_MAX];
-  if (which(bin, path, sizeof path) == 0) {
-    dir_of(path, dir, sizeof dir);
+  char path[PATH_MAX], real[PATH_MAX] = "", dir[PATH_MAX];
+  if (which(bin, path, sizeof path)) return -1;
+  dir_of(path, dir, sizeof dir);
+  if (importer_near(dir, out, outlen) == 0) return 0;
+  if (realpath(path, real)) {
+    dir_of(real, dir, sizeof dir);
     if (importer_near(dir, out, outlen) == 0) return 0;
-    if (realpath(path, real)) {
-      dir_of(real, dir, sizeof dir);
-      if (importer_near(dir, out, outlen) == 0) return 0;
-    }
   }
-  static const char *const fixed[] = {"/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter",
-                                      "/opt/nvidia/nsight-systems/host-linux-x64/QdstrmImporter"};
-  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
-    snprintf(out, outlen, "%s", fixed[i]);
+  static const char *const apart[][2] = {
+      {"/usr/lib/", "/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter"},
+      {"/opt/nvidia/nsight-systems/", "/opt/nvidia/nsight-systems/host-linux-x64/QdstrmImporter"}};
+  for (size_t i = 0; i < sizeof apart / sizeof apart[0]; i++) {
+    if (strncmp(real, apart[i][0], strlen(apart[i][0])) != 0) continue;
+    snprintf(out, outlen, "%s", apart[i][1]);
     if (access(out, X_OK) == 0) return 0;
   }
   return -1;

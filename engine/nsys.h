@@ -27,8 +27,9 @@ typedef struct {
   const char *log_path;
   double timeout_s;    /* for each nsys command */
   const char *cuda_graph_trace; /* "node" or "graph" (--cuda-graph-trace), or NULL */
-  const char *tmp_dir; /* TMPDIR of nsys and the server it runs: where nsys keeps the
-                          capture until it writes the report (the size guard watches it) */
+  const char *tmp_dir; /* TMPDIR of nsys and the server it runs, an existing directory
+                          (absolute: ke_evaluate makes it so): where nsys keeps the capture
+                          until it writes the report (the size guard watches it) */
   int capture_requests; /* > 0: capture only the first N measured requests */
   double max_trace_mb;  /* > 0: stop the capture once its files pass this size */
 } ke_nsys_opts;
@@ -38,6 +39,7 @@ typedef struct {
   char error[1024];
   char note[512];       /* what was done differently (e.g. capture fallback), or "" */
   char partial[256];    /* why the capture was stopped early (size guard, capture_requests), or "" */
+  int size_limited;     /* the size guard (max_trace_mb) stopped the capture */
   long long capture_bytes; /* the largest size the capture reached while it ran */
   char rep_path[1024], sqlite_path[1024];
   double export_s;

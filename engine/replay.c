@@ -492,7 +492,7 @@ static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measu
       return KE_INTERRUPTED;
     }
     double now = ke_now();
-    if (measured && now >= rs->next_tick) { /* the hook's chance to watch (every 100 ms) */
+    if (now >= rs->next_tick) { /* the hook's chance to watch (every 100 ms) */
       rs->next_tick = now + 0.1;
       hook_says_stop(rs, KE_REPLAY_TICK);
     }

@@ -24,8 +24,8 @@
 #include <stddef.h>
 
 /* What a replay tells its hook: the measured phase begins (after the warmup), a
- * measured request finished (n = how many so far), or time passed (about every 100 ms
- * of the measured phase). */
+ * measured request finished (n = how many so far), or time passed (about every 100 ms,
+ * warmup included). */
 typedef enum { KE_REPLAY_MEASURING, KE_REPLAY_COMPLETED, KE_REPLAY_TICK } ke_replay_event;
 /* Returns nonzero to stop the replay: requests in flight are abandoned and the metrics
  * cover the requests that finished. */

@@ -65,15 +65,29 @@ if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
   fi
 fi
 if [ "$want_nsys" = 1 ] && command -v nsys >/dev/null 2>&1; then
-  # Debian's package puts QdstrmImporter in /usr/lib/nsight-systems/host-linux-x64 but
-  # nsys looks beside its real binary (../host-linux-x64). Without it nsys leaves only a
-  # .qdstrm and `nsys stop` of a session hangs. Link the directory where nsys looks.
+  # nsys looks for its report importer (QdstrmImporter) beside its real binary and in
+  # ../host-linux-x64. Without it nsys leaves only a .qdstrm and `nsys stop` of a session
+  # hangs. Debian's package puts the importer in /usr/lib/nsight-systems/host-linux-x64;
+  # the copy bundled with Nsight Compute in ../linux-desktop-glibc_2_11_3-x64. Link the
+  # directory where nsys looks to where the importer is.
   real=$(readlink -f "$(command -v nsys)")
   want="$(dirname "$(dirname "$real")")/host-linux-x64"
-  have=/usr/lib/nsight-systems/host-linux-x64
-  if [ ! -e "$want/QdstrmImporter" ] && [ -x "$have/QdstrmImporter" ] && [ ! -e "$want" ]; then
+  have=""
+  for d in /usr/lib/nsight-systems/host-linux-x64 "$(dirname "$(dirname "$real")")"/linux-desktop-*; do
+    if [ -x "$d/QdstrmImporter" ]; then have="$d"; break; fi
+  done
+  if [ ! -e "$want/QdstrmImporter" ] && [ -n "$have" ] && [ ! -e "$want" ]; then
     echo "install-deps.sh: linking $want -> $have (nsys's report importer)" >&2
     $SUDO ln -s "$have" "$want"
+  fi
+  # the importer needs libdw.so.1 (and libelf.so.1), which a machine without
+  # development tools may lack
+  importer="$want/QdstrmImporter"
+  [ -x "$importer" ] || importer="$have/QdstrmImporter"
+  if [ -x "$importer" ] && "$importer" --help 2>&1 | grep -q "error while loading shared libraries"; then
+    echo "install-deps.sh: installing libdw1 libelf1 (needed by $importer)" >&2
+    apt_update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends libdw1 libelf1 >&2
   fi
 fi
 echo "install-deps.sh: dependencies present" >&2

@@ -39,6 +39,7 @@ typedef struct {
   int malformed_after_tokens; /* > 0: a broken chunk after this many tokens */
   int stall_after_tokens;     /* > 0: a stream goes silent after this many tokens */
   int ignore_sigterm;
+  double slow_under_profiler; /* > 1: every modelled time multiplied when run under nsys */
   sim_params p;
 } options;
 
@@ -104,6 +105,12 @@ static double num_arg(const char *name, const char *v) {
   return d;
 }
 
+/* Nsight Systems injects itself through LD_PRELOAD and QUADD_* variables. */
+static int under_profiler(void) {
+  const char *preload = getenv("LD_PRELOAD");
+  return getenv("QUADD_INJECTION_PROXY") != NULL || (preload && strstr(preload, "libToolsInjection"));
+}
+
 static void parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->host = "127.0.0.1";
@@ -151,6 +158,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--malformed-after-tokens")) o->malformed_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
+    else if (FLAG("--slow-under-profiler")) o->slow_under_profiler = num_arg(name, VALUE());
     else if (FLAG("--fixed-ttft-ms")) o->p.fixed_ttft_ms = num_arg(name, VALUE());
     else if (FLAG("--fixed-tpot-ms")) o->p.fixed_tpot_ms = num_arg(name, VALUE());
     else if (FLAG("--kv-cache-dtype")) {
@@ -167,6 +175,11 @@ static void parse_args(int argc, char **argv, options *o) {
     usage_error("%s", "--max-num-seqs, --max-num-batched-tokens and --kv-capacity-tokens must be >= 1");
   if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0)
     usage_error("%s", "--time-scale and --jitter-pct must be >= 0, --error-rate in [0, 1]");
+  if (o->slow_under_profiler > 0 && under_profiler()) {
+    /* for tests of profiling overhead: a server that a profiler slows down a lot */
+    o->p.time_scale *= o->slow_under_profiler;
+    fprintf(stderr, "INFO knobsim: running under a profiler: every modelled time x%g\n", o->slow_under_profiler);
+  }
   const char *backend = getenv("VLLM_ATTENTION_BACKEND");
   if (backend && *backend) {
     if (strcmp(backend, "FLASHINFER") == 0) o->p.flashinfer = 1;

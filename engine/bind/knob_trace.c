@@ -185,7 +185,20 @@ static int l_nsys_export(lua_State *L) {
   return ke_push_status(L, ke_nsys_export(bin, rep, sqlite, log, 600, err, sizeof err), err);
 }
 
+static int l_nsys_check_importer(lua_State *L) {
+  char importer[4096], err[1024];
+  if (ke_nsys_check_importer(luaL_checkstring(L, 1), importer, sizeof importer, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushstring(L, importer);
+  return 1;
+}
+
 void ke_bind_trace(lua_State *L, int t) {
+  lua_pushcfunction(L, l_nsys_check_importer);
+  lua_setfield(L, t, "nsys_check_importer");
   lua_pushcfunction(L, l_trace_summary);
   lua_setfield(L, t, "trace_summary");
   lua_pushcfunction(L, l_nsys_export);

@@ -100,6 +100,10 @@ static void read_nsys(lua_State *L, int spec, const char *default_log, ke_nsys_o
   o->session = ke_opt_string(L, nt, "session", "knobengine");
   o->log_path = ke_opt_string(L, nt, "log_path", default_log);
   o->timeout_s = ke_opt_number(L, nt, "timeout_s", 600);
+  o->cuda_graph_trace = ke_opt_string(L, nt, "cuda_graph_trace", NULL);
+  o->tmp_dir = ke_opt_string(L, nt, "tmp_dir", NULL);
+  o->capture_requests = (int)ke_opt_number(L, nt, "capture_requests", 0);
+  o->max_trace_mb = ke_opt_number(L, nt, "max_trace_mb", 0);
   lua_getfield(L, nt, "extra_args");
   if (lua_istable(L, -1)) o->extra_args = ke_string_list(L, -1);
   lua_getfield(L, nt, "capture_args");
@@ -174,6 +178,9 @@ static void push_result(lua_State *L, const ke_trial_result *r, int profile, int
     ke_set_bool(L, "ok", r->nsys.ok);
     if (r->nsys.error[0]) ke_set_str(L, "error", r->nsys.error);
     if (r->nsys.note[0]) ke_set_str(L, "note", r->nsys.note);
+    if (r->nsys.partial[0]) ke_set_str(L, "partial", r->nsys.partial);
+    ke_set_bool(L, "size_limited", r->nsys.size_limited);
+    ke_set_int(L, "capture_bytes", r->nsys.capture_bytes);
     if (r->nsys.ok) {
       ke_set_str(L, "rep_path", r->nsys.rep_path);
       ke_set_str(L, "sqlite_path", r->nsys.sqlite_path);

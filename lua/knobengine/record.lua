@@ -5,6 +5,7 @@
 --   mask         integer; mask_string its N-character string
 --   requests     measured requests; full = (requests == workload.request_count)
 --   ok           the trial ran to the end (the server served the workload)
+--   ran          the workload was replayed (metrics were measured), even if it failed
 --   valid        ok and error_rate <= constraints.max_error_rate
 --   error        why it failed or is invalid, or nil
 --   error_rate   1.0 when the workload never ran
@@ -15,8 +16,9 @@
 --   timing       {start_s, workload_s, stop_s, killed}; wall_s the whole trial
 --   config       the resolved config (trial.resolved_config)
 --   dir          its directory; resumed = true when replayed from history.sqlite
---   profiled runs also: trace, phases (trace summary, NVTX phases), profile_error,
---   profile_note
+--   profiled runs also: trace, phases (trace summary, NVTX phases), profile_error
+--   (why there is no trace), profile (knob.evaluate's profile table: note, partial,
+--   size_limited, capture_bytes)
 local cjson = require("cjson")
 local util = require("knobengine.util")
 
@@ -36,7 +38,7 @@ function M.from_result(r, f)
   local rec = {
     mask = f.mask, mask_string = f.mask_string, requests = f.requests, full = f.full,
     ok = r.ok, error = r.error, metrics = metrics, repeats = r.repeats, timing = r.timing,
-    wall_s = f.wall_s, config = f.config, dir = f.dir,
+    wall_s = f.wall_s, config = f.config, dir = f.dir, ran = r.metrics ~= nil,
   }
   -- a trial that never replayed counts as every request failed
   rec.error_rate = type(metrics.error_rate) == "number" and metrics.error_rate or 1.0

@@ -13,6 +13,7 @@ local objective = require("knobengine.objective")
 local progress = require("knobengine.progress")
 local record = require("knobengine.record")
 local Search = require("knobengine.search")
+local trace = require("knobengine.trace")
 local trial = require("knobengine.trial")
 local util = require("knobengine.util")
 
@@ -36,20 +37,53 @@ local function session_name(tag)
   return string.format("knobengine-%d-%s", knob.getpid(), tag)
 end
 
--- Runs a profiled trial (the baseline or the best) and says on stderr what happened
--- to its profile.
-local function profiled_run(ctx, mask, dir, tag)
-  local no_nsys = trial.nsys_unavailable(ctx.cfg)
-  if no_nsys then say("%s; trace metrics will be na", no_nsys) end
-  local rec = trial.run(ctx, mask, { dir = dir, profile = true, no_profile_reason = no_nsys,
-    session = session_name(tag), label = tag })
-  if rec.profile_note then say("%s", rec.profile_note) end
-  if rec.profile_error and not no_nsys then
-    say("profiling the %s failed: %s; trace metrics will be na", tag, rec.profile_error)
+-- Why nsys cannot profile here (not found, or its report importer cannot start), or
+-- nil. Checked before a profiled launch, so a capture that could never become a
+-- report is not even started.
+local function why_no_profile(cfg)
+  local reason = trial.nsys_unavailable(cfg)
+  if reason then return reason end
+  local _, err = knob.nsys_check_importer(cfg.nsys.bin)
+  return err
+end
+
+-- The profiled run of a config (the baseline or the best), for its trace only: client
+-- metrics are never taken from it. Says on stderr what happened to its profile.
+local function profile(ctx, mask, dir, tag)
+  local cfg = ctx.cfg
+  local reason = why_no_profile(cfg)
+  if reason then
+    say("%s; trace metrics will be na", reason)
+    local summary, phases = trace.empty(cfg, reason)
+    return { ran = false, dir = dir, trace = summary, phases = phases, profile_error = reason, metrics = {} }
   end
+  progress.say("profiling the %s (mask %s) ...", tag, config.mask_string(mask, #cfg.knobs))
+  local rec = trial.run(ctx, mask, { dir = dir, profile = true, session = session_name(tag), label = tag .. " under nsys" })
+  local p = rec.profile or {}
+  if p.note then say("%s", p.note) end
+  if p.size_limited then say("profiling the %s: %s; raise nsys.max_trace_mb (0: no limit) to capture more", tag, p.partial) end
+  if rec.profile_error then say("profiling the %s failed: %s; trace metrics will be na", tag, rec.profile_error) end
+  if rec.trace and p.partial then rec.trace.partial = p.partial end
   return rec
 end
 
+-- Writes the profiled run's files and profiling_overhead.json beside the unprofiled
+-- metrics; says so when nsys slowed the server by more than 25%.
+local function write_profile(cfg, plain, prof, tag)
+  trial.write_profile(prof)
+  local o = trial.overhead(cfg, plain, prof)
+  util.write_json(prof.dir .. "/profiling_overhead.json", o)
+  if type(o.overhead_percent) == "number" and o.overhead_percent > 25 then
+    say("profiling slowed the %s by %.0f%% (p50 %.3f ms under nsys, %.3f ms without): client metrics come from "
+      .. "the run without nsys, but its trace shows a slowed server; lighter: nsys.trace without osrt, "
+      .. "nsys.cuda_graph_trace \"graph\", nsys.capture_requests", tag, o.overhead_percent,
+      o.profiled_p50_latency_ms, o.unprofiled_p50_latency_ms)
+  end
+  return o
+end
+
+-- The baseline: the all-OFF config measured without nsys (its client metrics are the
+-- reference of every comparison), then profiled in a second launch for its trace.
 function M.baseline(ctx)
   local cfg, results = ctx.cfg, ctx.results
   util.mkdir(results)
@@ -58,12 +92,14 @@ function M.baseline(ctx)
   knob.remove_tree(aside)
   return with_aside(aside, function()
     progress.say("baseline: starting %s", util.shell_join(config.resolve(cfg, 0).argv))
-    local rec = profiled_run(ctx, 0, aside, "baseline")
+    local rec = trial.run(ctx, 0, { dir = aside, label = "baseline" })
     if not rec.valid then
       errors.run("baseline failed (%s); nothing was written to %s, see the server log above",
         rec.error or "invalid", final)
     end
-    trial.write_artifacts(rec)
+    util.write_json(aside .. "/config.json", rec.config)
+    util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
+    write_profile(cfg, rec, profile(ctx, 0, aside, "baseline"), "baseline")
     local ok, err = os.rename(aside, final)
     if not ok then errors.run("cannot move the baseline into place: %s", err) end
     out("BASELINE_DONE")
@@ -87,6 +123,7 @@ local function load_baseline(results)
     trace = load_json(d .. "/trace_summary.json"),
     phases = load_json(d .. "/nvtx_phases.json"),
     config = load_json(d .. "/config.json"),
+    overhead = knob.exists(d .. "/profiling_overhead.json") and load_json(d .. "/profiling_overhead.json") or cjson.null,
   }
 end
 
@@ -215,29 +252,23 @@ local function summary_of(ctx, strategy, baseline, records, best)
     best_trial = best and best.trial or cjson.null,
   }
   for i, t in ipairs(records) do summary.trials[i] = record.summary_entry(t) end
-  local base_p50 = baseline.metrics.p50_latency_ms
-  -- profiling overhead: profiled baseline p50 versus the unprofiled all-OFF trial
-  for _, t in ipairs(records) do
-    if t.mask == 0 and t.valid and t.full and not util.is_null(base_p50) then
-      summary.profiling_overhead = {
-        baseline_profiled_p50_ms = base_p50,
-        all_off_unprofiled_p50_ms = t.metrics.p50_latency_ms,
-        overhead_ms = base_p50 - t.metrics.p50_latency_ms,
-      }
-      break
-    end
-  end
+  summary.profiling_overhead = { baseline = baseline.overhead, best = cjson.null }
   return summary
 end
 
--- Profiles the best, writes its files into the run and prints BEST and the block.
-local function finish_with_best(ctx, dirs, baseline, best, summary)
+-- Profiles the best, writes its files into the run and moves the run into place. The
+-- best's client metrics stay those of its sweep trial (unprofiled, like the baseline's).
+local function finish_with_best(ctx, dirs, best, summary)
   local cfg = ctx.cfg
-  progress.say("profiling the best (mask %s) ...", best.mask_string)
-  local prof = profiled_run(ctx, best.mask, dirs.aside .. "/best", "best")
-  if not prof.valid then say("the profiled re-run of the best failed: %s", prof.error or "invalid") end
-  trial.write_artifacts(prof)
-  summary.best_profiled = { ok = prof.ok, valid = prof.valid, error = prof.error or cjson.null, metrics = prof.metrics }
+  local dir = dirs.aside .. "/best"
+  util.mkdir(dir)
+  util.write_json(dir .. "/config.json", best.config)
+  util.write_json(dir .. "/client_metrics.json", record.client_metrics(best))
+  local prof = profile(ctx, best.mask, dir, "best")
+  if prof.ran and not prof.valid then say("the profiled re-run of the best failed: %s", prof.error or "invalid") end
+  summary.profiling_overhead.best = write_profile(cfg, best, prof, "best")
+  summary.best_profiled = { ok = prof.ok or false, valid = prof.valid or false, error = prof.error or cjson.null,
+    metrics = prof.metrics }
   util.write_json(dirs.aside .. "/summary.json", summary)
   local resolved = config.resolve(cfg, best.mask)
   util.write_json(dirs.aside .. "/best_config.json", record.best_config(best, resolved))
@@ -292,7 +323,7 @@ function M.search(ctx)
         cfg.constraints.max_error_rate, dirs.final)
     end
     warn_if_within_noise(records, best, cfg.objective)
-    local prof = finish_with_best(ctx, dirs, baseline, best, summary)
+    local prof = finish_with_best(ctx, dirs, best, summary)
     run.history:finish(run.id, "complete", dirs.final)
     print_best(cfg, baseline, best, prof)
     return 0

@@ -1,6 +1,7 @@
 -- Running one trial: the spec knob.evaluate runs, the record it becomes (record.lua),
 -- and for profiled runs the trace summary and the artifact set (config.json,
 -- client_metrics.json, trace files, logs.txt).
+local cjson = require("cjson")
 local knob = require("knob")
 local config = require("knobengine.config")
 local errors = require("knobengine.errors")
@@ -47,10 +48,17 @@ function M.nsys_unavailable(cfg)
   return nil
 end
 
+-- The files of a run: a profiled run's carry the prefix "profiled_", so a directory can
+-- hold the plain run and the profiled run of the same config side by side.
+local function files(opts)
+  local prefix = opts.profile and "profiled_" or ""
+  return opts.dir .. "/" .. prefix .. "logs.txt", opts.dir .. "/" .. prefix .. "requests.csv"
+end
+
 -- The spec knob.evaluate runs (docs/lua-api.md).
 local function trial_spec(ctx, resolved, opts, requests)
   local cfg = ctx.cfg
-  local log_path = opts.dir .. "/logs.txt"
+  local log_path, requests_csv = files(opts)
   local spec = {
     argv = resolved.argv,
     env = resolved.env,
@@ -69,7 +77,7 @@ local function trial_spec(ctx, resolved, opts, requests)
       warmup = cfg.workload.warmup_requests,
       request_timeout_s = cfg.workload.request_timeout_s,
       stream = cfg.workload.stream,
-      requests_csv = opts.dir .. "/requests.csv",
+      requests_csv = requests_csv,
     },
   }
   if progress.enabled() then
@@ -79,11 +87,16 @@ local function trial_spec(ctx, resolved, opts, requests)
   return spec
 end
 
+-- The capture directory (nsys's TMPDIR) of a profiled run in dir.
+local function capture_dir(dir) return dir .. "/nsys-tmp" end
+
 local function nsys_spec(cfg, opts)
+  local n = cfg.nsys
   return {
-    bin = cfg.nsys.bin, trace = cfg.nsys.trace, extra_args = cfg.nsys.extra_args,
-    capture_args = cfg.nsys.capture_args, capture = cfg.nsys.capture, output = opts.dir .. "/trace",
-    session = opts.session, log_path = opts.dir .. "/logs.txt", timeout_s = cfg.nsys.timeout_s,
+    bin = n.bin, trace = n.trace, extra_args = n.extra_args, capture_args = n.capture_args,
+    capture = n.capture, output = opts.dir .. "/trace", session = opts.session, log_path = (files(opts)),
+    timeout_s = n.timeout_s, cuda_graph_trace = n.cuda_graph_trace, tmp_dir = capture_dir(opts.dir),
+    capture_requests = n.capture_requests, max_trace_mb = n.max_trace_mb,
   }
 end
 
@@ -97,9 +110,13 @@ function M.run(ctx, mask, opts)
   local requests = opts.requests or cfg.workload.request_count
   local spec = trial_spec(ctx, resolved, opts, requests)
   local profile = opts.profile and not opts.no_profile_reason
-  if profile then spec.nsys = nsys_spec(cfg, opts) end
+  if profile then
+    spec.nsys = nsys_spec(cfg, opts)
+    util.mkdir(spec.nsys.tmp_dir)
+  end
   local started = knob.now()
   local r = knob.evaluate(spec, profile)
+  if profile then knob.remove_tree(spec.nsys.tmp_dir) end
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)
@@ -110,25 +127,60 @@ function M.run(ctx, mask, opts)
     dir = opts.dir, wall_s = knob.now() - started, max_error_rate = cfg.constraints.max_error_rate,
   })
   if opts.profile then
-    local reason = opts.no_profile_reason or (r.profile and r.profile.error)
-    if r.profile and r.profile.ok then
-      rec.trace, rec.phases = trace.summarize(cfg, r.profile.sqlite_path)
+    local p = r.profile or {}
+    if p.ok then
+      rec.trace, rec.phases = trace.summarize(cfg, p.sqlite_path)
     else
-      rec.trace, rec.phases = trace.empty(cfg, reason or "profiling failed")
+      -- why there is no report: nsys said so, or the profiled server never ran
+      rec.profile_error = opts.no_profile_reason or p.error or rec.error or "profiling failed"
+      rec.trace, rec.phases = trace.empty(cfg, rec.profile_error)
     end
-    rec.profile_error = reason
-    rec.profile_note = r.profile and r.profile.note
+    rec.profile = r.profile -- note, partial, size_limited, capture_bytes, rep_path, sqlite_path
   end
   return rec
 end
 
--- Writes the artifact set of a profiled run into rec.dir.
-function M.write_artifacts(rec)
+-- Writes what a profiled run adds to its directory: the client metrics measured under
+-- nsys (profiled_client_metrics.json, never used for a comparison) and the trace
+-- summary files.
+function M.write_profile(rec)
   local d = rec.dir
-  util.write_json(d .. "/config.json", rec.config)
-  util.write_json(d .. "/client_metrics.json", record.client_metrics(rec))
+  if rec.ran then util.write_json(d .. "/profiled_client_metrics.json", record.client_metrics(rec)) end
   util.write_json(d .. "/trace_summary.json", rec.trace)
   util.write_json(d .. "/nvtx_phases.json", rec.phases)
+end
+
+local function file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return cjson.null end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
+-- profiling_overhead.json: the same config measured with and without nsys. plain: the
+-- unprofiled record; prof: the profiled one (or the stand-in when nsys could not run).
+function M.overhead(cfg, plain, prof)
+  local a, b = plain.metrics.p50_latency_ms, prof.ran and prof.metrics.p50_latency_ms or nil
+  local measurable = type(a) == "number" and type(b) == "number" and a > 0
+  local p = prof.profile or {}
+  local n = cfg.nsys
+  return {
+    unprofiled_p50_latency_ms = util.is_null(a) and cjson.null or a,
+    profiled_p50_latency_ms = type(b) == "number" and b or cjson.null,
+    overhead_ms = measurable and b - a or cjson.null,
+    overhead_percent = measurable and 100 * (b - a) / a or cjson.null,
+    reason = (not measurable) and (prof.profile_error or prof.error or "no latency to compare") or cjson.null,
+    trace_bytes = {
+      nsys_rep = file_size(prof.dir .. "/trace.nsys-rep"), sqlite = file_size(prof.dir .. "/trace.sqlite"),
+      capture_peak = p.capture_bytes or cjson.null,
+    },
+    capture = {
+      mode = n.capture, trace = n.trace, cuda_graph_trace = n.cuda_graph_trace,
+      capture_requests = n.capture_requests or cjson.null, max_trace_mb = n.max_trace_mb,
+      partial = p.partial or cjson.null,
+    },
+  }
 end
 
 return M

@@ -1,6 +1,7 @@
 """Helpers for the end-to-end tests: paths of the built binaries, temporary
 workspaces, reserved ports, running knobengine, starting the simulated server, and
 waiting for events (never for a fixed time)."""
+import atexit
 import fcntl
 import json
 import os
@@ -33,6 +34,12 @@ def read(path):
 
 PORT_LOCKS = os.path.join(tempfile.gettempdir(), "knobengine-test-ports")
 _held_ports = {}  # port -> open lock file, held for the life of this test process
+
+
+@atexit.register
+def _release_ports():
+    for f in _held_ports.values():
+        f.close()
 
 
 def _ephemeral_range():
@@ -220,6 +227,8 @@ class Engine:
         self.proc.wait(timeout)
         for t in self._threads:
             t.join(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
         return self.proc.returncode, "\n".join(self.out) + ("\n" if self.out else ""), "\n".join(self.err)
 
 

@@ -38,8 +38,12 @@ class TwoRuns(Workspace):
         self.assertEqual(r.stdout, "BASELINE_DONE\n")
         self.assertEqual(r.stderr.count("nsys not found"), 1, r.stderr)
         base = self.path("res", "baseline")
-        self.assertEqual(sorted(os.listdir(base)), ["client_metrics.json", "config.json", "logs.txt",
-                                                   "nvtx_phases.json", "requests.csv", "trace_summary.json"])
+        self.assertEqual(sorted(os.listdir(base)), ["client_metrics.json", "config.json", "logs.txt", "nvtx_phases.json",
+                                                   "profiling_overhead.json", "requests.csv", "trace_summary.json"])
+        # no nsys: no profiled launch at all, and the overhead is null with the reason
+        overhead = load_json(os.path.join(base, "profiling_overhead.json"))
+        self.assertEqual((overhead["profiled_p50_latency_ms"], overhead["overhead_percent"]), (None, None))
+        self.assertIn("nsys not found", overhead["reason"])
         metrics = load_json((os.path.join(base, "client_metrics.json")))
         self.assertEqual(set(metrics), RESULT_KEYS)
         self.assertEqual((metrics["ok"], metrics["request_count"], metrics["completed"], metrics["error_rate"]), (True, 12, 12, 0))
@@ -102,7 +106,9 @@ class TwoRuns(Workspace):
         self.assertEqual(summary["best_trial"], int(best["trial"]))
         self.assertEqual(summary["launches"], 4)
         self.assertEqual(summary["baseline"]["metrics"]["p50_latency_ms"], metrics["p50_latency_ms"])
-        self.assertIn("overhead_ms", summary["profiling_overhead"])
+        self.assertEqual(set(summary["profiling_overhead"]), {"baseline", "best"})
+        self.assertEqual(summary["profiling_overhead"]["best"]["unprofiled_p50_latency_ms"],
+                         summary["trials"][int(best["trial"])]["metrics"]["p50_latency_ms"])
         t1 = summary["trials"][1]
         self.assertEqual((t1["knob_mask"], t1["ok"], t1["valid"], t1["error"]), ("01", True, True, None))
         self.assertEqual(t1["config"]["argv"][-1], "--enforce-eager")
@@ -115,8 +121,12 @@ class TwoRuns(Workspace):
             self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
         best_cfg = load_json((os.path.join(latest, "best_config.json")))
         self.assertEqual(best_cfg["knob_mask"], best["knob_mask"])
-        self.assertEqual(sorted(os.listdir(os.path.join(latest, "best"))), ["client_metrics.json", "config.json", "logs.txt",
-                                                                           "nvtx_phases.json", "requests.csv", "trace_summary.json"])
+        self.assertEqual(sorted(os.listdir(os.path.join(latest, "best"))), ["client_metrics.json", "config.json",
+                                                                           "nvtx_phases.json", "profiling_overhead.json",
+                                                                           "trace_summary.json"])
+        # the best's client metrics are its sweep trial's, measured without nsys
+        self.assertEqual(load_json(os.path.join(latest, "best", "client_metrics.json"))["p50_latency_ms"],
+                         summary["trials"][int(best["trial"])]["metrics"]["p50_latency_ms"])
         script = os.path.join(latest, "best_command.sh")
         self.assertTrue(os.stat(script).st_mode & stat.S_IXUSR)
         text = read(script)
@@ -193,3 +203,57 @@ class TwoRuns(Workspace):
         self.assertEqual([l.split(",")[1] for l in r.stdout.splitlines()[1:3]], ["0", "1"])
         summary = load_json((self.path("results", "search", "latest", "summary.json")))
         self.assertEqual(summary["trials"][1]["config"]["env"]["VLLM_ATTENTION_BACKEND"], "FLASHINFER")
+
+
+BROKEN_IMPORTER = """#!/bin/sh
+echo "$0: error while loading shared libraries: libdw.so.1: cannot open shared object file: No such file or directory" >&2
+exit 127
+"""
+
+FAKE_NSYS_LOGGING = """#!/bin/sh
+echo "$@" >> "$(dirname "$0")/../calls.log"
+exit 1
+"""
+
+
+class ImporterCheck(Workspace):
+    """nsys's report importer is found and tried before any capture: one that cannot
+    start is named, with the library it misses and its package, and nothing is
+    profiled; the baseline still completes."""
+
+    def fake_install(self, importer_dir, importer):
+        root = self.path("nsight")
+        os.makedirs(os.path.join(root, "target-linux-x64"))
+        os.makedirs(os.path.join(root, importer_dir))
+        nsys = os.path.join(root, "target-linux-x64", "nsys")
+        for path, text in ((nsys, FAKE_NSYS_LOGGING), (os.path.join(root, importer_dir, "QdstrmImporter"), importer)):
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o755)
+        return nsys
+
+    def test_importer_that_cannot_start_is_named_before_capture(self):
+        # the layout of the nsys bundled with Nsight Compute
+        nsys = self.fake_install("linux-desktop-glibc_2_11_3-x64", BROKEN_IMPORTER)
+        cfg = self.base_config()
+        cfg["nsys"] = {"bin": nsys}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        importer = os.path.join(self.path("nsight"), "target-linux-x64", "..", "linux-desktop-glibc_2_11_3-x64", "QdstrmImporter")
+        self.assertEqual(r.stderr, "knobengine: nsys's report importer %s cannot start: libdw.so.1 is missing (install "
+                         "the package libdw1); trace metrics will be na\n" % importer)
+        self.assertFalse(os.path.exists(self.path("nsight", "calls.log")))  # nsys never ran: no capture
+        trace = load_json(self.path("results", "baseline", "trace_summary.json"))
+        self.assertIn("libdw.so.1 is missing", trace["reason"])
+
+    def test_no_importer_at_all(self):
+        nsys = self.fake_install("elsewhere", "#!/bin/sh\nexit 0\n")
+        os.remove(self.path("nsight", "elsewhere", "QdstrmImporter"))
+        cfg = self.base_config()
+        cfg["nsys"] = {"bin": nsys}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nsys's report importer (QdstrmImporter) was not found near '%s'" % nsys, r.stderr)
+        self.assertFalse(os.path.exists(self.path("nsight", "calls.log")))

@@ -226,13 +226,15 @@ esac
 
 class InterruptDuringExport(Workspace):
     def test_sigint_while_nsys_exports(self):
-        fake = self.write("fake-nsys", FAKE_NSYS)
-        os.chmod(fake, 0o755)
+        fake = self.write("fake/nsys", FAKE_NSYS)
+        importer = self.write("fake/QdstrmImporter", "#!/bin/sh\nexit 0\n")
+        for f in (fake, importer):
+            os.chmod(f, 0o755)
         cfg = self.base_config()
-        cfg["nsys"] = {"bin": fake, "trace": "nvtx"}
+        cfg["nsys"] = {"bin": fake, "trace": "nvtx", "capture": "process"}
         self.write_config(cfg)
         e = self.start_engine("--config", "cfg.json")
-        e.wait_for(r"baseline: exporting$")
+        e.wait_for(r"baseline under nsys: exporting$")
         wait_until(lambda: fake + " export" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
                    30, "the export to start")
         e.signal(signal.SIGINT)

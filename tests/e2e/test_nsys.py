@@ -36,8 +36,14 @@ class Profiling(Workspace):
         return cfg
 
     def check_profiled(self, d):
-        for f in ("trace.nsys-rep", "trace.sqlite", "trace_summary.json", "nvtx_phases.json"):
+        for f in ("trace.nsys-rep", "trace.sqlite", "trace_summary.json", "nvtx_phases.json",
+                  "profiled_client_metrics.json", "profiled_logs.txt", "profiled_requests.csv", "profiling_overhead.json"):
             self.assertTrue(os.path.exists(os.path.join(d, f)), f)
+        self.assertFalse(os.path.exists(os.path.join(d, "nsys-tmp")))  # the capture's scratch space is gone
+        overhead = load_json(os.path.join(d, "profiling_overhead.json"))
+        self.assertIsInstance(overhead["overhead_percent"], float)
+        self.assertGreater(overhead["trace_bytes"]["nsys_rep"], 0)
+        self.assertEqual(overhead["capture"]["mode"], load_json(self.path("cfg.json"))["nsys"].get("capture", "session"))
         phases = load_json(os.path.join(d, "nvtx_phases.json"))
         for name in ("get_batch", "prefill", "decode"):
             self.assertIsNotNone(phases[name], name)
@@ -52,9 +58,13 @@ class Profiling(Workspace):
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
         phases, _ = self.check_profiled(self.path("results", "baseline"))
-        # only the workload window: 14 requests of 8 tokens need at least 8 decode steps
-        # each... and the model load (0.02 s) is outside it
+        # only the measured requests: 12 requests of 8 tokens need at least 8 decode steps;
+        # the model load and the warmup are outside the window
         self.assertGreaterEqual(phases["decode"]["count"], 8)
+        base = self.path("results", "baseline")
+        # the client metrics are the unprofiled run's; the profiled run's are kept beside
+        self.assertNotEqual(load_json(os.path.join(base, "client_metrics.json"))["p50_latency_ms"],
+                            load_json(os.path.join(base, "profiled_client_metrics.json"))["p50_latency_ms"])
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
@@ -68,7 +78,8 @@ class Profiling(Workspace):
         for d in os.listdir(os.path.join(latest, "trials")):  # sweep trials never run nsys
             self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
         summary = load_json(os.path.join(latest, "summary.json"))
-        self.assertIn("overhead_ms", summary["profiling_overhead"])
+        for side in ("baseline", "best"):
+            self.assertIsInstance(summary["profiling_overhead"][side]["overhead_ms"], float)
         self.assertNotIn("QdstrmImporter", r.stderr)
 
     def test_process_capture(self):
@@ -77,13 +88,76 @@ class Profiling(Workspace):
         self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
         self.check_profiled(self.path("results", "baseline"))
 
-    def test_nsys_that_cannot_launch_fails_the_baseline(self):
+    def test_nsys_that_fails_loses_only_the_trace(self):
+        """Client metrics come from the unprofiled run: a profile that fails (nsys
+        refuses an option and never starts the server) leaves a complete baseline."""
         self.write_config(self.nsys_config(extra_args=["--no-such-nsys-option=1"]))
         r = self.run_engine("--config", "cfg.json")
-        # nsys refuses to launch the server: the baseline cannot run at all
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("baseline failed", r.stderr)
-        self.assertEqual(os.listdir(self.path("results")), [])
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        self.assertIn("profiling the baseline failed", r.stderr)
+        base = self.path("results", "baseline")
+        self.assertEqual(load_json(os.path.join(base, "client_metrics.json"))["error_rate"], 0)
+        trace = load_json(os.path.join(base, "trace_summary.json"))
+        self.assertEqual((trace["ok"], trace["gpu_compute_ms"]), (False, None))
+        self.assertIn("server exited before it was ready", trace["reason"])
+
+    def test_baseline_is_never_measured_under_the_profiler(self):
+        """A server five times slower under nsys: the baseline's p50 is the unprofiled
+        one (it matches the all-OFF sweep trial), and the overhead file shows the slowdown."""
+        cfg = self.nsys_config()
+        cfg["serve_cmd"] += ["--slow-under-profiler", "5"]
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        overhead = load_json(self.path("results", "baseline", "profiling_overhead.json"))
+        self.assertGreater(overhead["overhead_percent"], 150)
+        self.assertIn("profiling slowed the baseline by", r.stderr)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        summary = load_json(self.path("results", "search", "latest", "summary.json"))
+        base_p50 = summary["baseline"]["metrics"]["p50_latency_ms"]
+        trial0 = summary["trials"][0]
+        self.assertEqual(trial0["knob_mask"], "00")
+        self.assertLess(abs(base_p50 - trial0["metrics"]["p50_latency_ms"]) / trial0["metrics"]["p50_latency_ms"], 0.2)
+        self.assertGreater(summary["profiling_overhead"]["best"]["overhead_percent"], 150)
+
+    def test_capture_of_the_first_requests_only(self):
+        cfg = self.nsys_config(capture_requests=3)
+        cfg["workload"]["request_count"] = 24
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        base = self.path("results", "baseline")
+        trace = load_json(os.path.join(base, "trace_summary.json"))
+        self.assertIn("first 3 measured requests", trace["partial"])
+        self.assertEqual(load_json(os.path.join(base, "profiled_client_metrics.json"))["request_count"], 24)
+        full = self.path("full")
+        os.mkdir(full)
+        cfg["nsys"].pop("capture_requests")
+        self.write_config(cfg, "full/cfg.json")
+        with open(self.path("data.jsonl")) as f:
+            self.write("full/data.jsonl", f.read())
+        self.assertEqual(self.run_engine("--config", "full/cfg.json", "--results", "full/res").returncode, 0)
+        whole = load_json(os.path.join(full, "res", "baseline", "nvtx_phases.json"))
+        part = load_json(os.path.join(base, "nvtx_phases.json"))
+        self.assertLess(part["decode"]["count"], whole["decode"]["count"])
+
+    def test_size_guard_stops_the_capture(self):
+        for capture in ("session", "process"):
+            with self.subTest(capture):
+                cfg = self.nsys_config(capture=capture, max_trace_mb=0.05)
+                cfg["serve_cmd"][cfg["serve_cmd"].index("0.2")] = "1.0"  # a workload of about a second
+                cfg["workload"]["request_count"] = 60
+                self.write_config(cfg)
+                r = self.run_engine("--config", "cfg.json", "--results", capture)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("knobengine: profiling the baseline: the capture was stopped when its files passed "
+                              "0.05 MB (nsys.max_trace_mb); raise nsys.max_trace_mb", r.stderr)
+                base = self.path(capture, "baseline")
+                trace = load_json(os.path.join(base, "trace_summary.json"))
+                self.assertIn("nsys.max_trace_mb", trace["partial"])
+                overhead = load_json(os.path.join(base, "profiling_overhead.json"))
+                self.assertGreater(overhead["trace_bytes"]["capture_peak"], 0.05 * 1048576)
 
     def compare_with_nsys_stats(self, sqlite):
         s = json.loads(subprocess.run([KNOBENGINE, "summarize", sqlite], capture_output=True, text=True, check=True).stdout)
@@ -131,7 +205,7 @@ class KilledUnderNsys(Workspace):
         port = cfg["server"]["port"]
         e = self.start_engine("--config", "cfg.json")
         try:
-            e.wait_for(r"baseline: replaying$")
+            e.wait_for(r"baseline under nsys: replaying$")
             self.assertTrue(servers_on(port), "the server is not running")
         finally:
             e.proc.kill()
