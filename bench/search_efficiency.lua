@@ -5,6 +5,7 @@ local knob = require("knob")
 local Landscape = require("knobengine.landscape")
 local objective = require("knobengine.objective")
 local Search = require("knobengine.search")
+local strategies = require("knobengine.strategy")
 
 local SEEDS = tonumber(arg[1]) or 100
 local STRATEGIES = { "bruteforce", "coord_descent", "halving" }
@@ -16,8 +17,10 @@ local function run(strategy, land)
   local knobs = {}
   for i = 1, land.n do knobs[i] = { name = "k" .. i, index = i - 1 } end
   local cost = 0
+  local records = {}
+  local cfg = { knobs = knobs, workload = { request_count = REQUESTS }, strategy_options = {}, objective = OBJECTIVE }
   local search = Search.new({
-    cfg = { knobs = knobs, workload = { request_count = REQUESTS }, strategy_options = {}, objective = OBJECTIVE },
+    cfg = cfg, options = strategies.options(strategy, {}, cfg),
     baseline = {},
     run_trial = function(_, mask, requests)
       cost = cost + requests
@@ -25,9 +28,8 @@ local function run(strategy, land)
       rec.requests = requests
       return rec
     end,
-  })
+  }, records)
   strategy.run(search)
-  local records = search:_records()
   local best = objective.choose(records, OBJECTIVE)
   return #records, cost, best and best.mask
 end

@@ -130,6 +130,24 @@ static int capture_hook(void *ud, ke_replay_event ev, int completed) {
   return 0;
 }
 
+/* The server that answers must be the one this trial started: a server left on the
+ * same port (another run's) would answer the readiness probe and the workload and be
+ * measured instead. Fails the trial (-1) when another process holds the port. */
+static int check_owner(trial_run *run, const char *when) {
+  const ke_trial *t = run->t;
+  long pid = 0;
+  char cmd[256];
+  if (ke_port_owner(t->port, run->marker, &pid, cmd, sizeof cmd) != 0) return 0; /* ours, or nothing to tell */
+  char holder[320];
+  if (pid > 0) snprintf(holder, sizeof holder, "PID %ld: %s", pid, cmd);
+  else snprintf(holder, sizeof holder, "%s", cmd);
+  snprintf(run->r->error, sizeof run->r->error,
+           "port %s:%d is answered by another process (%s), not by the server this trial started (seen %s)",
+           t->host, t->port, holder, when);
+  run->r->ok = 0;
+  return -1;
+}
+
 /* requests.csv, requests-2.csv, ... for repeat k (0-based). */
 static const char *repeat_csv(const char *csv, int k, char *buf, size_t len) {
   const char *dot = csv ? strrchr(csv, '.') : NULL;
@@ -181,6 +199,7 @@ static int run_workload(trial_run *run) {
   }
   r->replayed = 1;
   r->ok = 1;
+  if (check_owner(run, "after the workload")) return 0;
   if (ke_proc_exited(run->proc)) {
     ke_proc_describe_exit_with_log(run->proc, "", " during the workload", r->error, sizeof r->error);
     r->ok = 0;
@@ -231,7 +250,7 @@ int ke_evaluate(const ke_trial *t, ke_trial_result *r) {
   if (spawn_server(&run)) return 0;
   int rc = ke_wait_ready(run.proc, t->ready_url, t->ready_timeout_s, r->error, sizeof r->error);
   r->start_s = ke_now() - t0;
-  if (rc == 0) {
+  if (rc == 0 && check_owner(&run, "when it answered the readiness probe") == 0) {
     phase(&run, "ready", NULL);
     rc = run_workload(&run);
   }

@@ -1,12 +1,15 @@
 /* fsutil.c - see fsutil.h. */
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +90,37 @@ int ke_exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
+int ke_is_executable(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+char **ke_list_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return NULL;
+  size_t n = 0, cap = 16;
+  char **list = malloc(cap * sizeof *list);
+  struct dirent *de;
+  while (list && (de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    if (n + 2 > cap) {
+      char **nl = realloc(list, (cap *= 2) * sizeof *nl);
+      if (!nl) { list[n] = NULL; ke_free_list(list); list = NULL; break; }
+      list = nl;
+    }
+    if (!(list[n] = strdup(de->d_name))) { ke_free_list(list); list = NULL; break; }
+    list[++n] = NULL;
+  }
+  if (list) list[n] = NULL;
+  closedir(d);
+  return list;
+}
+
+void ke_free_list(char **list) {
+  for (size_t i = 0; list && list[i]; i++) free(list[i]);
+  free(list);
+}
+
 int ke_is_dir(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
@@ -145,4 +179,40 @@ int ke_symlink_atomic(const char *target, const char *link, char *err, size_t er
   }
   free(tmp);
   return rc;
+}
+
+/* The pid holding an flock on the file with this device and inode, from /proc/locks
+ * ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"); 0 when not found. */
+static long flock_holder(dev_t dev, ino_t ino) {
+  FILE *f = fopen("/proc/locks", "r");
+  if (!f) return 0;
+  char line[256];
+  long found = 0;
+  while (!found && fgets(line, sizeof line, f)) {
+    char kind[16];
+    long pid;
+    unsigned maj, min;
+    unsigned long long inode;
+    if (sscanf(line, "%*s %15s %*s %*s %ld %x:%x:%llu", kind, &pid, &maj, &min, &inode) != 5) continue;
+    if (strcmp(kind, "FLOCK") == 0 && inode == (unsigned long long)ino && maj == major(dev) && min == minor(dev))
+      found = pid;
+  }
+  fclose(f);
+  return found;
+}
+
+int ke_lock_dir(const char *dir, long *holder, char *err, size_t errlen) {
+  *holder = 0;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open '%s': %s", dir, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0; /* fd stays open: the lock lasts until this process exits */
+  int e = errno;
+  struct stat st;
+  if (e == EWOULDBLOCK && fstat(fd, &st) == 0) *holder = flock_holder(st.st_dev, st.st_ino);
+  if (e != EWOULDBLOCK) snprintf(err, errlen, "cannot lock '%s': %s", dir, strerror(e));
+  close(fd);
+  return e == EWOULDBLOCK ? 1 : -1;
 }

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "logpump.h"
 
 extern char **environ;
 
@@ -28,6 +29,7 @@ struct ke_proc {
   int exited;
   int status;
   char *log_path;
+  ke_logpump *pump; /* its output into the log, capped (logpump.h) */
 };
 
 /* Live child process groups, readable from signal handlers. */
@@ -97,9 +99,9 @@ int ke_sleep_interruptible(double seconds) {
   }
 }
 
-/* Child side of spawn: never returns. Reports exec failure as errno on errfd. */
-static void child_exec(const char *const *argv, const char *const *env, int logfd, int errfd,
-                       pid_t parent) {
+/* Child side of spawn: never returns. Reports exec failure as errno on errfd. Only
+ * calls that are safe after fork in a process with threads (no allocation). */
+static void child_exec(const char *const *argv, char *const *envp, int outfd, int errfd, pid_t parent) {
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(127); /* parent already gone */
@@ -112,14 +114,80 @@ static void child_exec(const char *const *argv, const char *const *env, int logf
   signal(SIGPIPE, SIG_DFL);
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull >= 0) dup2(devnull, 0);
-  dup2(logfd, 1);
-  dup2(logfd, 2);
-  for (size_t i = 0; env && env[i]; i++) putenv((char *)env[i]);
-  execvp(argv[0], (char *const *)argv);
+  dup2(outfd, 1);
+  dup2(outfd, 2);
+  execvpe(argv[0], (char *const *)argv, envp);
   int e = errno;
   ssize_t w = write(errfd, &e, sizeof e);
   (void)w;
   _exit(127);
+}
+
+/* The environment of a child: ours with `env` ("NAME=value") added or replacing. The
+ * array is malloc'd (strings borrowed); NULL when memory runs out. */
+static char **child_env(const char *const *env) {
+  size_t n = 0, k = 0;
+  while (environ[n]) n++;
+  while (env && env[k]) k++;
+  char **out = malloc((n + k + 1) * sizeof *out);
+  if (!out) return NULL;
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t name = strcspn(environ[i], "=");
+    int replaced = 0;
+    for (size_t j = 0; j < k && !replaced; j++)
+      replaced = strncmp(env[j], environ[i], name) == 0 && env[j][name] == '=';
+    if (!replaced) out[m++] = environ[i];
+  }
+  for (size_t j = 0; j < k; j++) out[m++] = (char *)env[j];
+  out[m] = NULL;
+  return out;
+}
+
+/* What a spawn opens: the log (append), the pipe of the child's output, and the pipe
+ * that reports a failed exec. All close-on-exec: the child keeps only its dup2 copies. */
+typedef struct {
+  int log, out[2], exec_err[2];
+} spawn_fds;
+
+static void close_fds(spawn_fds *f) {
+  int *all[] = {&f->log, &f->out[0], &f->out[1], &f->exec_err[0], &f->exec_err[1]};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (*all[i] >= 0) { close(*all[i]); *all[i] = -1; }
+}
+
+static int open_fds(spawn_fds *f, const char *log_path, char *err, size_t errlen) {
+  f->out[0] = f->out[1] = f->exec_err[0] = f->exec_err[1] = -1;
+  f->log = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (f->log < 0) {
+    snprintf(err, errlen, "cannot open log '%s': %s", log_path, strerror(errno));
+    return -1;
+  }
+  if (pipe2(f->out, O_CLOEXEC) != 0 || pipe2(f->exec_err, O_CLOEXEC) != 0) {
+    snprintf(err, errlen, "pipe: %s", strerror(errno));
+    close_fds(f);
+    return -1;
+  }
+  return 0;
+}
+
+/* Forks and execs; returns the pid (or -1, errno set). Signals are blocked around the
+ * fork so the child cannot run our handler. */
+static pid_t fork_exec(const char *const *argv, char *const *envp, spawn_fds *f) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) child_exec(argv, envp, f->out[1], f->exec_err[1], parent);
+  int fork_errno = errno;
+  if (pid > 0) {
+    setpgid(pid, pid); /* also in the parent, so the group exists before we signal it */
+    registry_add(pid);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  errno = fork_errno;
+  return pid;
 }
 
 int ke_spawn(const char *const *argv, const char *const *env, const char *log_path, ke_proc **out,
@@ -129,70 +197,45 @@ int ke_spawn(const char *const *argv, const char *const *env, const char *log_pa
     snprintf(err, errlen, "empty command");
     return -1;
   }
-  int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (logfd < 0) {
-    snprintf(err, errlen, "cannot open log '%s': %s", log_path, strerror(errno));
-    return -1;
-  }
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) {
-    snprintf(err, errlen, "pipe: %s", strerror(errno));
-    close(logfd);
-    return -1;
-  }
+  spawn_fds f;
+  if (open_fds(&f, log_path, err, errlen)) return -1;
+  char **envp = child_env(env);
   ke_proc *p = calloc(1, sizeof *p);
   char *lp = strdup(log_path);
-  if (!p || !lp) {
-    free(p);
-    free(lp);
-    close(logfd);
-    close(pipefd[0]);
-    close(pipefd[1]);
-    snprintf(err, errlen, "out of memory");
-    return -1;
-  }
-  /* Block signals around fork so the child cannot run our handler. */
-  sigset_t all, old;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pipefd[0]);
-    child_exec(argv, env, logfd, pipefd[1], parent);
-  }
-  int fork_errno = errno;
-  if (pid > 0) {
-    setpgid(pid, pid); /* also in the parent, so the group exists before we signal it */
-    registry_add(pid);
-  }
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  close(logfd);
-  close(pipefd[1]);
-  if (pid < 0) {
-    close(pipefd[0]);
-    free(p);
-    free(lp);
-    snprintf(err, errlen, "fork: %s", strerror(fork_errno));
-    return -1;
-  }
+  pid_t pid = envp && p && lp ? fork_exec(argv, envp, &f) : (errno = ENOMEM, -1);
+  int spawn_errno = errno;
+  free(envp);
+  close(f.out[1]);
+  close(f.exec_err[1]);
+  f.out[1] = f.exec_err[1] = -1;
   int child_errno = 0;
-  ssize_t r;
-  do r = read(pipefd[0], &child_errno, sizeof child_errno);
-  while (r < 0 && errno == EINTR);
-  close(pipefd[0]);
-  p->pid = pid;
-  p->log_path = lp;
-  if (r == (ssize_t)sizeof child_errno) {
+  ssize_t r = 0;
+  if (pid > 0) {
+    do r = read(f.exec_err[0], &child_errno, sizeof child_errno);
+    while (r < 0 && errno == EINTR);
+  }
+  if (pid > 0 && r != (ssize_t)sizeof child_errno) {
+    p->pid = pid;
+    p->log_path = lp;
+    p->pump = ke_logpump_start(f.out[0], f.log, KE_LOG_HEAD_MAX, KE_LOG_TAIL_MAX);
+    if (p->pump) {
+      close(f.exec_err[0]);
+      *out = p;
+      return 0;
+    }
+    snprintf(err, errlen, "cannot start the log pump: %s", strerror(errno));
+    ke_proc_stop(p, 0);
+  } else if (pid > 0) {
     waitpid(pid, &p->status, 0);
     registry_remove(pid);
     snprintf(err, errlen, "cannot execute '%s': %s", argv[0], strerror(child_errno));
-    free(p->log_path);
-    free(p);
-    return -1;
+  } else {
+    snprintf(err, errlen, "cannot start '%s': %s", argv[0], strerror(spawn_errno));
   }
-  *out = p;
-  return 0;
+  close_fds(&f);
+  free(lp);
+  free(p);
+  return -1;
 }
 
 pid_t ke_proc_pid(const ke_proc *p) { return p->pid; }
@@ -225,11 +268,22 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *ud) {
   return size * nmemb;
 }
 
+/* The last lines of a process's log: what the pump has written, or the tail it keeps
+ * in memory once the log passed its head; NULL when empty. */
+static char *log_tail(const ke_proc *p, int lines) {
+  if (p->pump) {
+    ke_logpump_drain(p->pump, 0.2);
+    char *t = ke_logpump_tail(p->pump, lines);
+    if (t) return t;
+  }
+  return ke_tail_lines(p->log_path, lines);
+}
+
 void ke_proc_describe_exit_with_log(const ke_proc *p, const char *prefix, const char *suffix, char *err,
                                     size_t errlen) {
   char how[64];
   ke_proc_describe_exit(p, how, sizeof how);
-  char *tail = ke_tail_lines(p->log_path, 5);
+  char *tail = log_tail(p, 5);
   snprintf(err, errlen, "%sserver %s%s; last log lines:\n%s", prefix, how, suffix,
            tail && tail[0] ? tail : "(log is empty)");
   free(tail);
@@ -258,7 +312,7 @@ int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size
       if (last_code == 200) { rc = 0; break; }
     }
     if (ke_now() >= deadline) {
-      char *tail = ke_tail_lines(p->log_path, 5);
+      char *tail = log_tail(p, 5);
       snprintf(err, errlen, "server not ready after %.0f s (%s %s); last log lines:\n%s", timeout_s,
                url, last_code ? "answered non-200" : "refused or timed out",
                tail && tail[0] ? tail : "(log is empty)");
@@ -298,6 +352,7 @@ int ke_proc_stop(ke_proc *p, double timeout_s) {
 void ke_proc_free(ke_proc *p) {
   if (!p) return;
   if (!p->exited) ke_proc_stop(p, 0);
+  ke_logpump_finish(p->pump); /* after the stop: nothing of the trial writes any more */
   free(p->log_path);
   free(p);
 }
@@ -438,4 +493,82 @@ int ke_run_command(const char *const *argv, const char *const *env, const char *
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   snprintf(err, errlen, "'%s %s' was killed by signal %d", argv[0], sub, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   return -1;
+}
+
+/* Inodes of the listening TCP sockets on `port` in one /proc/net table. */
+static size_t listening_inodes(const char *table, int port, unsigned long *inodes, size_t n, size_t max) {
+  FILE *f = fopen(table, "r");
+  if (!f) return n;
+  char line[512];
+  if (!fgets(line, sizeof line, f)) { fclose(f); return n; } /* the header */
+  while (n < max && fgets(line, sizeof line, f)) {
+    char local[128];
+    unsigned state;
+    unsigned long inode;
+    /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+    if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &state, &inode) != 3) continue;
+    const char *colon = strrchr(local, ':');
+    if (state != 0x0A || !colon || (int)strtol(colon + 1, NULL, 16) != port || inode == 0) continue;
+    inodes[n++] = inode;
+  }
+  fclose(f);
+  return n;
+}
+
+/* The pid of a process holding socket inode, or 0 when none is visible. */
+static long socket_holder(unsigned long inode) {
+  char want[64];
+  snprintf(want, sizeof want, "socket:[%lu]", inode);
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  long found = 0;
+  struct dirent *de;
+  while (!found && (de = readdir(d))) {
+    if (!isdigit((unsigned char)de->d_name[0])) continue;
+    char fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/%s/fd", de->d_name);
+    DIR *fds = opendir(fdpath);
+    if (!fds) continue;
+    struct dirent *fe;
+    while (!found && (fe = readdir(fds))) {
+      char link[300], target[128];
+      snprintf(link, sizeof link, "%s/%s", fdpath, fe->d_name);
+      ssize_t n = readlink(link, target, sizeof target - 1);
+      if (n > 0 && (target[n] = '\0', strcmp(target, want) == 0)) found = atol(de->d_name);
+    }
+    closedir(fds);
+  }
+  closedir(d);
+  return found;
+}
+
+static void command_line(long pid, char *cmd, size_t len) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, cmd, len - 1) : -1;
+  if (fd >= 0) close(fd);
+  if (n <= 0) { snprintf(cmd, len, "?"); return; }
+  for (ssize_t i = 0; i < n; i++)
+    if (cmd[i] == '\0') cmd[i] = ' ';
+  while (n > 0 && cmd[n - 1] == ' ') n--;
+  cmd[n] = '\0';
+}
+
+int ke_port_owner(int port, const char *marker, long *other_pid, char *cmd, size_t cmdlen) {
+  unsigned long inodes[16];
+  size_t n = listening_inodes("/proc/net/tcp", port, inodes, 0, 16);
+  n = listening_inodes("/proc/net/tcp6", port, inodes, n, 16);
+  if (n == 0) return -1;
+  for (size_t i = 0; i < n; i++) {
+    long pid = socket_holder(inodes[i]);
+    char spid[32];
+    snprintf(spid, sizeof spid, "%ld", pid);
+    if (pid > 0 && has_marker(spid, marker)) continue;
+    *other_pid = pid > 0 ? pid : -1;
+    if (pid > 0) command_line(pid, cmd, cmdlen);
+    else snprintf(cmd, cmdlen, "not visible to us");
+    return 0;
+  }
+  return 1;
 }

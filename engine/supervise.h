@@ -1,7 +1,8 @@
 /* supervise.h - starting, watching and stopping server processes.
  *
  * A server runs as a direct exec (no shell) in its own process group, with stdout and
- * stderr appended to a log file and stdin from /dev/null. It gets SIGKILL when
+ * stderr appended to a log file through a pump that caps it (logpump.h: the first and
+ * the last 8 MB are kept) and stdin from /dev/null. It gets SIGKILL when
  * knobengine dies (PR_SET_PDEATHSIG), and every live group is killed on SIGINT/SIGTERM
  * (second signal) and at exit, so no server outlives knobengine.
  *
@@ -79,6 +80,12 @@ int ke_reap_orphans(void);
 /* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
  * host. */
 int ke_port_in_use(const char *host, int port);
+/* Who listens on port (any address, IPv4 or IPv6), read from /proc/net/tcp{,6} and the
+ * sockets in /proc/PID/fd: 1 when every listening socket belongs to a process that
+ * carries `marker` (the trial's own server, wherever it runs); 0 when another process
+ * holds one (its pid, or -1 when it is not visible to us, and its command line go to
+ * other_pid and cmd); -1 when nothing listens or /proc cannot tell. */
+int ke_port_owner(int port, const char *marker, long *other_pid, char *cmd, size_t cmdlen);
 /* Waits until host:port is free, up to timeout_s; 0 when free, -1 on timeout. */
 int ke_wait_port_free(const char *host, int port, double timeout_s);
 

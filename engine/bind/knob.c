@@ -128,9 +128,45 @@ static int l_is_dir(lua_State *L) {
   return 1;
 }
 
+static int l_executable(lua_State *L) {
+  lua_pushboolean(L, ke_is_executable(luaL_checkstring(L, 1)));
+  return 1;
+}
+
+static int l_list_dir(lua_State *L) {
+  char **names = ke_list_dir(luaL_checkstring(L, 1));
+  if (!names) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot read directory '%s'", lua_tostring(L, 1));
+    return 2;
+  }
+  lua_newtable(L);
+  for (size_t i = 0; names[i]; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  ke_free_list(names);
+  return 1;
+}
+
 static int l_symlink(lua_State *L) {
   char err[1024];
   return ke_push_status(L, ke_symlink_atomic(luaL_checkstring(L, 1), luaL_checkstring(L, 2), err, sizeof err), err);
+}
+
+static int l_lock_dir(lua_State *L) {
+  long holder = 0;
+  char err[1024];
+  int rc = ke_lock_dir(luaL_checkstring(L, 1), &holder, err, sizeof err);
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  if (rc == 1) lua_pushstring(L, "busy");
+  else lua_pushstring(L, err);
+  lua_pushinteger(L, holder);
+  return 3;
 }
 
 /* ---- clocks, signals, process ---- */
@@ -184,7 +220,8 @@ int luaopen_knob(lua_State *L) {
       {"exists", l_exists},             {"is_dir", l_is_dir},           {"symlink", l_symlink},
       {"now", l_now},                   {"sleep", l_sleep},             {"cpu_seconds", l_cpu_seconds},
       {"isatty", l_isatty},             {"interrupted", l_interrupted}, {"getpid", l_getpid},
-      {"port_in_use", l_port_in_use},   {NULL, NULL}};
+      {"port_in_use", l_port_in_use},   {"lock_dir", l_lock_dir},       {"executable", l_executable},
+      {"list_dir", l_list_dir},         {NULL, NULL}};
   luaL_newlib(L, funcs);
   int t = lua_gettop(L);
   ke_bind_trial(L, t);

@@ -45,8 +45,8 @@ function M.load(path)
         bad(path, lineno, "needs 'prompt' or 'messages'")
       end
       if v.max_tokens ~= nil then
-        local mt = math.tointeger(v.max_tokens)
-        if not mt or mt < 1 then bad(path, lineno, "'max_tokens' must be an integer >= 1") end
+        local mt = type(v.max_tokens) == "number" and math.tointeger(v.max_tokens) or nil
+        if not mt or mt < 1 then bad(path, lineno, "'max_tokens' must be an integer >= 1 (a number, not a string)") end
         item.max_tokens = mt
       end
       item.line = lineno

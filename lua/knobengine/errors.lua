@@ -18,6 +18,8 @@ end
 function M.usage(fmt, ...) raise(2, "usage", string.format(fmt, ...)) end
 function M.run(fmt, ...) raise(1, "run", string.format(fmt, ...)) end
 function M.interrupted(sig, message) raise(128 + sig, "interrupted", message) end
+-- stdout cannot be written (a full disk, a reader that went away): exit 1
+function M.output(fmt, ...) raise(1, "output", string.format(fmt, ...)) end
 
 function M.is(e) return getmetatable(e) == Error end
 

@@ -8,6 +8,7 @@
 -- of being run again, so the table comes out as if the run had never stopped.
 local cjson = require("cjson")
 local knob = require("knob")
+local errors = require("knobengine.errors")
 local util = require("knobengine.util")
 
 local M = {}
@@ -24,11 +25,36 @@ local SCHEMA = {
       started_utc TEXT NOT NULL, wall_s REAL, PRIMARY KEY (run_id, trial))]],
 }
 
+local function damaged(path, why, raise)
+  raise("%s is damaged or unreadable (%s): move it aside (mv %s %s.damaged) and run again; its finished trials "
+    .. "cannot be resumed", path, tostring(why):gsub("^history database: ", ""), path, path)
+end
+
+-- The database calls, with a failure turned into an error that names the file.
+function M:exec(sql, ...)
+  local ok, v = pcall(self.db.exec, self.db, sql, ...)
+  if not ok then damaged(self.path, v, errors.run) end
+  return v
+end
+
+function M:rows(sql, ...)
+  local ok, v = pcall(self.db.rows, self.db, sql, ...)
+  if not ok then damaged(self.path, v, errors.run) end
+  return v
+end
+
+-- Opens (creating) the history; a damaged file is refused before anything runs.
 function M.open(path)
   local db, err = knob.db_open(path)
-  if not db then error("history: " .. err, 0) end
-  for _, sql in ipairs(SCHEMA) do db:exec(sql) end
-  return setmetatable({ db = db, path = path }, M)
+  if not db then damaged(path, err, errors.usage) end
+  local self = setmetatable({ db = db, path = path }, M)
+  local ok, why = pcall(function()
+    local check = db:rows("PRAGMA quick_check")
+    if check[1] and check[1].quick_check ~= "ok" then error(check[1].quick_check, 0) end
+    for _, sql in ipairs(SCHEMA) do db:exec(sql) end
+  end)
+  if not ok then damaged(path, why, errors.usage) end
+  return self
 end
 
 local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
@@ -58,49 +84,49 @@ end
 -- Starts a run, or resumes the latest unfinished one with the same hash and strategy.
 -- Returns run id and the completed trials to replay (list of records, by trial index).
 function M:begin(config_hash, strategy)
-  local rows = self.db:rows(
+  local rows = self:rows(
     "SELECT id FROM runs WHERE config_hash = ? AND strategy = ? ORDER BY id DESC LIMIT 1", config_hash, strategy)
   local last = rows[1]
   if last then
-    local status = self.db:rows("SELECT status FROM runs WHERE id = ?", last.id)[1].status
+    local status = self:rows("SELECT status FROM runs WHERE id = ?", last.id)[1].status
     if status == "running" or status == "interrupted" then
       local done = {}
-      for _, t in ipairs(self.db:rows(
+      for _, t in ipairs(self:rows(
           "SELECT trial, record FROM trials WHERE run_id = ? AND status IN ('complete', 'failed') ORDER BY trial", last.id)) do
         if t.trial ~= #done then break end -- only an unbroken prefix can be replayed
         done[#done + 1] = cjson.decode(t.record)
       end
-      self.db:exec("DELETE FROM trials WHERE run_id = ? AND trial >= ?", last.id, #done)
-      self.db:exec("UPDATE runs SET status = 'running' WHERE id = ?", last.id)
+      self:exec("DELETE FROM trials WHERE run_id = ? AND trial >= ?", last.id, #done)
+      self:exec("UPDATE runs SET status = 'running' WHERE id = ?", last.id)
       return last.id, done
     end
   end
-  self.db:exec("INSERT INTO runs (config_hash, strategy, started_utc, status) VALUES (?, ?, ?, 'running')",
+  self:exec("INSERT INTO runs (config_hash, strategy, started_utc, status) VALUES (?, ?, ?, 'running')",
     config_hash, strategy, now_utc())
-  return self.db:rows("SELECT max(id) AS id FROM runs")[1].id, {}
+  return self:rows("SELECT max(id) AS id FROM runs")[1].id, {}
 end
 
 -- Stores a finished trial (record as kept in summary.json).
 function M:record(run_id, config_hash, rec, stored)
-  self.db:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
+  self:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
       status, valid, error, record, started_utc, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)]],
     run_id, rec.trial, rec.mask_string, rec.requests, config_hash, rec.ok and "complete" or "failed",
     rec.valid and 1 or 0, rec.error, cjson.encode(stored), now_utc(), rec.wall_s)
 end
 
 function M:mark_trial_interrupted(run_id, config_hash, trial, mask_string, requests)
-  self.db:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
+  self:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
       status, valid, record, started_utc) VALUES (?, ?, ?, ?, ?, 'interrupted', 0, '{}', ?)]],
     run_id, trial, mask_string, requests, config_hash, now_utc())
 end
 
 function M:finish(run_id, status, run_dir)
-  self.db:exec("UPDATE runs SET status = ?, finished_utc = ?, run_dir = ? WHERE id = ?", status, now_utc(), run_dir, run_id)
+  self:exec("UPDATE runs SET status = ?, finished_utc = ?, run_dir = ? WHERE id = ?", status, now_utc(), run_dir, run_id)
 end
 
 -- Every stored trial of every run (for search:history() across runs, and tools).
 function M:all_trials()
-  return self.db:rows([[SELECT t.run_id, t.trial, t.knob_mask, t.requests, t.config_hash, t.status,
+  return self:rows([[SELECT t.run_id, t.trial, t.knob_mask, t.requests, t.config_hash, t.status,
       t.valid, t.error, t.started_utc, t.wall_s FROM trials t ORDER BY t.run_id, t.trial]])
 end
 

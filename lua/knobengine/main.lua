@@ -4,6 +4,7 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
+local strategy = require("knobengine.strategy")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
 
@@ -11,6 +12,7 @@ local M = {}
 
 M.USAGE = [[
 usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
+                  [--rebaseline]
        knobengine summarize TRACE.sqlite
        knobengine --help | --version
 
@@ -24,8 +26,10 @@ options:
   --strategy FILE   a Lua search strategy (default: strategies/bruteforce.lua;
                     bundled: bruteforce, halving, coord_descent)
   --results DIR     where results go (default: results)
-  --dry-run         validate config and dataset, print the resolved server
-                    commands to stderr, and exit without touching anything
+  --dry-run         validate config, dataset, strategy and server program, print
+                    the resolved server commands to stderr, touch nothing
+  --rebaseline      measure the baseline again (the old one is kept as
+                    baseline.replaced-<time>), e.g. after changing the workload
   --help            show this help
   --version         show the version
 
@@ -52,6 +56,7 @@ local function parse_args(args)
     if name == "--help" or name == "-h" then opts.help = true
     elseif name == "--version" then opts.version = true
     elseif name == "--dry-run" then opts.dry_run = true
+    elseif name == "--rebaseline" then opts.rebaseline = true
     elseif name == "--config" then opts.config = value(name, inline)
     elseif name == "--strategy" then opts.strategy = value(name, inline)
     elseif name == "--results" then opts.results = value(name, inline)
@@ -59,17 +64,6 @@ local function parse_args(args)
     i = i + 1
   end
   return opts
-end
-
--- A strategy named without a path ("halving") is looked up among the bundled ones.
-local function strategy_path(name)
-  if name == nil then return knob.root .. "/strategies/bruteforce.lua" end
-  if not name:find("/", 1, true) and not knob.exists(name) then
-    local bundled = knob.root .. "/strategies/" .. name:gsub("%.lua$", "") .. ".lua"
-    if knob.exists(bundled) then return bundled end
-  end
-  if not knob.exists(name) then errors.usage("strategy file '%s' not found", name) end
-  return name
 end
 
 local function dry_run(cfg)
@@ -87,10 +81,36 @@ local function dry_run(cfg)
   io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, 1 << n, cfg.workload.dataset_path))
 end
 
+-- The server program must exist and be executable (found on PATH without a slash).
+local function check_program(cfg)
+  local prog = cfg.serve_cmd[1]
+  local found = util.which(prog)
+  if not found then
+    errors.usage("serve_cmd[0]: '%s' %s", prog, prog:find("/", 1, true) and "does not exist" or "is not on PATH")
+  end
+  if knob.is_dir(found) or not knob.executable(found) then errors.usage("serve_cmd[0]: '%s' is not executable", found) end
+end
+
+-- The results path: not longer than the system allows, every name within NAME_MAX, and
+-- results/baseline a directory if it exists.
+local function check_results_path(results)
+  local absolute = results:sub(1, 1) == "/" and results or (os.getenv("PWD") or ".") .. "/" .. results
+  if #absolute > 3800 then errors.usage("--results: the path is %d bytes long; at most 3800 are supported", #absolute) end
+  for name in results:gmatch("[^/]+") do
+    if #name > 255 then errors.usage("--results: the name '%s...' is longer than 255 bytes", name:sub(1, 40)) end
+  end
+  local base = results .. "/baseline"
+  if knob.exists(base) and not knob.is_dir(base) then
+    errors.usage("--results %s: '%s' exists and is not a directory (move it aside)", results, base)
+  end
+end
+
 -- Checks, before anything starts, that results can be written (the nearest existing
 -- directory takes a 64 KiB probe file, so a read-only or full disk is caught) and that
 -- the server's port is free. Creates nothing: a problem is a usage error.
 local function preflight(cfg, results)
+  check_results_path(results)
+  check_program(cfg)
   local dir = results
   while not knob.exists(dir) do
     local parent = util.dirname(dir)
@@ -106,6 +126,24 @@ local function preflight(cfg, results)
   if in_use == nil then errors.usage("server.host: %s", perr) end
   if in_use then
     errors.usage("server.port: %s:%d is already in use (is a server still running?)", cfg.server.host, cfg.server.port)
+  end
+end
+
+-- One knobengine per results directory: an exclusive lock for the whole run, and the
+-- aside directories of runs that died without cleaning up are removed.
+local function own_results(results)
+  util.mkdir(results)
+  local ok, why, holder = knob.lock_dir(results)
+  if not ok and why == "busy" then
+    errors.usage("--results %s is in use by another knobengine (PID %s); wait for it to finish or use another --results",
+      results, holder > 0 and tostring(holder) or "unknown")
+  end
+  if not ok then errors.usage("--results %s: %s", results, why) end
+  for _, parent in ipairs({ results, results .. "/search" }) do
+    for _, name in ipairs(knob.list_dir(parent) or {}) do
+      local pid = name:match("^%.baseline%.tmp%.(%d+)$") or name:match("^%.run%.tmp%.(%d+)$")
+      if pid and tonumber(pid) ~= knob.getpid() then knob.remove_tree(parent .. "/" .. name) end
+    end
   end
 end
 
@@ -130,13 +168,20 @@ local function run(args)
     dataset_text = dataset_text,
     bodies = dataset.bodies(items, cfg.workload),
     results = opts.results,
-    strategy_path = strategy_path(opts.strategy),
+    strategy_path = strategy.path(opts.strategy),
   }
-  if opts.dry_run then dry_run(cfg); return 0 end
+  ctx.strategy = strategy.load(ctx.strategy_path)
+  ctx.options = strategy.options(ctx.strategy, cfg.strategy_options, cfg)
+  if opts.dry_run then
+    check_program(cfg)
+    dry_run(cfg)
+    return 0
+  end
   preflight(cfg, opts.results)
+  own_results(opts.results)
   local runner = require("knobengine.runner")
-  if knob.is_dir(opts.results .. "/baseline") then return runner.search(ctx) end
-  return runner.baseline(ctx)
+  if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
+  return runner.search(ctx)
 end
 
 -- Runs the command line; returns the exit code. Every error ends here: typed ones with
@@ -144,7 +189,7 @@ end
 function M.main(args)
   local ok, result = xpcall(run, errors.handler, args)
   if ok then return result end
-  if result.kind == "interrupted" then
+  if result.kind == "interrupted" or result.kind == "output" then
     io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
       result.resumable and "Run the same command again to resume (finished trials are kept).\n"
         or "Run the same command again to start over.\n")

@@ -9,6 +9,7 @@ local config = require("knobengine.config")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local History = require("knobengine.history")
+local identity = require("knobengine.identity")
 local objective = require("knobengine.objective")
 local progress = require("knobengine.progress")
 local record = require("knobengine.record")
@@ -21,7 +22,13 @@ local M = {}
 
 local function say(fmt, ...) io.stderr:write("knobengine: ", string.format(fmt, ...), "\n") end
 
-local function out(line) io.stdout:write(line, "\n") end
+-- One line of results on stdout. A write that fails (a full disk, a closed pipe: `| head`)
+-- stops the run: nothing is printed to nobody.
+local function out(line)
+  local ok, err = io.stdout:write(line, "\n")
+  if ok then ok, err = io.stdout:flush() end
+  if not ok then errors.output("cannot write the results to stdout (%s)", tostring(err)) end
+end
 
 -- Removes the aside directory if the body fails, then re-raises (traceback kept).
 local function with_aside(dir, body)
@@ -84,7 +91,7 @@ end
 
 -- The baseline: the all-OFF config measured without nsys (its client metrics are the
 -- reference of every comparison), then profiled in a second launch for its trace.
-function M.baseline(ctx)
+function M.baseline(ctx, rebaseline)
   local cfg, results = ctx.cfg, ctx.results
   util.mkdir(results)
   local final = results .. "/baseline"
@@ -97,27 +104,55 @@ function M.baseline(ctx)
       errors.run("baseline failed (%s); nothing was written to %s, see the server log above",
         rec.error or "invalid", final)
     end
-    util.write_json(aside .. "/config.json", rec.config)
+    local conf = rec.config
+    conf.identity = identity.of(cfg, ctx.dataset_text)
+    util.write_json(aside .. "/config.json", conf)
     util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
     write_profile(cfg, rec, profile(ctx, 0, aside, "baseline"), "baseline")
+    if rebaseline and knob.exists(final) then
+      local old = string.format("%s/baseline.replaced-%s", results, os.date("!%Y%m%dT%H%M%SZ"))
+      local okm, merr = os.rename(final, old)
+      if not okm then errors.run("cannot move the old baseline aside: %s", merr) end
+      say("the old baseline is kept in %s", old)
+    end
     local ok, err = os.rename(aside, final)
     if not ok then errors.run("cannot move the baseline into place: %s", err) end
-    out("BASELINE_DONE")
+    local okp, perr = pcall(out, "BASELINE_DONE")
+    if not okp then errors.run("%s; the baseline itself is complete in %s", perr.message or tostring(perr), final) end
     return 0
   end)
 end
 
+-- A file of the baseline, decoded; a missing, unreadable or malformed one is a usage
+-- error naming it (the baseline directory was damaged or hand-edited).
 local function load_json(path)
   local text, err = util.read_file(path)
-  if not text then errors.run("cannot read %s: %s", path, err) end
+  if not text then errors.usage("cannot read %s (%s); measure the baseline again with --rebaseline", path, err) end
   local ok, v = pcall(cjson.decode, text)
-  if not ok then errors.run("%s is not valid JSON (%s); remove the directory to redo it", path, v) end
+  if not ok or type(v) ~= "table" then
+    errors.usage("%s is not a JSON object (%s); measure the baseline again with --rebaseline", path,
+      ok and type(v) or tostring(v))
+  end
   return v
+end
+
+-- The baseline's client metrics must have the shape the comparison reads.
+local function check_metrics(path, m)
+  local function num(key, nullable)
+    local v = m[key]
+    if type(v) == "number" or (nullable and v == cjson.null) then return end
+    errors.usage("%s: %s must be a number%s (got %s); measure the baseline again with --rebaseline", path, key,
+      nullable and " or null" or "", v == nil and "nothing" or type(v) == "userdata" and "null" or type(v))
+  end
+  num("p50_latency_ms")
+  num("p95_latency_ms", true)
+  num("tokens_per_s", true)
+  num("error_rate")
 end
 
 local function load_baseline(results)
   local d = results .. "/baseline"
-  return {
+  local b = {
     dir = d,
     metrics = load_json(d .. "/client_metrics.json"),
     trace = load_json(d .. "/trace_summary.json"),
@@ -125,19 +160,8 @@ local function load_baseline(results)
     config = load_json(d .. "/config.json"),
     overhead = knob.exists(d .. "/profiling_overhead.json") and load_json(d .. "/profiling_overhead.json") or cjson.null,
   }
-end
-
-local function load_strategy(path)
-  local chunk, err = loadfile(path, "t", setmetatable({}, { __index = _G }))
-  if not chunk then errors.usage("strategy %s", err) end
-  local ok, strategy = xpcall(chunk, errors.handler)
-  if not ok then
-    error(errors.prefixed(strategy, string.format("strategy %s failed to load: ", path)), 0)
-  end
-  if type(strategy) ~= "table" or type(strategy.run) ~= "function" then
-    errors.usage("strategy %s must return a table with a run(search) function", path)
-  end
-  return strategy
+  check_metrics(d .. "/client_metrics.json", b.metrics)
+  return b
 end
 
 local function summary_csv(records, baseline_p50)
@@ -217,11 +241,26 @@ local function trial_source(ctx, run, dirs)
   }
 end
 
--- Runs the strategy; a failure ends the history run (interrupted ones stay resumable).
+-- While Lua code of the strategy runs, a Ctrl-C is noticed there too (a strategy that
+-- loops without evaluating would otherwise never see it).
+local function watch_interrupts()
+  debug.sethook(function()
+    local sig = knob.interrupted()
+    if sig then
+      debug.sethook()
+      errors.interrupted(sig, "interrupted while the strategy ran")
+    end
+  end, "", 10000)
+end
+
+-- Runs the strategy; a failure ends the history run (interrupted ones, and ones whose
+-- output could not be written, stay resumable).
 local function run_strategy(strategy, search, run)
+  watch_interrupts()
   local ok, err = xpcall(strategy.run, errors.handler, search)
+  debug.sethook()
   if ok then return end
-  if err.kind == "interrupted" then
+  if err.kind == "interrupted" or err.kind == "output" then
     run.history:finish(run.id, "interrupted")
     err.resumable = true
     error(err, 0)
@@ -287,6 +326,15 @@ local function print_best(cfg, baseline, best, prof)
   for _, l in ipairs(lines) do out(l) end
 end
 
+-- Refuses a baseline measured with another config: its numbers would not be comparable.
+local function check_identity(ctx, baseline)
+  local diff = identity.differences(identity.recorded(baseline.config), identity.of(ctx.cfg, ctx.dataset_text))
+  if #diff > 0 then
+    errors.usage("the baseline in %s was measured with another config (%s); measure it again with --rebaseline "
+      .. "(the old one is kept), or use another --results", baseline.dir, table.concat(diff, "; "))
+  end
+end
+
 -- Opens history and starts (or resumes) this search's run there.
 local function begin_run(ctx, baseline)
   local history = History.open(ctx.results .. "/history.sqlite")
@@ -301,7 +349,8 @@ end
 function M.search(ctx)
   local cfg = ctx.cfg
   local baseline = load_baseline(ctx.results)
-  local strategy = load_strategy(ctx.strategy_path)
+  local strategy = ctx.strategy
+  check_identity(ctx, baseline)
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
   return with_aside(dirs.aside, function()
@@ -309,12 +358,16 @@ function M.search(ctx)
     out(format.TABLE_HEADER)
     local source = trial_source(ctx, run, dirs)
     local records = {}
-    local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history,
+    local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history, options = ctx.options,
       run_trial = source.run_trial, on_trial = source.on_trial }, records)
     run_strategy(strategy, search, run)
     local best = objective.choose(records, cfg.objective)
     local summary = summary_of(ctx, strategy, baseline, records, best)
     util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50))
+    if #records == 0 then
+      run.history:finish(run.id, "failed")
+      errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)
+    end
     if not best then
       util.write_json(dirs.aside .. "/summary.json", summary)
       publish(dirs)

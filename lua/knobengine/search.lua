@@ -13,7 +13,8 @@ Search.__index = Search
 -- Per handle: {ctx, records}. Kept outside the handle, so a strategy cannot edit them.
 local private = setmetatable({}, { __mode = "k" })
 
--- ctx: cfg (the validated config), baseline (its client metrics), run_trial(index,
+-- ctx: cfg (the validated config), baseline (its client metrics), options (the
+-- strategy's options, checked; default cfg.strategy_options), run_trial(index,
 -- mask, requests) -> record, on_trial(record) (optional: called after each trial),
 -- history (History, optional). records: the list the engine reads the trials from.
 function Search.new(ctx, records)
@@ -24,7 +25,7 @@ function Search.new(ctx, records)
   for i, k in ipairs(ctx.cfg.knobs) do self.knobs[i] = { name = k.name, index = k.index } end
   self.baseline = ctx.baseline
   self.request_count = ctx.cfg.workload.request_count
-  self.options = ctx.cfg.strategy_options
+  self.options = ctx.options or ctx.cfg.strategy_options
   return self
 end
 
@@ -36,16 +37,23 @@ function Search:masks()
   end
 end
 
+-- A value as a message shows it: long strings cut, with their length.
+local function shown(v)
+  local s = tostring(v)
+  if #s > 40 then return string.format("%s... (%d characters)", s:sub(1, 32), #s) end
+  return s
+end
+
 local function parse_mask(self, mask)
   if type(mask) == "string" then
     if #mask ~= self.n or mask:find("[^01]") then
-      error(string.format("search:evaluate: mask '%s' is not a %d-bit string", mask, self.n), 3)
+      error(string.format("search:evaluate: mask '%s' is not a %d-bit string", shown(mask), self.n), 3)
     end
     return tonumber(mask, 2)
   end
   local m = math.tointeger(mask)
   if not m or m < 0 or m >= (1 << self.n) then
-    error(string.format("search:evaluate: mask %s is out of range 0..%d", tostring(mask), (1 << self.n) - 1), 3)
+    error(string.format("search:evaluate: mask %s is out of range 0..%d", shown(mask), (1 << self.n) - 1), 3)
   end
   return m
 end

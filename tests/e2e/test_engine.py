@@ -158,10 +158,12 @@ class TwoRuns(Workspace):
         cfg = self.base_config()
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
-        cfg["serve_cmd"] += ["--error-rate", "1"]
+        # no server becomes ready in a millisecond (a timeout is not part of the
+        # baseline's identity: the search still compares against it)
+        cfg["server"]["ready_timeout_s"] = 0.001
         self.write_config(cfg)
         r = self.run_engine("--config", "cfg.json")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout.splitlines(), [HEADER, "0,00,na,na,na,1.0000,na", "1,01,na,na,na,1.0000,na",
                                                  "2,10,na,na,na,1.0000,na", "3,11,na,na,na,1.0000,na"])
         self.assertIn("no valid trial", r.stderr.splitlines()[-1])

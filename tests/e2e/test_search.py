@@ -50,6 +50,13 @@ class Strategies(Workspace):
         cfg = load_json(self.path("cfg.json"))
         cfg["workload"]["request_count"] = 24
         self.write_config(cfg)
+        # the baseline was measured with 12 requests: refused until measured again
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("measured with another config (workload.request_count: 12 -> 24)", r.stderr)
+        r = self.run_engine("--config", "cfg.json", "--rebaseline")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        self.assertEqual(len([d for d in os.listdir(self.path("results")) if d.startswith("baseline.replaced-")]), 1)
         out, brute = self.search()
         self.assertEqual(best_mask(out), "100")
         self.assertEqual(brute["launches"], 8)

@@ -229,8 +229,10 @@ local function run_on_landscape(name, n, seed, options)
   for i = 1, n do knobs[i] = { name = "k" .. i, index = i - 1 } end
   local obj = { metric = "p50_latency_ms", maximize = false, tie_breakers = {} }
   local records = {}
+  local st = dofile(knob.root .. "/strategies/" .. name .. ".lua")
+  local cfg = { knobs = knobs, workload = { request_count = 100 }, strategy_options = options or {}, objective = obj }
   local s = Search.new({
-    cfg = { knobs = knobs, workload = { request_count = 100 }, strategy_options = options or {}, objective = obj },
+    cfg = cfg, options = require("knobengine.strategy").options(st, cfg.strategy_options, cfg),
     baseline = {},
     run_trial = function(_, mask, requests)
       local r = land:measure(mask, requests / 100)
@@ -238,7 +240,7 @@ local function run_on_landscape(name, n, seed, options)
       return r
     end,
   }, records)
-  dofile(knob.root .. "/strategies/" .. name .. ".lua").run(s)
+  st.run(s)
   return records, land, obj
 end
 
