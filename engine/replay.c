@@ -24,7 +24,7 @@ typedef struct {
   int input_tokens; /* from usage; 0 when the server did not say */
   long status;
   int done; /* finished (a replay stopped by its hook leaves the rest undone) */
-  char error[96];
+  char *error; /* why it failed (malloc'd), NULL when it succeeded */
 } request_row;
 
 typedef struct { float *v; size_t n, cap; } float_vec;
@@ -45,7 +45,7 @@ typedef struct {
   long usage_completion, usage_prompt;
   int done;      /* [DONE] seen */
   int failed;    /* our own failure already recorded */
-  char error[96];
+  char error[256];
   sse_parser sse;
   kbuf body;     /* non-streaming body, or the error body of a non-2xx */
   struct curl_slist *headers;
@@ -297,6 +297,22 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   return curl_multi_add_handle(multi, s->easy) == CURLM_OK ? 0 : -1;
 }
 
+/* A non-2xx answer: the status and what the server said (its first 200 bytes, on one
+ * line), so the cause is in the error, not only a number. */
+static void slot_fail_http(slot *s, long code) {
+  char said[201];
+  size_t n = s->body.len < 200 ? s->body.len : 200;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s->body.data[i];
+    said[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+  }
+  said[n] = '\0';
+  char msg[256];
+  if (n) snprintf(msg, sizeof msg, "HTTP %ld: %s", code, said);
+  else snprintf(msg, sizeof msg, "HTTP %ld", code);
+  slot_fail(s, msg);
+}
+
 /* Finishes a request: decides success and records its row. */
 static void slot_finish(slot *s, CURLcode result, double t_end) {
   replay_state *rs = s->rs;
@@ -312,9 +328,7 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
       slot_fail(s, msg);
     }
   } else if (code < 200 || code >= 300) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "HTTP %ld", code);
-    slot_fail(s, msg);
+    slot_fail_http(s, code);
   } else if (o->stream) {
     if (!s->failed && !s->done) slot_fail(s, "malformed stream: ended without [DONE]");
     tokens = s->usage_completion >= 0 ? (int)s->usage_completion : s->chunks;
@@ -347,8 +361,8 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   r->start_ms = t_sent; /* made relative by the caller */
   r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
   r->done = 1;
-  if (s->error[0]) snprintf(r->error, sizeof r->error, "%s", s->error);
-  else r->error[0] = '\0';
+  r->error = s->error[0] ? strdup(s->error) : NULL;
+  if (s->error[0] && !r->error) rs->oom = 1;
 }
 
 static void dist_from(double *x, size_t n, ke_dist *d) {
@@ -381,7 +395,7 @@ static int write_csv(const char *path, const request_row *rows, int n, char *err
     if (isnan(r->ttft_ms)) kbuf_puts(&b, ",");
     else kbuf_printf(&b, "%.3f,", r->ttft_ms);
     kbuf_printf(&b, "%.3f,%d,%ld,", r->latency_ms, r->tokens, r->status);
-    csv_error_field(&b, r->error);
+    csv_error_field(&b, r->error ? r->error : "");
     kbuf_puts(&b, "\n");
   }
   int rc = b.data ? ke_write_atomic(path, b.data, b.len, 0644, err, errlen) : -1;
@@ -580,6 +594,7 @@ static void replay_cleanup(replay_run *rr) {
   free(rr->rs.peek_buf);
   kj_doc_free(&rr->rs.scratch);
   free(rr->slots);
+  for (int i = 0; rr->rs.rows && i < rr->rs.o->request_count; i++) free(rr->rs.rows[i].error);
   free(rr->rs.rows);
   free(rr->rs.gaps.v);
 }
@@ -604,7 +619,7 @@ static int aggregate(replay_state *rs, double t0, double t1, ke_metrics *out, ch
     if (!r->done) continue;
     finished++;
     r->start_ms = (r->start_ms - t0) * 1000.0;
-    if (r->error[0]) {
+    if (r->error) {
       out->failed++;
       if (!out->first_error[0]) snprintf(out->first_error, sizeof out->first_error, "%s", r->error);
       continue;
@@ -651,7 +666,7 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
     rc = run_phase(rr.multi, rr.slots, rr.nslots, o->request_count, 1, rr.waitfds, rr.owner, err, errlen);
     double t1 = ke_now();
     if (rc == 0 && rr.rs.oom) {
-      snprintf(err, errlen, "out of memory recording inter-token gaps");
+      snprintf(err, errlen, "out of memory recording the requests");
       rc = -1;
     }
     if (rc == 0) rc = aggregate(&rr.rs, t0, t1, out, err, errlen);

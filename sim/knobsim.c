@@ -40,6 +40,7 @@ typedef struct {
   int stall_after_tokens;     /* > 0: a stream goes silent after this many tokens */
   int ignore_sigterm;
   double slow_under_profiler; /* > 1: every modelled time multiplied when run under nsys */
+  long log_lines;             /* > 0: that many lines of chatter before loading (tests of log caps) */
   sim_params p;
 } options;
 
@@ -159,6 +160,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
     else if (FLAG("--slow-under-profiler")) o->slow_under_profiler = num_arg(name, VALUE());
+    else if (FLAG("--log-lines")) o->log_lines = (long)num_arg(name, VALUE());
     else if (FLAG("--fixed-ttft-ms")) o->p.fixed_ttft_ms = num_arg(name, VALUE());
     else if (FLAG("--fixed-tpot-ms")) o->p.fixed_tpot_ms = num_arg(name, VALUE());
     else if (FLAG("--kv-cache-dtype")) {
@@ -561,6 +563,9 @@ int main(int argc, char **argv) {
    * 50 us timer slack late */
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
+  for (long i = 0; i < a.o.log_lines; i++) /* a chatty server, for tests of log caps */
+    fprintf(stderr, "DEBUG knobsim: chatter line %ld of %ld, padded to about a hundred bytes ..............\n", i + 1,
+            a.o.log_lines);
   log_line("loading model %s", a.o.model);
   double load_end = now_s() + (a.o.fail_start ? a.o.load_time_s / 2 : a.o.load_time_s);
   while (!g_stop && (a.o.hang_start || now_s() < load_end)) usleep(10000);

@@ -8,9 +8,11 @@
 #include "supervise.h"
 
 int main(int argc, char **argv) {
-  /* stdout carries the strict result format: make it line buffered so a crash or a
-   * kill never leaves a partial line unflushed behind complete ones */
-  setvbuf(stdout, NULL, _IOLBF, 0);
+  /* stdout carries the strict result format. Fully buffered: the engine flushes after
+   * every complete line itself (so a crash or a kill never leaves a partial line behind
+   * complete ones) and sees the flush fail on a full disk or a closed pipe, which line
+   * buffering would hide inside the write */
+  setvbuf(stdout, NULL, _IOFBF, 1 << 16);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "knobengine: cannot initialise libcurl\n");
     return 1;

@@ -27,7 +27,7 @@ local SCHEMA = {
 
 local function damaged(path, why, raise)
   raise("%s is damaged or unreadable (%s): move it aside (mv %s %s.damaged) and run again; its finished trials "
-    .. "cannot be resumed", path, tostring(why):gsub("^history database: ", ""), path, path)
+    .. "cannot be resumed", path, tostring(why):gsub("^.-history database: ", ""), path, path)
 end
 
 -- The database calls, with a failure turned into an error that names the file.

@@ -106,8 +106,8 @@ local function check_results_path(results)
 end
 
 -- Checks, before anything starts, that results can be written (the nearest existing
--- directory takes a 64 KiB probe file, so a read-only or full disk is caught) and that
--- the server's port is free. Creates nothing: a problem is a usage error.
+-- directory takes a 64 KiB probe file, so a read-only or full disk is caught). Creates
+-- nothing: a problem is a usage error.
 local function preflight(cfg, results)
   check_results_path(results)
   check_program(cfg)
@@ -122,6 +122,11 @@ local function preflight(cfg, results)
   local ok, err = knob.write_atomic(probe, string.rep("\0", 65536))
   os.remove(probe)
   if not ok then errors.usage("--results %s: cannot write there: %s", results, (err:gsub("^cannot write '[^']*': ", ""))) end
+end
+
+-- The server's port must be free (checked once this run owns the results directory,
+-- so a second run is told about the first one, not about its server).
+local function check_port(cfg)
   local in_use, perr = knob.port_in_use(cfg.server.host, cfg.server.port)
   if in_use == nil then errors.usage("server.host: %s", perr) end
   if in_use then
@@ -178,7 +183,15 @@ local function run(args)
     return 0
   end
   preflight(cfg, opts.results)
-  own_results(opts.results)
+  -- a second run on the same results is told about the first; a results directory that
+  -- does not exist yet is only created once the port is known to be free
+  if knob.is_dir(opts.results) then
+    own_results(opts.results)
+    check_port(cfg)
+  else
+    check_port(cfg)
+    own_results(opts.results)
+  end
   local runner = require("knobengine.runner")
   if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
   return runner.search(ctx)

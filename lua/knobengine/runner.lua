@@ -346,40 +346,51 @@ local function begin_run(ctx, baseline)
   return { history = history, hash = hash, id = id, replay = replay, base_p50 = baseline.metrics.p50_latency_ms }
 end
 
-function M.search(ctx)
+-- The search proper, inside the run's aside directory.
+local function search_body(ctx, baseline, dirs, run)
   local cfg = ctx.cfg
+  util.mkdir(dirs.aside .. "/trials")
+  out(format.TABLE_HEADER)
+  local source = trial_source(ctx, run, dirs)
+  local records = {}
+  local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history, options = ctx.options,
+    run_trial = source.run_trial, on_trial = source.on_trial }, records)
+  run_strategy(ctx.strategy, search, run)
+  if #records == 0 then
+    run.history:finish(run.id, "failed")
+    errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)
+  end
+  local best = objective.choose(records, cfg.objective)
+  local summary = summary_of(ctx, ctx.strategy, baseline, records, best)
+  util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50))
+  if not best then
+    util.write_json(dirs.aside .. "/summary.json", summary)
+    publish(dirs)
+    run.history:finish(run.id, "complete", dirs.final)
+    errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",
+      cfg.constraints.max_error_rate, dirs.final)
+  end
+  warn_if_within_noise(records, best, cfg.objective)
+  local prof = finish_with_best(ctx, dirs, best, summary)
+  run.history:finish(run.id, "complete", dirs.final)
+  print_best(cfg, baseline, best, prof)
+  return 0
+end
+
+function M.search(ctx)
   local baseline = load_baseline(ctx.results)
-  local strategy = ctx.strategy
   check_identity(ctx, baseline)
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
   return with_aside(dirs.aside, function()
-    util.mkdir(dirs.aside .. "/trials")
-    out(format.TABLE_HEADER)
-    local source = trial_source(ctx, run, dirs)
-    local records = {}
-    local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history, options = ctx.options,
-      run_trial = source.run_trial, on_trial = source.on_trial }, records)
-    run_strategy(strategy, search, run)
-    local best = objective.choose(records, cfg.objective)
-    local summary = summary_of(ctx, strategy, baseline, records, best)
-    util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50))
-    if #records == 0 then
-      run.history:finish(run.id, "failed")
-      errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)
+    local ok, result = xpcall(search_body, errors.handler, ctx, baseline, dirs, run)
+    if ok then return result end
+    -- stopped from outside (Ctrl-C, stdout gone): what was measured is kept for a resume
+    if (result.kind == "interrupted" or result.kind == "output") and not result.resumable then
+      run.history:finish(run.id, "interrupted")
+      result.resumable = true
     end
-    if not best then
-      util.write_json(dirs.aside .. "/summary.json", summary)
-      publish(dirs)
-      run.history:finish(run.id, "complete", dirs.final)
-      errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",
-        cfg.constraints.max_error_rate, dirs.final)
-    end
-    warn_if_within_noise(records, best, cfg.objective)
-    local prof = finish_with_best(ctx, dirs, best, summary)
-    run.history:finish(run.id, "complete", dirs.final)
-    print_best(cfg, baseline, best, prof)
-    return 0
+    error(result, 0)
   end)
 end
 

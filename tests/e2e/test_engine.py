@@ -149,7 +149,7 @@ class TwoRuns(Workspace):
         summary = load_json((self.path("results", "search", "latest", "summary.json")))
         errs = [t["error"] for t in summary["trials"]]
         self.assertIsNone(errs[0])
-        self.assertIn("12 of 12 requests failed (first: HTTP 500)", errs[1])
+        self.assertIn("12 of 12 requests failed (first: HTTP 500: {\"object\":\"error\",\"message\":\"simulated internal error\"", errs[1])
         self.assertIn("server exited before it was ready: server exited with status 1", errs[2])
         self.assertIn("simulated failure while loading the model", errs[2])
         self.assertIn("trial 1 (mask 01) is invalid", r.stderr)

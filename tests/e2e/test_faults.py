@@ -108,7 +108,7 @@ class TrialFaults(Workspace):
         self.assertIn("server not ready after 2 s", errors[2])
         self.assertIn("server killed by signal 6 during the workload", errors[3])
         self.assertIn("simulated crash after 3 requests", errors[3])
-        self.assertIn("requests failed (first: HTTP 500)", errors[4])
+        self.assertIn("requests failed (first: HTTP 500: {", errors[4])
         self.assertIn("requests failed (first: malformed stream:", errors[5])
         self.assertIn("requests failed (first: timeout)", errors[6])
         self.assertIsNone(errors[7])
