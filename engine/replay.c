@@ -11,21 +11,14 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "json.h"
+#include "replay_rows.h"
 #include "rxtime.h"
 #include "sse.h"
-#include "stats.h"
 #include "supervise.h"
 
 #define ERROR_BODY_MAX 512
 
-typedef struct {
-  double start_ms, ttft_ms, latency_ms;
-  int tokens;
-  int input_tokens; /* from usage; 0 when the server did not say */
-  long status;
-  int done; /* finished (a replay stopped by its hook leaves the rest undone) */
-  char *error; /* why it failed (malloc'd), NULL when it succeeded */
-} request_row;
+typedef ke_request_row request_row;
 
 typedef struct { float *v; size_t n, cap; } float_vec;
 
@@ -42,6 +35,7 @@ typedef struct {
   double t_last_data; /* arrival time of the data being parsed / last written to us */
   int fd;             /* the connection's socket (streaming only), -1 = unknown */
   int chunks;    /* content chunks seen */
+  double max_gap; /* its largest gap between content chunks (s) */
   long usage_completion, usage_prompt;
   int done;      /* [DONE] seen */
   int failed;    /* our own failure already recorded */
@@ -151,7 +145,10 @@ static int on_event(void *ud, const char *data, size_t len) {
   if (count_content(root, 1)) {
     double now = s->t_last_data;
     if (s->chunks == 0) s->t_first = now;
-    else if (s->measured && push_gap(&s->rs->gaps, (now - s->t_last) * 1000.0)) s->rs->oom = 1;
+    else {
+      if (now - s->t_last > s->max_gap) s->max_gap = now - s->t_last;
+      if (s->measured && push_gap(&s->rs->gaps, (now - s->t_last) * 1000.0)) s->rs->oom = 1;
+    }
     s->t_last = now;
     s->chunks++;
   }
@@ -275,15 +272,28 @@ static void slot_init(slot *s) {
   }
 }
 
+/* A slot's handle is made the first time it is used (an open loop may have many more
+ * slots than it ever fills). */
+static int slot_ready(slot *s) {
+  if (s->easy) return 0;
+  s->easy = curl_easy_init();
+  s->headers = curl_slist_append(NULL, "Content-Type: application/json");
+  if (!s->easy || !s->headers) return -1;
+  slot_init(s);
+  return 0;
+}
+
 static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int row) {
   const ke_replay_opts *o = s->rs->o;
   size_t bi = (size_t)body_index % o->n_bodies;
+  if (slot_ready(s)) return -1;
   s->measured = measured;
   s->busy = 1;
   s->index = row;
   s->t_sent = s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
   s->fd = -1;
   s->chunks = 0;
+  s->max_gap = 0;
   s->usage_completion = s->usage_prompt = -1;
   s->done = s->failed = 0;
   s->error[0] = '\0';
@@ -358,79 +368,65 @@ static void slot_finish(slot *s, CURLcode result, double t_end) {
   r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - t_sent) * 1000.0 : NAN;
   r->tokens = s->failed ? 0 : tokens;
   r->status = code;
-  r->start_ms = t_sent; /* made relative by the caller */
+  r->sent = t_sent;
+  r->scheduled = o->schedule ? o->schedule[s->index] : NAN;
+  r->max_gap_ms = s->chunks > 1 ? s->max_gap * 1000.0 : NAN;
   r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
   r->done = 1;
   r->error = s->error[0] ? strdup(s->error) : NULL;
   if (s->error[0] && !r->error) rs->oom = 1;
 }
 
-static void dist_from(double *x, size_t n, ke_dist *d) {
-  ke_sort_doubles(x, n);
-  d->p50 = ke_percentile_sorted(x, n, 50);
-  d->p95 = ke_percentile_sorted(x, n, 95);
-  d->p99 = ke_percentile_sorted(x, n, 99);
-  d->mean = ke_mean(x, n);
-}
+/* Everything one replay allocates. */
+typedef struct {
+  replay_state rs;
+  slot *slots;
+  int nslots;
+  CURLM *multi;
+  struct curl_waitfd *waitfds; /* streaming: in-flight sockets to peek */
+  int *owner;                  /* waitfds[i] belongs to slots[owner[i]] */
+  int *free_slots;             /* open loop: the slots with nothing in flight */
+  int nfree;
+} replay_run;
 
-static void csv_error_field(kbuf *b, const char *s) {
-  /* errors are short and ours; still quote them when they hold a comma or quote */
-  if (!strpbrk(s, ",\"\n")) { kbuf_puts(b, s); return; }
-  kbuf_puts(b, "\"");
-  for (const char *p = s; *p; p++) {
-    if (*p == '"') kbuf_puts(b, "\"\"");
-    else if (*p == '\n') kbuf_puts(b, " ");
-    else kbuf_append(b, p, 1);
-  }
-  kbuf_puts(b, "\"");
-}
+/* One phase (the warmup or the measured requests) in progress. */
+typedef struct {
+  replay_run *rr;
+  int measured, total;
+  int next;    /* the next request to send */
+  int running; /* in flight */
+  int open;    /* sent on the schedule, not when a request ends */
+  double t0;   /* when the phase began (the schedule's zero) */
+  int cap_hits, last_capped;
+} phase_run;
 
-static int write_csv(const char *path, const request_row *rows, int n, char *err, size_t errlen) {
-  kbuf b = {0};
-  kbuf_puts(&b, "request,start_ms,ttft_ms,latency_ms,output_tokens,http_status,error\n");
-  for (int i = 0; i < n; i++) {
-    const request_row *r = &rows[i];
-    if (!r->done) continue;
-    kbuf_printf(&b, "%d,%.3f,", i, r->start_ms);
-    if (isnan(r->ttft_ms)) kbuf_puts(&b, ",");
-    else kbuf_printf(&b, "%.3f,", r->ttft_ms);
-    kbuf_printf(&b, "%.3f,%d,%ld,", r->latency_ms, r->tokens, r->status);
-    csv_error_field(&b, r->error ? r->error : "");
-    kbuf_puts(&b, "\n");
-  }
-  int rc = b.data ? ke_write_atomic(path, b.data, b.len, 0644, err, errlen) : -1;
-  if (!b.data) snprintf(err, errlen, "out of memory");
-  kbuf_free(&b);
-  return rc;
-}
-
-/* Waits until curl has work, at most 100 ms (to notice an interrupt). Streaming: the
- * in-flight sockets are polled too, and each readable one is peeked for the arrival
- * time of its data before curl reads it. */
-static void wait_for_data(CURLM *multi, slot *slots, int nslots, struct curl_waitfd *pfds, int *owner) {
-  if (!pfds) {
-    curl_multi_poll(multi, NULL, 0, 100, NULL);
+/* Waits until curl has work, at most timeout_ms (100 to notice an interrupt).
+ * Streaming: the in-flight sockets are polled too, and each readable one is peeked for
+ * the arrival time of its data before curl reads it. */
+static void wait_for_data(replay_run *rr, int timeout_ms) {
+  slot *slots = rr->slots;
+  if (!rr->waitfds) {
+    curl_multi_poll(rr->multi, NULL, 0, timeout_ms, NULL);
     return;
   }
   int n = 0;
-  for (int i = 0; i < nslots; i++) {
+  for (int i = 0; i < rr->nslots; i++) {
     slots[i].rx_time = 0; /* only good for the read that follows its lookup */
     if (slots[i].fd < 0) continue;
-    pfds[n].fd = slots[i].fd;
-    pfds[n].events = CURL_WAIT_POLLIN;
-    pfds[n].revents = 0;
-    owner[n++] = i;
+    rr->waitfds[n].fd = slots[i].fd;
+    rr->waitfds[n].events = CURL_WAIT_POLLIN;
+    rr->waitfds[n].revents = 0;
+    rr->owner[n++] = i;
   }
-  curl_multi_wait(multi, pfds, (unsigned)n, 100, NULL);
+  curl_multi_wait(rr->multi, rr->waitfds, (unsigned)n, timeout_ms, NULL);
   double offset = ke_rxtime_clock_offset(), now = ke_now();
-  char *peek_buf = slots[0].rs->peek_buf;
   for (int i = 0; i < n; i++) {
-    if (!(pfds[i].revents & CURL_WAIT_POLLIN)) continue;
-    slot *s = &slots[owner[i]];
+    if (!(rr->waitfds[i].revents & CURL_WAIT_POLLIN)) continue;
+    slot *s = &slots[rr->owner[i]];
     /* as much as curl reads at once: queued segments are merged and dated by the
      * newest, so this is when the last of what curl will read arrived */
     size_t got;
-    double t = ke_rxtime_peek(pfds[i].fd, peek_buf, PEEK_SIZE, &got, offset);
+    double t = ke_rxtime_peek(rr->waitfds[i].fd, rr->rs.peek_buf, PEEK_SIZE, &got, offset);
     /* a clock step between the two readings cannot put data in the future or
      * before its request */
     if (t > s->t_start && t <= now) s->rx_time = t;
@@ -446,61 +442,96 @@ static int hook_says_stop(replay_state *rs, ke_replay_event ev) {
 }
 
 /* The hook stopped the replay: requests in flight are abandoned (not counted). */
-static void abandon_in_flight(CURLM *multi, slot *slots, int nslots) {
-  for (int i = 0; i < nslots; i++) {
-    if (!slots[i].busy) continue;
-    curl_multi_remove_handle(multi, slots[i].easy);
-    slots[i].busy = 0;
-    slots[i].fd = -1;
+static void abandon_in_flight(replay_run *rr) {
+  for (int i = 0; i < rr->nslots; i++) {
+    if (!rr->slots[i].busy) continue;
+    curl_multi_remove_handle(rr->multi, rr->slots[i].easy);
+    rr->slots[i].busy = 0;
+    rr->slots[i].fd = -1;
   }
 }
 
-/* Finishes whatever curl reports done, starting the next requests in their slots.
- * Returns 0, or -1 when a request could not be added. */
-static int collect_done(CURLM *multi, int total, int measured, int *next, int *running, char *err, size_t errlen) {
+static int start_request(phase_run *ph, slot *s, char *err, size_t errlen) {
+  if (slot_start(s, ph->rr->multi, ph->next, ph->measured, ph->next)) {
+    snprintf(err, errlen, "cannot add request to curl");
+    return -1;
+  }
+  ph->next++;
+  ph->running++;
+  return 0;
+}
+
+/* Finishes whatever curl reports done. Closed loop: the slot sends the next request at
+ * once; open loop: it waits for its turn on the schedule. Returns 0 or -1. */
+static int collect_done(phase_run *ph, char *err, size_t errlen) {
+  replay_run *rr = ph->rr;
   CURLMsg *m;
   int q;
-  while ((m = curl_multi_info_read(multi, &q))) {
+  while ((m = curl_multi_info_read(rr->multi, &q))) {
     if (m->msg != CURLMSG_DONE) continue;
     double t_end = ke_now();
     slot *s;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
     CURLcode result = m->data.result;
-    curl_multi_remove_handle(multi, m->easy_handle);
+    curl_multi_remove_handle(rr->multi, m->easy_handle);
     slot_finish(s, result, t_end);
-    (*running)--;
-    if (measured) {
-      s->rs->completed++;
-      if (hook_says_stop(s->rs, KE_REPLAY_COMPLETED)) return 0;
+    ph->running--;
+    if (ph->measured) {
+      rr->rs.completed++;
+      if (hook_says_stop(&rr->rs, KE_REPLAY_COMPLETED)) return 0;
     }
-    if (*next < total) {
-      if (slot_start(s, multi, *next, measured, *next)) {
-        snprintf(err, errlen, "cannot add request to curl");
-        return -1;
-      }
-      (*next)++;
-      (*running)++;
-    }
+    if (ph->open) rr->free_slots[rr->nfree++] = (int)(s - rr->slots);
+    else if (ph->next < ph->total && start_request(ph, s, err, errlen)) return -1;
   }
   return 0;
 }
 
-/* Runs `total` requests starting at body index 0 with the slots; measured or not. */
-static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measured, struct curl_waitfd *pfds,
-                     int *owner, char *err, size_t errlen) {
-  replay_state *rs = slots[0].rs;
-  int next = 0, running = 0;
-  for (int i = 0; i < nslots && next < total; i++, next++) {
-    if (slot_start(&slots[i], multi, next, measured, next)) {
-      snprintf(err, errlen, "cannot add request to curl");
-      return -1;
+/* Open loop: sends every request that is due, while a slot is free. Returns how long
+ * until the next one is due (s; 0.1 when none is waiting on time). */
+static double send_due(phase_run *ph, char *err, size_t errlen, int *rc) {
+  replay_run *rr = ph->rr;
+  const double *sched = rr->rs.o->schedule;
+  while (ph->next < ph->total) {
+    double due = ph->t0 + sched[ph->next] - ke_now();
+    if (due > 0) return due;
+    if (rr->nfree == 0) { /* every slot busy: it waits for one (max_concurrency) */
+      if (ph->next > ph->last_capped) { /* each request kept waiting counts once */
+        ph->cap_hits++;
+        ph->last_capped = ph->next;
+      }
+      return 0.1;
     }
-    running++;
+    slot *s = &rr->slots[rr->free_slots[--rr->nfree]];
+    if (start_request(ph, s, err, errlen)) { *rc = -1; return 0; }
   }
-  while (running > 0) {
+  return 0.1;
+}
+
+/* Sleeps until the next request is due: in curl's wait for whole milliseconds, the
+ * last fraction with nanosleep (curl's wait counts only whole milliseconds). */
+static void wait_until_due(replay_run *rr, double due_in) {
+  if (due_in > 0.1) due_in = 0.1;
+  if (due_in >= 0.001) wait_for_data(rr, (int)(due_in * 1000));
+  else {
+    wait_for_data(rr, 0);
+    if (due_in > 0) ke_sleep(due_in);
+  }
+}
+
+/* Runs one phase to its end. Closed loop: the slots start with the first requests and
+ * each sends the next when one ends. Open loop: requests are sent on the schedule. */
+static int run_phase(phase_run *ph, char *err, size_t errlen) {
+  replay_run *rr = ph->rr;
+  replay_state *rs = &rr->rs;
+  int rc = 0;
+  for (int i = 0; !ph->open && i < rs->o->concurrency && ph->next < ph->total; i++)
+    if (start_request(ph, &rr->slots[i], err, errlen)) return -1;
+  while (ph->running > 0 || (ph->open && ph->next < ph->total)) {
+    double due_in = ph->open ? send_due(ph, err, errlen, &rc) : 0.1;
+    if (rc) return rc;
     int still;
-    curl_multi_perform(multi, &still);
-    if (collect_done(multi, total, measured, &next, &running, err, errlen)) return -1;
+    curl_multi_perform(rr->multi, &still);
+    if (collect_done(ph, err, errlen)) return -1;
     if (ke_interrupted()) {
       snprintf(err, errlen, "interrupted during the workload");
       return KE_INTERRUPTED;
@@ -511,34 +542,33 @@ static int run_phase(CURLM *multi, slot *slots, int nslots, int total, int measu
       hook_says_stop(rs, KE_REPLAY_TICK);
     }
     if (rs->stopped) {
-      abandon_in_flight(multi, slots, nslots);
+      abandon_in_flight(rr);
       return 0;
     }
-    if (running > 0) wait_for_data(multi, slots, nslots, pfds, owner);
+    if (ph->running > 0 || ph->next < ph->total) wait_until_due(rr, ph->open ? due_in : 0.1);
   }
   return 0;
 }
 
-/* Everything one replay allocates. */
-typedef struct {
-  replay_state rs;
-  slot *slots;
-  int nslots;
-  CURLM *multi;
-  struct curl_waitfd *waitfds; /* streaming: in-flight sockets to peek */
-  int *owner;                  /* waitfds[i] belongs to slots[owner[i]] */
-} replay_run;
+/* Open loop without a cap: as many slots as requests could be in flight at once. */
+#define OPEN_LOOP_SLOTS 16384
 
 static int replay_setup(replay_run *rr, const ke_replay_opts *o, char *err, size_t errlen) {
   rr->rs.o = o;
   rr->rs.rows = calloc((size_t)o->request_count, sizeof(request_row));
   rr->nslots = o->concurrency;
+  if (o->schedule) {
+    int open = o->max_concurrency > 0 ? o->max_concurrency : o->request_count;
+    if (open > OPEN_LOOP_SLOTS) open = OPEN_LOOP_SLOTS;
+    if (open > rr->nslots) rr->nslots = open;
+  }
   rr->slots = calloc((size_t)rr->nslots, sizeof *rr->slots);
+  rr->free_slots = calloc((size_t)rr->nslots, sizeof *rr->free_slots);
   rr->multi = curl_multi_init();
   /* parsed once: handing curl the parsed URL saves a parse per request (~5% of the
    * client's CPU at zero server latency) */
   rr->rs.url = curl_url();
-  if (!rr->rs.rows || !rr->slots || !rr->multi || !rr->rs.url) {
+  if (!rr->rs.rows || !rr->slots || !rr->free_slots || !rr->multi || !rr->rs.url) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
@@ -560,16 +590,10 @@ static int replay_setup(replay_run *rr, const ke_replay_opts *o, char *err, size
     for (int i = 0; i < 65536; i++) rr->rs.port_fd[i] = -1;
   }
   for (int i = 0; i < rr->nslots; i++) {
-    slot *s = &rr->slots[i];
-    s->rs = &rr->rs;
-    s->easy = curl_easy_init();
-    s->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    sse_init(&s->sse);
-    if (!s->easy || !s->headers) {
-      snprintf(err, errlen, "out of memory");
-      return -1;
-    }
-    slot_init(s);
+    rr->slots[i].rs = &rr->rs;
+    rr->slots[i].fd = -1;
+    sse_init(&rr->slots[i].sse);
+    rr->free_slots[rr->nfree++] = rr->nslots - 1 - i; /* slot 0 first */
   }
   return 0;
 }
@@ -589,6 +613,7 @@ static void replay_cleanup(replay_run *rr) {
   curl_url_cleanup(rr->rs.url);
   free(rr->waitfds);
   free(rr->owner);
+  free(rr->free_slots);
   free(rr->rs.fd_port);
   free(rr->rs.port_fd);
   free(rr->rs.peek_buf);
@@ -599,53 +624,21 @@ static void replay_cleanup(replay_run *rr) {
   free(rr->rs.gaps.v);
 }
 
-/* The metrics of the measured phase [t0, t1] from its rows (start times are made
- * relative to t0 on the way). */
-static int aggregate(replay_state *rs, double t0, double t1, ke_metrics *out, char *err, size_t errlen) {
-  int n = rs->o->request_count;
-  double *lat = malloc(sizeof(double) * (size_t)n);
-  double *ttft = malloc(sizeof(double) * (size_t)n);
-  double *tpot = malloc(sizeof(double) * (size_t)n);
-  double *itl = malloc(sizeof(double) * (rs->gaps.n ? rs->gaps.n : 1));
-  int rc = -1;
-  if (!lat || !ttft || !tpot || !itl) {
-    snprintf(err, errlen, "out of memory");
-    goto done;
+/* The measured phase: its requests, then its metrics and requests.csv. */
+static int measured_phase(replay_run *rr, ke_metrics *out, char *err, size_t errlen) {
+  const ke_replay_opts *o = rr->rs.o;
+  hook_says_stop(&rr->rs, KE_REPLAY_MEASURING);
+  phase_run ph = {.rr = rr, .measured = 1, .total = o->request_count, .open = o->schedule != NULL, .t0 = ke_now(),
+                  .last_capped = -1};
+  int rc = run_phase(&ph, err, errlen);
+  double t1 = ke_now();
+  if (rc == 0 && rr->rs.oom) {
+    snprintf(err, errlen, "out of memory recording the requests");
+    rc = -1;
   }
-  size_t nl = 0, nt = 0, np = 0;
-  int finished = 0;
-  for (int i = 0; i < n; i++) {
-    request_row *r = &rs->rows[i];
-    if (!r->done) continue;
-    finished++;
-    r->start_ms = (r->start_ms - t0) * 1000.0;
-    if (r->error) {
-      out->failed++;
-      if (!out->first_error[0]) snprintf(out->first_error, sizeof out->first_error, "%s", r->error);
-      continue;
-    }
-    out->completed++;
-    out->output_tokens += r->tokens;
-    out->input_tokens += r->input_tokens;
-    lat[nl++] = r->latency_ms;
-    if (!isnan(r->ttft_ms)) {
-      ttft[nt++] = r->ttft_ms;
-      if (r->tokens > 1) tpot[np++] = (r->latency_ms - r->ttft_ms) / (r->tokens - 1);
-    }
-  }
-  for (size_t i = 0; i < rs->gaps.n; i++) itl[i] = rs->gaps.v[i];
-  out->request_count = finished;
-  out->error_rate = finished ? (double)out->failed / finished : NAN;
-  out->duration_s = t1 - t0;
-  dist_from(lat, nl, &out->latency);
-  dist_from(ttft, nt, &out->ttft);
-  dist_from(tpot, np, &out->tpot);
-  dist_from(itl, rs->gaps.n, &out->itl);
-  out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
-  out->requests_per_s = out->duration_s > 0 ? out->completed / out->duration_s : NAN;
-  rc = 0;
-done:
-  free(lat); free(ttft); free(tpot); free(itl);
+  if (rc == 0)
+    rc = ke_replay_aggregate(o, rr->rs.rows, rr->rs.gaps.v, rr->rs.gaps.n, ph.t0, t1, ph.cap_hits, out, err, errlen);
+  if (rc == 0 && o->requests_csv) rc = ke_replay_write_csv(o->requests_csv, rr->rs.rows, o->request_count, ph.t0, err, errlen);
   return rc;
 }
 
@@ -658,54 +651,12 @@ int ke_replay(const ke_replay_opts *o, ke_metrics *out, char *err, size_t errlen
   replay_run rr;
   memset(&rr, 0, sizeof rr);
   int rc = replay_setup(&rr, o, err, errlen);
-  if (rc == 0 && o->warmup > 0)
-    rc = run_phase(rr.multi, rr.slots, rr.nslots, o->warmup, 0, rr.waitfds, rr.owner, err, errlen);
-  if (rc == 0) {
-    hook_says_stop(&rr.rs, KE_REPLAY_MEASURING);
-    double t0 = ke_now();
-    rc = run_phase(rr.multi, rr.slots, rr.nslots, o->request_count, 1, rr.waitfds, rr.owner, err, errlen);
-    double t1 = ke_now();
-    if (rc == 0 && rr.rs.oom) {
-      snprintf(err, errlen, "out of memory recording the requests");
-      rc = -1;
-    }
-    if (rc == 0) rc = aggregate(&rr.rs, t0, t1, out, err, errlen);
-    if (rc == 0 && o->requests_csv) rc = write_csv(o->requests_csv, rr.rs.rows, o->request_count, err, errlen);
+  if (rc == 0 && o->warmup > 0) {
+    /* the warmup is a closed loop in every mode: it only readies the server */
+    phase_run warm = {.rr = &rr, .measured = 0, .total = o->warmup};
+    rc = run_phase(&warm, err, errlen);
   }
+  if (rc == 0) rc = measured_phase(&rr, out, err, errlen);
   replay_cleanup(&rr);
   return rc;
-}
-
-static double median_of(double *v, int n) {
-  ke_sort_doubles(v, (size_t)n);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out) {
-  memset(out, 0, sizeof *out);
-  if (n <= 0) return;
-  double v[64];
-  if (n > 64) n = 64;
-#define MEDIAN(field)                                           \
-  do {                                                          \
-    for (int i = 0; i < n; i++) v[i] = reps[i].field;           \
-    out->field = median_of(v, n);                               \
-  } while (0)
-  for (int i = 0; i < n; i++) {
-    out->request_count += reps[i].request_count;
-    out->completed += reps[i].completed;
-    out->failed += reps[i].failed;
-    out->output_tokens += reps[i].output_tokens;
-    out->input_tokens += reps[i].input_tokens;
-    if (!out->first_error[0] && reps[i].first_error[0])
-      snprintf(out->first_error, sizeof out->first_error, "%s", reps[i].first_error);
-  }
-  out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
-  MEDIAN(duration_s);
-  MEDIAN(latency.p50); MEDIAN(latency.p95); MEDIAN(latency.p99); MEDIAN(latency.mean);
-  MEDIAN(ttft.p50); MEDIAN(ttft.p95); MEDIAN(ttft.p99); MEDIAN(ttft.mean);
-  MEDIAN(tpot.p50); MEDIAN(tpot.p95); MEDIAN(tpot.p99); MEDIAN(tpot.mean);
-  MEDIAN(itl.p50); MEDIAN(itl.p95); MEDIAN(itl.p99);
-  MEDIAN(tokens_per_s); MEDIAN(requests_per_s);
-#undef MEDIAN
 }

@@ -1,8 +1,11 @@
-/* replay.h - closed-loop HTTP workload replay with libcurl multi, in one thread.
+/* replay.h - HTTP workload replay with libcurl multi, in one thread.
  *
- * Requests are sent in a fixed order (measured request i uses body i mod n_bodies)
- * with at most `concurrency` in flight. `warmup` unmeasured requests run and drain
- * first. Streaming responses are parsed as SSE in OpenAI format; output tokens come
+ * Requests are sent in a fixed order (measured request i uses body i mod n_bodies).
+ * Closed loop (no schedule): at most `concurrency` in flight, each sent when one ends.
+ * Open loop (a schedule): request i is sent at schedule[i] seconds after the measured
+ * phase began, whatever is in flight (at most max_concurrency when that is > 0; a
+ * request that finds every slot busy waits for one, and counts as a cap hit).
+ * `warmup` unmeasured requests run (closed loop, `concurrency`) and drain first. Streaming responses are parsed as SSE in OpenAI format; output tokens come
  * from the usage chunk when the server sends one, else from the count of content
  * chunks. A request fails on non-2xx, transport error or timeout, a malformed stream
  * (bad JSON, no [DONE]) or zero output tokens.
@@ -31,6 +34,17 @@ typedef enum { KE_REPLAY_MEASURING, KE_REPLAY_COMPLETED, KE_REPLAY_TICK } ke_rep
  * cover the requests that finished. */
 typedef int (*ke_replay_hook)(void *ud, ke_replay_event ev, int completed);
 
+/* A service-level objective: thresholds (ms; NaN = not part of it) that a request
+ * meets (its own TTFT, TPOT, largest inter-token gap, end-to-end latency), combined
+ * with and (any = 0) or or (any = 1); the objective holds when the same holds for the
+ * given percentile of each metric over the measured requests. */
+typedef struct {
+  int enabled;
+  double ttft_ms, tpot_ms, itl_ms, e2e_ms;
+  double percentile; /* e.g. 99 */
+  int any;
+} ke_slo;
+
 typedef struct {
   const char *url; /* full URL of the endpoint */
   const char *const *bodies;
@@ -44,6 +58,10 @@ typedef struct {
   const char *requests_csv; /* per-request rows, or NULL */
   ke_replay_hook hook;      /* optional: told of the measured phase's progress */
   void *hook_ud;
+  const double *schedule;   /* open loop: send times (s after the measured phase began),
+                               request_count of them, ascending; NULL = closed loop */
+  int max_concurrency;      /* open loop: at most this many in flight (0 = no cap) */
+  ke_slo slo;
 } ke_replay_opts;
 
 typedef struct { double p50, p95, p99, mean; } ke_dist;
@@ -54,6 +72,14 @@ typedef struct {
   ke_dist latency, ttft, tpot, itl; /* ms; itl.mean unused */
   long long output_tokens, input_tokens;
   double tokens_per_s, requests_per_s;
+  /* open loop: how late requests were sent (sent minus scheduled, ms; NaN when closed) */
+  double lateness_p50, lateness_p99, lateness_max;
+  int cap_hits;                 /* requests that found max_concurrency in flight */
+  /* SLO (NaN / -1 when no SLO): requests/s meeting it, their share (%), and whether
+   * it holds at its percentile; each metric's value at that percentile */
+  double goodput, slo_attainment;
+  int slo_met;
+  double slo_ttft, slo_tpot, slo_itl, slo_e2e;
   char first_error[256]; /* cause of the first failed request, "" if none */
 } ke_metrics;
 
@@ -61,7 +87,8 @@ int ke_replay(const ke_replay_opts *opts, ke_metrics *out, char *err, size_t err
 
 /* Combines repeats of one workload: counts and tokens are summed (error_rate is
  * failed / all requests), every latency, rate and duration is the median across
- * repeats (mean of the middle two for an even count). */
+ * repeats (mean of the middle two for an even count); the SLO is met when it is met
+ * in every repeat. */
 void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out);
 
 #endif

@@ -5,6 +5,7 @@
  * metric is added there (and in ke_metrics), and every file and view the engine writes
  * picks it up. */
 #include <lauxlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "evaluate.h"
@@ -18,6 +19,26 @@ static void push_dist(lua_State *L, const char *key, const ke_dist *d, int with_
   ke_set_num(L, "p99", d->p99);
   if (with_mean) ke_set_num(L, "mean", d->mean);
   lua_setfield(L, -2, key);
+}
+
+/* The SLO metrics: null when the workload had no SLO. */
+static void push_slo(lua_State *L, const ke_metrics *m) {
+  ke_set_num(L, "goodput", m->goodput);
+  ke_set_num(L, "slo_attainment_pct", m->slo_attainment);
+  if (m->slo_met < 0) {
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "slo_met");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "slo_at_percentile");
+    return;
+  }
+  ke_set_bool(L, "slo_met", m->slo_met);
+  lua_createtable(L, 0, 4);
+  ke_set_num(L, "ttft_ms", m->slo_ttft);
+  ke_set_num(L, "tpot_ms", m->slo_tpot);
+  ke_set_num(L, "itl_ms", m->slo_itl);
+  ke_set_num(L, "e2e_ms", m->slo_e2e);
+  lua_setfield(L, -2, "slo_at_percentile");
 }
 
 /* The client metrics of a replay (the Result of README "Result") as a new table. */
@@ -39,6 +60,52 @@ static void push_metrics(lua_State *L, const ke_metrics *m) {
   ke_set_int(L, "input_tokens", m->input_tokens);
   ke_set_num(L, "tokens_per_s", m->tokens_per_s);
   ke_set_num(L, "requests_per_s", m->requests_per_s);
+  lua_createtable(L, 0, 3);
+  ke_set_num(L, "p50", m->lateness_p50);
+  ke_set_num(L, "p99", m->lateness_p99);
+  ke_set_num(L, "max", m->lateness_max);
+  lua_setfield(L, -2, "send_lateness_ms");
+  ke_set_int(L, "concurrency_cap_hits", m->cap_hits);
+  push_slo(L, m);
+}
+
+/* t.schedule: the send time of each measured request (s after the phase began),
+ * ascending; absent = closed loop. The array is a userdata left on the stack. */
+static void read_schedule(lua_State *L, int t, ke_replay_opts *o) {
+  lua_getfield(L, t, "schedule");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int st = lua_gettop(L);
+  size_t n = lua_rawlen(L, st);
+  if ((int)n != o->request_count) luaL_error(L, "replay: the schedule has %d times for %d requests", (int)n, o->request_count);
+  double *s = lua_newuserdatauv(L, (n + 1) * sizeof *s, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, st, (lua_Integer)i + 1);
+    s[i] = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    if (!(s[i] >= 0) || (i > 0 && s[i] < s[i - 1])) luaL_error(L, "replay: the schedule must ascend from 0");
+  }
+  o->schedule = s;
+}
+
+/* t.slo: {ttft_ms, tpot_ms, itl_ms, e2e_ms, percentile = 99, combine = "and"|"or"}. */
+static void read_slo(lua_State *L, int t, ke_slo *slo) {
+  memset(slo, 0, sizeof *slo);
+  lua_getfield(L, t, "slo");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int s = lua_gettop(L);
+  slo->enabled = 1;
+  slo->ttft_ms = ke_opt_number(L, s, "ttft_ms", NAN);
+  slo->tpot_ms = ke_opt_number(L, s, "tpot_ms", NAN);
+  slo->itl_ms = ke_opt_number(L, s, "itl_ms", NAN);
+  slo->e2e_ms = ke_opt_number(L, s, "e2e_ms", NAN);
+  slo->percentile = ke_opt_number(L, s, "percentile", 99);
+  slo->any = strcmp(ke_opt_string(L, s, "combine", "and"), "or") == 0;
+  lua_pop(L, 1);
 }
 
 /* Reads a replay description table at index t into o; leaves helper data on stack. */
@@ -67,6 +134,9 @@ static void read_replay(lua_State *L, int t, ke_replay_opts *o) {
   o->request_timeout_s = ke_opt_number(L, t, "request_timeout_s", 300);
   o->stream = ke_opt_bool(L, t, "stream", 1);
   o->requests_csv = ke_opt_string(L, t, "requests_csv", NULL);
+  o->max_concurrency = (int)ke_opt_number(L, t, "max_concurrency", 0);
+  read_schedule(L, t, o);
+  read_slo(L, t, &o->slo);
 }
 
 static int l_replay(lua_State *L) {

@@ -13,7 +13,9 @@ from common import Workspace, KNOBSIM, load_json, read
 HEADER = "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms"
 RESULT_KEYS = {"ok", "error", "request_count", "completed", "failed", "error_rate", "duration_s",
                "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "mean_latency_ms", "ttft_ms",
-               "tpot_ms", "itl_ms", "output_tokens", "input_tokens", "tokens_per_s", "requests_per_s"}
+               "tpot_ms", "itl_ms", "output_tokens", "input_tokens", "tokens_per_s", "requests_per_s",
+               "send_lateness_ms", "concurrency_cap_hits", "goodput", "slo_attainment_pct", "slo_met",
+               "slo_at_percentile"}
 
 
 def parse_table(lines, n_rows):
@@ -61,7 +63,10 @@ class TwoRuns(Workspace):
         with open(os.path.join(base, "requests.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual(len(rows), 12)
-        self.assertEqual(list(rows[0]), ["request", "start_ms", "ttft_ms", "latency_ms", "output_tokens", "http_status", "error"])
+        self.assertEqual(list(rows[0]), ["request", "scheduled_ms", "sent_ms", "ttft_ms", "latency_ms", "output_tokens",
+                                         "prompt_tokens", "http_status", "error"])
+        self.assertTrue(all(r["scheduled_ms"] == "" for r in rows))  # a closed loop has no schedule
+        self.assertEqual((metrics["goodput"], metrics["slo_met"], metrics["send_lateness_ms"]["p99"]), (None, None, None))
         self.assertTrue(all(r["http_status"] == "200" and r["output_tokens"] == "8" and r["error"] == "" for r in rows))
         self.assertIn("Started server process", read(os.path.join(base, "logs.txt")))
 

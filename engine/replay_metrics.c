@@ -1,0 +1,227 @@
+/* replay_metrics.c - see replay_rows.h: the metrics of a replay, its requests.csv, and
+ * how repeats combine. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "json.h"
+#include "replay_rows.h"
+#include "stats.h"
+
+static void dist_from(double *x, size_t n, ke_dist *d) {
+  ke_sort_doubles(x, n);
+  d->p50 = ke_percentile_sorted(x, n, 50);
+  d->p95 = ke_percentile_sorted(x, n, 95);
+  d->p99 = ke_percentile_sorted(x, n, 99);
+  d->mean = ke_mean(x, n);
+}
+
+/* The sample arrays of a phase: one value per completed request (tpot: those with more
+ * than one token), lateness per sent request, and every gap. */
+typedef struct {
+  double *lat, *ttft, *tpot, *late, *itl;
+  size_t nl, nt, np, nlate;
+} samples;
+
+static void samples_free(samples *s) {
+  free(s->lat); free(s->ttft); free(s->tpot); free(s->late); free(s->itl);
+}
+
+static int samples_alloc(samples *s, size_t n, size_t ngaps) {
+  memset(s, 0, sizeof *s);
+  s->lat = malloc(sizeof(double) * (n ? n : 1));
+  s->ttft = malloc(sizeof(double) * (n ? n : 1));
+  s->tpot = malloc(sizeof(double) * (n ? n : 1));
+  s->late = malloc(sizeof(double) * (n ? n : 1));
+  s->itl = malloc(sizeof(double) * (ngaps ? ngaps : 1));
+  return s->lat && s->ttft && s->tpot && s->late && s->itl ? 0 : -1;
+}
+
+static double tpot_of(const ke_request_row *r) {
+  return r->tokens > 1 && !isnan(r->ttft_ms) ? (r->latency_ms - r->ttft_ms) / (r->tokens - 1) : NAN;
+}
+
+/* One threshold: met, or not part of the objective (-1). NaN values (no such time)
+ * meet a TPOT/ITL threshold (there was no gap) but never a TTFT or E2E one. */
+static int meets(double threshold, double v, int nan_meets) {
+  if (isnan(threshold)) return -1;
+  if (isnan(v)) return nan_meets;
+  return v <= threshold;
+}
+
+static int combine(const ke_slo *slo, const int *parts, int n) {
+  int any = 0, all = 1, used = 0;
+  for (int i = 0; i < n; i++) {
+    if (parts[i] < 0) continue;
+    used = 1;
+    any |= parts[i];
+    all &= parts[i];
+  }
+  return used && (slo->any ? any : all);
+}
+
+static int request_meets(const ke_slo *slo, const ke_request_row *r) {
+  if (r->error) return 0;
+  int parts[4] = {meets(slo->ttft_ms, r->ttft_ms, 0), meets(slo->tpot_ms, tpot_of(r), 1),
+                  meets(slo->itl_ms, r->max_gap_ms, 1), meets(slo->e2e_ms, r->latency_ms, 0)};
+  return combine(slo, parts, 4);
+}
+
+/* The SLO at its percentile over the (sorted) samples, and goodput/attainment. */
+static void slo_metrics(const ke_slo *slo, const ke_request_row *rows, int n, const samples *s, size_t ngaps,
+                        ke_metrics *out) {
+  out->goodput = out->slo_attainment = out->slo_ttft = out->slo_tpot = out->slo_itl = out->slo_e2e = NAN;
+  out->slo_met = -1;
+  if (!slo->enabled) return;
+  int good = 0;
+  for (int i = 0; i < n; i++)
+    if (rows[i].done && request_meets(slo, &rows[i])) good++;
+  double q = slo->percentile;
+  out->slo_ttft = ke_percentile_sorted(s->ttft, s->nt, q);
+  out->slo_tpot = ke_percentile_sorted(s->tpot, s->np, q);
+  out->slo_itl = ke_percentile_sorted(s->itl, ngaps, q);
+  out->slo_e2e = ke_percentile_sorted(s->lat, s->nl, q);
+  out->goodput = out->duration_s > 0 ? good / out->duration_s : NAN;
+  out->slo_attainment = out->request_count ? 100.0 * good / out->request_count : NAN;
+}
+
+static void slo_verdict(const ke_slo *slo, ke_metrics *out) {
+  if (!slo->enabled) return;
+  int parts[4] = {meets(slo->ttft_ms, out->slo_ttft, 0), meets(slo->tpot_ms, out->slo_tpot, 1),
+                  meets(slo->itl_ms, out->slo_itl, 1), meets(slo->e2e_ms, out->slo_e2e, 0)};
+  out->slo_met = out->completed > 0 && combine(slo, parts, 4);
+}
+
+/* Fills the samples from the finished rows; counts into out. */
+static void collect(const ke_replay_opts *o, const ke_request_row *rows, double t0, samples *s, ke_metrics *out) {
+  for (int i = 0; i < o->request_count; i++) {
+    const ke_request_row *r = &rows[i];
+    if (!r->done) continue;
+    out->request_count++;
+    if (o->schedule) s->late[s->nlate++] = (r->sent - (t0 + o->schedule[i])) * 1000.0;
+    if (r->error) {
+      out->failed++;
+      if (!out->first_error[0]) snprintf(out->first_error, sizeof out->first_error, "%s", r->error);
+      continue;
+    }
+    out->completed++;
+    out->output_tokens += r->tokens;
+    out->input_tokens += r->input_tokens;
+    s->lat[s->nl++] = r->latency_ms;
+    if (!isnan(r->ttft_ms)) s->ttft[s->nt++] = r->ttft_ms;
+    double tp = tpot_of(r);
+    if (!isnan(tp)) s->tpot[s->np++] = tp;
+  }
+}
+
+int ke_replay_aggregate(const ke_replay_opts *o, const ke_request_row *rows, const float *gaps, size_t ngaps,
+                        double t0, double t1, int cap_hits, ke_metrics *out, char *err, size_t errlen) {
+  samples s;
+  if (samples_alloc(&s, (size_t)o->request_count, ngaps)) {
+    samples_free(&s);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  collect(o, rows, t0, &s, out);
+  for (size_t i = 0; i < ngaps; i++) s.itl[i] = gaps[i];
+  out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
+  out->duration_s = t1 - t0;
+  dist_from(s.lat, s.nl, &out->latency);
+  dist_from(s.ttft, s.nt, &out->ttft);
+  dist_from(s.tpot, s.np, &out->tpot);
+  dist_from(s.itl, ngaps, &out->itl);
+  out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
+  out->requests_per_s = out->duration_s > 0 ? out->completed / out->duration_s : NAN;
+  ke_sort_doubles(s.late, s.nlate);
+  out->lateness_p50 = o->schedule ? ke_percentile_sorted(s.late, s.nlate, 50) : NAN;
+  out->lateness_p99 = o->schedule ? ke_percentile_sorted(s.late, s.nlate, 99) : NAN;
+  out->lateness_max = o->schedule && s.nlate ? s.late[s.nlate - 1] : NAN;
+  out->cap_hits = cap_hits;
+  slo_metrics(&o->slo, rows, o->request_count, &s, ngaps, out); /* the samples are sorted now */
+  slo_verdict(&o->slo, out);
+  samples_free(&s);
+  return 0;
+}
+
+static void csv_error_field(kbuf *b, const char *s) {
+  /* errors are ours, but may quote what a server said: quote commas, quotes, newlines */
+  if (!strpbrk(s, ",\"\n")) { kbuf_puts(b, s); return; }
+  kbuf_puts(b, "\"");
+  for (const char *p = s; *p; p++) {
+    if (*p == '"') kbuf_puts(b, "\"\"");
+    else if (*p == '\n') kbuf_puts(b, " ");
+    else kbuf_append(b, p, 1);
+  }
+  kbuf_puts(b, "\"");
+}
+
+static void csv_ms(kbuf *b, double v) {
+  if (isnan(v)) kbuf_puts(b, ",");
+  else kbuf_printf(b, "%.3f,", v);
+}
+
+int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, double t0, char *err, size_t errlen) {
+  kbuf b = {0};
+  kbuf_puts(&b, "request,scheduled_ms,sent_ms,ttft_ms,latency_ms,output_tokens,prompt_tokens,http_status,error\n");
+  for (int i = 0; i < n; i++) {
+    const ke_request_row *r = &rows[i];
+    if (!r->done) continue;
+    kbuf_printf(&b, "%d,", i);
+    csv_ms(&b, r->scheduled * 1000.0);
+    kbuf_printf(&b, "%.3f,", (r->sent - t0) * 1000.0);
+    csv_ms(&b, r->ttft_ms);
+    kbuf_printf(&b, "%.3f,%d,%d,%ld,", r->latency_ms, r->tokens, r->input_tokens, r->status);
+    csv_error_field(&b, r->error ? r->error : "");
+    kbuf_puts(&b, "\n");
+  }
+  int rc = b.data ? ke_write_atomic(path, b.data, b.len, 0644, err, errlen) : -1;
+  if (!b.data) snprintf(err, errlen, "out of memory");
+  kbuf_free(&b);
+  return rc;
+}
+
+static double median_of(double *v, int n) {
+  ke_sort_doubles(v, (size_t)n);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void sum_counts(const ke_metrics *reps, int n, ke_metrics *out) {
+  out->slo_met = reps[0].slo_met;
+  for (int i = 0; i < n; i++) {
+    out->request_count += reps[i].request_count;
+    out->completed += reps[i].completed;
+    out->failed += reps[i].failed;
+    out->output_tokens += reps[i].output_tokens;
+    out->input_tokens += reps[i].input_tokens;
+    out->cap_hits += reps[i].cap_hits;
+    if (reps[i].slo_met == 0) out->slo_met = 0;
+    if (!out->first_error[0] && reps[i].first_error[0])
+      snprintf(out->first_error, sizeof out->first_error, "%s", reps[i].first_error);
+  }
+  out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
+}
+
+void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out) {
+  memset(out, 0, sizeof *out);
+  if (n <= 0) return;
+  double v[64];
+  if (n > 64) n = 64;
+  sum_counts(reps, n, out);
+#define MEDIAN(field)                                           \
+  do {                                                          \
+    for (int i = 0; i < n; i++) v[i] = reps[i].field;           \
+    out->field = median_of(v, n);                               \
+  } while (0)
+  MEDIAN(duration_s);
+  MEDIAN(latency.p50); MEDIAN(latency.p95); MEDIAN(latency.p99); MEDIAN(latency.mean);
+  MEDIAN(ttft.p50); MEDIAN(ttft.p95); MEDIAN(ttft.p99); MEDIAN(ttft.mean);
+  MEDIAN(tpot.p50); MEDIAN(tpot.p95); MEDIAN(tpot.p99); MEDIAN(tpot.mean);
+  MEDIAN(itl.p50); MEDIAN(itl.p95); MEDIAN(itl.p99);
+  MEDIAN(tokens_per_s); MEDIAN(requests_per_s);
+  MEDIAN(lateness_p50); MEDIAN(lateness_p99); MEDIAN(lateness_max);
+  MEDIAN(goodput); MEDIAN(slo_attainment);
+  MEDIAN(slo_ttft); MEDIAN(slo_tpot); MEDIAN(slo_itl); MEDIAN(slo_e2e);
+#undef MEDIAN
+}
