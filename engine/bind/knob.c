@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "luadb.h"
+#include "records.h"
 #include "supervise.h"
 
 /* ---- helpers ---- */
@@ -169,6 +170,67 @@ static int l_lock_dir(lua_State *L) {
   return 3;
 }
 
+/* knob.records(path, layout, max_bytes): an iterator of (text, number) over a dataset
+ * file's records, "lines" or "array" (records.h); raises with the file and record on
+ * an error. The reader is a userdata, so it is closed even when the loop is left. */
+#define RECORDS_MT "knob.records"
+
+static int records_gc(lua_State *L) {
+  ke_records **r = luaL_checkudata(L, 1, RECORDS_MT);
+  ke_records_close(*r);
+  *r = NULL;
+  return 0;
+}
+
+static int records_step(lua_State *L) {
+  ke_records **r = luaL_checkudata(L, lua_upvalueindex(1), RECORDS_MT);
+  if (!*r) return 0;
+  const char *text;
+  size_t len;
+  long number;
+  char err[1024];
+  int rc = ke_records_next(*r, &text, &len, &number, err, sizeof err);
+  if (rc < 0) return luaL_error(L, "%s", err);
+  if (rc == 0) {
+    ke_records_close(*r);
+    *r = NULL;
+    return 0;
+  }
+  lua_pushlstring(L, text, len);
+  lua_pushinteger(L, number);
+  return 2;
+}
+
+static int l_records(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  static const char *const layouts[] = {"lines", "array", NULL};
+  int layout = luaL_checkoption(L, 2, "lines", layouts);
+  size_t max = (size_t)luaL_optinteger(L, 3, 16 << 20);
+  ke_records **r = lua_newuserdatauv(L, sizeof *r, 0);
+  *r = NULL;
+  luaL_setmetatable(L, RECORDS_MT);
+  char err[1024];
+  *r = ke_records_open(path, layout ? KE_RECORDS_ARRAY : KE_RECORDS_LINES, max, err, sizeof err);
+  if (!*r) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushcclosure(L, records_step, 1);
+  return 1;
+}
+
+static int l_file_hash(lua_State *L) {
+  char hex[17], err[1024];
+  if (ke_file_hash(luaL_checkstring(L, 1), hex, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushstring(L, hex);
+  return 1;
+}
+
 /* ---- clocks, signals, process ---- */
 
 static int l_now(lua_State *L) {
@@ -221,7 +283,13 @@ int luaopen_knob(lua_State *L) {
       {"now", l_now},                   {"sleep", l_sleep},             {"cpu_seconds", l_cpu_seconds},
       {"isatty", l_isatty},             {"interrupted", l_interrupted}, {"getpid", l_getpid},
       {"port_in_use", l_port_in_use},   {"lock_dir", l_lock_dir},       {"executable", l_executable},
-      {"list_dir", l_list_dir},         {NULL, NULL}};
+      {"list_dir", l_list_dir},         {"records", l_records},         {"file_hash", l_file_hash},
+      {NULL, NULL}};
+  if (luaL_newmetatable(L, RECORDS_MT)) {
+    lua_pushcfunction(L, records_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, funcs);
   int t = lua_gettop(L);
   ke_bind_trial(L, t);

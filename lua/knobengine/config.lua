@@ -11,7 +11,7 @@ M.MAX_KNOBS = 16
 M.ENDPOINTS = { ["/v1/completions"] = true, ["/v1/chat/completions"] = true }
 M.METRICS = {
   p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
-  tokens_per_s = true, requests_per_s = true, error_rate = true,
+  tokens_per_s = true, requests_per_s = true, error_rate = true, goodput = true, slo_attainment_pct = true,
 }
 
 -- Field checkers: each returns the (possibly converted) value or raises via bad().
@@ -221,19 +221,68 @@ local function validate_server(c, raw)
   }
 end
 
+-- workload.arrival: how requests are sent (README "Load"). Every key checked for the
+-- chosen type; rates are requests per second.
+local ARRIVAL_KEYS = {
+  closed = {}, poisson = { rate = true }, constant = { rate = true }, gamma = { rate = true, burstiness = false },
+  sinusoid = { min_rate = true, max_rate = true, period_s = true }, trace = { time_scale = false },
+}
+
+local function validate_arrival(c, a)
+  if a == nil then return { type = "closed" } end
+  local allowed = { type = 1, rate = 1, burstiness = 1, min_rate = 1, max_rate = 1, period_s = 1, time_scale = 1 }
+  c:object(a, "workload.arrival", allowed)
+  local t = c:string(get(a, "type", "closed"), "workload.arrival.type", { one_of = ARRIVAL_KEYS })
+  local out = { type = t }
+  for key in pairs(allowed) do
+    local needed = ARRIVAL_KEYS[t][key]
+    if key ~= "type" and a[key] ~= nil and needed == nil then c:bad("workload.arrival." .. key, "is not used with type '%s'", t) end
+    if needed and a[key] == nil then c:bad("workload.arrival." .. key, "is required with type '%s'", t) end
+  end
+  local function rate(key, min) return c:number(a[key], "workload.arrival." .. key, { min = min, max = 1e6 }) end
+  if a.rate ~= nil then out.rate = rate("rate", 1e-6) end
+  if t == "gamma" then out.burstiness = c:number(get(a, "burstiness", 1), "workload.arrival.burstiness", { min = 1e-3, max = 1000 }) end
+  if t == "sinusoid" then
+    out.min_rate, out.max_rate = rate("min_rate", 0), rate("max_rate", 1e-6)
+    out.period_s = c:number(a.period_s, "workload.arrival.period_s", { min = 1e-3, max = 1e7 })
+    if out.min_rate > out.max_rate then c:bad("workload.arrival.min_rate", "must be <= max_rate") end
+  end
+  if t == "trace" then out.time_scale = c:number(get(a, "time_scale", 1), "workload.arrival.time_scale", { min = 1e-6, max = 1e6 }) end
+  return out
+end
+
+local function validate_synthetic(c, s)
+  if s == nil then return nil end
+  c:object(s, "workload.synthetic", { input_tokens = 1, output_tokens = 1, spread = 1 })
+  if s.input_tokens == nil or s.output_tokens == nil then
+    c:bad("workload.synthetic", "needs 'input_tokens' and 'output_tokens'")
+  end
+  return {
+    input_tokens = c:number(s.input_tokens, "workload.synthetic.input_tokens", { integer = true, min = 1, max = 10000000 }),
+    output_tokens = c:number(s.output_tokens, "workload.synthetic.output_tokens", { integer = true, min = 1, max = 1000000 }),
+    spread = c:number(get(s, "spread", 0), "workload.synthetic.spread", { min = 0, max = 0.99 }),
+  }
+end
+
 local function validate_workload(c, raw, base_dir)
   if raw.workload == nil then c:bad("workload", "is required") end
   local w = c:object(raw.workload, "workload", {
     dataset = 1, endpoint = 1, model = 1, concurrency = 1, request_count = 1, max_new_tokens = 1,
-    warmup_requests = 1, request_timeout_s = 1, seed = 1, stream = 1, repeats = 1,
+    warmup_requests = 1, request_timeout_s = 1, seed = 1, stream = 1, repeats = 1, arrival = 1, max_concurrency = 1,
+    dataset_format = 1, synthetic = 1,
   })
   local d = DEFAULTS.workload
-  if w.dataset == nil then c:bad("workload.dataset", "is required") end
+  if w.dataset == nil and w.synthetic == nil then c:bad("workload.dataset", "is required (or workload.synthetic)") end
+  if w.dataset ~= nil and w.synthetic ~= nil then c:bad("workload.synthetic", "cannot be used with workload.dataset (use one)") end
   if w.model == nil then c:bad("workload.model", "is required") end
-  local dataset = c:string(w.dataset, "workload.dataset")
-  return {
-    dataset = dataset,
-    dataset_path = util.join(base_dir, dataset),
+  local dataset = w.dataset ~= nil and c:string(w.dataset, "workload.dataset") or nil
+  local out = {
+    dataset = dataset or "(synthetic)",
+    dataset_path = dataset and util.join(base_dir, dataset) or nil,
+    dataset_format = c:string(get(w, "dataset_format", "auto"), "workload.dataset_format",
+      { one_of = { auto = 1, jsonl = 1, mooncake = 1, sharegpt = 1 } }),
+    synthetic = validate_synthetic(c, w.synthetic),
+    arrival = validate_arrival(c, w.arrival),
     endpoint = c:string(get(w, "endpoint", d.endpoint), "workload.endpoint", { one_of = M.ENDPOINTS }),
     model = c:string(w.model, "workload.model"),
     concurrency = c:number(get(w, "concurrency", d.concurrency), "workload.concurrency", { integer = true, min = 1, max = 4096 }),
@@ -245,6 +294,12 @@ local function validate_workload(c, raw, base_dir)
     stream = c:boolean(get(w, "stream", d.stream), "workload.stream"),
     repeats = c:number(get(w, "repeats", d.repeats), "workload.repeats", { integer = true, min = 1, max = 16 }),
   }
+  if w.max_concurrency ~= nil then
+    if out.arrival.type == "closed" then c:bad("workload.max_concurrency", "caps an open-loop arrival (workload.arrival); a closed loop has workload.concurrency") end
+    out.max_concurrency = c:number(w.max_concurrency, "workload.max_concurrency", { integer = true, min = 1, max = 16384 })
+  end
+  if out.arrival.type == "trace" and out.synthetic then c:bad("workload.arrival.type", "'trace' needs a dataset with timestamps") end
+  return out
 end
 
 local function validate_knobs(c, raw)
@@ -333,24 +388,37 @@ local function validate_objective(c, raw)
   return { metric = metric, maximize = maximize, tie_breakers = tbs }
 end
 
--- Loads and validates; returns the resolved config table.
-function M.load(path)
-  local text, err = util.read_file(path)
-  if not text then errors.usage("config %s: cannot read: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""))) end
-  return M.parse(text, path)
+-- slo: thresholds (ms) on ttft_ms, tpot_ms, itl_ms, e2e_ms, at a quantile, combined.
+local function validate_slo(c, raw)
+  if raw.slo == nil then return nil end
+  local s = c:object(raw.slo, "slo", { ttft_ms = 1, tpot_ms = 1, itl_ms = 1, e2e_ms = 1, quantile = 1, combine = 1 })
+  local out, any = {}, false
+  for _, k in ipairs({ "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms" }) do
+    if s[k] ~= nil then
+      out[k] = c:number(s[k], "slo." .. k, { min = 0, max = 1e9 })
+      any = true
+    end
+  end
+  if not any then c:bad("slo", "needs at least one of ttft_ms, tpot_ms, itl_ms, e2e_ms") end
+  out.quantile = c:number(get(s, "quantile", 0.99), "slo.quantile", { min = 0, max = 1 })
+  out.combine = c:string(get(s, "combine", "and"), "slo.combine", { one_of = { ["and"] = 1, ["or"] = 1 } })
+  return out
 end
 
--- Validates config text as if it were read from `path` (relative paths resolve
--- against its directory). Every problem is a usage error naming the key.
-function M.parse(text, path)
-  if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
-  local raw = M.decode_json(text, "config " .. path)
-  local c = new_checker(path)
-  c:object(raw, "", {
-    serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
-    constraints = 1, strategy_options = 1,
-  })
-  local base_dir = util.dirname(path)
+-- capacity: the search for the highest rate at which the SLO holds.
+local function validate_capacity(c, raw)
+  local s = c:object(get(raw, "capacity", {}), "capacity",
+    { start_rate = 1, tolerance = 1, max_probes = 1, arrival = 1, max_rate = 1 })
+  return {
+    start_rate = c:number(get(s, "start_rate", 1), "capacity.start_rate", { min = 1e-6, max = 1e6 }),
+    tolerance = c:number(get(s, "tolerance", 0.05), "capacity.tolerance", { min = 1e-4, max = 1 }),
+    max_probes = c:number(get(s, "max_probes", 12), "capacity.max_probes", { integer = true, min = 1, max = 100 }),
+    max_rate = c:number(get(s, "max_rate", 1e6), "capacity.max_rate", { min = 1e-6, max = 1e6 }),
+    arrival = c:string(get(s, "arrival", "poisson"), "capacity.arrival", { one_of = { poisson = 1, constant = 1 } }),
+  }
+end
+
+local function validate_command(c, raw)
   if raw.serve_cmd == nil then c:bad("serve_cmd", "is required") end
   local serve_cmd
   if type(raw.serve_cmd) == "string" then
@@ -367,6 +435,58 @@ function M.parse(text, path)
     if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then c:bad("env", "'%s' is not a valid environment variable name", tostring(k)) end
     env[k] = c:string(v, "env." .. k, { empty = true })
   end
+  return serve_cmd, env
+end
+
+local function validate_constraints(c, raw, cfg)
+  local cons = c:object(get(raw, "constraints", {}), "constraints", { max_error_rate = 1, slo = 1 })
+  cfg.constraints = {
+    max_error_rate = c:number(get(cons, "max_error_rate", 0), "constraints.max_error_rate", { min = 0, max = 1 }),
+    slo = c:boolean(get(cons, "slo", false), "constraints.slo"),
+  }
+  if cfg.constraints.slo and not cfg.slo then c:bad("constraints.slo", "needs an slo") end
+  local m = cfg.objective.metric
+  if (m == "goodput" or m == "slo_attainment_pct") and not cfg.slo then
+    c:bad(cfg.objective.maximize and "objective.maximize" or "objective.minimize", "'%s' needs an slo", m)
+  end
+end
+
+-- Checks that need more than one part of the config.
+local function validate_together(c, cfg)
+  if cfg.nsys.capture_requests and cfg.nsys.capture_requests > cfg.workload.request_count then
+    c:bad("nsys.capture_requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
+  end
+  -- the engine chooses the port: the command must say where it goes
+  local has_port = false
+  for _, a in ipairs(cfg.serve_cmd) do if a:find("{port}", 1, true) then has_port = true end end
+  for _, v in pairs(cfg.env) do if v:find("{port}", 1, true) then has_port = true end end
+  if not has_port then c:bad("serve_cmd", "must contain {port} (replaced by server.port) so the server listens where the engine looks") end
+  for _, k in ipairs(cfg.knobs) do
+    if k.env and cfg.env[k.env] ~= nil then
+      c:bad(string.format("knobs[%d].env", k.index), "'%s' is also set in env; a knob must own its variable", k.env)
+    end
+  end
+end
+
+-- Loads and validates; returns the resolved config table.
+function M.load(path)
+  local text, err = util.read_file(path)
+  if not text then errors.usage("config %s: cannot read: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""))) end
+  return M.parse(text, path)
+end
+
+-- Validates config text as if it were read from `path` (relative paths resolve
+-- against its directory). Every problem is a usage error naming the key.
+function M.parse(text, path)
+  if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
+  local raw = M.decode_json(text, "config " .. path)
+  local c = new_checker(path)
+  c:object(raw, "", {
+    serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
+    constraints = 1, strategy_options = 1, slo = 1, capacity = 1,
+  })
+  local base_dir = util.dirname(path)
+  local serve_cmd, env = validate_command(c, raw)
   local cfg = {
     path = path,
     base_dir = base_dir,
@@ -378,24 +498,11 @@ function M.parse(text, path)
     nsys = validate_nsys(c, raw),
     objective = validate_objective(c, raw),
     strategy_options = c:object(get(raw, "strategy_options", {}), "strategy_options"),
+    slo = validate_slo(c, raw),
+    capacity = validate_capacity(c, raw),
   }
-  local cons = c:object(get(raw, "constraints", {}), "constraints", { max_error_rate = 1 })
-  cfg.constraints = {
-    max_error_rate = c:number(get(cons, "max_error_rate", 0), "constraints.max_error_rate", { min = 0, max = 1 }),
-  }
-  if cfg.nsys.capture_requests and cfg.nsys.capture_requests > cfg.workload.request_count then
-    c:bad("nsys.capture_requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
-  end
-  -- the engine chooses the port: the command must say where it goes
-  local has_port = false
-  for _, a in ipairs(serve_cmd) do if a:find("{port}", 1, true) then has_port = true end end
-  for _, v in pairs(env) do if v:find("{port}", 1, true) then has_port = true end end
-  if not has_port then c:bad("serve_cmd", "must contain {port} (replaced by server.port) so the server listens where the engine looks") end
-  for _, k in ipairs(cfg.knobs) do
-    if k.env and env[k.env] ~= nil then
-      c:bad(string.format("knobs[%d].env", k.index), "'%s' is also set in env; a knob must own its variable", k.env)
-    end
-  end
+  validate_constraints(c, raw, cfg)
+  validate_together(c, cfg)
   -- a relative program path (with a slash) is relative to the config file
   if serve_cmd[1]:find("/", 1, true) and serve_cmd[1]:sub(1, 1) ~= "/" then
     serve_cmd[1] = util.join(base_dir, serve_cmd[1])

@@ -60,14 +60,14 @@ end
 local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
 -- The identity of a search: what decides each trial's result.
-function M.config_hash(cfg, dataset_text)
+function M.config_hash(cfg, dataset_hash)
   local w = cfg.workload
   local parts = {
     util.json(cfg.serve_cmd), -- sorted keys: the same text in every process
     util.json(cfg.server),
     w.endpoint, w.model, w.concurrency, w.request_count, w.max_new_tokens, w.warmup_requests,
     w.request_timeout_s, w.seed, tostring(w.stream), w.repeats,
-    knob.hash64(dataset_text),
+    dataset_hash,
     util.json(cfg.constraints),
   }
   local env = {}

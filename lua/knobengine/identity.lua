@@ -11,13 +11,13 @@ local M = {}
 local WORKLOAD_KEYS = { "endpoint", "model", "concurrency", "request_count", "max_new_tokens", "warmup_requests",
   "request_timeout_s", "seed", "stream", "repeats" }
 
-function M.of(cfg, dataset_text)
+function M.of(cfg, dataset_hash)
   local r = config.resolve(cfg, 0)
   local w = {}
   for _, k in ipairs(WORKLOAD_KEYS) do w[k] = cfg.workload[k] end
   return {
     argv = util.array(r.argv), env = r.env, server = { host = cfg.server.host, port = cfg.server.port },
-    workload = w, dataset_sha = knob.hash64(dataset_text),
+    workload = w, dataset_sha = dataset_hash,
   }
 end
 

@@ -4,6 +4,7 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
+local schedule = require("knobengine.schedule")
 local strategy = require("knobengine.strategy")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
@@ -167,11 +168,14 @@ local function run(args)
   if opts.help then io.stdout:write(M.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   local cfg = config.load(opts.config)
-  local items, dataset_text = dataset.load(cfg.workload.dataset_path)
+  local w = cfg.workload
+  local data = dataset.load(w, math.max(w.request_count, w.warmup_requests))
   local ctx = {
     cfg = cfg,
-    dataset_text = dataset_text,
-    bodies = dataset.bodies(items, cfg.workload),
+    dataset_hash = data.hash,
+    dataset_count = data.count,
+    bodies = dataset.bodies(data.items, w),
+    schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
     results = opts.results,
     strategy_path = strategy.path(opts.strategy),
   }

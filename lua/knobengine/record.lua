@@ -6,7 +6,8 @@
 --   requests     measured requests; full = (requests == workload.request_count)
 --   ok           the trial ran to the end (the server served the workload)
 --   ran          the workload was replayed (metrics were measured), even if it failed
---   valid        ok and error_rate <= constraints.max_error_rate
+--   valid        ok and error_rate <= constraints.max_error_rate (and the SLO met, with
+--                constraints.slo)
 --   error        why it failed or is invalid, or nil
 --   error_rate   1.0 when the workload never ran
 --   metrics      the client metrics exactly as knob.evaluate returns them (README
@@ -45,6 +46,10 @@ function M.from_result(r, f)
   rec.valid = r.ok and rec.error_rate <= f.max_error_rate
   if r.ok and not rec.valid and not rec.error then
     rec.error = string.format("error_rate %.4f exceeds constraints.max_error_rate", rec.error_rate)
+  end
+  if rec.valid and f.require_slo and metrics.slo_met ~= true then
+    rec.valid = false
+    rec.error = rec.error or "the SLO is not met (constraints.slo)"
   end
   return rec
 end

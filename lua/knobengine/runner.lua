@@ -105,7 +105,7 @@ function M.baseline(ctx, rebaseline)
         rec.error or "invalid", final)
     end
     local conf = rec.config
-    conf.identity = identity.of(cfg, ctx.dataset_text)
+    conf.identity = identity.of(cfg, ctx.dataset_hash)
     util.write_json(aside .. "/config.json", conf)
     util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
     write_profile(cfg, rec, profile(ctx, 0, aside, "baseline"), "baseline")
@@ -328,7 +328,7 @@ end
 
 -- Refuses a baseline measured with another config: its numbers would not be comparable.
 local function check_identity(ctx, baseline)
-  local diff = identity.differences(identity.recorded(baseline.config), identity.of(ctx.cfg, ctx.dataset_text))
+  local diff = identity.differences(identity.recorded(baseline.config), identity.of(ctx.cfg, ctx.dataset_hash))
   if #diff > 0 then
     errors.usage("the baseline in %s was measured with another config (%s); measure it again with --rebaseline "
       .. "(the old one is kept), or use another --results", baseline.dir, table.concat(diff, "; "))
@@ -338,7 +338,7 @@ end
 -- Opens history and starts (or resumes) this search's run there.
 local function begin_run(ctx, baseline)
   local history = History.open(ctx.results .. "/history.sqlite")
-  local hash = History.config_hash(ctx.cfg, ctx.dataset_text)
+  local hash = History.config_hash(ctx.cfg, ctx.dataset_hash)
   local id, replay = history:begin(hash, ctx.strategy_path)
   if #replay > 0 then
     say("resuming the interrupted search (run %d): reusing %d completed trial(s)", id, #replay)

@@ -55,6 +55,19 @@ local function files(opts)
   return opts.dir .. "/" .. prefix .. "logs.txt", opts.dir .. "/" .. prefix .. "requests.csv"
 end
 
+-- The first n entries of a list (a screening trial sends fewer requests).
+function M.prefix(list, n)
+  if #list <= n then return list end
+  return table.move(list, 1, n, 1, {})
+end
+
+-- The SLO as knob.replay takes it (README "SLOs and goodput"), or nil.
+function M.slo_spec(slo)
+  if not slo then return nil end
+  return { ttft_ms = slo.ttft_ms, tpot_ms = slo.tpot_ms, itl_ms = slo.itl_ms, e2e_ms = slo.e2e_ms,
+    percentile = slo.quantile * 100, combine = slo.combine }
+end
+
 -- The spec knob.evaluate runs (docs/lua-api.md).
 local function trial_spec(ctx, resolved, opts, requests)
   local cfg = ctx.cfg
@@ -78,6 +91,9 @@ local function trial_spec(ctx, resolved, opts, requests)
       request_timeout_s = cfg.workload.request_timeout_s,
       stream = cfg.workload.stream,
       requests_csv = requests_csv,
+      schedule = ctx.schedule and M.prefix(ctx.schedule, requests),
+      max_concurrency = cfg.workload.max_concurrency,
+      slo = M.slo_spec(cfg.slo),
     },
   }
   if progress.enabled() then
@@ -125,6 +141,7 @@ function M.run(ctx, mask, opts)
     mask = mask, mask_string = resolved.mask_string, requests = requests,
     full = requests == cfg.workload.request_count, config = M.resolved_config(cfg, resolved, requests),
     dir = opts.dir, wall_s = knob.now() - started, max_error_rate = cfg.constraints.max_error_rate,
+    require_slo = cfg.constraints.slo,
   })
   if opts.profile then
     local p = r.profile or {}

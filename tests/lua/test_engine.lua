@@ -64,8 +64,9 @@ end)
 
 t.test("dataset bodies are deterministic OpenAI requests", function()
   local dir, cfg = sample_config()
-  local items = dataset.load(cfg.workload.dataset_path)
-  t.eq(#items, 2)
+  local data = dataset.load(cfg.workload, 100)
+  local items = data.items
+  t.eq(#items, 2); t.eq(data.count, 2); t.eq(#data.hash, 16)
   local bodies = dataset.bodies(items, cfg.workload)
   local b1, b2 = cjson.decode(bodies[1]), cjson.decode(bodies[2])
   t.eq(b1.messages[1].content, "hello there")

@@ -1,0 +1,151 @@
+-- Unit tests of realistic load: arrival schedules (their statistics, reproducibility)
+-- and the dataset formats (run by tests/lua_host).
+package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
+local t = require("t")
+local cjson = require("cjson")
+local knob = require("knob")
+local dataset = require("knobengine.dataset")
+local schedule = require("knobengine.schedule")
+local util = require("knobengine.util")
+
+-- Mean rate and coefficient of variation of the gaps of a schedule.
+local function stats(s)
+  local n = #s - 1
+  local mean = s[#s] / n
+  local var = 0
+  for i = 2, #s do var = var + (s[i] - s[i - 1] - mean) ^ 2 end
+  return 1 / mean, math.sqrt(var / (n - 1)) / mean
+end
+
+t.test("poisson, gamma and constant arrivals: rate within 5%, CV within 10% of theory", function()
+  local cases = {
+    { { type = "poisson", rate = 20 }, 1 },
+    { { type = "gamma", rate = 20, burstiness = 1 }, 1 },
+    { { type = "gamma", rate = 50, burstiness = 0.25 }, 2 },
+    { { type = "gamma", rate = 5, burstiness = 4 }, 0.5 },
+    { { type = "constant", rate = 8 }, 0 },
+  }
+  for _, case in ipairs(cases) do
+    local a, cv_want = case[1], case[2]
+    -- 2000 requests of the default seed; and ten seeds together, where chance alone
+    -- moves the mean rate by well under 2%
+    local s = schedule.draw(a, 2000, 0)
+    t.eq(#s, 2000); t.eq(s[1], 0)
+    local rate, cv = stats(s)
+    t.ok(math.abs(rate / a.rate - 1) < 0.05, string.format("%s: rate %.3f, want %.3f", a.type, rate, a.rate))
+    t.ok(math.abs(cv - cv_want) <= 0.1 * math.max(cv_want, 0.01), string.format("%s %s: CV %.3f, want %.3f", a.type,
+      tostring(a.burstiness), cv, cv_want))
+    local rates, cvs = 0, 0
+    for seed = 1, 10 do
+      local r, v = stats(schedule.draw(a, 2000, seed))
+      rates, cvs = rates + r / 10, cvs + v / 10
+    end
+    t.ok(math.abs(rates / a.rate - 1) < 0.02, string.format("%s: mean rate over seeds %.3f", a.type, rates))
+    t.ok(math.abs(cvs - cv_want) <= 0.05 * math.max(cv_want, 0.01), string.format("%s: mean CV over seeds %.3f", a.type, cvs))
+  end
+end)
+
+t.test("schedules are reproducible from the seed and change with it", function()
+  local a = { type = "gamma", rate = 10, burstiness = 0.5 }
+  t.eq(schedule.draw(a, 100, 7), schedule.draw(a, 100, 7))
+  t.ok(schedule.draw(a, 100, 7)[50] ~= schedule.draw(a, 100, 8)[50])
+  t.eq(schedule.draw({ type = "closed" }, 100, 7), nil)
+end)
+
+t.test("sinusoid: the rate follows the wave", function()
+  local a = { type = "sinusoid", min_rate = 2, max_rate = 38, period_s = 20 }
+  local s = schedule.draw(a, 4000, 3)
+  local lo, hi = 0, 0 -- arrivals near the trough (t mod 20 < 2.5) and the crest (7.5-12.5)
+  for _, x in ipairs(s) do
+    local ph = x % 20
+    if ph < 2.5 or ph > 17.5 then lo = lo + 1 elseif ph > 7.5 and ph < 12.5 then hi = hi + 1 end
+  end
+  t.ok(hi > 5 * lo, string.format("crest %d vs trough %d", hi, lo))
+  local rate = (#s - 1) / s[#s]
+  t.ok(math.abs(rate / 20 - 1) < 0.1, "mean rate " .. rate) -- the mean of the wave
+end)
+
+t.test("trace: the records' timestamps, relative, scaled, wrapped", function()
+  local items = { { timestamp_ms = 1000, line = 1 }, { timestamp_ms = 1500, line = 2 }, { timestamp_ms = 3000, line = 3 } }
+  t.eq(schedule.draw({ type = "trace", time_scale = 1 }, 3, 0, items), { 0, 0.5, 2 })
+  t.eq(schedule.draw({ type = "trace", time_scale = 0.5 }, 5, 0, items), { 0, 0.25, 1, 1.5, 1.75 })
+  t.raises(function() schedule.draw({ type = "trace", time_scale = 1 }, 2, 0, { { line = 4 } }) end, "line 4 has none")
+end)
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  knob.mkdir_p(d)
+  return d
+end
+
+local function workload(path, over)
+  local w = { dataset_path = path, dataset_format = "auto", seed = 0, endpoint = "/v1/completions", model = "m",
+    max_new_tokens = 16, stream = true }
+  for k, v in pairs(over or {}) do w[k] = v end
+  return w
+end
+
+t.test("ShareGPT: the first human turn and the length of its reply", function()
+  local d = tmpdir()
+  util.write(d .. "/sg.json", cjson.encode({
+    { id = "a", conversations = { { from = "human", value = "hello there" }, { from = "gpt", value = "one two three" } } },
+    { id = "b", conversations = { { from = "gpt", value = "no question" } } },
+    { id = "c", conversations = { { from = "human", value = "q" }, { from = "gpt", value = "a" } } },
+  }))
+  local data = dataset.load(workload(d .. "/sg.json"), 10)
+  t.eq(data.count, 2)
+  t.eq(data.items[1].prompt, "hello there"); t.eq(data.items[1].max_tokens, 3)
+  t.eq(data.items[2].max_tokens, 1)
+  util.write(d .. "/bad.json", '[{"conversations": [{"from": "human"}]}]')
+  t.raises(function() dataset.load(workload(d .. "/bad.json"), 10) end, "element 1: conversations[0] needs string")
+  util.write(d .. "/cut.json", '[{"conversations": []}, {"convers')
+  t.raises(function() dataset.load(workload(d .. "/cut.json"), 10) end, "is not a JSON array of records")
+  knob.remove_tree(d)
+end)
+
+t.test("mooncake: prompts from 512-word blocks, shared ids share prefixes", function()
+  local d = tmpdir()
+  util.write(d .. "/mc.jsonl", table.concat({
+    cjson.encode({ timestamp = 0, input_length = 600, output_length = 7, hash_ids = { 1, 2 } }),
+    cjson.encode({ timestamp = 250, input_length = 520, output_length = 3, hash_ids = { 1, 3 } }),
+  }, "\n") .. "\n")
+  local data = dataset.load(workload(d .. "/mc.jsonl"), 10)
+  local b = dataset.bodies(data.items, workload(nil))
+  local p1, p2 = cjson.decode(b[1]).prompt, cjson.decode(b[2]).prompt
+  local function count(s) local n = 0; for _ in s:gmatch("%S+") do n = n + 1 end; return n end
+  t.eq(count(p1), 600); t.eq(count(p2), 520)
+  t.eq(p1:sub(1, 3000), p2:sub(1, 3000)) -- block 1 is shared
+  t.ok(p1:sub(-100) ~= p2:sub(-100))
+  t.eq(cjson.decode(b[1]).max_tokens, 7)
+  t.eq(data.items[2].timestamp_ms, 250)
+  util.write(d .. "/bad.jsonl", cjson.encode({ timestamp = 0, input_length = "5", output_length = 1, hash_ids = { 1 } }) .. "\n")
+  t.raises(function() dataset.load(workload(d .. "/bad.jsonl"), 10) end, "line 1: 'input_length' must be an integer")
+  knob.remove_tree(d)
+end)
+
+t.test("synthetic probes: lengths with spread, distinct prompts, reproducible", function()
+  local w = workload(nil, { synthetic = { input_tokens = 100, output_tokens = 20, spread = 0.1 } })
+  local a, b = dataset.load(w, 50), dataset.load(w, 50)
+  t.eq(a.items, b.items); t.eq(a.hash, b.hash)
+  for _, item in ipairs(a.items) do
+    local n = 0
+    for _ in item.prompt:gmatch("%S+") do n = n + 1 end
+    t.ok(n >= 90 and n <= 110, "input " .. n)
+    t.ok(item.max_tokens >= 18 and item.max_tokens <= 22)
+  end
+  t.ok(a.items[1].prompt:sub(1, 10) ~= a.items[2].prompt:sub(1, 10))
+end)
+
+t.test("a dataset is read a record at a time: only the records sent are kept", function()
+  local d = tmpdir()
+  local lines = {}
+  for i = 1, 5000 do lines[i] = cjson.encode({ prompt = "p" .. i }) end
+  util.write(d .. "/big.jsonl", table.concat(lines, "\n") .. "\n")
+  local data = dataset.load(workload(d .. "/big.jsonl"), 10)
+  t.eq(#data.items, 10); t.eq(data.count, 5000)
+  t.eq(data.hash, knob.hash64(table.concat(lines, "\n") .. "\n"))
+  knob.remove_tree(d)
+end)
+
+t.done()
