@@ -182,6 +182,24 @@ static int replay_repeats(trial_run *run, char *err, size_t errlen) {
   return rc;
 }
 
+/* Probes: replays chosen one after another by the caller (ke_trial.next_probe). */
+static int run_probes(trial_run *run, char *err, size_t errlen) {
+  const ke_trial *t = run->t;
+  ke_trial_result *r = run->r;
+  ke_replay_opts o;
+  const ke_metrics *prev = NULL;
+  int rc = 0;
+  for (int k = 0; rc == 0 && t->next_probe(t->probe_ud, k, prev, &o) == 1; k++) {
+    rc = ke_replay(&o, &r->metrics, err, errlen);
+    if (rc == 0) {
+      r->repeats_done = 1;
+      prev = &r->metrics;
+    }
+  }
+  if (rc == -1 && r->repeats_done) rc = 0; /* keep what was measured */
+  return rc;
+}
+
 /* The workload window: replay (the capture hook starts and ends a session capture),
  * judge the outcome. */
 static int run_workload(trial_run *run) {
@@ -189,7 +207,7 @@ static int run_workload(trial_run *run) {
   phase(run, "replaying", NULL);
   double w0 = ke_now();
   char rerr[512] = "";
-  int rc = replay_repeats(run, rerr, sizeof rerr);
+  int rc = run->t->next_probe ? run_probes(run, rerr, sizeof rerr) : replay_repeats(run, rerr, sizeof rerr);
   r->workload_s = ke_now() - w0;
   if (run->capturing) ke_nsys_stop(run->nsys, r->nsys.error, sizeof r->nsys.error);
   run->capturing = 0;

@@ -30,6 +30,12 @@ typedef struct {
   const ke_nsys_opts *nsys; /* NULL: not profiled */
   ke_phase_fn on_phase;     /* optional progress callback */
   void *phase_ud;
+  /* Optional: the replays to run on the same running server, one after another (a
+   * capacity search, a load sweep), instead of `repeats` runs of `replay`. Called with
+   * k = 0, 1, ... and the metrics of replay k-1 (NULL for k = 0); returns 1 with *next
+   * filled, 0 when there are no more. The result's metrics are the last replay's. */
+  int (*next_probe)(void *ud, int k, const ke_metrics *prev, ke_replay_opts *next);
+  void *probe_ud;
 } ke_trial;
 
 typedef struct {

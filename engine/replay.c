@@ -418,7 +418,8 @@ static void wait_for_data(replay_run *rr, int timeout_ms) {
     rr->waitfds[n].revents = 0;
     rr->owner[n++] = i;
   }
-  curl_multi_wait(rr->multi, rr->waitfds, (unsigned)n, timeout_ms, NULL);
+  /* poll, not wait: curl_multi_wait returns at once when it has nothing to watch */
+  curl_multi_poll(rr->multi, rr->waitfds, (unsigned)n, timeout_ms, NULL);
   double offset = ke_rxtime_clock_offset(), now = ke_now();
   for (int i = 0; i < n; i++) {
     if (!(rr->waitfds[i].revents & CURL_WAIT_POLLIN)) continue;

@@ -220,6 +220,50 @@ static void on_phase(void *ud, const char *phase, const char *detail) {
   if (lua_pcall(h->L, 2, 0, 0) != LUA_OK) h->err = luaL_ref(h->L, LUA_REGISTRYINDEX);
 }
 
+/* spec.probe(k, prev_metrics) -> the next replay table, or nil when done: the replays
+ * of a capacity search or a load sweep, on one running server. Each returned table and
+ * what was read from it stay on the stack (above `base`) while it runs. */
+typedef struct {
+  lua_State *L;
+  int fn, base;
+  int err; /* registry reference of the first error, LUA_NOREF = none */
+} probe_hook;
+
+/* Reads the replay table at 1 into the opts at 2 (a light userdata) under a pcall: a
+ * bad table is a Lua error here, not a jump across the C core. Returns what it
+ * pushed (the arrays the opts point into), so they stay referenced. */
+static int read_replay_protected(lua_State *L) {
+  ke_replay_opts *o = lua_touserdata(L, 2);
+  read_replay(L, 1, o);
+  return lua_gettop(L) - 2;
+}
+
+static int next_probe(void *ud, int k, const ke_metrics *prev, ke_replay_opts *next) {
+  probe_hook *h = ud;
+  lua_State *L = h->L;
+  if (h->err != LUA_NOREF) return 0;
+  lua_settop(L, h->base); /* the previous probe's table is no longer used */
+  lua_pushvalue(L, h->fn);
+  lua_pushinteger(L, k + 1);
+  if (prev) push_metrics(L, prev);
+  else lua_pushnil(L);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    h->err = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+  }
+  if (lua_isnil(L, -1)) return 0;
+  int table = lua_gettop(L);
+  lua_pushcfunction(L, read_replay_protected);
+  lua_pushvalue(L, table);
+  lua_pushlightuserdata(L, next);
+  if (!lua_istable(L, table) || lua_pcall(L, 2, LUA_MULTRET, 0) != LUA_OK) {
+    if (!lua_istable(L, table)) lua_pushstring(L, "probe: expected a replay table or nil");
+    h->err = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+  }
+  return 1;
+}
+
 /* The trial result as a table: ok, error, metrics, repeats, timing, profile. */
 static void push_result(lua_State *L, const ke_trial_result *r, int profile, int interrupted) {
   lua_createtable(L, 0, 8);
@@ -278,11 +322,20 @@ static int l_evaluate(lua_State *L) {
     t.on_phase = on_phase;
     t.phase_ud = &hook;
   }
+  probe_hook probes = {L, 0, 0, LUA_NOREF};
+  lua_getfield(L, 1, "probe");
+  if (lua_isfunction(L, -1)) {
+    probes.fn = lua_gettop(L);
+    probes.base = probes.fn;
+    t.next_probe = next_probe;
+    t.probe_ud = &probes;
+  }
   ke_trial_result r;
   int rc = ke_evaluate(&t, &r);
-  if (hook.err != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hook.err);
-    luaL_unref(L, LUA_REGISTRYINDEX, hook.err);
+  int err = hook.err != LUA_NOREF ? hook.err : probes.err;
+  if (err != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, err);
+    luaL_unref(L, LUA_REGISTRYINDEX, err);
     return lua_error(L);
   }
   push_result(L, &r, profile, rc == KE_INTERRUPTED);

@@ -15,6 +15,7 @@ local function fixed(v, decimals)
   return s
 end
 
+M.fixed = fixed
 function M.ms(v) return fixed(v, 3) end
 function M.rate(v) return fixed(v, 4) end
 function M.percent(v) return fixed(v, 2) end

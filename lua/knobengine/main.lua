@@ -1,6 +1,9 @@
--- Entry point: parses the command line and runs baseline, search or summarize.
+-- Entry point: parses the command line (args.lua) and runs the command: baseline or
+-- search, capacity, load-sweep, summarize.
 -- Returns the exit code: 0 done, 1 run failed, 2 bad usage or config, 128+N signal.
+local cjson = require("cjson")
 local knob = require("knob")
+local args_ = require("knobengine.args")
 local config = require("knobengine.config")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
@@ -10,62 +13,6 @@ local trace = require("knobengine.trace")
 local util = require("knobengine.util")
 
 local M = {}
-
-M.USAGE = [[
-usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
-                  [--rebaseline]
-       knobengine summarize TRACE.sqlite
-       knobengine --help | --version
-
-Finds the fastest combination of serving knobs for an LLM server.
-First run (no RESULTS/baseline/): profiles the server with no knobs and prints
-BASELINE_DONE. Later runs: evaluate knob combinations with the strategy, print the
-results table, profile the best and compare it with the baseline.
-
-options:
-  --config FILE     the optimization config (default: optimizations.json)
-  --strategy FILE   a Lua search strategy (default: strategies/bruteforce.lua;
-                    bundled: bruteforce, halving, coord_descent)
-  --results DIR     where results go (default: results)
-  --dry-run         validate config, dataset, strategy and server program, print
-                    the resolved server commands to stderr, touch nothing
-  --rebaseline      measure the baseline again (the old one is kept as
-                    baseline.replaced-<time>), e.g. after changing the workload
-  --help            show this help
-  --version         show the version
-
-exit codes: 0 done, 1 run failed, 2 bad usage or config, 130/143 interrupted
-]]
-
-local function parse_args(args)
-  local opts = { config = "optimizations.json", results = "results" }
-  local i = 1
-  local function value(name, inline)
-    if inline then return inline end
-    i = i + 1
-    if args[i] == nil then errors.usage("%s needs a value (see --help)", name) end
-    return args[i]
-  end
-  if args[1] == "summarize" then
-    if #args ~= 2 then errors.usage("usage: knobengine summarize TRACE.sqlite") end
-    return { summarize = args[2] }
-  end
-  while i <= #args do
-    local a = args[i]
-    local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
-    name = name or a
-    if name == "--help" or name == "-h" then opts.help = true
-    elseif name == "--version" then opts.version = true
-    elseif name == "--dry-run" then opts.dry_run = true
-    elseif name == "--rebaseline" then opts.rebaseline = true
-    elseif name == "--config" then opts.config = value(name, inline)
-    elseif name == "--strategy" then opts.strategy = value(name, inline)
-    elseif name == "--results" then opts.results = value(name, inline)
-    else errors.usage("unknown argument '%s' (see --help)", a) end
-    i = i + 1
-  end
-  return opts
-end
 
 local function dry_run(cfg)
   local n = #cfg.knobs
@@ -162,11 +109,8 @@ local function summarize(path)
   return 0
 end
 
-local function run(args)
-  local opts = parse_args(args)
-  if opts.summarize then return summarize(opts.summarize) end
-  if opts.help then io.stdout:write(M.USAGE); return 0 end
-  if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
+-- The config, its dataset and schedule, the strategy: what every command starts from.
+local function context(opts)
   local cfg = config.load(opts.config)
   local w = cfg.workload
   local data = dataset.load(w, math.max(w.request_count, w.warmup_requests))
@@ -177,25 +121,79 @@ local function run(args)
     bodies = dataset.bodies(data.items, w),
     schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
     results = opts.results,
-    strategy_path = strategy.path(opts.strategy),
   }
-  ctx.strategy = strategy.load(ctx.strategy_path)
-  ctx.options = strategy.options(ctx.strategy, cfg.strategy_options, cfg)
-  if opts.dry_run then
-    check_program(cfg)
-    dry_run(cfg)
-    return 0
+  if opts.command == "run" then
+    ctx.strategy_path = strategy.path(opts.strategy)
+    ctx.strategy = strategy.load(ctx.strategy_path)
+    ctx.options = strategy.options(ctx.strategy, cfg.strategy_options, cfg)
   end
-  preflight(cfg, opts.results)
-  -- a second run on the same results is told about the first; a results directory that
-  -- does not exist yet is only created once the port is known to be free
-  if knob.is_dir(opts.results) then
-    own_results(opts.results)
+  return ctx
+end
+
+-- Pre-flight, then this process owns the results directory. A second run on the same
+-- results is told about the first; a results directory that does not exist yet is
+-- only created once the port is known to be free.
+local function take_results(cfg, results)
+  preflight(cfg, results)
+  if knob.is_dir(results) then
+    own_results(results)
     check_port(cfg)
   else
     check_port(cfg)
-    own_results(opts.results)
+    own_results(results)
   end
+end
+
+-- The mask of --mask (a string of N 0/1, or an integer), --best (the latest search's
+-- best), or all knobs off.
+local function chosen_mask(cfg, opts)
+  local n = #cfg.knobs
+  if opts.best then
+    local path = opts.results .. "/search/latest/best_config.json"
+    local text = util.read_file(path)
+    local ok, best = pcall(cjson.decode, text or "")
+    if not text or not ok or type(best) ~= "table" or type(best.knob_mask) ~= "string" then
+      errors.usage("--best: no best configuration in %s (run a search first)", path)
+    end
+    opts.mask = best.knob_mask
+  end
+  if not opts.mask then return 0 end
+  local m = opts.mask:match("^[01]+$") and #opts.mask == n and tonumber(opts.mask, 2) or math.tointeger(tonumber(opts.mask))
+  if not m or m < 0 or m >= (1 << n) then errors.usage("--mask: '%s' is not a mask of %d knobs", opts.mask, n) end
+  return m
+end
+
+-- capacity and load-sweep: one server, several measured phases.
+local function load_command(ctx, opts)
+  local cfg = ctx.cfg
+  local mask = chosen_mask(cfg, opts)
+  if opts.command == "capacity" and not cfg.slo then errors.usage("capacity needs an slo in the config") end
+  take_results(cfg, opts.results)
+  local load = require("knobengine.load")
+  if opts.command == "capacity" then
+    load.capacity(ctx, mask)
+    return 0
+  end
+  local levels = {}
+  for i, v in ipairs(opts.rates or opts.concurrency) do
+    levels[i] = opts.rates and { rate = v, arrival = cfg.capacity.arrival } or { concurrency = v }
+  end
+  return load.sweep(ctx, mask, levels)
+end
+
+local function run(argv)
+  local opts = args_.parse(argv)
+  if opts.command == "summarize" then return summarize(opts.trace) end
+  if opts.help then io.stdout:write(args_.USAGE); return 0 end
+  if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
+  local ctx = context(opts)
+  if opts.dry_run then
+    check_program(ctx.cfg)
+    dry_run(ctx.cfg)
+    return 0
+  end
+  if opts.command ~= "run" then return load_command(ctx, opts) end
+  take_results(ctx.cfg, opts.results)
   local runner = require("knobengine.runner")
   if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
   return runner.search(ctx)

@@ -96,6 +96,7 @@ local function trial_spec(ctx, resolved, opts, requests)
       slo = M.slo_spec(cfg.slo),
     },
   }
+  spec.probe = opts.probe -- replays chosen one after another on this server (load.lua)
   if progress.enabled() then
     local label = opts.label or ("mask " .. resolved.mask_string)
     spec.on_phase = function(phase) progress.say("  %s: %s", label, phase) end

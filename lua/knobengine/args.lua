@@ -1,0 +1,118 @@
+-- The command line: the usage text and parsing into {command, options}. Every mistake
+-- is a usage error (exit 2) naming the argument.
+local errors = require("knobengine.errors")
+
+local M = {}
+
+M.USAGE = [[
+usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
+                  [--rebaseline]
+       knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
+                  [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine summarize TRACE.sqlite
+       knobengine --help | --version
+
+Finds the fastest combination of serving knobs for an LLM server.
+First run (no RESULTS/baseline/): measures the server with no knobs and profiles it,
+prints BASELINE_DONE. Later runs: evaluate knob combinations with the strategy, print
+the results table, profile the best and compare it with the baseline.
+capacity: the highest arrival rate at which the config's SLO holds, for one mask.
+load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
+
+options:
+  --config FILE     the optimization config (default: optimizations.json)
+  --strategy FILE   a Lua search strategy (default: strategies/bruteforce.lua;
+                    bundled: bruteforce, halving, coord_descent)
+  --results DIR     where results go (default: results)
+  --dry-run         validate config, dataset, strategy and server program, print
+                    the resolved server commands to stderr, touch nothing
+  --rebaseline      measure the baseline again (the old one is kept as
+                    baseline.replaced-<time>), e.g. after changing the workload
+  --mask MASK       the knob mask to load (default: all knobs off)
+  --best            the best mask of the latest search
+  --rates R,...     request rates (requests/s) for load-sweep, ascending
+  --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
+  --help            show this help
+  --version         show the version
+
+exit codes: 0 done, 1 run failed, 2 bad usage or config, 130/143 interrupted
+]]
+
+-- Options, the commands that take them, and whether they take a value.
+local OPTIONS = {
+  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1 } },
+  ["--strategy"] = { value = true, commands = { run = 1 } },
+  ["--dry-run"] = { commands = { run = 1 } },
+  ["--rebaseline"] = { commands = { run = 1 } },
+  ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1 } },
+  ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1 } },
+  ["--rates"] = { value = true, commands = { ["load-sweep"] = 1 } },
+  ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
+}
+
+local function key(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
+
+-- A comma-separated list of ascending positive numbers (integers for concurrency).
+local function number_list(name, s, integers)
+  local out = {}
+  for part in (s .. ","):gmatch("([^,]*),") do
+    local v = tonumber(part)
+    if not v or v <= 0 or v ~= v or v == math.huge or (integers and not math.tointeger(v)) then
+      errors.usage("%s: '%s' is not a %s", name, part, integers and "positive integer" or "positive number")
+    end
+    if #out > 0 and v <= out[#out] then errors.usage("%s: the values must ascend ('%s' after %s)", name, part, out[#out]) end
+    out[#out + 1] = integers and math.tointeger(v) or v
+  end
+  return out
+end
+
+local function check(opts)
+  if opts.mask and opts.best then errors.usage("--mask and --best cannot be used together") end
+  if opts.command == "load-sweep" then
+    if (opts.rates == nil) == (opts.concurrency == nil) then
+      errors.usage("load-sweep needs --rates or --concurrency (one of them)")
+    end
+    if opts.rates then opts.rates = number_list("--rates", opts.rates, false) end
+    if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true) end
+  end
+  return opts
+end
+
+function M.parse(args)
+  if args[1] == "summarize" then
+    if #args ~= 2 then errors.usage("usage: knobengine summarize TRACE.sqlite") end
+    return { command = "summarize", trace = args[2] }
+  end
+  local opts = { command = "run", config = "optimizations.json", results = "results" }
+  local i = 1
+  if args[1] == "capacity" or args[1] == "load-sweep" then opts.command, i = args[1], 2 end
+  while i <= #args do
+    local a = args[i]
+    local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+    name = name or a
+    if name == "--help" or name == "-h" then opts.help = true
+    elseif name == "--version" then opts.version = true
+    else
+      local o = OPTIONS[name]
+      if not o then errors.usage("unknown argument '%s' (see --help)", a) end
+      if not o.commands[opts.command] then errors.usage("%s is not an option of %s (see --help)", name,
+        opts.command == "run" and "a baseline or search run" or opts.command) end
+      if o.value then
+        if inline == nil then
+          i = i + 1
+          if args[i] == nil then errors.usage("%s needs a value (see --help)", name) end
+          inline = args[i]
+        end
+        opts[key(name)] = inline
+      else
+        opts[key(name)] = true
+      end
+    end
+    i = i + 1
+  end
+  return check(opts)
+end
+
+return M

@@ -1,0 +1,206 @@
+-- Load on one running server: the capacity search (the highest arrival rate at which
+-- the SLO holds) and the load sweep (one measured phase per rate or concurrency, and
+-- the knee). Each probe is a fresh measured phase, with its warmup, on the same server
+-- (knob.evaluate's `probe`). Output formats: README "Capacity and load sweeps".
+local cjson = require("cjson")
+local knob = require("knob")
+local config = require("knobengine.config")
+local errors = require("knobengine.errors")
+local format = require("knobengine.format")
+local progress = require("knobengine.progress")
+local schedule = require("knobengine.schedule")
+local trial = require("knobengine.trial")
+local util = require("knobengine.util")
+
+local M = {}
+
+M.CAPACITY_HEADER = "rate,ttft_p99_ms,tpot_p99_ms,e2e_p99_ms,tokens_per_s,goodput,slo_met"
+M.KNEE_FACTOR = 1.5
+
+-- The capacity search as a state machine (unit-tested without a server): start at
+-- start_rate, double while the SLO holds, halve while it does not, then bisect between
+-- the highest rate that held (lo) and the lowest that did not (hi) until they are
+-- within `tolerance` of hi; at most max_probes probes, never above max_rate.
+function M.capacity_state(opts)
+  return { start = opts.start_rate, tolerance = opts.tolerance, max_probes = opts.max_probes,
+    max_rate = opts.max_rate, probes = 0, next = opts.start_rate }
+end
+
+-- Records the outcome of probing state.next; returns the next rate, or nil when done.
+function M.capacity_step(s, met)
+  local r = s.next
+  s.probes = s.probes + 1
+  if met then s.lo = math.max(s.lo or r, r) else s.hi = math.min(s.hi or r, r) end
+  if s.probes >= s.max_probes then return nil end
+  if not s.hi then
+    if r >= s.max_rate then return nil end -- it holds at the highest rate allowed
+    s.next = math.min(r * 2, s.max_rate)
+  elseif not s.lo then
+    s.next = r / 2
+  else
+    if (s.hi - s.lo) / s.hi <= s.tolerance then return nil end
+    s.next = (s.lo + s.hi) / 2
+  end
+  return s.next
+end
+
+-- The knee of a sweep: the first level whose p99 E2E latency is more than
+-- KNEE_FACTOR times the lowest level's; nil when none is.
+function M.knee(levels)
+  local first = levels[1] and levels[1].metrics.p99_latency_ms
+  if type(first) ~= "number" then return nil end
+  for _, l in ipairs(levels) do
+    local v = l.metrics.p99_latency_ms
+    if type(v) == "number" and v > M.KNEE_FACTOR * first then return l end
+  end
+  return nil
+end
+
+local function out(line)
+  local ok, err = io.stdout:write(line, "\n")
+  if ok then ok, err = io.stdout:flush() end
+  if not ok then errors.output("cannot write the results to stdout (%s)", tostring(err)) end
+end
+
+local function flag(v)
+  if util.is_null(v) then return "na" end
+  return v and "1" or "0"
+end
+
+-- The replay table of one probe: open loop at `rate`, or closed at `concurrency`.
+local function probe_replay(ctx, level, csv)
+  local w = ctx.cfg.workload
+  return {
+    url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = ctx.bodies, request_count = w.request_count,
+    concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
+    request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
+    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate }, w.request_count, w.seed),
+    max_concurrency = level.rate and w.max_concurrency or nil, slo = trial.slo_spec(ctx.cfg.slo),
+  }
+end
+
+-- Runs `levels` (a function: k, previous probe's metrics -> the next level or nil) as
+-- probes on one server of `mask`; on_probe(level, metrics) sees each result.
+local function run_probes(ctx, mask, dir, next_level, on_probe)
+  local level
+  local function probe(k, prev)
+    if prev then on_probe(level, prev) end
+    level = next_level(k, prev)
+    if not level then return nil end
+    progress.say("probe %d: %s", k, level.rate and string.format("%.3f requests/s", level.rate)
+      or string.format("concurrency %d", level.concurrency))
+    return probe_replay(ctx, level, string.format("%s/requests-%02d.csv", dir, k))
+  end
+  local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. config.mask_string(mask, #ctx.cfg.knobs) })
+  if not rec.ran then errors.run("the server did not serve the probes: %s", rec.error or "?") end
+  return rec
+end
+
+-- A run directory under results/<kind>/: built aside, renamed at the end, latest link.
+local function dirs_of(results, kind)
+  local root = results .. "/" .. kind
+  util.mkdir(root)
+  local stamp = os.date("!%Y%m%dT%H%M%SZ")
+  local final, n = root .. "/" .. stamp, 1
+  while knob.exists(final) do n = n + 1; final = string.format("%s/%s-%d", root, stamp, n) end
+  local aside = string.format("%s/.%s.tmp.%d", root, kind, knob.getpid())
+  knob.remove_tree(aside)
+  util.mkdir(aside)
+  return { root = root, final = final, aside = aside }
+end
+
+local function publish(d)
+  local ok, err = os.rename(d.aside, d.final)
+  if not ok then errors.run("cannot move the results into place: %s", err) end
+  knob.symlink(d.final:match("[^/]+$"), d.root .. "/latest")
+end
+
+local function guarded(d, body)
+  local ok, result = xpcall(body, errors.handler)
+  if not ok then
+    knob.remove_tree(d.aside)
+    error(result, 0)
+  end
+  return result
+end
+
+-- The capacity search of one mask: rows as probes finish, then MAX_RATE; the
+-- capacity.json of every probe. Returns the result table.
+function M.capacity(ctx, mask, opts)
+  local cfg = ctx.cfg
+  if not cfg.slo then errors.usage("capacity needs an slo in the config (the SLO decides which rates hold)") end
+  local quiet = opts and opts.quiet -- a strategy's capacity prints nothing on stdout
+  local d = opts and opts.dir and { aside = opts.dir } or dirs_of(ctx.results, "capacity")
+  util.mkdir(d.aside)
+  return guarded(d, function()
+    local state, probes = M.capacity_state(cfg.capacity), {}
+    if not quiet then out(M.CAPACITY_HEADER) end
+    local function next_level(k)
+      if k > 1 and not state.next then return nil end
+      return { rate = state.next, arrival = cfg.capacity.arrival }
+    end
+    local rec = run_probes(ctx, mask, d.aside, next_level, function(level, m)
+      local met = m.slo_met == true
+      probes[#probes + 1] = { rate = level.rate, slo_met = met, metrics = m }
+      if not quiet then
+        out(table.concat({ format.fixed(level.rate, 3), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p99),
+          format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s), format.ms(m.goodput), flag(m.slo_met) }, ","))
+      end
+      state.next = M.capacity_step(state, met)
+    end)
+    local result = { knob_mask = config.mask_string(mask, #cfg.knobs), max_rate = state.lo or cjson.null,
+      slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
+    util.write_json(d.aside .. "/capacity.json", result)
+    if not quiet then
+      out(string.format("MAX_RATE,knob_mask=%s,rate=%s", result.knob_mask, format.fixed(result.max_rate, 3)))
+      publish(d)
+    end
+    return result
+  end)
+end
+
+-- The calibration template of one level (spec/calibration-plan.md, "Output Template").
+local function template(ctx, level, m, id)
+  local function dist(d) return { p50 = d.p50, p99 = d.p99, mean = d.mean } end
+  return {
+    experiment_id = id,
+    config = { model = ctx.cfg.workload.model, command = util.shell_join(config.resolve(ctx.cfg, ctx.mask).argv) },
+    workload = { type = level.rate and (level.arrival .. "_trace") or "closed_loop", rps = level.rate or cjson.null,
+      concurrency = level.concurrency or cjson.null, dataset = ctx.cfg.workload.dataset },
+    metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
+      e2e_latency_s = { p50 = m.p50_latency_ms / 1000, p99 = m.p99_latency_ms / 1000 },
+      throughput_token_s = m.tokens_per_s },
+  }
+end
+
+local function level_row(level, m)
+  return table.concat({ level.rate and format.fixed(level.rate, 3) or tostring(level.concurrency),
+    format.ms(m.ttft_ms.p50), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p50), format.ms(m.tpot_ms.p99),
+    format.ms(m.p50_latency_ms), format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s) }, ",")
+end
+
+-- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending).
+function M.sweep(ctx, mask, levels)
+  local d = dirs_of(ctx.results, "load-sweep")
+  ctx.mask = mask
+  local by = levels[1].rate and "rate" or "concurrency"
+  return guarded(d, function()
+    out(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
+    local done = {}
+    local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
+      done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
+      out(level_row(level, m))
+      local id = string.format("%s-%s%s", config.mask_string(mask, #ctx.cfg.knobs), by, level.rate or level.concurrency)
+      util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id))
+    end)
+    local knee = M.knee(done)
+    out(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
+    util.write_json(d.aside .. "/sweep.json", { knob_mask = config.mask_string(mask, #ctx.cfg.knobs), by = by,
+      levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
+      knee_factor = M.KNEE_FACTOR, config = rec.config })
+    publish(d)
+    return 0
+  end)
+end
+
+return M
