@@ -37,7 +37,11 @@ int sim_model_init(sim_model *m, const sim_params *p) {
   m->rng = p->seed ^ 0x5EEDull;
   m->kv_capacity = p->kv_capacity_tokens * (p->kv_fp8 ? 2 : 1);
   if (p->prefix_caching) {
-    m->cache_cap = 1u << 16;
+    /* the cache lives in the KV cache's free blocks: it holds at most as many blocks as
+     * the KV cache (a hash table twice that size) */
+    m->cache_max = m->kv_capacity / BLOCK_TOKENS > 0 ? (size_t)(m->kv_capacity / BLOCK_TOKENS) : 1;
+    m->cache_cap = 64;
+    while (m->cache_cap < 2 * m->cache_max) m->cache_cap *= 2;
     m->cache = calloc(m->cache_cap, sizeof *m->cache);
     if (!m->cache) return -1;
   }
@@ -70,7 +74,7 @@ static int cache_has(const sim_model *m, uint64_t h) {
 
 static void cache_put(sim_model *m, uint64_t h) {
   if (!h) h = 1;
-  if (m->cache_used * 2 >= m->cache_cap) { /* full enough: start over, like an eviction */
+  if (m->cache_used >= m->cache_max) { /* as full as the KV cache: start over, like an eviction */
     memset(m->cache, 0, m->cache_cap * sizeof *m->cache);
     m->cache_used = 0;
   }

@@ -46,7 +46,7 @@ typedef struct {
   uint64_t rng;
   /* prefix cache: open-addressed set of block hashes */
   uint64_t *cache;
-  size_t cache_cap, cache_used;
+  size_t cache_cap, cache_used, cache_max;
   /* the step in flight */
   int step_active;
   double step_start, prefill_end, step_end;

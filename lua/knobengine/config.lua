@@ -11,7 +11,7 @@ M.MAX_KNOBS = 16
 M.ENDPOINTS = { ["/v1/completions"] = true, ["/v1/chat/completions"] = true }
 M.METRICS = {
   p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
-  tokens_per_s = true, requests_per_s = true, error_rate = true, goodput = true, slo_attainment_pct = true,
+  tokens_per_s = true, requests_per_s = true, error_rate = true, goodput = true, slo_attainment_pct = true, max_rate = true,
 }
 
 -- Field checkers: each returns the (possibly converted) value or raises via bad().
@@ -446,7 +446,7 @@ local function validate_constraints(c, raw, cfg)
   }
   if cfg.constraints.slo and not cfg.slo then c:bad("constraints.slo", "needs an slo") end
   local m = cfg.objective.metric
-  if (m == "goodput" or m == "slo_attainment_pct") and not cfg.slo then
+  if (m == "goodput" or m == "slo_attainment_pct" or m == "max_rate") and not cfg.slo then
     c:bad(cfg.objective.maximize and "objective.maximize" or "objective.minimize", "'%s' needs an slo", m)
   end
 end

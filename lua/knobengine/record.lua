@@ -17,6 +17,8 @@
 --   timing       {start_s, workload_s, stop_s, killed}; wall_s the whole trial
 --   config       the resolved config (trial.resolved_config)
 --   dir          its directory; resumed = true when replayed from history.sqlite
+--   kind         nil for a trial, "capacity" for a capacity search (search:capacity):
+--                its metrics are the highest passing probe's, plus max_rate
 --   profiled runs also: trace, phases (trace summary, NVTX phases), profile_error
 --   (why there is no trace), profile (knob.evaluate's profile table: note, partial,
 --   size_limited, capture_bytes)
@@ -60,7 +62,7 @@ function M.stored(rec)
     trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, full = rec.full, requests = rec.requests,
     ok = rec.ok, valid = rec.valid, error = rec.error or cjson.null, error_rate = rec.error_rate,
     metrics = rec.metrics, config = rec.config, timing = rec.timing, wall_s = rec.wall_s, dir = rec.dir,
-    repeats = rec.repeats,
+    repeats = rec.repeats, kind = rec.kind,
   }
 end
 

@@ -211,21 +211,45 @@ local function publish(dirs)
   if not okl then say("%s", lerr) end
 end
 
+-- A capacity search as one trial of a search (search:capacity): its row shows the
+-- probe at the highest rate that held, its metrics carry max_rate.
+local function capacity_trial(ctx, mask, opts)
+  local started = knob.now()
+  local result = require("knobengine.load").capacity(ctx, mask, { quiet = true, dir = opts.dir })
+  local at
+  for _, p in ipairs(result.probes) do
+    if p.slo_met and p.rate == result.max_rate then at = p end
+  end
+  local r = { ok = #result.probes > 0, metrics = at and at.metrics, timing = {} }
+  if not at then r.error = "the SLO held at no rate probed" end
+  local rec = record.from_result(r, {
+    mask = mask, mask_string = result.knob_mask, requests = opts.requests, full = true, config = result.config,
+    dir = opts.dir, wall_s = knob.now() - started, max_error_rate = 1,
+  })
+  rec.kind = "capacity"
+  rec.metrics.max_rate = result.max_rate
+  rec.valid = at ~= nil
+  return rec
+end
+
 -- The search's view of history: completed trials of an interrupted run are replayed
 -- in order, anything new is run and stored before its row is printed.
 local function trial_source(ctx, run, dirs)
   local cfg, n = ctx.cfg, #ctx.cfg.knobs
   local replay = run.replay
   return {
-    run_trial = function(index, mask, requests)
+    run_trial = function(index, mask, requests, kind)
       local cached = replay[index + 1]
-      if cached and cached.mask == mask and cached.requests == requests then return record.from_stored(cached) end
+      if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
+        return record.from_stored(cached)
+      end
       replay = {} -- the strategy went another way: nothing further can be reused
       local mask_string = config.mask_string(mask, n)
       progress.say("[trial %d] mask %s%s ...", index, mask_string,
         requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
       local dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string)
-      local ok, rec = xpcall(trial.run, errors.handler, ctx, mask, { dir = dir, requests = requests })
+      local run_one = kind == "capacity" and capacity_trial or trial.run
+      local ok, rec = xpcall(run_one, errors.handler, ctx, mask, { dir = dir, requests = requests })
       if not ok then
         run.history:mark_trial_interrupted(run.id, run.hash, index, mask_string, requests)
         error(rec, 0)

@@ -75,6 +75,20 @@ function Search:evaluate(mask, opts)
   return record.view(rec)
 end
 
+-- The capacity of a mask: the highest arrival rate at which the config's SLO holds
+-- (README "Capacity"), found on one server of that mask. It is a trial of this run:
+-- its row is printed, and its result (a copy, like evaluate's) has max_rate.
+function Search:capacity(mask)
+  local p = private[self]
+  mask = parse_mask(self, mask)
+  if not p.ctx.cfg.slo then error("search:capacity: the config has no slo", 2) end
+  local rec = p.ctx.run_trial(#p.records, mask, self.request_count, "capacity")
+  rec.trial = #p.records
+  p.records[#p.records + 1] = rec
+  if p.ctx.on_trial then p.ctx.on_trial(rec) end
+  return record.view(rec)
+end
+
 -- This run's trials in order; with {all = true}, every trial stored in the history
 -- database, of every run (rows with run_id, trial, knob_mask, status, valid, ...).
 function Search:history(opts)

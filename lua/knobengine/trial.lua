@@ -117,6 +117,19 @@ local function nsys_spec(cfg, opts)
   }
 end
 
+-- Says on stderr when an open-loop client could not keep its schedule: then the
+-- load the server saw was not the load asked for.
+function M.warn_if_behind(label, m)
+  local late, hits = m.send_lateness_ms, m.concurrency_cap_hits
+  local p99 = type(late) == "table" and late.p99
+  if type(p99) == "number" and p99 > 10 or (hits or 0) > 0 then
+    io.stderr:write(string.format("knobengine: %s: the client fell behind its schedule (send lateness p99 %s ms, max "
+      .. "%s ms; %d request(s) waited for workload.max_concurrency)\n", label,
+      type(p99) == "number" and string.format("%.3f", p99) or "na",
+      type(late.max) == "number" and string.format("%.3f", late.max) or "na", hits or 0))
+  end
+end
+
 -- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
 -- no_profile_reason (why nsys cannot run), session (unique nsys session name), label
 -- (for progress lines). Returns the record (record.lua); raises only on interrupt.
@@ -134,6 +147,7 @@ function M.run(ctx, mask, opts)
   local started = knob.now()
   local r = knob.evaluate(spec, profile)
   if profile then knob.remove_tree(spec.nsys.tmp_dir) end
+  if r.metrics and spec.replay.schedule then M.warn_if_behind(opts.label or ("mask " .. resolved.mask_string), r.metrics) end
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)

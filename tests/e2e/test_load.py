@@ -1,0 +1,222 @@
+"""Realistic load against the simulated server: open-loop arrivals on a reproducible
+schedule, the dataset formats, SLOs and goodput, the capacity search, the load sweep
+and its knee, and the errors of each new key."""
+import csv
+import json
+import os
+import re
+
+from common import Workspace, load_json
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+class OpenLoop(Workspace):
+    def config(self, arrival, **workload):
+        cfg = self.base_config()
+        cfg["workload"].update({"arrival": arrival, "request_count": 60, "warmup_requests": 2}, **workload)
+        return cfg
+
+    def baseline(self, cfg, results="results"):
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--results", results)
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        return r, os.path.join(self.dir, results, "baseline")
+
+    def test_poisson_schedule_is_kept_and_reproducible(self):
+        cfg = self.config({"type": "poisson", "rate": 200})
+        _, base = self.baseline(cfg)
+        reqs = rows(os.path.join(base, "requests.csv"))
+        sched = [float(r["scheduled_ms"]) for r in reqs]
+        self.assertEqual(len(sched), 60)
+        self.assertEqual(sched[0], 0.0)
+        self.assertEqual(sched, sorted(sched))
+        for r in reqs:  # never sent before it was due
+            self.assertGreaterEqual(float(r["sent_ms"]), float(r["scheduled_ms"]) - 0.001)
+        m = load_json(os.path.join(base, "client_metrics.json"))
+        self.assertIsInstance(m["send_lateness_ms"]["p99"], float)
+        self.assertEqual(m["concurrency_cap_hits"], 0)
+        # the same seed: the same schedule; another seed: another one
+        _, again = self.baseline(cfg, "again")
+        self.assertEqual([r["scheduled_ms"] for r in rows(os.path.join(again, "requests.csv"))], [r["scheduled_ms"] for r in reqs])
+        cfg["workload"]["seed"] = 1
+        _, other = self.baseline(cfg, "other")
+        self.assertNotEqual([r["scheduled_ms"] for r in rows(os.path.join(other, "requests.csv"))], [r["scheduled_ms"] for r in reqs])
+
+    def test_constant_rate_and_the_cap(self):
+        # 1000 requests/s against a server that needs ~20 ms each, at most 2 in flight:
+        # requests wait for a slot, and stderr says the client fell behind
+        cfg = self.config({"type": "constant", "rate": 1000}, max_concurrency=2)
+        r, base = self.baseline(cfg)
+        sched = [float(x["scheduled_ms"]) for x in rows(os.path.join(base, "requests.csv"))]
+        self.assertEqual(sched[:3], [0.0, 1.0, 2.0])
+        m = load_json(os.path.join(base, "client_metrics.json"))
+        self.assertGreater(m["concurrency_cap_hits"], 0)
+        self.assertIn("the client fell behind its schedule", r.stderr)
+
+    def test_trace_arrival_uses_the_datasets_timestamps(self):
+        lines = [json.dumps({"timestamp": 1000 + 40 * i, "input_length": 30 + i, "output_length": 4,
+                             "hash_ids": [1, 2 + i % 3]}) for i in range(20)]
+        self.write("trace.jsonl", "\n".join(lines) + "\n")
+        cfg = self.config({"type": "trace"}, dataset="trace.jsonl", request_count=20)
+        _, base = self.baseline(cfg)
+        reqs = rows(os.path.join(base, "requests.csv"))
+        self.assertEqual([float(r["scheduled_ms"]) for r in reqs], [40.0 * i for i in range(20)])
+        self.assertEqual([r["output_tokens"] for r in reqs], ["4"] * 20)
+        self.assertEqual([int(r["prompt_tokens"]) for r in reqs], [30 + i for i in range(20)])  # the server's own count
+
+    def test_sharegpt_and_synthetic(self):
+        convs = [{"id": str(i), "conversations": [{"from": "human", "value": "question %d " % i * 5},
+                                                 {"from": "gpt", "value": "w " * (3 + i % 4)}]} for i in range(10)]
+        self.write("sg.json", json.dumps(convs))
+        cfg = self.base_config()
+        cfg["workload"].update({"dataset": "sg.json", "request_count": 10})
+        _, base = self.baseline(cfg)
+        self.assertEqual([int(r["output_tokens"]) for r in rows(os.path.join(base, "requests.csv"))], [3 + i % 4 for i in range(10)])
+        cfg = self.base_config()
+        del cfg["workload"]["dataset"]
+        cfg["workload"].update({"synthetic": {"input_tokens": 50, "output_tokens": 6}, "request_count": 8})
+        _, base = self.baseline(cfg, "syn")
+        reqs = rows(os.path.join(base, "requests.csv"))
+        self.assertEqual({(r["prompt_tokens"], r["output_tokens"]) for r in reqs}, {("50", "6")})
+
+
+class Slo(Workspace):
+    def test_goodput_attainment_and_the_constraint(self):
+        cfg = self.base_config()
+        cfg["slo"] = {"ttft_ms": 10000, "e2e_ms": 100000}  # met by every request
+        cfg["objective"] = {"maximize": "goodput", "tie_breakers": []}
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        m = load_json(self.path("results", "baseline", "client_metrics.json"))
+        self.assertEqual((m["slo_met"], m["slo_attainment_pct"]), (True, 100.0))
+        self.assertAlmostEqual(m["goodput"], m["requests_per_s"], places=6)
+        self.assertEqual(set(m["slo_at_percentile"]), {"ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"})
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # an SLO nobody meets, required: every trial invalid
+        cfg["slo"] = {"ttft_ms": 0.001}
+        cfg["constraints"] = {"slo": True}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("the SLO is not met (constraints.slo)", r.stderr)
+        self.assertIn("no valid trial", r.stderr)
+
+
+class Capacity(Workspace):
+    def config(self, shared):
+        cfg = self.base_config()
+        # long prompts, shared or not: prefill dominates, as prefix caching would have it
+        lines = [json.dumps({"prompt": ("system " * 300 if shared else "") + ("q%d " % i) * (5 if shared else 305)})
+                 for i in range(30)]
+        self.write("data.jsonl", "\n".join(lines) + "\n")
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.25"
+        cfg["workload"].update({"request_count": 30, "warmup_requests": 2, "max_new_tokens": 8})
+        cfg["slo"] = {"ttft_ms": 40, "quantile": 0.9}
+        cfg["capacity"] = {"start_rate": 64, "tolerance": 0.25, "max_probes": 7}
+        cfg["knobs"] = [{"name": "prefix_caching", "flag": "--enable-prefix-caching"}]
+        self.write_config(cfg)
+        return cfg
+
+    def capacity(self, mask):
+        r = self.run_engine("capacity", "--config", "cfg.json", "--mask", mask)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "rate,ttft_p99_ms,tpot_p99_ms,e2e_p99_ms,tokens_per_s,goodput,slo_met")
+        probes = [l.split(",") for l in lines[1:-1]]
+        for p in probes:
+            self.assertRegex(",".join(p), r"^\d+\.\d{3},(\d+\.\d{3},){5}[01]$")
+        m = re.match(r"^MAX_RATE,knob_mask=%s,rate=(\d+\.\d{3}|na)$" % mask, lines[-1])
+        self.assertIsNotNone(m, lines[-1])
+        return probes, m.group(1)
+
+    def test_capacity_is_found_and_the_probe_above_it_fails(self):
+        self.config(shared=True)
+        probes, rate = self.capacity("0")
+        self.assertNotEqual(rate, "na")
+        passing = [float(p[0]) for p in probes if p[-1] == "1"]
+        failing = [float(p[0]) for p in probes if p[-1] == "0"]
+        self.assertEqual(float(rate), max(passing))
+        above = min(f for f in failing if f > float(rate))
+        self.assertLessEqual((above - float(rate)) / above, 0.25 + 1e-9)
+        out = load_json(self.path("results", "capacity", "latest", "capacity.json"))
+        self.assertEqual(len(out["probes"]), len(probes))
+        self.assertEqual(out["max_rate"], float(rate))
+
+    def test_prefix_caching_raises_capacity_only_with_shared_prefixes(self):
+        self.config(shared=True)
+        shared = {m: float(self.capacity(m)[1]) for m in ("0", "1")}
+        self.assertGreater(shared["1"], 3 * shared["0"])  # measured: 4096 vs 384 requests/s
+        self.config(shared=False)
+        unique = {m: float(self.capacity(m)[1]) for m in ("0", "1")}
+        self.assertLess(unique["1"], 1.5 * unique["0"])  # measured: 384 vs 320 (one bisection step)
+
+
+class LoadSweep(Workspace):
+    def test_knee_of_an_overloaded_sweep(self):
+        cfg = self.base_config()
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.25"
+        cfg["workload"].update({"request_count": 40, "warmup_requests": 2})
+        self.write_config(cfg)
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--rates", "5,40,400,2000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "rate,ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
+        self.assertEqual([l.split(",")[0] for l in lines[1:5]], ["5.000", "40.000", "400.000", "2000.000"])
+        e2e = [float(l.split(",")[6]) for l in lines[1:5]]
+        knee = next(i for i, v in enumerate(e2e) if v > 1.5 * e2e[0])
+        self.assertEqual(lines[5], "KNEE,rate=%s" % lines[1 + knee].split(",")[0])
+        level = load_json(self.path("results", "load-sweep", "latest", "level-01.json"))
+        self.assertEqual(set(level), {"experiment_id", "config", "workload", "metrics"})
+        self.assertEqual(set(level["metrics"]), {"ttft_ms", "tpot_ms", "e2e_latency_s", "throughput_token_s"})
+        self.assertEqual(level["workload"]["rps"], 5)
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--concurrency", "1,4")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("concurrency,"))
+        self.assertRegex(r.stdout.splitlines()[-1], r"^KNEE,(concurrency=\d+|na)$")
+
+
+class Errors(Workspace):
+    def refused(self, cfg, expect, *args):
+        self.write_config(cfg)
+        before = self.listing()
+        r = self.run_engine(*(args or ("--config", "cfg.json")))
+        self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertIn(expect, r.stderr)
+        self.assertEqual(self.listing(), before)
+
+    def test_bad_arrival_slo_and_dataset(self):
+        cases = [
+            ({"arrival": {"type": "poisson"}}, "workload.arrival.rate: is required with type 'poisson'"),
+            ({"arrival": {"type": "poisson", "rate": -1}}, "workload.arrival.rate: must be >= "),
+            ({"arrival": {"type": "constant", "rate": 2, "period_s": 3}}, "workload.arrival.period_s: is not used with type 'constant'"),
+            ({"arrival": {"type": "wavy"}}, "workload.arrival.type: expected one of"),
+            ({"arrival": {"type": "sinusoid", "min_rate": 5, "max_rate": 2, "period_s": 1}}, "workload.arrival.min_rate: must be <= max_rate"),
+            ({"max_concurrency": 4}, "workload.max_concurrency: caps an open-loop arrival"),
+            ({"arrival": {"type": "trace"}}, "'trace' needs a timestamp on every dataset record (line 1 has none)"),
+            ({"synthetic": {"input_tokens": 5}, "dataset": None}, "workload.synthetic: needs 'input_tokens' and 'output_tokens'"),
+            ({"dataset_format": "csv"}, "workload.dataset_format: expected one of"),
+        ]
+        for over, expect in cases:
+            with self.subTest(expect):
+                cfg = self.base_config()
+                cfg["workload"].update(over)
+                cfg["workload"] = {k: v for k, v in cfg["workload"].items() if v is not None}
+                self.refused(cfg, expect)
+        for slo, expect in [({}, "slo: needs at least one of"), ({"ttft_ms": "5"}, "slo.ttft_ms: expected number"),
+                            ({"ttft_ms": 5, "combine": "xor"}, "slo.combine: expected one of")]:
+            with self.subTest(expect):
+                self.refused(self.base_config(slo=slo), expect)
+        self.refused(self.base_config(objective={"maximize": "goodput"}), "objective.maximize: 'goodput' needs an slo")
+        self.refused(self.base_config(), "capacity needs an slo", "capacity", "--config", "cfg.json")
+        self.refused(self.base_config(), "load-sweep needs --rates or --concurrency", "load-sweep", "--config", "cfg.json")
+        self.refused(self.base_config(), "--rates: the values must ascend", "load-sweep", "--config", "cfg.json", "--rates", "4,2")
+        self.write("sg.json", '[{"conversations": [{"from": "human", "value": 3}]}]')
+        cfg = self.base_config()
+        cfg["workload"]["dataset"] = "sg.json"
+        self.refused(cfg, "sg.json element 1: conversations[0] needs string 'from' and 'value'")
