@@ -8,6 +8,8 @@ test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row
    nsys stats gpukernsum, on generated traces
 4. engine overhead per trial: a 32-trial sweep with a tiny workload
 5. memory: peak RSS of knobengine replaying 100k requests
+6. the client at scale: open-loop schedule adherence, 1024 streams, 100k-word prompts,
+   and loading a dataset of a million lines
 """
 import collections
 import json
@@ -273,7 +275,66 @@ def bench_memory():
     print("requests %d in %.1f s (%.0f req/s), peak RSS %.1f MB" % (m["completed"], m["duration_s"], m["requests_per_s"], rss))
 
 
+def scale_probe(url, mode, level, requests, stream, max_tokens, words):
+    run = run_measured([LUA_HOST, os.path.join(ROOT, "bench", "scale_probe.lua"), url, mode, str(level), str(requests),
+                        "1" if stream else "0", str(max_tokens), str(words)])
+    return json.loads(run.out)
+
+
+def bench_scale():
+    section("6. the client at scale")
+    print("a. open-loop schedule adherence (Poisson arrivals, knobsim zero latency, 1 token, non-streaming):")
+    print("   send lateness = sent - scheduled, ms")
+    print("   %-9s %8s %10s %10s %10s %12s" % ("req/s", "requests", "late p50", "late p99", "late max", "CPU s/10k"))
+    for rate in (200, 1000, 4000):
+        sim = Sim("--time-scale", "0")
+        try:
+            k = scale_probe(sim.url(), "open", rate, rate * 5, False, 1, 8)
+        finally:
+            sim.close()
+        print("   %-9d %8d %10.3f %10.3f %10.3f %12.3f" % (rate, k["completed"], k["late_p50"], k["late_p99"],
+                                                          k["late_max"], k["cpu_s"] / k["completed"] * 10000))
+    print("b. 1024 concurrent streams (knobsim fixed TTFT 20 ms, TPOT 10 ms, 32 tokens; 4096 requests)")
+    sim = Sim("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10")
+    try:
+        k = scale_probe(sim.url(), "closed", 1024, 4096, True, 32, 8)
+    finally:
+        sim.close()
+    print("   completed %d, failed %d, %.0f req/s, TTFT p50 %.3f ms (error %+.2f%%; knobsim %d us late), TPOT p50 %.3f ms" % (
+        k["completed"], k["failed"], k["requests_per_s"], k["ttft_p50"], (k["ttft_p50"] - 20) / 20 * 100,
+        sim.lateness_us()[0], k["tpot_p50"]))
+    print("c. long prompts at concurrency 64 (knobsim fixed TTFT 20 ms, TPOT 10 ms, 8 tokens)")
+    print("   %-8s %11s %14s %16s %10s %10s" % ("words", "body bytes", "client CPU/req", "CPU per kB (us)", "TTFT p50",
+                                             "error %"))
+    for words in (1000, 10000, 100000):
+        sim = Sim("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10")
+        try:
+            k = scale_probe(sim.url(), "closed", 64, 256, True, 8, words)
+        finally:
+            sim.close()
+        per = k["cpu_s"] / k["completed"]
+        print("   %-8d %11d %11.3f ms %16.2f %10.3f %10.2f   (knobsim %d us late)" % (
+            words, k["body_bytes"], per * 1000, per / (k["body_bytes"] / 1000) * 1e6, k["ttft_p50"],
+            (k["ttft_p50"] - 20) / 20 * 100, sim.lateness_us()[0]))
+    print("d. loading a JSONL dataset (knobengine --dry-run: every line read and checked)")
+    print("   %-9s %9s %8s %10s %12s" % ("lines", "MB", "seconds", "RSS MB", "RSS / size"))
+    for lines in (250_000, 1_000_000, 2_000_000):
+        d = tempfile.mkdtemp(dir=WORK)
+        path = os.path.join(d, "big.jsonl")
+        with open(path, "w") as f:
+            for i in range(lines):
+                f.write('{"prompt": "w%d w%d w%d w%d w%d w%d w%d w%d"}\n' % tuple((i * 7 + k) % 1000 for k in range(8)))
+        with open(os.path.join(d, "cfg.json"), "w") as f:
+            json.dump({"serve_cmd": [KNOBSIM, "serve", "m", "--port", "{port}"],
+                       "workload": {"dataset": "big.jsonl", "model": "m"},
+                       "knobs": [{"name": "a", "flag": "--enforce-eager"}]}, f)
+        size = os.path.getsize(path) / 1e6
+        run = run_measured([KNOBENGINE, "--config", "cfg.json", "--dry-run"], cwd=d)
+        print("   %-9d %9.1f %8.2f %10.1f %12.2f" % (lines, size, run.wall, run.rss_mb, run.rss_mb / size))
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory):
+    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory, bench_scale):
         f()
     shutil.rmtree(WORK, ignore_errors=True)
