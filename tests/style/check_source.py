@@ -4,7 +4,9 @@
   (C: from the line its signature starts on to its closing brace; Lua: the line range
   luac reports for each function, nested ones included in their parent);
 - the C core (engine/*.c, engine/*.h) never includes a Lua header: only engine/bind/
-  talks to Lua.
+  talks to Lua;
+- every relative link in README.md, docs/*.md and tests/gpu/README.md names a file that
+  exists and, with a #fragment, a heading of that file (GitHub's anchor rules).
 
 Usage: check_source.py SOURCE_DIR [LUAC]"""
 import os
@@ -45,6 +47,36 @@ def lua_functions(path, luac):
     return [("function", int(a), int(b)) for a, b in re.findall(r"^function <[^:]*:(\d+),(\d+)>", listing, re.M)]
 
 
+DOC_FILES = ["README.md", "tests/gpu/README.md"]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(path):
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"(?ms)^```.*?^```", "", open(path, encoding="utf-8").read())
+    out = set()
+    for title in re.findall(r"^#+\s+(.*?)\s*$", text, re.M):
+        out.add(re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-"))
+    return out
+
+
+def broken_links(root):
+    files = DOC_FILES + ["docs/" + f for f in sorted(os.listdir(os.path.join(root, "docs"))) if f.endswith(".md")]
+    problems = []
+    for doc in files:
+        text = re.sub(r"(?ms)^```.*?^```", "", open(os.path.join(root, doc), encoding="utf-8").read())
+        for target in LINK.findall(text):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            path, _, frag = target.partition("#")
+            full = os.path.normpath(os.path.join(root, os.path.dirname(doc), path)) if path else os.path.join(root, doc)
+            if not os.path.exists(full):
+                problems.append("%s: link to %s: no such file" % (doc, target))
+            elif frag and full.endswith(".md") and frag not in anchors(full):
+                problems.append("%s: link to %s: no such heading" % (doc, target))
+    return problems
+
+
 def main():
     root = sys.argv[1]
     luac = sys.argv[2] if len(sys.argv) > 2 else "luac5.4"
@@ -66,6 +98,7 @@ def main():
                 for name, a, b in lua_functions(os.path.join(root, d, f), luac):
                     if b - a + 1 > MAX_LINES:
                         problems.append("%s/%s:%d: a function of %d lines (at most %d)" % (d, f, a, b - a + 1, MAX_LINES))
+    problems += broken_links(root)
     for p in problems:
         print(p)
     print("%d problem(s)" % len(problems))
