@@ -29,7 +29,8 @@ typedef struct {
   int busy;        /* a request is being answered */
   int close_after; /* Connection: close, or HTTP/1.0 */
   int streaming;
-  double rx_time; /* kernel arrival time of the last bytes read, 0 = unknown */
+  double rx_time;  /* kernel arrival time of the last bytes read, 0 = unknown */
+  double rx_first; /* ... of the first bytes of the request in `in` */
 } conn_t;
 
 struct http_server {
@@ -197,7 +198,8 @@ static void try_parse(http_server *s, int id) {
   size_t used = header_len + content_length;
   memmove(c->in.data, c->in.data + used, c->in.len - used + 1);
   c->in.len -= used;
-  http_request req = {method, path, body, content_length, c->rx_time};
+  http_request req = {method, path, body, content_length, c->rx_first};
+  c->rx_first = c->rx_time; /* a pipelined request's bytes came with the last read */
   c->busy = 1;
   c->close_after = close_after;
   s->h.on_request(s->h.ud, id, &req);
@@ -252,6 +254,7 @@ void http_poll(http_server *s, double timeout_s) {
         long got = ke_rxtime_recv(c->fd, buf, sizeof buf, 0, offset, &t);
         if (got > 0) {
           c->rx_time = t;
+          if (c->in.len == 0) c->rx_first = t;
           if (kbuf_append(&c->in, buf, (size_t)got)) { close_conn(s, i); break; }
           continue;
         }

@@ -13,7 +13,10 @@ typedef struct {
   const char *method, *path;
   const char *body;
   size_t body_len;
-  double arrived; /* when its last byte reached the socket (monotonic s), 0 = unknown */
+  /* when its first bytes reached the socket (monotonic s), 0 = unknown: a client's
+   * clock starts when it begins to send, so a large body's upload is inside the
+   * fixed latencies, as it is inside the client's TTFT */
+  double arrived;
 } http_request;
 
 typedef struct {

@@ -41,6 +41,7 @@ typedef struct {
   int ignore_sigterm;
   double slow_under_profiler; /* > 1: every modelled time multiplied when run under nsys */
   long log_lines;             /* > 0: that many lines of chatter before loading (tests of log caps) */
+  const char *first_token_log; /* a CSV line per streamed request's first token (measuring clients) */
   sim_params p;
 } options;
 
@@ -49,6 +50,7 @@ typedef struct request {
   int chat, stream, include_usage;
   int prompt_tokens;
   char id[40];
+  char user[64]; /* the request's `user` field, names it in --first-token-log */
   long created;
   kbuf text; /* non-streaming: the completion so far */
   sim_seq *seq;
@@ -65,6 +67,7 @@ typedef struct {
   /* fixed-latency mode: how late tokens were written, in 1 us buckets (the last is
    * "that or later"); [0] first tokens, [1] every token */
   uint32_t *lateness[2];
+  FILE *first_token_log;
   long completed;
   uint64_t fault_rng;
 } app;
@@ -161,6 +164,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
     else if (FLAG("--slow-under-profiler")) o->slow_under_profiler = num_arg(name, VALUE());
     else if (FLAG("--log-lines")) o->log_lines = (long)num_arg(name, VALUE());
+    else if (FLAG("--first-token-log")) o->first_token_log = VALUE();
     else if (FLAG("--fixed-ttft-ms")) o->p.fixed_ttft_ms = num_arg(name, VALUE());
     else if (FLAG("--fixed-tpot-ms")) o->p.fixed_tpot_ms = num_arg(name, VALUE());
     else if (FLAG("--kv-cache-dtype")) {
@@ -285,6 +289,8 @@ static void stream_token(app *a, request *r, sim_seq *s, const char *tok, const 
   if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
   http_stream_write(a->http, r->conn, b.data, b.len);
   note_lateness(a, s);
+  if (s->generated == 1 && a->first_token_log) /* the server's own TTFT, from its first byte in */
+    fprintf(a->first_token_log, "%s,%.1f\n", r->user[0] ? r->user : "-", (now_s() - s->arrived_at) * 1e6);
   kbuf_free(&b);
   if (finished) http_stream_end(a->http, r->conn);
 }
@@ -429,6 +435,9 @@ static int start_request(app *a, int conn, const kj_value *root, int chat, const
   r->include_usage = iu && iu->type == KJ_BOOL && iu->boolean;
   r->prompt_tokens = ntok > 0 ? ntok : 1;
   r->created = (long)time(NULL);
+  const kj_value *user = kj_get(root, "user");
+  if (user && user->type == KJ_STR)
+    for (size_t i = 0; user->str[i] && i + 1 < sizeof r->user; i++) r->user[i] = user->str[i] == ',' ? ';' : user->str[i];
   snprintf(r->id, sizeof r->id, "%s-%lx", chat ? "chatcmpl" : "cmpl", ++a->next_id);
   /* greedy decoding (temperature 0) with no seed: the text depends on the prompt only */
   uint64_t rs = a->o.p.seed;
@@ -546,6 +555,22 @@ static int write_port_file(const char *path, int port) {
   return 0;
 }
 
+/* Reports how late the server itself was (fixed latencies) and frees everything. */
+static void shut_down(app *a) {
+  if (a->lateness[0] && lateness_us(a->lateness[1], 50) >= 0)
+    /* how far the server itself missed the schedule: a client's error comes on top */
+    fprintf(stderr, "INFO knobsim: fixed-latency lateness (us): first token p50 %d p95 %d, "
+            "every token p50 %d p95 %d\n", lateness_us(a->lateness[0], 50), lateness_us(a->lateness[0], 95),
+            lateness_us(a->lateness[1], 50), lateness_us(a->lateness[1], 95));
+  log_line("%s", "Shutting down");
+  http_server_free(a->http);
+  sim_model_free(&a->model);
+  free(a->by_conn);
+  free(a->lateness[0]);
+  free(a->lateness[1]);
+  if (a->first_token_log) fclose(a->first_token_log);
+}
+
 int main(int argc, char **argv) {
   app a;
   memset(&a, 0, sizeof a);
@@ -594,6 +619,10 @@ int main(int argc, char **argv) {
             errno, a.o.host, a.o.port, strerror(errno));
     return 1;
   }
+  if (a.o.first_token_log && !(a.first_token_log = fopen(a.o.first_token_log, "w"))) {
+    fprintf(stderr, "ERROR knobsim: cannot write --first-token-log %s: %s\n", a.o.first_token_log, strerror(errno));
+    return 1;
+  }
   if (a.o.port_file && write_port_file(a.o.port_file, http_port(a.http))) {
     fprintf(stderr, "ERROR knobsim: cannot write --port-file %s: %s\n", a.o.port_file, strerror(errno));
     return 1;
@@ -611,16 +640,6 @@ int main(int argc, char **argv) {
     }
     http_poll(a.http, wait);
   }
-  if (a.lateness[0] && lateness_us(a.lateness[1], 50) >= 0)
-    /* how far the server itself missed the schedule: a client's error comes on top */
-    fprintf(stderr, "INFO knobsim: fixed-latency lateness (us): first token p50 %d p95 %d, "
-            "every token p50 %d p95 %d\n", lateness_us(a.lateness[0], 50), lateness_us(a.lateness[0], 95),
-            lateness_us(a.lateness[1], 50), lateness_us(a.lateness[1], 95));
-  log_line("%s", "Shutting down");
-  http_server_free(a.http);
-  sim_model_free(&a.model);
-  free(a.by_conn);
-  free(a.lateness[0]);
-  free(a.lateness[1]);
+  shut_down(&a);
   return 0;
 }

@@ -2,10 +2,12 @@
 readiness, the direction of each knob at a fixed seed, and every fault mode."""
 import http.client
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
@@ -249,6 +251,41 @@ class FixedLatency(unittest.TestCase):
                       r"every token p50 (\d+) p95 (\d+)", log)
         self.assertIsNotNone(m, log)
         self.assertLessEqual(int(m.group(1)), int(m.group(2)))
+
+    def test_clock_starts_at_first_byte_and_first_token_log(self):
+        """A request's fixed TTFT counts from its first byte (a slow upload is inside it,
+        as it is inside a client's TTFT); --first-token-log names each streamed request
+        by its `user` field with the server's own TTFT."""
+        fd, log_path = tempfile.mkstemp(prefix="knobsim-first-tokens-")
+        os.close(fd)
+        with Sim("--fixed-ttft-ms", "300", "--fixed-tpot-ms", "10", "--first-token-log", log_path) as s:
+            body = json.dumps({"model": "m", "prompt": "x y z", "max_tokens": 2, "ignore_eos": True,
+                               "stream": True, "user": "slow,upload"}).encode()
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            head = ("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %d\r\n\r\n" % len(body)).encode()
+            t0 = time.monotonic()
+            sock.sendall(head + body[:10])
+            time.sleep(0.15)  # the stimulus: the rest of the body comes 150 ms later
+            sock.sendall(body[10:])
+            data = b""
+            while b"data: {" not in data:
+                data += sock.recv(65536)
+            first_token_s = time.monotonic() - t0
+            sock.close()
+            stream(s, "/v1/completions", {"model": "m", "prompt": "x", "max_tokens": 1, "stream": True})
+            s.proc.send_signal(signal.SIGTERM)
+            s.proc.wait(10)
+        # due 300 ms after the first byte, not 300 ms after the last (450)
+        self.assertGreaterEqual(first_token_s * 1000, 300 - 1)
+        self.assertLess(first_token_s * 1000, 400)
+        with open(log_path) as f:
+            rows = [line.strip().split(",") for line in f]
+        os.unlink(log_path)
+        self.assertEqual([r[0] for r in rows], ["slow;upload", "-"])
+        for r in rows:
+            self.assertGreaterEqual(float(r[1]), 300000)
+            self.assertLess(float(r[1]), 400000)
 
 
 class Faults(unittest.TestCase):
