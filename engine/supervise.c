@@ -7,6 +7,9 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -515,30 +518,101 @@ static size_t listening_inodes(const char *table, int port, unsigned long *inode
   return n;
 }
 
+/* The same from the kernel's socket diagnostics (netlink): only listening sockets are
+ * listed, where /proc/net/tcp also lists every connection in TIME_WAIT (thousands
+ * after a sweep, milliseconds to read). -1 when the interface is not available. */
+static int diag_listening(int family, int port, unsigned long *inodes, size_t *n, size_t max) {
+  int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return -1;
+  struct {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 r;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nlh.nlmsg_len = sizeof req;
+  req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.r.sdiag_family = (unsigned char)family;
+  req.r.sdiag_protocol = IPPROTO_TCP;
+  req.r.idiag_states = 1u << 10; /* TCP_LISTEN */
+  int rc = send(fd, &req, sizeof req, 0) == (ssize_t)sizeof req ? 1 : -1;
+  union {
+    struct nlmsghdr align;
+    char bytes[16384];
+  } buf;
+  while (rc == 1) {
+    ssize_t got = recv(fd, buf.bytes, sizeof buf.bytes, 0);
+    int len = (int)got;
+    if (got <= 0) rc = -1;
+    for (struct nlmsghdr *h = &buf.align; rc == 1 && NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type == NLMSG_DONE) rc = 0;
+      else if (h->nlmsg_type == NLMSG_ERROR) rc = -1;
+      else {
+        const struct inet_diag_msg *m = NLMSG_DATA(h);
+        if (ntohs(m->id.idiag_sport) == port && m->idiag_inode && *n < max) inodes[(*n)++] = m->idiag_inode;
+      }
+    }
+  }
+  close(fd);
+  return rc;
+}
+
+static int by_pid_descending(const void *a, const void *b) {
+  long x = *(const long *)a, y = *(const long *)b;
+  return (x < y) - (x > y);
+}
+
+/* The process ids under /proc, newest (highest) first: a trial's server is among the
+ * newest processes, so its sockets are usually found after a few. NULL on failure. */
+static long *proc_pids(size_t *count) {
+  DIR *d = opendir("/proc");
+  if (!d) return NULL;
+  size_t n = 0, cap = 256;
+  long *pids = malloc(cap * sizeof *pids);
+  struct dirent *de;
+  while (pids && (de = readdir(d))) {
+    if (!isdigit((unsigned char)de->d_name[0])) continue;
+    if (n == cap) {
+      long *np = realloc(pids, (cap *= 2) * sizeof *pids);
+      if (!np) free(pids);
+      pids = np;
+      if (!pids) break;
+    }
+    pids[n++] = atol(de->d_name);
+  }
+  closedir(d);
+  if (pids) qsort(pids, n, sizeof *pids, by_pid_descending);
+  *count = n;
+  return pids;
+}
+
+/* Whether process pid holds the socket named `want` ("socket:[inode]"). */
+static int holds_socket(long pid, const char *want) {
+  char fdpath[64];
+  snprintf(fdpath, sizeof fdpath, "/proc/%ld/fd", pid);
+  DIR *fds = opendir(fdpath);
+  if (!fds) return 0;
+  int found = 0;
+  struct dirent *fe;
+  while (!found && (fe = readdir(fds))) {
+    char link[300], target[128];
+    snprintf(link, sizeof link, "%s/%s", fdpath, fe->d_name);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n > 0 && (target[n] = '\0', strcmp(target, want) == 0)) found = 1;
+  }
+  closedir(fds);
+  return found;
+}
+
 /* The pid of a process holding socket inode, or 0 when none is visible. */
 static long socket_holder(unsigned long inode) {
   char want[64];
   snprintf(want, sizeof want, "socket:[%lu]", inode);
-  DIR *d = opendir("/proc");
-  if (!d) return 0;
-  long found = 0;
-  struct dirent *de;
-  while (!found && (de = readdir(d))) {
-    if (!isdigit((unsigned char)de->d_name[0])) continue;
-    char fdpath[64];
-    snprintf(fdpath, sizeof fdpath, "/proc/%s/fd", de->d_name);
-    DIR *fds = opendir(fdpath);
-    if (!fds) continue;
-    struct dirent *fe;
-    while (!found && (fe = readdir(fds))) {
-      char link[300], target[128];
-      snprintf(link, sizeof link, "%s/%s", fdpath, fe->d_name);
-      ssize_t n = readlink(link, target, sizeof target - 1);
-      if (n > 0 && (target[n] = '\0', strcmp(target, want) == 0)) found = atol(de->d_name);
-    }
-    closedir(fds);
-  }
-  closedir(d);
+  size_t n = 0;
+  long *pids = proc_pids(&n), found = 0;
+  for (size_t i = 0; pids && i < n && !found; i++)
+    if (holds_socket(pids[i], want)) found = pids[i];
+  free(pids);
   return found;
 }
 
@@ -557,8 +631,10 @@ static void command_line(long pid, char *cmd, size_t len) {
 
 int ke_port_owner(int port, const char *marker, long *other_pid, char *cmd, size_t cmdlen) {
   unsigned long inodes[16];
-  size_t n = listening_inodes("/proc/net/tcp", port, inodes, 0, 16);
-  n = listening_inodes("/proc/net/tcp6", port, inodes, n, 16);
+  size_t n = 0;
+  if (diag_listening(AF_INET, port, inodes, &n, 16) != 0) n = listening_inodes("/proc/net/tcp", port, inodes, 0, 16);
+  size_t n4 = n;
+  if (diag_listening(AF_INET6, port, inodes, &n, 16) != 0) n = listening_inodes("/proc/net/tcp6", port, inodes, n4, 16);
   if (n == 0) return -1;
   for (size_t i = 0; i < n; i++) {
     long pid = socket_holder(inodes[i]);

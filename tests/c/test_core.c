@@ -251,8 +251,14 @@ static void test_ports(void) {
   getsockname(fd, (struct sockaddr *)&a, &len);
   int port = ntohs(a.sin_port);
   CHECK(ke_port_in_use("127.0.0.1", port) == 1);
+  /* the listener's owner: this process, which does not carry the marker asked for */
+  long pid = 0;
+  char cmd[256] = "";
+  CHECK(ke_port_owner(port, "KNOBENGINE_TRIAL=not-this-one", &pid, cmd, sizeof cmd) == 0);
+  CHECK(pid == (long)getpid() && strstr(cmd, "test_core") != NULL);
   close(fd);
   CHECK(ke_port_in_use("127.0.0.1", port) == 0);
+  CHECK(ke_port_owner(port, "KNOBENGINE_TRIAL=not-this-one", &pid, cmd, sizeof cmd) == -1);
   CHECK(ke_wait_port_free("127.0.0.1", port, 1) == 0);
 }
 
