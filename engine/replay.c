@@ -2,8 +2,11 @@
 #include "replay.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,6 @@ typedef struct {
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
   double t_start, t_sent, t_first, t_last;
-  double rx_time;     /* kernel arrival time of the data curl hands us next, 0 = unknown */
   double t_last_data; /* arrival time of the data being parsed / last written to us */
   int fd;             /* the connection's socket (streaming only), -1 = unknown */
   int chunks;    /* content chunks seen */
@@ -53,9 +55,14 @@ struct replay_state {
   CURLU *url;
   /* streaming: which socket each connection is, by local port (see on_prereq) */
   int *fd_port;  /* per fd: local port, 0 = ours but not looked up yet, -1 = not ours */
+  double *fd_rx; /* per fd: arrival of the data curl is reading from it now, 0 = unknown */
   int fd_cap;
   int *port_fd;  /* per local port: the fd last seen with it */
   char *peek_buf; /* PEEK_SIZE bytes */
+  /* how long dated data waited before curl read it, in LAG_STEP_MS steps (the last:
+   * that or more), since the measured phase began */
+  uint32_t *lag_hist;
+  double lag_max;
   kj_doc scratch; /* parses one response or chunk at a time, reset after each */
   int completed;  /* measured requests finished so far */
   int stopped;    /* the hook asked to stop */
@@ -64,6 +71,8 @@ struct replay_state {
 
 /* What curl reads from a socket at once (its default CURLOPT_BUFFERSIZE). */
 #define PEEK_SIZE 16384
+#define LAG_STEP_MS 0.01
+#define LAG_BUCKETS 100001 /* up to 1 s */
 
 static int push_gap(float_vec *g, double v) {
   if (g->n == g->cap) {
@@ -170,10 +179,10 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
     }
     return n;
   }
-  /* the data's arrival: from the kernel when it was looked up before curl read it,
-   * else now; every event in this write shares it */
-  s->t_last_data = s->rx_time > 0 ? s->rx_time : ke_now();
-  s->rx_time = 0;
+  /* the data's arrival: from the kernel, looked up just before curl read it, else
+   * now; every event of this read shares it */
+  double rx = s->fd >= 0 && s->fd < s->rs->fd_cap ? s->rs->fd_rx[s->fd] : 0;
+  s->t_last_data = rx > s->t_start ? rx : ke_now();
   int rc = sse_feed(&s->sse, ptr, n, on_event, s);
   if (rc == -1) slot_fail(s, "malformed stream: line too long");
   return rc ? 0 : n;
@@ -184,21 +193,31 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
  * Why: a server emits the tokens of a whole batch at once, and one client thread
  * parses them one after another, so the last stream of a burst would be stamped
  * late by the time spent on the others (about 1 ms at concurrency 64). Instead the
- * sockets carry SO_TIMESTAMPNS; before curl reads, each readable socket is peeked
- * (MSG_PEEK) for the arrival time of its unread data, and that becomes the time of
- * what curl writes to us next from it (rxtime.h). Data that waited while more came
- * is dated by the newest arrival (the kernel merges queued segments), which is never
- * earlier than the truth and is exact for the end of a request. curl does not
- * say which socket a transfer uses; the pre-request callback gives the local port,
- * and the socket with that port is found with getsockname (once per connection). */
+ * sockets carry SO_TIMESTAMPNS, and streaming replays drive curl socket by socket
+ * (curl_multi_socket_action on epoll events): each readable socket is peeked
+ * (MSG_PEEK) for the arrival time of its unread data right before curl reads that
+ * socket, and the data curl then hands us is dated by it (rxtime.h). Handing curl
+ * every socket at once (curl_multi_perform) would let it read data that arrived
+ * after the peeks, dated only when read: at 1024 streams, 58% of the chunks, 2-4 ms
+ * late. Data that waited while more came is dated by the newest arrival (the kernel
+ * merges queued segments), which is never earlier than the truth and is exact for
+ * the end of a request. curl does not say which socket a transfer uses; the
+ * pre-request callback gives the local port, and the socket with that port is found
+ * with getsockname (once per connection). */
 static int fd_reserve(replay_state *rs, int fd) {
   if (fd < rs->fd_cap) return 0;
   int cap = rs->fd_cap ? rs->fd_cap : 256;
   while (cap <= fd) cap *= 2;
   int *np = realloc(rs->fd_port, sizeof *np * (size_t)cap);
   if (!np) return -1;
-  for (int i = rs->fd_cap; i < cap; i++) np[i] = -1;
   rs->fd_port = np;
+  double *nr = realloc(rs->fd_rx, sizeof *nr * (size_t)cap);
+  if (!nr) return -1;
+  rs->fd_rx = nr;
+  for (int i = rs->fd_cap; i < cap; i++) {
+    np[i] = -1;
+    nr[i] = 0;
+  }
   rs->fd_cap = cap;
   return 0;
 }
@@ -242,13 +261,6 @@ static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_por
   return CURL_PREREQFUNC_OK;
 }
 
-/* Header bytes were read: a timestamp looked up for this read belongs to them. */
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
-  (void)ptr;
-  ((slot *)ud)->rx_time = 0;
-  return size * nmemb;
-}
-
 /* The options every request of a slot shares. */
 static void slot_init(slot *s) {
   const ke_replay_opts *o = s->rs->o;
@@ -267,8 +279,6 @@ static void slot_init(slot *s) {
     curl_easy_setopt(s->easy, CURLOPT_SOCKOPTDATA, s->rs);
     curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, s->rs);
-    curl_easy_setopt(s->easy, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(s->easy, CURLOPT_HEADERDATA, s);
   }
 }
 
@@ -290,7 +300,7 @@ static int slot_start(slot *s, CURLM *multi, int body_index, int measured, int r
   s->measured = measured;
   s->busy = 1;
   s->index = row;
-  s->t_sent = s->t_first = s->t_last = s->rx_time = s->t_last_data = 0;
+  s->t_sent = s->t_first = s->t_last = s->t_last_data = 0;
   s->fd = -1;
   s->chunks = 0;
   s->max_gap = 0;
@@ -383,8 +393,9 @@ typedef struct {
   slot *slots;
   int nslots;
   CURLM *multi;
-  struct curl_waitfd *waitfds; /* streaming: in-flight sockets to peek */
-  int *owner;                  /* waitfds[i] belongs to slots[owner[i]] */
+  int epfd;                    /* streaming: curl's sockets (socket_action), else -1 */
+  double timer_at;             /* streaming: when curl wants its timeout action */
+  struct epoll_event *events;
   int *free_slots;             /* open loop: the slots with nothing in flight */
   int nfree;
 } replay_run;
@@ -400,38 +411,107 @@ typedef struct {
   int cap_hits, last_capped;
 } phase_run;
 
-/* Waits until curl has work, at most timeout_ms (100 to notice an interrupt).
- * Streaming: the in-flight sockets are polled too, and each readable one is peeked for
- * the arrival time of its data before curl reads it. */
+#define MAX_EVENTS 256
+
+/* Streaming: curl says which sockets to watch for what (CURLMOPT_SOCKETFUNCTION). */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *socketp) {
+  (void)easy;
+  (void)socketp;
+  replay_run *rr = ud;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(rr->epfd, EPOLL_CTL_DEL, fd, NULL); /* fails harmlessly when it is closed */
+    return 0;
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.data.fd = fd;
+  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+  if (epoll_ctl(rr->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+    epoll_ctl(rr->epfd, EPOLL_CTL_ADD, fd, &ev);
+  return 0;
+}
+
+/* Streaming: when curl wants to act on its timeouts (CURLMOPT_TIMERFUNCTION). */
+static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
+  (void)multi;
+  replay_run *rr = ud;
+  rr->timer_at = timeout_ms < 0 ? INFINITY : ke_now() + (double)timeout_ms / 1000.0;
+  return 0;
+}
+
+static void note_lag(replay_state *rs, double ms) {
+  double b = ms / LAG_STEP_MS;
+  rs->lag_hist[b < LAG_BUCKETS - 1 ? (size_t)b : LAG_BUCKETS - 1]++;
+  if (ms > rs->lag_max) rs->lag_max = ms;
+}
+
+/* Percentile p of the read lags (the top of its step), NaN when there are none. */
+static double lag_percentile(const replay_state *rs, double p) {
+  uint64_t total = 0, seen = 0;
+  for (size_t i = 0; i < LAG_BUCKETS; i++) total += rs->lag_hist[i];
+  if (!total) return NAN;
+  uint64_t want = (uint64_t)ceil(p / 100.0 * (double)total);
+  for (size_t i = 0; i < LAG_BUCKETS; i++) {
+    seen += rs->lag_hist[i];
+    if (seen >= want && seen > 0) return fmin((double)(i + 1) * LAG_STEP_MS, rs->lag_max);
+  }
+  return rs->lag_max;
+}
+
+/* Streaming: one ready socket. Its unread data is dated (peeked) just before curl
+ * reads it, so everything curl hands us from this read arrived by then. */
+static void socket_ready(replay_run *rr, int fd, uint32_t events, double offset) {
+  replay_state *rs = &rr->rs;
+  int flags = (events & EPOLLOUT ? CURL_CSELECT_OUT : 0) | (events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+  if (events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+  int dated = (flags & CURL_CSELECT_IN) && fd < rs->fd_cap && rs->fd_port[fd] >= 0;
+  if (dated) {
+    size_t got;
+    double t = ke_rxtime_peek(fd, rs->peek_buf, PEEK_SIZE, &got, offset);
+    /* a clock step between the two readings cannot put data in the future */
+    double now = ke_now();
+    rs->fd_rx[fd] = t > 0 && t <= now ? t : 0;
+    if (rs->fd_rx[fd] > 0) note_lag(rs, (now - t) * 1000.0);
+  }
+  int still;
+  curl_multi_socket_action(rr->multi, fd, flags, &still);
+  if (dated) rs->fd_rx[fd] = 0;
+}
+
+/* Streaming: hands curl every socket that is ready now. */
+static void drain_ready(replay_run *rr, int timeout_ms) {
+  int n = epoll_wait(rr->epfd, rr->events, MAX_EVENTS, timeout_ms);
+  double offset = ke_rxtime_clock_offset();
+  for (int i = 0; i < n; i++) socket_ready(rr, rr->events[i].data.fd, rr->events[i].events, offset);
+}
+
+/* Lets curl do what is due without waiting: its timeouts (streaming; new requests
+ * start there), or everything (curl_multi_perform). A timeout action may read any
+ * socket, so the ready ones are handed over (and dated) first. */
+static void curl_work(replay_run *rr) {
+  int still;
+  if (rr->epfd < 0) {
+    curl_multi_perform(rr->multi, &still);
+  } else if (ke_now() >= rr->timer_at) {
+    rr->timer_at = INFINITY; /* curl sets the next one, in either call */
+    drain_ready(rr, 0);
+    curl_multi_socket_action(rr->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+  }
+}
+
+/* Waits until curl has work, at most timeout_ms (100 to notice an interrupt), and
+ * (streaming) hands curl each socket that became ready. */
 static void wait_for_data(replay_run *rr, int timeout_ms) {
-  slot *slots = rr->slots;
-  if (!rr->waitfds) {
+  if (rr->epfd < 0) {
     curl_multi_poll(rr->multi, NULL, 0, timeout_ms, NULL);
     return;
   }
-  int n = 0;
-  for (int i = 0; i < rr->nslots; i++) {
-    slots[i].rx_time = 0; /* only good for the read that follows its lookup */
-    if (slots[i].fd < 0) continue;
-    rr->waitfds[n].fd = slots[i].fd;
-    rr->waitfds[n].events = CURL_WAIT_POLLIN;
-    rr->waitfds[n].revents = 0;
-    rr->owner[n++] = i;
+  if (rr->timer_at < INFINITY) {
+    double ms = ceil((rr->timer_at - ke_now()) * 1000.0);
+    if (ms < timeout_ms) timeout_ms = ms > 0 ? (int)ms : 0;
   }
-  /* poll, not wait: curl_multi_wait returns at once when it has nothing to watch */
-  curl_multi_poll(rr->multi, rr->waitfds, (unsigned)n, timeout_ms, NULL);
-  double offset = ke_rxtime_clock_offset(), now = ke_now();
-  for (int i = 0; i < n; i++) {
-    if (!(rr->waitfds[i].revents & CURL_WAIT_POLLIN)) continue;
-    slot *s = &slots[rr->owner[i]];
-    /* as much as curl reads at once: queued segments are merged and dated by the
-     * newest, so this is when the last of what curl will read arrived */
-    size_t got;
-    double t = ke_rxtime_peek(rr->waitfds[i].fd, rr->rs.peek_buf, PEEK_SIZE, &got, offset);
-    /* a clock step between the two readings cannot put data in the future or
-     * before its request */
-    if (t > s->t_start && t <= now) s->rx_time = t;
-  }
+  drain_ready(rr, timeout_ms);
 }
 
 /* Asks the hook (when there is one) whether to go on; 1 = stop. */
@@ -530,8 +610,7 @@ static int run_phase(phase_run *ph, char *err, size_t errlen) {
   while (ph->running > 0 || (ph->open && ph->next < ph->total)) {
     double due_in = ph->open ? send_due(ph, err, errlen, &rc) : 0.1;
     if (rc) return rc;
-    int still;
-    curl_multi_perform(rr->multi, &still);
+    curl_work(rr);
     if (collect_done(ph, err, errlen)) return -1;
     if (ke_interrupted()) {
       snprintf(err, errlen, "interrupted during the workload");
@@ -556,6 +635,8 @@ static int run_phase(phase_run *ph, char *err, size_t errlen) {
 
 static int replay_setup(replay_run *rr, const ke_replay_opts *o, char *err, size_t errlen) {
   rr->rs.o = o;
+  rr->epfd = -1;
+  rr->timer_at = INFINITY;
   rr->rs.rows = calloc((size_t)o->request_count, sizeof(request_row));
   rr->nslots = o->concurrency;
   if (o->schedule) {
@@ -580,15 +661,24 @@ static int replay_setup(replay_run *rr, const ke_replay_opts *o, char *err, size
   }
   curl_multi_setopt(rr->multi, CURLMOPT_MAXCONNECTS, (long)rr->nslots + 4);
   if (o->stream) {
-    rr->waitfds = calloc((size_t)rr->nslots, sizeof *rr->waitfds);
-    rr->owner = calloc((size_t)rr->nslots, sizeof *rr->owner);
+    rr->epfd = epoll_create1(EPOLL_CLOEXEC);
+    rr->events = calloc(MAX_EVENTS, sizeof *rr->events);
     rr->rs.port_fd = malloc(sizeof *rr->rs.port_fd * 65536);
     rr->rs.peek_buf = malloc(PEEK_SIZE);
-    if (!rr->waitfds || !rr->owner || !rr->rs.port_fd || !rr->rs.peek_buf) {
+    rr->rs.lag_hist = calloc(LAG_BUCKETS, sizeof *rr->rs.lag_hist);
+    if (rr->epfd < 0) {
+      snprintf(err, errlen, "epoll: %s", strerror(errno));
+      return -1;
+    }
+    if (!rr->events || !rr->rs.port_fd || !rr->rs.peek_buf || !rr->rs.lag_hist) {
       snprintf(err, errlen, "out of memory");
       return -1;
     }
     for (int i = 0; i < 65536; i++) rr->rs.port_fd[i] = -1;
+    curl_multi_setopt(rr->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(rr->multi, CURLMOPT_SOCKETDATA, rr);
+    curl_multi_setopt(rr->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(rr->multi, CURLMOPT_TIMERDATA, rr);
   }
   for (int i = 0; i < rr->nslots; i++) {
     rr->slots[i].rs = &rr->rs;
@@ -612,12 +702,14 @@ static void replay_cleanup(replay_run *rr) {
   }
   if (rr->multi) curl_multi_cleanup(rr->multi);
   curl_url_cleanup(rr->rs.url);
-  free(rr->waitfds);
-  free(rr->owner);
+  if (rr->epfd >= 0) close(rr->epfd);
+  free(rr->events);
   free(rr->free_slots);
   free(rr->rs.fd_port);
+  free(rr->rs.fd_rx);
   free(rr->rs.port_fd);
   free(rr->rs.peek_buf);
+  free(rr->rs.lag_hist);
   kj_doc_free(&rr->rs.scratch);
   free(rr->slots);
   for (int i = 0; rr->rs.rows && i < rr->rs.o->request_count; i++) free(rr->rs.rows[i].error);
@@ -629,6 +721,10 @@ static void replay_cleanup(replay_run *rr) {
 static int measured_phase(replay_run *rr, ke_metrics *out, char *err, size_t errlen) {
   const ke_replay_opts *o = rr->rs.o;
   hook_says_stop(&rr->rs, KE_REPLAY_MEASURING);
+  if (rr->rs.lag_hist) { /* the warmup's reads do not count */
+    memset(rr->rs.lag_hist, 0, LAG_BUCKETS * sizeof *rr->rs.lag_hist);
+    rr->rs.lag_max = 0;
+  }
   phase_run ph = {.rr = rr, .measured = 1, .total = o->request_count, .open = o->schedule != NULL, .t0 = ke_now(),
                   .last_capped = -1};
   int rc = run_phase(&ph, err, errlen);
@@ -639,6 +735,12 @@ static int measured_phase(replay_run *rr, ke_metrics *out, char *err, size_t err
   }
   if (rc == 0)
     rc = ke_replay_aggregate(o, rr->rs.rows, rr->rs.gaps.v, rr->rs.gaps.n, ph.t0, t1, ph.cap_hits, out, err, errlen);
+  if (rc == 0) {
+    int dated = rr->rs.lag_hist != NULL;
+    out->read_lag_p50 = dated ? lag_percentile(&rr->rs, 50) : NAN;
+    out->read_lag_p99 = dated ? lag_percentile(&rr->rs, 99) : NAN;
+    out->read_lag_max = dated ? lag_percentile(&rr->rs, 100) : NAN;
+  }
   if (rc == 0 && o->requests_csv) rc = ke_replay_write_csv(o->requests_csv, rr->rs.rows, o->request_count, ph.t0, err, errlen);
   return rc;
 }

@@ -75,6 +75,10 @@ typedef struct {
   /* open loop: how late requests were sent (sent minus scheduled, ms; NaN when closed) */
   double lateness_p50, lateness_p99, lateness_max;
   int cap_hits;                 /* requests that found max_concurrency in flight */
+  /* streaming: how long data waited in the socket before the client read it (ms, from
+   * its arrival; NaN without streaming). Large values: the client could not keep up,
+   * and a chunk that waited until the next arrived is dated by the later one */
+  double read_lag_p50, read_lag_p99, read_lag_max;
   /* SLO (NaN / -1 when no SLO): requests/s meeting it, their share (%), and whether
    * it holds at its percentile; each metric's value at that percentile */
   double goodput, slo_attainment;

@@ -221,6 +221,7 @@ void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out) {
   MEDIAN(itl.p50); MEDIAN(itl.p95); MEDIAN(itl.p99);
   MEDIAN(tokens_per_s); MEDIAN(requests_per_s);
   MEDIAN(lateness_p50); MEDIAN(lateness_p99); MEDIAN(lateness_max);
+  MEDIAN(read_lag_p50); MEDIAN(read_lag_p99); MEDIAN(read_lag_max);
   MEDIAN(goodput); MEDIAN(slo_attainment);
   MEDIAN(slo_ttft); MEDIAN(slo_tpot); MEDIAN(slo_itl); MEDIAN(slo_e2e);
 #undef MEDIAN

@@ -65,6 +65,11 @@ static void push_metrics(lua_State *L, const ke_metrics *m) {
   ke_set_num(L, "p99", m->lateness_p99);
   ke_set_num(L, "max", m->lateness_max);
   lua_setfield(L, -2, "send_lateness_ms");
+  lua_createtable(L, 0, 3);
+  ke_set_num(L, "p50", m->read_lag_p50);
+  ke_set_num(L, "p99", m->read_lag_p99);
+  ke_set_num(L, "max", m->read_lag_max);
+  lua_setfield(L, -2, "read_lag_ms");
   ke_set_int(L, "concurrency_cap_hits", m->cap_hits);
   push_slo(L, m);
 }

@@ -84,7 +84,10 @@ end
 local function run_probes(ctx, mask, dir, next_level, on_probe)
   local level
   local function probe(k, prev)
-    if prev and level.rate then trial.warn_if_behind(string.format("probe %d (%.3f requests/s)", k - 1, level.rate), prev) end
+    if prev then
+      trial.warn_if_behind(level.rate and string.format("probe %d (%.3f requests/s)", k - 1, level.rate)
+        or string.format("probe %d (concurrency %d)", k - 1, level.concurrency), prev)
+    end
     if prev then on_probe(level, prev) end
     level = next_level(k, prev)
     if not level then return nil end

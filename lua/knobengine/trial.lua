@@ -117,16 +117,27 @@ local function nsys_spec(cfg, opts)
   }
 end
 
--- Says on stderr when an open-loop client could not keep its schedule: then the
--- load the server saw was not the load asked for.
+local function ms(v) return type(v) == "number" and string.format("%.3f", v) or "na" end
+
+-- A streaming client that reads data this late (ms, p99) is not keeping up: a chunk
+-- that waits until the next one arrives is dated by the later arrival.
+M.READ_LAG_WARN_MS = 5
+
+-- Says on stderr when the client could not keep up: an open loop that fell behind its
+-- schedule (the server saw less load than asked for), or streams read late (TTFT and
+-- inter-token times overstated).
 function M.warn_if_behind(label, m)
-  local late, hits = m.send_lateness_ms, m.concurrency_cap_hits
+  local late, hits, lag = m.send_lateness_ms, m.concurrency_cap_hits, m.read_lag_ms
   local p99 = type(late) == "table" and late.p99
   if type(p99) == "number" and p99 > 10 or (hits or 0) > 0 then
     io.stderr:write(string.format("knobengine: %s: the client fell behind its schedule (send lateness p99 %s ms, max "
-      .. "%s ms; %d request(s) waited for workload.max_concurrency)\n", label,
-      type(p99) == "number" and string.format("%.3f", p99) or "na",
-      type(late.max) == "number" and string.format("%.3f", late.max) or "na", hits or 0))
+      .. "%s ms; %d request(s) waited for workload.max_concurrency)\n", label, ms(p99), ms(late.max), hits or 0))
+  end
+  local lag99 = type(lag) == "table" and lag.p99
+  if type(lag99) == "number" and lag99 > M.READ_LAG_WARN_MS then
+    io.stderr:write(string.format("knobengine: %s: the client read streamed data late (read lag p50 %s ms, p99 %s "
+      .. "ms): it did not keep up with the streams, so TTFT and inter-token times may be overstated by up to that "
+      .. "much; lower workload.concurrency or give the client more CPU\n", label, ms(lag.p50), ms(lag99)))
   end
 end
 
@@ -147,7 +158,7 @@ function M.run(ctx, mask, opts)
   local started = knob.now()
   local r = knob.evaluate(spec, profile)
   if profile then knob.remove_tree(spec.nsys.tmp_dir) end
-  if r.metrics and spec.replay.schedule then M.warn_if_behind(opts.label or ("mask " .. resolved.mask_string), r.metrics) end
+  if r.metrics then M.warn_if_behind(opts.label or ("mask " .. resolved.mask_string), r.metrics) end
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)

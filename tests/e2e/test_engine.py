@@ -14,7 +14,7 @@ HEADER = "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,
 RESULT_KEYS = {"ok", "error", "request_count", "completed", "failed", "error_rate", "duration_s",
                "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "mean_latency_ms", "ttft_ms",
                "tpot_ms", "itl_ms", "output_tokens", "input_tokens", "tokens_per_s", "requests_per_s",
-               "send_lateness_ms", "concurrency_cap_hits", "goodput", "slo_attainment_pct", "slo_met",
+               "send_lateness_ms", "concurrency_cap_hits", "read_lag_ms", "goodput", "slo_attainment_pct", "slo_met",
                "slo_at_percentile"}
 
 
@@ -67,6 +67,9 @@ class TwoRuns(Workspace):
                                          "prompt_tokens", "http_status", "error"])
         self.assertTrue(all(r["scheduled_ms"] == "" for r in rows))  # a closed loop has no schedule
         self.assertEqual((metrics["goodput"], metrics["slo_met"], metrics["send_lateness_ms"]["p99"]), (None, None, None))
+        # streamed: how long data waited before the client read it (well under 5 ms here)
+        self.assertLessEqual(metrics["read_lag_ms"]["p50"], metrics["read_lag_ms"]["p99"])
+        self.assertLessEqual(metrics["read_lag_ms"]["p99"], metrics["read_lag_ms"]["max"])
         self.assertTrue(all(r["http_status"] == "200" and r["output_tokens"] == "8" and r["error"] == "" for r in rows))
         self.assertIn("Started server process", read(os.path.join(base, "logs.txt")))
 

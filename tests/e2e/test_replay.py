@@ -21,7 +21,7 @@ local cjson = require("cjson")
 local knob = require("knob")
 local m = assert(knob.replay({ url = arg[1], bodies = { '{"prompt": "x", "stream": true}' },
   concurrency = 1, request_count = 1, warmup = 0, request_timeout_s = 10, stream = true }))
-print(cjson.encode({ failed = m.failed, ttft = m.ttft_ms.p50, latency = m.p50_latency_ms }))
+print(cjson.encode({ failed = m.failed, ttft = m.ttft_ms.p50, latency = m.p50_latency_ms, lag = m.read_lag_ms.max }))
 """
 
 
@@ -101,6 +101,9 @@ class ArrivalTimes(Workspace):
         self.assertGreaterEqual(m["ttft"], answered_ms - 5)
         self.assertLess(m["ttft"], answered_ms + HOLD_S * 500)
         self.assertLess(m["latency"], answered_ms + HOLD_S * 500)
+        # and the client knows it read late: the data waited about HOLD_S
+        self.assertGreater(m["lag"], HOLD_S * 500)
+        self.assertLess(m["lag"], HOLD_S * 1000 + 500)
 
 
 if __name__ == "__main__":

@@ -148,4 +148,26 @@ t.test("a dataset is read a record at a time: only the records sent are kept", f
   knob.remove_tree(d)
 end)
 
+
+t.test("the client says when it fell behind: its schedule, or the streams it reads", function()
+  local trial = require("knobengine.trial")
+  local said = {}
+  local real = io.stderr
+  io.stderr = { write = function(_, text) said[#said + 1] = text end }
+  local ok, err = pcall(function()
+    trial.warn_if_behind("mask 01", { read_lag_ms = { p50 = 0.05, p99 = 0.7, max = 9 }, concurrency_cap_hits = 0 })
+    trial.warn_if_behind("mask 10", { read_lag_ms = { p50 = 5.1, p99 = 22.69, max = 37 }, concurrency_cap_hits = 0 })
+    trial.warn_if_behind("probe 2 (8.000 requests/s)", { send_lateness_ms = { p50 = 1, p99 = 12.5, max = 40 },
+      concurrency_cap_hits = 3, read_lag_ms = { p50 = 0.1, p99 = 0.2, max = 0.3 } })
+  end)
+  io.stderr = real
+  assert(ok, err)
+  t.eq(#said, 2)
+  t.eq(said[1], "knobengine: mask 10: the client read streamed data late (read lag p50 5.100 ms, p99 22.690 ms): it "
+    .. "did not keep up with the streams, so TTFT and inter-token times may be overstated by up to that much; lower "
+    .. "workload.concurrency or give the client more CPU\n")
+  t.eq(said[2], "knobengine: probe 2 (8.000 requests/s): the client fell behind its schedule (send lateness p99 12.500 "
+    .. "ms, max 40.000 ms; 3 request(s) waited for workload.max_concurrency)\n")
+end)
+
 t.done()
