@@ -12,6 +12,7 @@ test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row
    and loading a dataset of a million lines
 """
 import collections
+import csv
 import json
 import os
 import re
@@ -275,10 +276,41 @@ def bench_memory():
     print("requests %d in %.1f s (%.0f req/s), peak RSS %.1f MB" % (m["completed"], m["duration_s"], m["requests_per_s"], rss))
 
 
-def scale_probe(url, mode, level, requests, stream, max_tokens, words):
+def scale_probe(url, mode, level, requests, stream, max_tokens, words, requests_csv=None):
     run = run_measured([LUA_HOST, os.path.join(ROOT, "bench", "scale_probe.lua"), url, mode, str(level), str(requests),
-                        "1" if stream else "0", str(max_tokens), str(words)])
+                        "1" if stream else "0", str(max_tokens), str(words)] + ([requests_csv] if requests_csv else []))
     return json.loads(run.out)
+
+
+def paired_ttft(sim_args, concurrency, requests, max_tokens, words):
+    """Streams REQUESTS at CONCURRENCY against knobsim and pairs each request's TTFT as the
+    client measured it with the server's own (its first byte in to its first token out,
+    from --first-token-log): what the client adds is their difference, request by request."""
+    server_log = os.path.join(WORK, "first-tokens-%d.csv" % words)
+    client_csv = os.path.join(WORK, "requests-%d.csv" % words)
+    sim = Sim(*sim_args, "--first-token-log", server_log)
+    try:
+        k = scale_probe(sim.url(), "closed", concurrency, requests, True, max_tokens, words, client_csv)
+    finally:
+        sim.close()
+    with open(server_log) as f:
+        server = {int(user): float(us) / 1000 for user, us in (line.strip().split(",") for line in f if line.strip())}
+    with open(client_csv) as f:
+        client = {int(row["request"]): float(row["ttft_ms"]) for row in csv.DictReader(f) if row["ttft_ms"]}
+    added = sorted(client[i] - server[i] for i in client if i in server)
+    relative = sorted((client[i] - server[i]) / server[i] * 100 for i in client if i in server)
+    k["paired"] = len(added)
+    k["added_p50_ms"], k["added_p99_ms"] = percentile(added, 50), percentile(added, 99)
+    k["added_p50_pct"] = percentile(relative, 50)
+    k["server_ttft_p50"] = percentile(sorted(server.values()), 50)
+    return k
+
+
+def percentile(xs, p):
+    """Linear interpolation between closest ranks of sorted xs (as the engine does)."""
+    r = p / 100 * (len(xs) - 1)
+    lo = int(r)
+    return xs[lo] + (r - lo) * (xs[min(lo + 1, len(xs) - 1)] - xs[lo])
 
 
 def bench_scale():
@@ -295,27 +327,23 @@ def bench_scale():
         print("   %-9d %8d %10.3f %10.3f %10.3f %12.3f" % (rate, k["completed"], k["late_p50"], k["late_p99"],
                                                           k["late_max"], k["cpu_s"] / k["completed"] * 10000))
     print("b. 1024 concurrent streams (knobsim fixed TTFT 20 ms, TPOT 10 ms, 32 tokens; 4096 requests)")
-    sim = Sim("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10")
-    try:
-        k = scale_probe(sim.url(), "closed", 1024, 4096, True, 32, 8)
-    finally:
-        sim.close()
-    print("   completed %d, failed %d, %.0f req/s, TTFT p50 %.3f ms (error %+.2f%%; knobsim %d us late), TPOT p50 %.3f ms" % (
-        k["completed"], k["failed"], k["requests_per_s"], k["ttft_p50"], (k["ttft_p50"] - 20) / 20 * 100,
-        sim.lateness_us()[0], k["tpot_p50"]))
-    print("c. long prompts at concurrency 64 (knobsim fixed TTFT 20 ms, TPOT 10 ms, 8 tokens)")
-    print("   %-8s %11s %14s %16s %10s %10s" % ("words", "body bytes", "client CPU/req", "CPU per kB (us)", "TTFT p50",
-                                             "error %"))
+    k = paired_ttft(("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10"), 1024, 4096, 32, 8)
+    print("   completed %d, failed %d, %.0f req/s, TPOT p50 %.3f ms, client CPU %.3f ms per request, read lag p50 "
+          "%.3f p99 %.3f ms" % (k["completed"], k["failed"], k["requests_per_s"], k["tpot_p50"],
+                                k["cpu_s"] / k["completed"] * 1000, k["lag_p50"], k["lag_p99"]))
+    print("   TTFT p50: client %.3f ms, server %.3f ms; per request the client adds p50 %.3f ms (%+.2f%%), "
+          "p99 %.3f ms" % (k["ttft_p50"], k["server_ttft_p50"], k["added_p50_ms"], k["added_p50_pct"],
+                           k["added_p99_ms"]))
+    print("c. long prompts at concurrency 64 (knobsim fixed TTFT 20 ms, TPOT 10 ms, 8 tokens, 256 requests)")
+    print("   TTFT error: per request, the client's TTFT minus the server's own (first byte in to first token out)")
+    print("   %-8s %11s %14s %16s %15s %15s %11s %10s" % ("words", "body bytes", "client CPU/req", "CPU per kB (us)",
+                                                        "client TTFT p50", "server TTFT p50", "error p50", "error p99"))
     for words in (1000, 10000, 100000):
-        sim = Sim("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10")
-        try:
-            k = scale_probe(sim.url(), "closed", 64, 256, True, 8, words)
-        finally:
-            sim.close()
+        k = paired_ttft(("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10"), 64, 256, 8, words)
         per = k["cpu_s"] / k["completed"]
-        print("   %-8d %11d %11.3f ms %16.2f %10.3f %10.2f   (knobsim %d us late)" % (
+        print("   %-8d %11d %11.3f ms %16.2f %12.3f ms %12.3f ms %+10.2f%% %7.3f ms" % (
             words, k["body_bytes"], per * 1000, per / (k["body_bytes"] / 1000) * 1e6, k["ttft_p50"],
-            (k["ttft_p50"] - 20) / 20 * 100, sim.lateness_us()[0]))
+            k["server_ttft_p50"], k["added_p50_pct"], k["added_p99_ms"]))
     print("d. loading a JSONL dataset (knobengine --dry-run: every line read and checked)")
     print("   %-9s %9s %8s %10s %12s" % ("lines", "MB", "seconds", "RSS MB", "RSS / size"))
     for lines in (250_000, 1_000_000, 2_000_000):
