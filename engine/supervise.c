@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -524,6 +525,8 @@ static size_t listening_inodes(const char *table, int port, unsigned long *inode
 static int diag_listening(int family, int port, unsigned long *inodes, size_t *n, size_t max) {
   int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return -1;
+  struct timeval limit = {1, 0}; /* the kernel answers at once; never hang on it */
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   struct {
     struct nlmsghdr nlh;
     struct inet_diag_req_v2 r;
@@ -542,12 +545,18 @@ static int diag_listening(int family, int port, unsigned long *inodes, size_t *n
   } buf;
   while (rc == 1) {
     ssize_t got = recv(fd, buf.bytes, sizeof buf.bytes, 0);
-    int len = (int)got;
     if (got <= 0) rc = -1;
-    for (struct nlmsghdr *h = &buf.align; rc == 1 && NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    size_t len = got > 0 ? (size_t)got : 0;
+    for (size_t at = 0; rc == 1 && at + sizeof(struct nlmsghdr) <= len;) {
+      const struct nlmsghdr *h = (const struct nlmsghdr *)(buf.bytes + at);
+      if (h->nlmsg_len < sizeof *h || h->nlmsg_len > len - at) {
+        rc = -1;
+        break;
+      }
+      at += NLMSG_ALIGN(h->nlmsg_len);
       if (h->nlmsg_type == NLMSG_DONE) rc = 0;
       else if (h->nlmsg_type == NLMSG_ERROR) rc = -1;
-      else {
+      else if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg))) {
         const struct inet_diag_msg *m = NLMSG_DATA(h);
         if (ntohs(m->id.idiag_sport) == port && m->idiag_inode && *n < max) inodes[(*n)++] = m->idiag_inode;
       }
