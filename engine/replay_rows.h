@@ -26,7 +26,7 @@ typedef struct {
 /* The metrics of a measured phase [t0, t1] from its rows and every inter-token gap. */
 int ke_replay_aggregate(const ke_replay_opts *o, const ke_request_row *rows, const float *gaps, size_t ngaps,
                         double t0, double t1, int cap_hits, ke_metrics *out, char *err, size_t errlen);
-/* requests.csv: one row per finished request (README "Files it writes"). */
+/* requests.csv: one row per finished request (docs/files.md "requests.csv"). */
 int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, double t0, char *err, size_t errlen);
 
 #endif

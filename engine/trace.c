@@ -473,28 +473,36 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
   free(all);
 }
 
-static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
-  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
-  const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
-  if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
-  char cols[128];
-  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
+/* Rows of (start, end, device, key) from table T: each adds its time to the entry of
+ * its key in `by`, to *total_ns and *count, and its interval to the busy time. */
+static int read_interval_rows(ctx *c, const char *T, const char *cols, agg_map *by, int64_t *total_ns,
+                              int64_t *count, busy_union *busy) {
   reader r;
   if (reader_open(c, &r, T, cols, NULL)) return -1;
   int rc;
   int64_t v[4];
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 4, v)) { rc = -1; break; }
-    agg *a = map_get(&k->names, v[3]);
+    agg *a = map_get(by, v[3]);
     if (!a) { c->oom = 1; rc = -1; break; }
     a->total_ns += v[1] - v[0];
     a->count++;
-    k->kernel_ns += v[1] - v[0];
-    k->count++;
-    busy_push(&k->busy, (interval){v[0], v[1], v[2]});
+    *total_ns += v[1] - v[0];
+    (*count)++;
+    busy_push(busy, (interval){v[0], v[1], v[2]});
   }
   reader_close(&r);
   return rc;
+}
+
+/* Kernels, grouped by the id of their (demangled or short) name. */
+static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
+  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
+  const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
+  if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
+  char cols[128];
+  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
+  return read_interval_rows(c, T, cols, &k->names, &k->kernel_ns, &k->count, &k->busy);
 }
 
 /* Whole-graph records (--cuda-graph-trace=graph): their time counts as GPU time, busy
@@ -504,22 +512,7 @@ static int read_graph_rows(ctx *c, kernel_sums *k) {
   char cols[128];
   snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.g_dev ? "deviceId" : "0",
            has_column(c, T, "graphId") ? "graphId" : "0");
-  reader r;
-  if (reader_open(c, &r, T, cols, NULL)) return -1;
-  int rc;
-  int64_t v[4];
-  while ((rc = reader_next(&r)) == 1) {
-    if (reader_ints(&r, 4, v)) { rc = -1; break; }
-    agg *a = map_get(&k->graphs, v[3]);
-    if (!a) { c->oom = 1; rc = -1; break; }
-    a->total_ns += v[1] - v[0];
-    a->count++;
-    k->graph_ns += v[1] - v[0];
-    k->graph_count++;
-    busy_push(&k->busy, (interval){v[0], v[1], v[2]});
-  }
-  reader_close(&r);
-  return rc;
+  return read_interval_rows(c, T, cols, &k->graphs, &k->graph_ns, &k->graph_count, &k->busy);
 }
 
 static void kernels(ctx *c, const ke_trace_opts *o) {

@@ -1,6 +1,6 @@
 /* knob_trace.c - knob.trace_summary and knob.nsys_export (see knob.h, docs/lua-api.md).
  *
- * The summary struct becomes the table of README "Trace summary": a section whose
+ * The summary struct becomes the table of docs/nsys.md "Trace summary": a section whose
  * table is missing or unreadable is null (lists are empty), exactly as its keys are
  * documented. */
 #include <lauxlib.h>
@@ -131,7 +131,7 @@ static void push_nvtx(lua_State *L, const ke_trace_summary *s) {
   lua_setfield(L, -2, "nvtx_phases");
 }
 
-/* The whole summary as a table (README "Trace summary"). */
+/* The whole summary as a table (docs/nsys.md "Trace summary"). */
 static void push_summary(lua_State *L, const char *path, const ke_trace_summary *s) {
   lua_createtable(L, 0, 32);
   ke_set_str(L, "source", path);

@@ -41,7 +41,7 @@ static void push_slo(lua_State *L, const ke_metrics *m) {
   lua_setfield(L, -2, "slo_at_percentile");
 }
 
-/* The client metrics of a replay (the Result of README "Result") as a new table. */
+/* The client metrics of a replay (the Result of docs/files.md) as a new table. */
 static void push_metrics(lua_State *L, const ke_metrics *m) {
   lua_createtable(L, 0, 16);
   ke_set_int(L, "request_count", m->request_count);

@@ -221,7 +221,7 @@ local function validate_server(c, raw)
   }
 end
 
--- workload.arrival: how requests are sent (README "Load"). Every key checked for the
+-- workload.arrival: how requests are sent (docs/load.md "Arrivals"). Every key checked for the
 -- chosen type; rates are requests per second.
 local ARRIVAL_KEYS = {
   closed = {}, poisson = { rate = true }, constant = { rate = true }, gamma = { rate = true, burstiness = false },

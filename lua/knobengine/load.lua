@@ -1,7 +1,7 @@
 -- Load on one running server: the capacity search (the highest arrival rate at which
 -- the SLO holds) and the load sweep (one measured phase per rate or concurrency, and
 -- the knee). Each probe is a fresh measured phase, with its warmup, on the same server
--- (knob.evaluate's `probe`). Output formats: README "Capacity and load sweeps".
+-- (knob.evaluate's `probe`). Output formats: docs/load.md.
 local cjson = require("cjson")
 local knob = require("knob")
 local config = require("knobengine.config")

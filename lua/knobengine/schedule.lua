@@ -1,5 +1,5 @@
 -- Arrival schedules: when each measured request is sent, in seconds from the start of
--- the measured phase (README "Load"). Drawn from workload.seed before the run, so the
+-- the measured phase (docs/load.md "Arrivals"). Drawn from workload.seed before the run, so the
 -- same config sends the same schedule every time. The first request is sent at 0.
 --   poisson   exponential gaps, mean 1/rate
 --   gamma     gamma gaps of shape `burstiness` and mean 1/rate (1 = poisson; lower is

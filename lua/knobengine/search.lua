@@ -58,6 +58,16 @@ local function parse_mask(self, mask)
   return m
 end
 
+-- Runs the next trial of this run (kind nil: a workload; "capacity": a capacity
+-- search), records it, tells the run, and returns the strategy's copy of it.
+local function run_trial(p, mask, requests, kind)
+  local rec = p.ctx.run_trial(#p.records, mask, requests, kind)
+  rec.trial = #p.records
+  p.records[#p.records + 1] = rec
+  if p.ctx.on_trial then p.ctx.on_trial(rec) end
+  return record.view(rec)
+end
+
 function Search:evaluate(mask, opts)
   local p = private[self]
   mask = parse_mask(self, mask)
@@ -68,25 +78,17 @@ function Search:evaluate(mask, opts)
       error(string.format("search:evaluate: requests must be an integer in 1..%d", self.request_count), 2)
     end
   end
-  local rec = p.ctx.run_trial(#p.records, mask, requests)
-  rec.trial = #p.records
-  p.records[#p.records + 1] = rec
-  if p.ctx.on_trial then p.ctx.on_trial(rec) end
-  return record.view(rec)
+  return run_trial(p, mask, requests)
 end
 
 -- The capacity of a mask: the highest arrival rate at which the config's SLO holds
--- (README "Capacity"), found on one server of that mask. It is a trial of this run:
--- its row is printed, and its result (a copy, like evaluate's) has max_rate.
+-- (docs/load.md "Capacity"), found on one server of that mask. It is a trial of this
+-- run: its row is printed, and its result (a copy, like evaluate's) has max_rate.
 function Search:capacity(mask)
   local p = private[self]
   mask = parse_mask(self, mask)
   if not p.ctx.cfg.slo then error("search:capacity: the config has no slo", 2) end
-  local rec = p.ctx.run_trial(#p.records, mask, self.request_count, "capacity")
-  rec.trial = #p.records
-  p.records[#p.records + 1] = rec
-  if p.ctx.on_trial then p.ctx.on_trial(rec) end
-  return record.view(rec)
+  return run_trial(p, mask, self.request_count, "capacity")
 end
 
 -- This run's trials in order; with {all = true}, every trial stored in the history

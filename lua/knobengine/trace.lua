@@ -1,4 +1,4 @@
--- The trace summary: its shape (README "Trace summary"), how a trial gets one (from an
+-- The trace summary: its shape (docs/nsys.md "Trace summary"), how a trial gets one (from an
 -- export through knob.trace_summary, or empty with a reason when there is no trace),
 -- and the exact text `knobengine summarize` prints.
 local cjson = require("cjson")

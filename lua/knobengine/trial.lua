@@ -61,7 +61,7 @@ function M.prefix(list, n)
   return table.move(list, 1, n, 1, {})
 end
 
--- The SLO as knob.replay takes it (README "SLOs and goodput"), or nil.
+-- The SLO as knob.replay takes it (docs/load.md "SLOs and goodput"), or nil.
 function M.slo_spec(slo)
   if not slo then return nil end
   return { ttft_ms = slo.ttft_ms, tpot_ms = slo.tpot_ms, itl_ms = slo.itl_ms, e2e_ms = slo.e2e_ms,
