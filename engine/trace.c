@@ -12,7 +12,10 @@
  *  - NVTX: push/pop and start/end ranges (event types 59, 60, 70, 71); the label is
  *    StringIds[textId] or text, prefixed "domain:" when the range is in a named domain
  *    (event type 75 creates domains); unfinished ranges last until the last timestamp
- *    of the table, as in nvtxsum. */
+ *    of the table, as in nvtxsum.
+ *  - CUDA API: CUPTI_ACTIVITY_KIND_RUNTIME calls by function name.
+ *  - the machine: TARGET_INFO_GPU rows and a few TARGET_INFO_SYSTEM_ENV values (absent
+ *    tables are no information, not missing data). */
 #include "trace.h"
 
 #include <math.h>
@@ -36,6 +39,7 @@ typedef struct {
   int style;   /* NVTX: 1 PushPop, 2 StartEnd */
   char *label; /* NVTX: owned label when the key came from text */
   int64_t domain, process;
+  int64_t min_ns, max_ns; /* kernels and CUDA API calls: the shortest and longest one */
 } agg;
 
 typedef struct {
@@ -96,6 +100,14 @@ static agg **map_sorted(const agg_map *m) {
     if (m->slots[i].used) v[k++] = &m->slots[i];
   qsort(v, k, sizeof *v, by_total_desc);
   return v;
+}
+
+/* Adds one event of duration d to an aggregate (total, count, shortest, longest). */
+static void add_duration(agg *a, int64_t d) {
+  if (!a->count || d < a->min_ns) a->min_ns = d;
+  if (!a->count || d > a->max_ns) a->max_ns = d;
+  a->total_ns += d;
+  a->count++;
 }
 
 /* ---------- reading tables, with every failure recorded ---------- */
@@ -215,6 +227,15 @@ static double ms_of(int64_t ns) { return round6((double)ns / 1e6); }
 
 static double percent_of(int64_t part, int64_t whole) {
   return whole ? round6(100.0 * (double)part / (double)whole) : 0.0;
+}
+
+/* An item's total, count, mean, shortest and longest from its aggregate. */
+static void set_timing(ke_trace_item *it, const agg *a) {
+  it->total_ms = ms_of(a->total_ns);
+  it->count = a->count;
+  it->mean_ms = a->count ? round6((double)a->total_ns / 1e6 / (double)a->count) : 0.0;
+  it->min_ms = ms_of(a->min_ns);
+  it->max_ms = ms_of(a->max_ns);
 }
 
 /* A SELECT over one table, row by row, with the types of its values checked. */
@@ -465,9 +486,8 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
     else string_of(c, all[i].a->key, name, sizeof name);
     it->name = dup_str(c, name);
     it->graph = all[i].graph;
-    it->total_ms = ms_of(all[i].a->total_ns);
+    set_timing(it, all[i].a);
     it->percent = percent_of(all[i].a->total_ns, k->kernel_ns + k->graph_ns);
-    it->count = all[i].a->count;
     s->n_top_kernels = i + 1;
   }
   free(all);
@@ -485,8 +505,7 @@ static int read_interval_rows(ctx *c, const char *T, const char *cols, agg_map *
     if (reader_ints(&r, 4, v)) { rc = -1; break; }
     agg *a = map_get(by, v[3]);
     if (!a) { c->oom = 1; rc = -1; break; }
-    a->total_ns += v[1] - v[0];
-    a->count++;
+    add_duration(a, v[1] - v[0]);
     *total_ns += v[1] - v[0];
     (*count)++;
     busy_push(busy, (interval){v[0], v[1], v[2]});
@@ -675,6 +694,57 @@ static void osrt(ctx *c) {
   map_free(&fns);
 }
 
+/* ---------- CUDA API calls ---------- */
+
+/* A function name without its ABI version suffix ("cudaMemcpy_v3020" -> "cudaMemcpy"),
+ * as nsys's reports print it; each versioned entry point stays its own row. */
+static char *api_name(char *name) {
+  char *v = strrchr(name, '_');
+  if (v && v[1] == 'v' && v[2] && strspn(v + 2, "0123456789") == strlen(v + 2)) *v = '\0';
+  return name;
+}
+
+/* CUDA runtime API calls (CUPTI_ACTIVITY_KIND_RUNTIME) by function: the host side of
+ * the GPU work, as nsys's cudaapisum reports it. */
+static void cuda_api(ctx *c, const ke_trace_opts *o) {
+  ke_trace_summary *s = c->s;
+  const char *T = "CUPTI_ACTIVITY_KIND_RUNTIME";
+  if (!has_table(c, T)) { note_missing(c, T); return; }
+  reader r;
+  if (reader_open(c, &r, T, "start, end, nameId", NULL)) return;
+  agg_map fns = {0};
+  int64_t total = 0, calls = 0, v[3];
+  int rc;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 3, v)) { rc = -1; break; }
+    agg *a = map_get(&fns, v[2]);
+    if (!a) { c->oom = 1; rc = -1; break; }
+    add_duration(a, v[1] - v[0]);
+    total += v[1] - v[0];
+    calls++;
+  }
+  reader_close(&r);
+  agg **sorted = rc == 0 ? map_sorted(&fns) : NULL;
+  size_t n = fns.n < (size_t)o->top_api ? fns.n : (size_t)o->top_api;
+  if (rc == 0 && sorted) s->cuda_api_top = calloc(n + 1, sizeof *s->cuda_api_top);
+  if (rc == 0 && (!sorted || !s->cuda_api_top)) c->oom = 1;
+  if (rc == 0 && s->cuda_api_top) {
+    s->has_cuda_api = 1;
+    s->cuda_api_ms = ms_of(total);
+    s->cuda_api_calls = calls;
+    for (size_t i = 0; i < n; i++) {
+      char name[1024];
+      ke_trace_item *it = &s->cuda_api_top[s->n_cuda_api_top++];
+      string_of(c, sorted[i]->key, name, sizeof name);
+      it->name = dup_str(c, api_name(name));
+      set_timing(it, sorted[i]);
+      it->percent = percent_of(sorted[i]->total_ns, total);
+    }
+  }
+  free(sorted);
+  map_free(&fns);
+}
+
 /* ---------- NVTX ---------- */
 
 #define NVTX_DOMAIN_CREATE 75
@@ -852,6 +922,69 @@ static void metadata(ctx *c) {
   }
 }
 
+/* ---------- the machine the trace was taken on ---------- */
+
+/* TARGET_INFO_SYSTEM_ENV names worth reporting (the table has dozens). */
+static const char *const SYSTEM_ENV_NAMES[] = {"Hostname", "CpuDescription", "CpuCores", "OsDescription",
+                                               "SoftwareReleaseVersion", "HardwarePlatform", "NvDriverVersion",
+                                               "CudaDriverVersion", NULL};
+
+static void system_env(ctx *c) {
+  ke_trace_summary *s = c->s;
+  const char *T = "TARGET_INFO_SYSTEM_ENV";
+  if (!has_table(c, T)) return;
+  reader r;
+  if (reader_open(c, &r, T, "name, value", NULL)) return;
+  while (reader_next(&r) == 1) {
+    const char *n = (const char *)sqlite3_column_text(r.st, 0);
+    const char *v = (const char *)sqlite3_column_text(r.st, 1);
+    size_t k = 0;
+    while (n && SYSTEM_ENV_NAMES[k] && strcmp(SYSTEM_ENV_NAMES[k], n) != 0) k++;
+    if (!n || !v || !SYSTEM_ENV_NAMES[k]) continue;
+    int seen = 0;
+    for (size_t i = 0; i < s->n_system_env; i++) seen |= strcmp(s->system_env[i].name, n) == 0;
+    if (seen) continue; /* several processes: the first one's */
+    ke_trace_env *e = realloc(s->system_env, (s->n_system_env + 1) * sizeof *e);
+    if (!e) { c->oom = 1; break; }
+    s->system_env = e;
+    e[s->n_system_env++] = (ke_trace_env){dup_str(c, n), dup_str(c, v)};
+  }
+  reader_close(&r);
+}
+
+/* A column of TARGET_INFO_GPU, or NULL (SQL) when this export has no such column. */
+static void gpu_col(ctx *c, char *cols, size_t len, const char *name) {
+  size_t used = strlen(cols);
+  snprintf(cols + used, len - used, "%s%s", used ? ", " : "", has_column(c, "TARGET_INFO_GPU", name) ? name : "NULL");
+}
+
+static int64_t col_int(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_INTEGER ? sqlite3_column_int64(st, i) : -1;
+}
+
+static void gpus(ctx *c) {
+  ke_trace_summary *s = c->s;
+  const char *T = "TARGET_INFO_GPU";
+  if (!has_table(c, T)) return;
+  const char *names[] = {"id", "name", "busLocation", "totalMemory", "memoryBandwidth", "clockRate", "smCount",
+                         "computeMajor", "computeMinor"};
+  char cols[512] = "";
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) gpu_col(c, cols, sizeof cols, names[i]);
+  reader r;
+  if (reader_open(c, &r, T, cols, "ORDER BY 1")) return;
+  while (reader_next(&r) == 1) {
+    ke_trace_gpu *g = realloc(s->gpus, (s->n_gpus + 1) * sizeof *g);
+    if (!g) { c->oom = 1; break; }
+    s->gpus = g;
+    const char *name = (const char *)sqlite3_column_text(r.st, 1), *bus = (const char *)sqlite3_column_text(r.st, 2);
+    g[s->n_gpus++] = (ke_trace_gpu){
+        .id = col_int(r.st, 0), .name = name ? dup_str(c, name) : NULL, .bus = bus ? dup_str(c, bus) : NULL,
+        .memory_bytes = col_int(r.st, 3), .memory_bandwidth = col_int(r.st, 4), .clock_hz = col_int(r.st, 5),
+        .sm_count = col_int(r.st, 6), .compute_major = col_int(r.st, 7), .compute_minor = col_int(r.st, 8)};
+  }
+  reader_close(&r);
+}
+
 /* ---------- the summary ---------- */
 
 /* Opens the export read-only. A writer's lock is waited for a moment, then reported. */
@@ -884,6 +1017,7 @@ int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_tr
   memset(out, 0, sizeof *out);
   ke_trace_opts o = *opts;
   if (o.top_kernels <= 0) o.top_kernels = 5;
+  if (o.top_api <= 0) o.top_api = 10;
   ctx c;
   memset(&c, 0, sizeof c);
   c.s = out;
@@ -902,7 +1036,10 @@ int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_tr
     memcpys(&c);
     memsets(&c);
     osrt(&c);
+    cuda_api(&c, &o);
     nvtx(&c, &o);
+    system_env(&c);
+    gpus(&c);
     if (c.fatal[0]) snprintf(err, errlen, "cannot read '%s': %s", sqlite_path, c.fatal);
     else if (c.oom) snprintf(err, errlen, "out of memory summarizing '%s'", sqlite_path);
     if (c.fatal[0] || c.oom) rc = -1;
@@ -925,6 +1062,17 @@ void ke_trace_summary_free(ke_trace_summary *s) {
   free_items(s->top_kernels, s->n_top_kernels);
   free_items(s->osrt_top_waits, s->n_osrt_top_waits);
   free_items(s->nvtx_ranges, s->n_nvtx_ranges);
+  free_items(s->cuda_api_top, s->n_cuda_api_top);
+  for (size_t i = 0; i < s->n_system_env; i++) {
+    free(s->system_env[i].name);
+    free(s->system_env[i].value);
+  }
+  free(s->system_env);
+  for (size_t i = 0; i < s->n_gpus; i++) {
+    free(s->gpus[i].name);
+    free(s->gpus[i].bus);
+  }
+  free(s->gpus);
   free(s->phases);
   free(s->missing_tables);
   for (size_t i = 0; i < s->n_unreadable; i++) {

@@ -20,7 +20,8 @@
 typedef struct {
   const char *const *phases; /* NVTX labels to report, NULL-terminated */
   int short_kernel_names;    /* group by base name rather than demangled name */
-  int top_kernels;           /* how many kernels to list (default 5) */
+  int top_kernels;           /* how many kernels to list (default 5; INT_MAX: every one) */
+  int top_api;               /* how many CUDA API functions to list (default 10) */
 } ke_trace_opts;
 
 /* A named aggregate: a kernel, an OS-runtime function, an NVTX range or phase. */
@@ -29,8 +30,20 @@ typedef struct {
   const char *style; /* NVTX ranges: "PushPop" or "StartEnd"; otherwise NULL */
   int graph;         /* top kernels: a whole CUDA graph ("[CUDA graph N]"), not a kernel */
   double total_ms, percent, mean_ms;
+  double min_ms, max_ms; /* kernels and CUDA API calls: the shortest and the longest */
   long long count;
 } ke_trace_item;
+
+/* A GPU of TARGET_INFO_GPU; a value the export does not have is -1 (strings NULL). */
+typedef struct {
+  long long id, memory_bytes, memory_bandwidth, clock_hz, sm_count, compute_major, compute_minor;
+  char *name, *bus; /* memory_bandwidth: bytes per second */
+} ke_trace_gpu;
+
+/* A TARGET_INFO_SYSTEM_ENV entry (Hostname, CpuDescription, NvDriverVersion, ...). */
+typedef struct {
+  char *name, *value;
+} ke_trace_env;
 
 typedef struct {
   const char *kind; /* "HtoD", "DtoH", ... (the CUPTI copy kind) */
@@ -86,6 +99,17 @@ typedef struct {
   size_t n_nvtx_ranges;
   ke_trace_phase *phases; /* one per requested phase, in order (also without NVTX) */
   size_t n_phases;
+
+  int has_cuda_api; /* CUPTI_ACTIVITY_KIND_RUNTIME */
+  double cuda_api_ms;
+  long long cuda_api_calls;
+  ke_trace_item *cuda_api_top; /* by total time, percent of cuda_api_ms */
+  size_t n_cuda_api_top;
+
+  ke_trace_gpu *gpus; /* TARGET_INFO_GPU, by id (none when the table is absent) */
+  size_t n_gpus;
+  ke_trace_env *system_env; /* TARGET_INFO_SYSTEM_ENV, the names of SYSTEM_ENV_NAMES */
+  size_t n_system_env;
 
   const char **missing_tables; /* static names */
   size_t n_missing;

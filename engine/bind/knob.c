@@ -9,6 +9,8 @@
 #include "fsutil.h"
 #include "luadb.h"
 #include "records.h"
+#include "sha256.h"
+#include "sysinfo.h"
 #include "supervise.h"
 
 /* ---- helpers ---- */
@@ -231,6 +233,35 @@ static int l_file_hash(lua_State *L) {
   return 1;
 }
 
+static int l_file_sha256(lua_State *L) {
+  char hex[65], err[1024];
+  if (ke_sha256_file(luaL_checkstring(L, 1), hex, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushstring(L, hex);
+  return 1;
+}
+
+/* {hostname, os, kernel_release, kernel_version, machine, cpus, lua, libcurl, sqlite} */
+static int l_system_info(lua_State *L) {
+  ke_sysinfo si;
+  ke_sysinfo_read(&si);
+  lua_createtable(L, 0, 9);
+  ke_set_str(L, "hostname", si.hostname);
+  ke_set_str(L, "os", si.os_name);
+  ke_set_str(L, "kernel_release", si.kernel_release);
+  ke_set_str(L, "kernel_version", si.kernel_version);
+  ke_set_str(L, "machine", si.machine);
+  if (si.online_cpus > 0) ke_set_int(L, "cpus", si.online_cpus);
+  else ke_set_str(L, "cpus", NULL);
+  ke_set_str(L, "lua", LUA_RELEASE);
+  ke_set_str(L, "libcurl", si.curl_version);
+  ke_set_str(L, "sqlite", si.sqlite_version);
+  return 1;
+}
+
 /* ---- clocks, signals, process ---- */
 
 static int l_now(lua_State *L) {
@@ -284,6 +315,7 @@ int luaopen_knob(lua_State *L) {
       {"isatty", l_isatty},             {"interrupted", l_interrupted}, {"getpid", l_getpid},
       {"port_in_use", l_port_in_use},   {"lock_dir", l_lock_dir},       {"executable", l_executable},
       {"list_dir", l_list_dir},         {"records", l_records},         {"file_hash", l_file_hash},
+      {"file_sha256", l_file_sha256},   {"system_info", l_system_info},
       {NULL, NULL}};
   if (luaL_newmetatable(L, RECORDS_MT)) {
     lua_pushcfunction(L, records_gc);

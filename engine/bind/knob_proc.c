@@ -31,6 +31,24 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
+/* knob.run(argv, log_path, timeout_s): runs a command to completion (no shell), its
+ * output appended to log_path; its exit status, or nil, message. */
+static int l_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char **argv = ke_string_list(L, 1);
+  const char *log = luaL_checkstring(L, 2);
+  double timeout = luaL_optnumber(L, 3, 60);
+  char err[1024];
+  int status = ke_run_command(argv, NULL, log, timeout, err, sizeof err);
+  if (status < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushinteger(L, status);
+  return 1;
+}
+
 static int l_proc_wait_ready(lua_State *L) {
   ke_proc *p = check_proc(L);
   const char *url = luaL_checkstring(L, 2);
@@ -87,4 +105,6 @@ void ke_bind_proc(lua_State *L, int t) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, t, "spawn");
+  lua_pushcfunction(L, l_run);
+  lua_setfield(L, t, "run");
 }

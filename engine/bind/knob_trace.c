@@ -4,6 +4,7 @@
  * table is missing or unreadable is null (lists are empty), exactly as its keys are
  * documented. */
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,21 +19,26 @@ static void set_null(lua_State *L, const char *key) {
   lua_setfield(L, -2, key);
 }
 
-/* An array of items; fields: name, [style], [graph], total_ms, [count or calls], [mean_ms,
- * percent]. */
-static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const char *count_key, int with_mean,
-                       int with_percent) {
+/* Which fields an item list carries besides name, [style], [graph], total_ms. */
+enum { WITH_MEAN = 1, WITH_PERCENT = 2, WITH_RANGE = 4 };
+
+/* An array of items; the count under count_key ("count" or "calls"). */
+static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const char *count_key, int fields) {
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     const ke_trace_item *it = &items[i];
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 8);
     ke_set_str(L, "name", it->name);
     if (it->style) ke_set_str(L, "style", it->style);
     if (it->graph) ke_set_bool(L, "graph", 1);
     ke_set_num(L, "total_ms", it->total_ms);
     ke_set_int(L, count_key, it->count);
-    if (with_mean) ke_set_num(L, "mean_ms", it->mean_ms);
-    if (with_percent) ke_set_num(L, "percent", it->percent);
+    if (fields & WITH_MEAN) ke_set_num(L, "mean_ms", it->mean_ms);
+    if (fields & WITH_RANGE) {
+      ke_set_num(L, "min_ms", it->min_ms);
+      ke_set_num(L, "max_ms", it->max_ms);
+    }
+    if (fields & WITH_PERCENT) ke_set_num(L, "percent", it->percent);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
 }
@@ -59,7 +65,7 @@ static void push_kernels(lua_State *L, const ke_trace_summary *s) {
     ke_set_num(L, device, s->busy[i].busy_ms);
   }
   lua_setfield(L, -2, "gpu_busy_ms");
-  push_items(L, s->top_kernels, s->n_top_kernels, "count", 0, 1);
+  push_items(L, s->top_kernels, s->n_top_kernels, "count", WITH_MEAN | WITH_RANGE | WITH_PERCENT);
   lua_setfield(L, -2, "top_kernels");
 }
 
@@ -97,7 +103,7 @@ static void push_osrt(lua_State *L, const ke_trace_summary *s) {
     ke_set_num(L, "osrt_wait_ms", s->osrt_wait_ms);
     ke_set_num(L, "osrt_total_ms", s->osrt_total_ms);
     ke_set_int(L, "osrt_calls", s->osrt_calls);
-    push_items(L, s->osrt_top_waits, s->n_osrt_top_waits, "calls", 0, 0);
+    push_items(L, s->osrt_top_waits, s->n_osrt_top_waits, "calls", 0);
   } else {
     set_null(L, "osrt_wait_ms");
     set_null(L, "osrt_total_ms");
@@ -109,7 +115,7 @@ static void push_osrt(lua_State *L, const ke_trace_summary *s) {
 
 static void push_nvtx(lua_State *L, const ke_trace_summary *s) {
   if (s->has_nvtx) {
-    push_items(L, s->nvtx_ranges, s->n_nvtx_ranges, "count", 1, 1);
+    push_items(L, s->nvtx_ranges, s->n_nvtx_ranges, "count", WITH_MEAN | WITH_PERCENT);
     lua_setfield(L, -2, "nvtx_ranges");
   } else {
     set_null(L, "nvtx_ranges");
@@ -131,6 +137,55 @@ static void push_nvtx(lua_State *L, const ke_trace_summary *s) {
   lua_setfield(L, -2, "nvtx_phases");
 }
 
+static void push_cuda_api(lua_State *L, const ke_trace_summary *s) {
+  if (s->has_cuda_api) {
+    ke_set_num(L, "cuda_api_ms", s->cuda_api_ms);
+    ke_set_int(L, "cuda_api_calls", s->cuda_api_calls);
+    push_items(L, s->cuda_api_top, s->n_cuda_api_top, "calls", WITH_MEAN | WITH_RANGE | WITH_PERCENT);
+  } else {
+    set_null(L, "cuda_api_ms");
+    set_null(L, "cuda_api_calls");
+    lua_newtable(L);
+  }
+  lua_setfield(L, -2, "cuda_api_top");
+}
+
+/* A count the export may not have: the number, or null for -1. */
+static void set_known(lua_State *L, const char *key, long long v) {
+  if (v < 0) set_null(L, key);
+  else ke_set_int(L, key, v);
+}
+
+/* environment = {gpus = {...}, system = {Hostname = ..., ...}} */
+static void push_environment(lua_State *L, const ke_trace_summary *s) {
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, (int)s->n_gpus, 0);
+  for (size_t i = 0; i < s->n_gpus; i++) {
+    const ke_trace_gpu *g = &s->gpus[i];
+    lua_createtable(L, 0, 9);
+    set_known(L, "id", g->id);
+    ke_set_str(L, "name", g->name);
+    ke_set_str(L, "bus", g->bus);
+    set_known(L, "memory_bytes", g->memory_bytes);
+    set_known(L, "memory_bandwidth_bytes_per_s", g->memory_bandwidth);
+    set_known(L, "clock_hz", g->clock_hz);
+    set_known(L, "sm_count", g->sm_count);
+    if (g->compute_major >= 0 && g->compute_minor >= 0) {
+      char cc[48];
+      snprintf(cc, sizeof cc, "%lld.%lld", g->compute_major, g->compute_minor);
+      ke_set_str(L, "compute_capability", cc);
+    } else {
+      set_null(L, "compute_capability");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "gpus");
+  lua_createtable(L, 0, (int)s->n_system_env);
+  for (size_t i = 0; i < s->n_system_env; i++) ke_set_str(L, s->system_env[i].name, s->system_env[i].value);
+  lua_setfield(L, -2, "system");
+  lua_setfield(L, -2, "environment");
+}
+
 /* The whole summary as a table (docs/nsys.md "Trace summary"). */
 static void push_summary(lua_State *L, const char *path, const ke_trace_summary *s) {
   lua_createtable(L, 0, 32);
@@ -142,6 +197,8 @@ static void push_summary(lua_State *L, const char *path, const ke_trace_summary 
   push_memory(L, s);
   push_osrt(L, s);
   push_nvtx(L, s);
+  push_cuda_api(L, s);
+  push_environment(L, s);
   lua_createtable(L, (int)s->n_missing, 0);
   for (size_t i = 0; i < s->n_missing; i++) {
     lua_pushstring(L, s->missing_tables[i]);
@@ -157,12 +214,16 @@ static void push_summary(lua_State *L, const char *path, const ke_trace_summary 
 
 static int l_trace_summary(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  ke_trace_opts o = {NULL, 0, 5};
+  ke_trace_opts o = {NULL, 0, 5, 10};
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "phases");
     if (lua_istable(L, -1)) o.phases = ke_string_list(L, -1);
     o.short_kernel_names = strcmp(ke_opt_string(L, 2, "kernel_names", "demangled"), "short") == 0;
-    o.top_kernels = (int)ke_opt_number(L, 2, "top_kernels", 5);
+    lua_getfield(L, 2, "top_kernels");
+    int all = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "all") == 0;
+    lua_pop(L, 1);
+    o.top_kernels = all ? INT_MAX : (int)ke_opt_number(L, 2, "top_kernels", 5);
+    o.top_api = (int)ke_opt_number(L, 2, "top_api", 10);
   }
   ke_trace_summary s;
   char err[1024];

@@ -10,7 +10,9 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
                   [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine report [RUN_DIR] [--results DIR]
        knobengine summarize TRACE.sqlite
+       knobengine kernels TRACE.sqlite
        knobengine --help | --version
 
 Finds the fastest combination of serving knobs for an LLM server.
@@ -19,6 +21,10 @@ prints BASELINE_DONE. Later runs: evaluate knob combinations with the strategy, 
 the results table, profile the best and compare it with the baseline.
 capacity: the highest arrival rate at which the config's SLO holds, for one mask.
 load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
+report: writes report.md and report.html (with plots) of a search run (default: the
+latest in RESULTS/search); every search writes them at its end.
+summarize: the trace summary of an nsys SQLite export, as JSON.
+kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,max_ms,percent).
 
 options:
   --config FILE     the optimization config (default: optimizations.json)
@@ -42,7 +48,7 @@ exit codes: 0 done, 1 run failed, 2 bad usage or config, 130/143 interrupted
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {
   ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1 } },
-  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1 } },
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
@@ -80,19 +86,24 @@ local function check(opts)
   return opts
 end
 
+local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true }
+
 function M.parse(args)
-  if args[1] == "summarize" then
-    if #args ~= 2 then errors.usage("usage: knobengine summarize TRACE.sqlite") end
-    return { command = "summarize", trace = args[2] }
+  if args[1] == "summarize" or args[1] == "kernels" then
+    if #args ~= 2 or args[2]:sub(1, 2) == "--" then errors.usage("usage: knobengine %s TRACE.sqlite", args[1]) end
+    return { command = args[1], trace = args[2] }
   end
   local opts = { command = "run", config = "optimizations.json", results = "results" }
   local i = 1
-  if args[1] == "capacity" or args[1] == "load-sweep" then opts.command, i = args[1], 2 end
+  if COMMANDS[args[1]] then opts.command, i = args[1], 2 end
   while i <= #args do
     local a = args[i]
     local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
     name = name or a
-    if name == "--help" or name == "-h" then opts.help = true
+    if opts.command == "report" and a:sub(1, 1) ~= "-" then
+      if opts.run_dir then errors.usage("report takes one run directory (got '%s' and '%s')", opts.run_dir, a) end
+      opts.run_dir = a
+    elseif name == "--help" or name == "-h" then opts.help = true
     elseif name == "--version" then opts.version = true
     else
       local o = OPTIONS[name]

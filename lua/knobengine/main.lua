@@ -100,12 +100,16 @@ local function own_results(results)
   end
 end
 
-local function summarize(path)
-  if not knob.exists(path) then errors.usage("summarize: '%s' not found", path) end
+-- summarize and kernels: the summary of one export, as JSON or as the kernel table.
+local function trace_command(command, path)
+  if not knob.exists(path) then errors.usage("%s: '%s' not found", command, path) end
   local phases = { "get_batch", "prefill", "decode" }
-  local summary, err = trace.read(path, phases)
-  if not summary then errors.run("summarize: %s", err) end
-  io.stdout:write(trace.json(summary, phases))
+  local summary, err = trace.read(path, phases, nil, command == "kernels" and "all" or nil)
+  if not summary then errors.run("%s: %s", command, err) end
+  local text = command == "kernels" and require("knobengine.tables").kernels_csv(summary) or trace.json(summary, phases)
+  local ok, werr = io.stdout:write(text)
+  if ok then ok, werr = io.stdout:flush() end
+  if not ok then errors.run("%s: cannot write to stdout (%s)", command, tostring(werr)) end
   return 0
 end
 
@@ -183,7 +187,7 @@ end
 
 local function run(argv)
   local opts = args_.parse(argv)
-  if opts.command == "summarize" then return summarize(opts.trace) end
+  if opts.command == "summarize" or opts.command == "kernels" then return trace_command(opts.command, opts.trace) end
   if opts.help then io.stdout:write(args_.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   local ctx = context(opts)

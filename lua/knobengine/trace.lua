@@ -8,7 +8,7 @@ local util = require("knobengine.util")
 local M = {}
 
 local NO_TRACE_KEYS = { "gpu_compute_ms", "memcpy_ms", "osrt_wait_ms" }
-local LISTS = { "top_kernels", "osrt_top_waits", "nvtx_ranges", "missing_tables" }
+local LISTS = { "top_kernels", "osrt_top_waits", "nvtx_ranges", "cuda_api_top", "missing_tables" }
 
 -- trace_summary.json and nvtx_phases.json contents when there is no trace.
 function M.empty(cfg, reason)
@@ -20,12 +20,14 @@ function M.empty(cfg, reason)
 end
 
 -- The summary table of an export (lists marked as JSON arrays), or nil, message.
-function M.read(path, phases, kernel_names)
-  local s, err = knob.trace_summary(path, { phases = phases, kernel_names = kernel_names })
+-- top_kernels: how many kernels to list (default 5; "all": every one).
+function M.read(path, phases, kernel_names, top_kernels)
+  local s, err = knob.trace_summary(path, { phases = phases, kernel_names = kernel_names, top_kernels = top_kernels })
   if not s then return nil, err end
   for _, k in ipairs(LISTS) do
     if type(s[k]) == "table" then util.array(s[k]) end
   end
+  util.array(s.environment.gpus)
   return s
 end
 
@@ -113,6 +115,23 @@ local function phases_text(s, names)
   return "{" .. table.concat(parts, ", ") .. "}" -- the export has no NVTX ranges: one line
 end
 
+local GPU_KEYS = { "id", "name", "bus", "memory_bytes", "memory_bandwidth_bytes_per_s", "clock_hz", "sm_count",
+  "compute_capability" }
+
+-- The machine of the export: its GPUs, one per line, and the system values on one line.
+local function environment_text(env)
+  local gpus = "[]"
+  if #env.gpus > 0 then
+    local lines = {}
+    for i, g in ipairs(env.gpus) do lines[i] = "      " .. inline(g, GPU_KEYS) end
+    gpus = "[\n" .. table.concat(lines, ",\n") .. "\n    ]"
+  end
+  local names = {}
+  for k in pairs(env.system) do names[#names + 1] = k end
+  table.sort(names)
+  return "{\n    \"gpus\": " .. gpus .. ",\n    \"system\": " .. inline(env.system, names) .. "\n  }"
+end
+
 -- Each line of the text as {key, value text}; a key absent from s is left out.
 local function fields(s, phase_names)
   local f = {
@@ -132,6 +151,10 @@ local function fields(s, phase_names)
   f[#f + 1] = { "osrt_top_waits", list(s.osrt_top_waits, { "name", "total_ms", "calls" }) }
   f[#f + 1] = { "nvtx_ranges", list(s.nvtx_ranges, { "name", "style", "total_ms", "count", "mean_ms", "percent" }) }
   f[#f + 1] = { "nvtx_phases", phases_text(s, phase_names) }
+  f[#f + 1] = { "cuda_api_ms", num(s.cuda_api_ms) }
+  f[#f + 1] = { "cuda_api_calls", num(s.cuda_api_calls) }
+  f[#f + 1] = { "cuda_api_top", list(s.cuda_api_top, { "name", "total_ms", "percent", "calls", "mean_ms" }) }
+  f[#f + 1] = { "environment", environment_text(s.environment) }
   if s.unreadable then
     local tables = {}
     for t in pairs(s.unreadable) do tables[#tables + 1] = t end

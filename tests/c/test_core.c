@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "json.h"
 #include "rxtime.h"
+#include "sha256.h"
 #include "sse.h"
 #include "stats.h"
 #include "supervise.h"
@@ -331,6 +332,34 @@ static void test_rxtime(void) {
   close(lfd);
 }
 
+/* FIPS 180-2 examples, a multi-block input, and a 1 MB file read in chunks. */
+static void test_sha256(void) {
+  struct { const char *in, *hex; } v[] = {
+      {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+      {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+      {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"}};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    ke_sha256 s;
+    char hex[65];
+    ke_sha256_init(&s);
+    ke_sha256_update(&s, v[i].in, strlen(v[i].in));
+    ke_sha256_hex(&s, hex);
+    CHECK_STR(hex, v[i].hex);
+  }
+  char path[] = "/tmp/knob-sha-XXXXXX", hex[65], err[256];
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  static char a[1000000];
+  memset(a, 'a', sizeof a);
+  CHECK(write(fd, a, sizeof a) == (ssize_t)sizeof a);
+  close(fd);
+  CHECK(ke_sha256_file(path, hex, err, sizeof err) == 0);
+  CHECK_STR(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  unlink(path);
+  CHECK(ke_sha256_file(path, hex, err, sizeof err) == -1 && strstr(err, path) != NULL);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_json();
@@ -340,5 +369,6 @@ int main(void) {
   test_supervise();
   test_ports();
   test_rxtime();
+  test_sha256();
   CHECK_DONE();
 }

@@ -169,6 +169,23 @@ class Profiling(Workspace):
             by_name[r["Name"]] = by_name.get(r["Name"], 0) + int(r["Total Time (ns)"])
         self.assertEqual({k["name"]: round(k["total_ms"] * 1e6) for k in s["top_kernels"]},
                          dict(sorted(by_name.items(), key=lambda kv: -kv[1])[:5]))
+        # `knobengine kernels`: every kernel's calls, total, shortest and longest (nsys
+        # also splits a kernel by launch geometry: its rows are summed per name)
+        rows = list(csv.DictReader(io.StringIO(subprocess.run([KNOBENGINE, "kernels", sqlite], capture_output=True,
+                                                              text=True, check=True).stdout)))
+        theirs = {}
+        for r in kern:
+            t = theirs.setdefault(r["Name"], [0, 0, None, None])
+            t[0] += int(r["Instances"])
+            t[1] += int(r["Total Time (ns)"])
+            t[2] = min(int(r["Min (ns)"]), t[2] if t[2] is not None else 1 << 62)
+            t[3] = max(int(r["Max (ns)"]), t[3] or 0)
+        self.assertEqual({r["name"]: [int(r["calls"]), round(float(r["total_ms"]) * 1e6), round(float(r["min_ms"]) * 1e6),
+                                      round(float(r["max_ms"]) * 1e6)] for r in rows}, theirs)
+        api = [(r["Name"], int(r["Total Time (ns)"]), int(r["Num Calls"])) for r in nsys_stats("cudaapisum", sqlite)]
+        self.assertEqual(round((s["cuda_api_ms"] or 0) * 1e6), sum(a[1] for a in api))
+        for a in s["cuda_api_top"]:  # each of our top functions is one of nsys's rows, exactly
+            self.assertIn((a["name"], round(a["total_ms"] * 1e6), a["calls"]), api)
         mem = {r["Operation"]: int(r["Total Time (ns)"]) for r in nsys_stats("gpumemtimesum", sqlite)}
         ours = {"[CUDA memcpy %s]" % k: round(v["ms"] * 1e6) for k, v in (s["memcpy_by_kind"] or {}).items()}
         if s["memset_count"]:

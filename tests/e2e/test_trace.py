@@ -46,7 +46,32 @@ class Summarize(Workspace):
         self.assertEqual(s["nvtx_phases"]["prefill"]["total_ms"], 10.0)
         self.assertEqual(s["nvtx_phases"]["decode"], {"total_ms": 5.0, "count": 2, "mean_ms": 2.5, "percent": 10.0})
         self.assertEqual(s["nvtx_phases"]["get_batch"]["total_ms"], 25.0)
+        self.assertEqual((s["cuda_api_ms"], s["cuda_api_calls"]), (5.0, 5))
+        self.assertEqual([(a["name"], a["total_ms"], a["calls"], a["mean_ms"], a["percent"]) for a in s["cuda_api_top"]], [
+            ("cudaMemcpyAsync", 4.0, 2, 2.0, 80.0), ("cudaLaunchKernel", 0.75, 2, 0.375, 15.0),
+            ("cudaLaunchKernel", 0.25, 1, 0.25, 5.0)])
+        self.assertEqual(s["environment"]["gpus"], [
+            {"id": i, "name": "NVIDIA H100 80GB HBM3", "bus": "0000:%s:00.0" % bus, "memory_bytes": 85520809984,
+             "memory_bandwidth_bytes_per_s": 3352320000000, "clock_hz": 1980000000, "sm_count": 132,
+             "compute_capability": "9.0"} for i, bus in ((0, "19"), (1, "1a"))])
+        # the first process's value; names not worth reporting (CpuInfo) are left out
+        self.assertEqual(s["environment"]["system"], {"Hostname": "gpu-node-7", "CpuCores": "64", "NvDriverVersion": "58008200"})
         self.assertEqual(s["missing_tables"], [])
+
+    def test_kernels_table(self):
+        """`knobengine kernels`: every kernel and graph with calls, total, mean, min, max."""
+        path = self.path("new.sqlite")
+        trace_fixtures.make(path, "new")
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         '"gemm_kernel<float, 128>(float const*, float*, int)",3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
+                         "[CUDA graph 1],1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
+                         "flash_fwd,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
+                         '"softmax(float*, int)",2,1.000000,0.500000,0.500000,0.500000,6.250000\n')
+        r = subprocess.run([KNOBENGINE, "kernels", self.path("absent.sqlite")], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("absent.sqlite' not found", r.stderr)
 
     def test_graph_level_trace_is_counted_and_shown(self):
         """--cuda-graph-trace=graph: time inside graphs is GPU time, busy time, and an
@@ -127,7 +152,9 @@ class Summarize(Workspace):
         self.assertEqual(s["nvtx_phases"], {"get_batch": None, "prefill": None, "decode": None})
         self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"]), (2.0, 3.0))
         self.assertEqual(s["missing_tables"], ["CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY",
-                                               "CUPTI_ACTIVITY_KIND_MEMSET", "NVTX_EVENTS"])
+                                               "CUPTI_ACTIVITY_KIND_MEMSET", "CUPTI_ACTIVITY_KIND_RUNTIME",
+                                               "NVTX_EVENTS"])
+        self.assertEqual(s["environment"], {"gpus": [], "system": {}})  # no TARGET_INFO tables: nothing known
 
     def damaged(self, damage):
         path = self.path(damage + ".sqlite")
@@ -204,5 +231,12 @@ class Summarize(Workspace):
         self.assertEqual([(r["name"], round(r["total_ms"] * 1e6), r["count"]) for r in s["nvtx_ranges"]], [
             ("MPI:MPI_Init", 645678983, 1), ("MPI:MPI_Send", 136342959, 10), ("MPI:MPI_Recv", 107721088, 5),
             ("MPI:MPI_Finalize", 6351480, 1), ("saxpy", 231248, 5)])
+        self.assertEqual([(a["name"], round(a["total_ms"] * 1e6), a["calls"]) for a in s["cuda_api_top"][:3]], [
+            ("cudaMemcpy", 374343896, 15), ("cudaMemcpy", 374336827, 15), ("cudaHostRegister", 316427763, 9)])
+        gpu = s["environment"]["gpus"][0]
+        self.assertEqual((gpu["name"], gpu["sm_count"], gpu["memory_bytes"], gpu["compute_capability"]),
+                         ("NVIDIA A100-SXM4-40GB", 108, 42297524224, "8.0"))
+        self.assertEqual((s["environment"]["system"]["CpuDescription"], s["environment"]["system"]["NvDriverVersion"]),
+                         ("AMD EPYC 7763 64-Core Processor", "52510517"))
         # the file is only read: no journal or lock files appear next to it
         self.assertEqual(sorted(os.listdir(SHARED_TRACES)), sorted(set(os.listdir(SHARED_TRACES))))

@@ -17,7 +17,8 @@ def make(path, variant):
     strings = {1: "gemm_kernel<float, 128>(float const*, float*, int)", 2: "gemm_kernel",
                3: "softmax(float*, int)", 4: "softmax", 5: "ppoll", 6: "pthread_cond_timedwait@GLIBC_2.3.2",
                7: "write", 8: "prefill", 9: "decode", 10: "get_batch", 11: "vllm", 12: "flash_fwd",
-               13: "flash_fwd", 14: "__futex", 15: "epoll_wait64"}
+               13: "flash_fwd", 14: "__futex", 15: "epoll_wait64", 16: "cudaLaunchKernel_v7000",
+               17: "cudaMemcpyAsync", 18: "cudaLaunchKernel"}
     _strings(db, strings)
     if variant == "sparse":
         db.execute("CREATE TABLE OSRT_API (start INTEGER, end INTEGER, eventClass INTEGER, nameId INTEGER)")
@@ -42,6 +43,22 @@ def make(path, variant):
     if new:
         db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_GRAPH_TRACE (start INTEGER NOT NULL, end INTEGER NOT NULL, graphId INTEGER)")
         db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (0, 5000000, 1)")
+        # CUDA API: two versioned entry points of one function stay two rows (as in nsys)
+        db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_RUNTIME (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+                   "eventClass INTEGER NOT NULL, globalTid INTEGER, correlationId INTEGER, nameId INTEGER NOT NULL)")
+        db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, 1, 1, 0, ?)", [
+            (0, 3 * MS, 17), (0, MS, 17), (0, MS // 2, 16), (0, MS // 4, 16), (0, MS // 4, 18)])
+        db.execute("CREATE TABLE TARGET_INFO_GPU (vmId INTEGER, id INTEGER, name TEXT, busLocation TEXT, "
+                   "totalMemory INTEGER, memoryBandwidth INTEGER, clockRate INTEGER, smCount INTEGER, "
+                   "computeMajor INTEGER, computeMinor INTEGER)")
+        db.executemany("INSERT INTO TARGET_INFO_GPU VALUES (1, ?, ?, ?, ?, ?, ?, ?, 9, 0)", [
+            (1, "NVIDIA H100 80GB HBM3", "0000:1a:00.0", 85520809984, 3352320000000, 1980000000, 132),
+            (0, "NVIDIA H100 80GB HBM3", "0000:19:00.0", 85520809984, 3352320000000, 1980000000, 132)])
+        db.execute("CREATE TABLE TARGET_INFO_SYSTEM_ENV (globalVid INTEGER, devStateName TEXT, name TEXT, "
+                   "nameEnum INTEGER, value TEXT)")
+        db.executemany("INSERT INTO TARGET_INFO_SYSTEM_ENV VALUES (1, 'Local', ?, 0, ?)", [
+            ("Hostname", "gpu-node-7"), ("CpuCores", "64"), ("CpuInfo", "{...}"), ("NvDriverVersion", "58008200"),
+            ("Hostname", "second-process")])
         db.execute("CREATE TABLE ENUM_CUDA_MEMCPY_OPER (id INTEGER PRIMARY KEY, name TEXT, label TEXT)")
         db.execute("INSERT INTO ENUM_CUDA_MEMCPY_OPER VALUES (1, 'CUDA_MEMCPY_OPER_HTOD', 'Host-to-Device')")
         db.execute("CREATE TABLE META_DATA_EXPORT (name TEXT, value TEXT)")
