@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   install what is missing, build, run baseline + search on optimizations.json
+#   make demo   install what is missing, build, run baseline + search on optimizations.json,
+#               end with the path of the report
 #   make test   install what is missing, build (plain and ASan+UBSan), run the whole suite
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -7,12 +8,16 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_RESULTS ?= results/demo
 
-.PHONY: all deps build build-asan demo test test-plain test-asan test-fuzz bench clean
+.PHONY: all deps test-deps build build-asan demo test test-plain test-asan test-fuzz bench clean
 
 all: build
 
 deps:
 	scripts/install-deps.sh --nsys
+
+# the tests also render the report in a real browser
+test-deps:
+	scripts/install-deps.sh --nsys --browser
 
 build:
 	cmake -S . -B $(BUILD) -DKNOB_WERROR=ON
@@ -27,8 +32,9 @@ demo: deps build
 	rm -rf $(DEMO_RESULTS)
 	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
 	$(BUILD)/knobengine --config optimizations.json --results $(DEMO_RESULTS)
+	@echo "The report: $(DEMO_RESULTS)/search/latest/report.html (and report.md beside it)"
 
-test: deps test-plain test-asan test-fuzz
+test: test-deps test-plain test-asan test-fuzz
 
 test-plain: build
 	ctest --test-dir $(BUILD) --output-on-failure -j 2

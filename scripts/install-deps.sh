@@ -3,15 +3,17 @@
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
 #   scripts/install-deps.sh --bench   also wrk for bench/
+#   scripts/install-deps.sh --browser also Chromium, which the report tests render with
 # Needs root (or sudo). Safe to run again: it does nothing when all is present.
 set -euo pipefail
 
-want_nsys=0 want_bench=0
+want_nsys=0 want_bench=0 want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --nsys) want_nsys=1 ;;
     --bench) want_bench=1 ;;
-    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench)" >&2; exit 2 ;;
+    --browser) want_browser=1 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench, --browser)" >&2; exit 2 ;;
   esac
 done
 
@@ -24,8 +26,10 @@ fi
 
 pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
       libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3
-      clang libclang-rt-14-dev)  # clang + libFuzzer for the fuzz targets of `make test`
+      clang libclang-rt-14-dev  # clang + libFuzzer for the fuzz targets of `make test`
+      gnuplot-nox)              # the report's plots
 [ "$want_bench" = 1 ] && pkgs+=(wrk)
+[ "$want_browser" = 1 ] && pkgs+=(chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,10 @@
 /* knob.c - see knob.h: module registration, shared helpers, files, clocks. */
 #include "knob.h"
 
+#include <errno.h>
 #include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -244,6 +247,20 @@ static int l_file_sha256(lua_State *L) {
   return 1;
 }
 
+/* knob.realpath(path): the absolute path with no symlinks, or nil, message. */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char *r = realpath(path, NULL);
+  if (!r) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, r);
+  free(r);
+  return 1;
+}
+
 /* {hostname, os, kernel_release, kernel_version, machine, cpus, lua, libcurl, sqlite} */
 static int l_system_info(lua_State *L) {
   ke_sysinfo si;
@@ -316,6 +333,7 @@ int luaopen_knob(lua_State *L) {
       {"port_in_use", l_port_in_use},   {"lock_dir", l_lock_dir},       {"executable", l_executable},
       {"list_dir", l_list_dir},         {"records", l_records},         {"file_hash", l_file_hash},
       {"file_sha256", l_file_sha256},   {"system_info", l_system_info},
+      {"realpath", l_realpath},
       {NULL, NULL}};
   if (luaL_newmetatable(L, RECORDS_MT)) {
     lua_pushcfunction(L, records_gc);

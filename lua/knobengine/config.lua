@@ -418,6 +418,35 @@ local function validate_capacity(c, raw)
   }
 end
 
+-- model and hardware: inputs of the report's MFU (docs/report.md "MFU"), nothing else.
+local function validate_model(c, raw)
+  if raw.model == nil then return nil end
+  local m = c:object(raw.model, "model", { name = 1, params_b = 1, flops_per_token = 1, layers = 1, hidden_size = 1 })
+  local out = {}
+  if m.name ~= nil then out.name = c:string(m.name, "model.name") end
+  if m.params_b ~= nil then out.params_b = c:number(m.params_b, "model.params_b", { min = 1e-6, max = 1e6 }) end
+  if m.flops_per_token ~= nil then
+    out.flops_per_token = c:number(m.flops_per_token, "model.flops_per_token", { min = 1, max = 1e18 })
+  end
+  if m.layers ~= nil then out.layers = c:number(m.layers, "model.layers", { integer = true, min = 1, max = 100000 }) end
+  if m.hidden_size ~= nil then
+    out.hidden_size = c:number(m.hidden_size, "model.hidden_size", { integer = true, min = 1, max = 10000000 })
+  end
+  if (out.layers == nil) ~= (out.hidden_size == nil) then
+    c:bad(out.layers and "model.layers" or "model.hidden_size", "needs %s too (the attention term uses both)",
+      out.layers and "model.hidden_size" or "model.layers")
+  end
+  if not out.params_b and not out.flops_per_token then c:bad("model", "needs params_b or flops_per_token") end
+  return out
+end
+
+local function validate_hardware(c, raw)
+  local h = c:object(get(raw, "hardware", {}), "hardware", { peak_tflops = 1, gpu_count = 1 })
+  local out = { gpu_count = c:number(get(h, "gpu_count", 1), "hardware.gpu_count", { integer = true, min = 1, max = 4096 }) }
+  if h.peak_tflops ~= nil then out.peak_tflops = c:number(h.peak_tflops, "hardware.peak_tflops", { min = 1e-3, max = 1e7 }) end
+  return out
+end
+
 local function validate_command(c, raw)
   if raw.serve_cmd == nil then c:bad("serve_cmd", "is required") end
   local serve_cmd
@@ -483,7 +512,7 @@ function M.parse(text, path)
   local c = new_checker(path)
   c:object(raw, "", {
     serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
-    constraints = 1, strategy_options = 1, slo = 1, capacity = 1,
+    constraints = 1, strategy_options = 1, slo = 1, capacity = 1, model = 1, hardware = 1,
   })
   local base_dir = util.dirname(path)
   local serve_cmd, env = validate_command(c, raw)
@@ -500,6 +529,8 @@ function M.parse(text, path)
     strategy_options = c:object(get(raw, "strategy_options", {}), "strategy_options"),
     slo = validate_slo(c, raw),
     capacity = validate_capacity(c, raw),
+    model = validate_model(c, raw),
+    hardware = validate_hardware(c, raw),
   }
   validate_constraints(c, raw, cfg)
   validate_together(c, cfg)

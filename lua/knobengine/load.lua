@@ -156,6 +156,7 @@ function M.capacity(ctx, mask, opts)
       slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
     util.write_json(d.aside .. "/capacity.json", result)
     if not quiet then
+      require("knobengine.provenance").write(d.aside, ctx)
       out(string.format("MAX_RATE,knob_mask=%s,rate=%s", result.knob_mask, format.fixed(result.max_rate, 3)))
       publish(d)
     end
@@ -202,6 +203,7 @@ function M.sweep(ctx, mask, levels)
     util.write_json(d.aside .. "/sweep.json", { knob_mask = config.mask_string(mask, #ctx.cfg.knobs), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config })
+    require("knobengine.provenance").write(d.aside, ctx)
     publish(d)
     return 0
   end)

@@ -122,6 +122,7 @@ local function context(opts)
     cfg = cfg,
     dataset_hash = data.hash,
     dataset_count = data.count,
+    items = data.items,
     bodies = dataset.bodies(data.items, w),
     schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
     results = opts.results,
@@ -185,11 +186,23 @@ local function load_command(ctx, opts)
   return load.sweep(ctx, mask, levels)
 end
 
+-- knobengine report [RUN_DIR]: (re)writes the report of a search run.
+local function report_command(opts)
+  local dir = opts.run_dir or (opts.results .. "/search/latest")
+  if not knob.is_dir(dir) then
+    errors.usage("report: %s is not a directory%s", dir, opts.run_dir and "" or " (run a search first, or name a run directory)")
+  end
+  local md, html = require("knobengine.report").write(dir)
+  io.stdout:write(md, "\n", html, "\n")
+  return 0
+end
+
 local function run(argv)
   local opts = args_.parse(argv)
   if opts.command == "summarize" or opts.command == "kernels" then return trace_command(opts.command, opts.trace) end
   if opts.help then io.stdout:write(args_.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
+  if opts.command == "report" then return report_command(opts) end
   local ctx = context(opts)
   if opts.dry_run then
     check_program(ctx.cfg)

@@ -85,9 +85,10 @@ function M.summary_entry(rec)
   return j
 end
 
--- client_metrics.json: ok, error and every metric at the top level.
+-- client_metrics.json: ok, error and every metric at the top level (and each repeat's
+-- metrics under repeats when workload.repeats > 1).
 function M.client_metrics(rec)
-  local cm = { ok = rec.ok, error = rec.error or cjson.null }
+  local cm = { ok = rec.ok, error = rec.error or cjson.null, repeats = rec.repeats }
   for k, v in pairs(rec.metrics) do cm[k] = v end
   return cm
 end

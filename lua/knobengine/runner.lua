@@ -12,6 +12,7 @@ local History = require("knobengine.history")
 local identity = require("knobengine.identity")
 local objective = require("knobengine.objective")
 local progress = require("knobengine.progress")
+local provenance = require("knobengine.provenance")
 local record = require("knobengine.record")
 local Search = require("knobengine.search")
 local trace = require("knobengine.trace")
@@ -77,7 +78,7 @@ end
 -- Writes the profiled run's files and profiling_overhead.json beside the unprofiled
 -- metrics; says so when nsys slowed the server by more than 25%.
 local function write_profile(cfg, plain, prof, tag)
-  trial.write_profile(prof)
+  trial.write_profile(prof, cfg)
   local o = trial.overhead(cfg, plain, prof)
   util.write_json(prof.dir .. "/profiling_overhead.json", o)
   if type(o.overhead_percent) == "number" and o.overhead_percent > 25 then
@@ -109,6 +110,7 @@ function M.baseline(ctx, rebaseline)
     util.write_json(aside .. "/config.json", conf)
     util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
     write_profile(cfg, rec, profile(ctx, 0, aside, "baseline"), "baseline")
+    provenance.write(aside, ctx)
     if rebaseline and knob.exists(final) then
       local old = string.format("%s/baseline.replaced-%s", results, os.date("!%Y%m%dT%H%M%SZ"))
       local okm, merr = os.rename(final, old)
@@ -201,6 +203,18 @@ local function run_dirs(results)
   local aside = string.format("%s/.run.tmp.%d", search_root, knob.getpid())
   knob.remove_tree(aside)
   return { root = search_root, final = final, aside = aside }
+end
+
+-- The report of the run being built (report.md, report.html, plots/). A report that
+-- cannot be written is said on stderr and never fails the search.
+local function write_report(dirs)
+  local ok, err = pcall(require("knobengine.report").write, dirs.aside, dirs.final)
+  if ok then
+    say("report: %s/report.html (and report.md)", dirs.final)
+  else
+    say("the report could not be written (%s); run knobengine report %s to try again",
+      type(err) == "table" and (err.message or "?") or tostring(err), dirs.final)
+  end
 end
 
 -- Moves the built run into place and points latest at it.
@@ -313,6 +327,8 @@ local function summary_of(ctx, strategy, baseline, records, best)
     trial_count = #records,
     mask_space = 1 << #cfg.knobs,
     best_trial = best and best.trial or cjson.null,
+    model = cfg.model or cjson.null, -- the report's MFU inputs
+    hardware = cfg.hardware,
   }
   for i, t in ipairs(records) do summary.trials[i] = record.summary_entry(t) end
   summary.profiling_overhead = { baseline = baseline.overhead, best = cjson.null }
@@ -336,6 +352,7 @@ local function finish_with_best(ctx, dirs, best, summary)
   local resolved = config.resolve(cfg, best.mask)
   util.write_json(dirs.aside .. "/best_config.json", record.best_config(best, resolved))
   util.write(dirs.aside .. "/best_command.sh", best_command(resolved), 493) -- 0755
+  write_report(dirs)
   publish(dirs)
   return prof
 end
@@ -387,8 +404,10 @@ local function search_body(ctx, baseline, dirs, run)
   local best = objective.choose(records, cfg.objective)
   local summary = summary_of(ctx, ctx.strategy, baseline, records, best)
   util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50))
+  provenance.write(dirs.aside, ctx)
   if not best then
     util.write_json(dirs.aside .. "/summary.json", summary)
+    write_report(dirs)
     publish(dirs)
     run.history:finish(run.id, "complete", dirs.final)
     errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",

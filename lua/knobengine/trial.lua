@@ -186,11 +186,21 @@ end
 -- Writes what a profiled run adds to its directory: the client metrics measured under
 -- nsys (profiled_client_metrics.json, never used for a comparison) and the trace
 -- summary files.
-function M.write_profile(rec)
+function M.write_profile(rec, cfg)
   local d = rec.dir
   if rec.ran then util.write_json(d .. "/profiled_client_metrics.json", record.client_metrics(rec)) end
   util.write_json(d .. "/trace_summary.json", rec.trace)
   util.write_json(d .. "/nvtx_phases.json", rec.phases)
+  if rec.trace.ok then M.write_tables(d, cfg) end
+end
+
+-- kernels.csv (every kernel) and nvtx.csv (every NVTX range) of the export in dir.
+function M.write_tables(d, cfg)
+  local all = trace.read(d .. "/trace.sqlite", cfg.nsys.phases, cfg.nsys.kernel_names, "all")
+  if not all then return end
+  local tables = require("knobengine.tables")
+  util.write(d .. "/kernels.csv", tables.kernels_csv(all))
+  util.write(d .. "/nvtx.csv", tables.nvtx_csv(all))
 end
 
 local function file_size(path)

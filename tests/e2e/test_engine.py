@@ -40,7 +40,8 @@ class TwoRuns(Workspace):
         self.assertEqual(r.stdout, "BASELINE_DONE\n")
         self.assertEqual(r.stderr.count("nsys not found"), 1, r.stderr)
         base = self.path("res", "baseline")
-        self.assertEqual(sorted(os.listdir(base)), ["client_metrics.json", "config.json", "logs.txt", "nvtx_phases.json",
+        self.assertEqual(sorted(os.listdir(base)), ["client_metrics.json", "config.json", "environment.json",
+                                                   "inputs_manifest.json", "logs.txt", "nvtx_phases.json",
                                                    "profiling_overhead.json", "requests.csv", "trace_summary.json"])
         # no nsys: no profiled launch at all, and the overhead is null with the reason
         overhead = load_json(os.path.join(base, "profiling_overhead.json"))
@@ -104,7 +105,9 @@ class TwoRuns(Workspace):
         latest = self.path("res", "search", "latest")
         self.assertTrue(os.path.islink(latest))
         self.assertEqual(sorted(os.listdir(self.path("res", "search"))), sorted(["latest", os.readlink(latest)]))
-        self.assertEqual(sorted(os.listdir(latest)), ["best", "best_command.sh", "best_config.json", "summary.csv", "summary.json", "trials"])
+        self.assertEqual(sorted(os.listdir(latest)), ["best", "best_command.sh", "best_config.json", "environment.json",
+                                                      "inputs_manifest.json", "plots", "report.html", "report.md",
+                                                      "summary.csv", "summary.json", "trials"])
         self.assertEqual(read(os.path.join(latest, "summary.csv")), "\n".join(lines[:5]) + "\n")
         summary = load_json((os.path.join(latest, "summary.json")))
         self.assertEqual(len(summary["trials"]), 4)

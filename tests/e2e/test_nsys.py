@@ -50,6 +50,12 @@ class Profiling(Workspace):
             self.assertGreater(phases[name]["count"], 0)
         summary = load_json(os.path.join(d, "trace_summary.json"))
         self.assertGreater(summary["osrt_wait_ms"], 0)
+        # the tables as files: every NVTX range, every kernel (none on this CPU-only trace)
+        with open(os.path.join(d, "nvtx.csv")) as f:
+            nvtx = list(csv.DictReader(f))
+        self.assertEqual([(r["name"], int(r["calls"])) for r in nvtx], [(r["name"], r["count"]) for r in summary["nvtx_ranges"]])
+        with open(os.path.join(d, "kernels.csv")) as f:
+            self.assertEqual(f.readline(), "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n")
         self.assertIn("ppoll", [w["name"] for w in summary["osrt_top_waits"]])
         return phases, summary
 

@@ -1,0 +1,102 @@
+-- What a report is made of, read from a finished search run's files (and the results
+-- directory's baseline): one table, `run`, that the sections and plots only read.
+--
+--   run.dir, run.summary (summary.json), run.knob_names
+--   run.baseline, run.best: {metrics, trace, phases, overhead, kernels (every kernel),
+--     latencies (measured requests' latency_ms, unprofiled), environment, repeats}
+--   run.best_record: the best's trial entry of summary.json (nil without a best)
+--   run.environment, run.manifest: this run's provenance files (or nil)
+--   run.load_sweep: the results' latest load-sweep (sweep.json), when there is one
+local cjson = require("cjson")
+local knob = require("knob")
+local errors = require("knobengine.errors")
+local trace = require("knobengine.trace")
+local util = require("knobengine.util")
+
+local M = {}
+
+-- A JSON file decoded, or nil when it is absent or not JSON.
+local function json_file(path)
+  local text = util.read_file(path)
+  if not text then return nil end
+  local ok, v = pcall(cjson.decode, text)
+  if ok and type(v) == "table" then return v end
+  return nil
+end
+
+-- latency_ms of the requests that succeeded (requests.csv: the 5th column; error last).
+function M.latencies(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local out = {}
+  f:read("l") -- header
+  for line in f:lines() do
+    local fields = {}
+    for v in (line .. ","):gmatch("([^,]*),") do
+      fields[#fields + 1] = v
+      if #fields == 9 then break end
+    end
+    local latency = tonumber(fields[5])
+    if latency and (fields[9] == nil or fields[9] == "") then out[#out + 1] = latency end
+  end
+  f:close()
+  table.sort(out)
+  return out
+end
+
+-- Every kernel of the export in dir (top 5 from trace_summary.json when the export is gone).
+local function all_kernels(dir, summary)
+  local sqlite = dir .. "/trace.sqlite"
+  if knob.exists(sqlite) then
+    local s = trace.read(sqlite, {}, nil, "all")
+    if s then return s.top_kernels end
+  end
+  return summary and not util.is_null(summary.top_kernels) and summary.top_kernels or {}
+end
+
+-- One profiled side: the baseline directory or the run's best/.
+local function side(dir, requests_csv)
+  local t = json_file(dir .. "/trace_summary.json")
+  local metrics = json_file(dir .. "/client_metrics.json") or {}
+  return {
+    dir = dir, metrics = metrics, trace = t, phases = json_file(dir .. "/nvtx_phases.json"),
+    overhead = json_file(dir .. "/profiling_overhead.json"), kernels = all_kernels(dir, t),
+    latencies = requests_csv and M.latencies(requests_csv), environment = json_file(dir .. "/environment.json"),
+    repeats = type(metrics.repeats) == "table" and metrics.repeats or nil,
+  }
+end
+
+-- The best's sweep trial directory (its unprofiled requests), when this run measured it.
+local function best_trial_requests(run_dir, entry)
+  if not entry or entry.resumed or entry.kind == "capacity" then return nil end
+  return string.format("%s/trials/%03d-%s/requests.csv", run_dir, entry.trial, entry.knob_mask)
+end
+
+-- The run in run_dir (results/search/<stamp>); a directory that is not a finished
+-- search run is a usage error naming what is missing.
+function M.load(run_dir)
+  local summary = json_file(run_dir .. "/summary.json")
+  if not summary then
+    errors.usage("report: %s is not a search run (no readable summary.json there)", run_dir)
+  end
+  local results = util.dirname(util.dirname(run_dir))
+  local base_dir = results .. "/baseline"
+  if not knob.is_dir(base_dir) then base_dir = summary.baseline and summary.baseline.dir or base_dir end
+  local run = { dir = run_dir, results = results, summary = summary, knob_names = {} }
+  for i, k in ipairs(summary.knobs or {}) do run.knob_names[i] = k.name end
+  run.baseline = side(base_dir, base_dir .. "/requests.csv")
+  local best_index = summary.best_trial
+  for _, t in ipairs(summary.trials or {}) do
+    if type(best_index) == "number" and t.trial == best_index then run.best_record = t end
+  end
+  if run.best_record then
+    run.best = side(run_dir .. "/best", best_trial_requests(run_dir, run.best_record))
+    run.best.repeats = run.best_record and run.best_record.repeats or nil
+  end
+  run.environment = json_file(run_dir .. "/environment.json")
+  run.manifest = json_file(run_dir .. "/inputs_manifest.json")
+  run.load_sweep = json_file(results .. "/load-sweep/latest/sweep.json")
+  return run
+end
+
+return M

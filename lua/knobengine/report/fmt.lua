@@ -1,0 +1,78 @@
+-- Number and text formats of the report, and the blocks its sections are made of
+-- (docs/report.md). A section is {id, title, blocks}; a block is one of
+--   {kind = "p", text = ...}             a paragraph of plain text
+--   {kind = "list", items = {...}}       a bulleted list of plain text
+--   {kind = "table", header = {...}, rows = {{...}}, align = {"l", "r", ...},
+--    highlight = {[row index] = true}}   cells are plain text
+--   {kind = "figure", plot = name, caption = ...}   a plot of report/plots.lua
+-- Renderers (markdown.lua, html.lua) escape the text; nothing here is markup.
+local util = require("knobengine.util")
+
+local M = {}
+
+local function known(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+M.known = known
+
+-- A number with d decimals, "na" when unknown.
+function M.num(v, d)
+  if not known(v) then return "na" end
+  local s = string.format("%." .. (d or 3) .. "f", v)
+  if s:match("^%-0%.0*$") then s = s:sub(2) end
+  return s
+end
+
+-- A count (JSON numbers come back as floats): "248", "na" when unknown.
+function M.int(v)
+  if not known(v) then return "na" end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", math.floor(v)) end
+  return M.num(v, 3)
+end
+
+-- new - old with a sign, "na" when either is unknown.
+function M.delta(new, old, d)
+  if not known(new) or not known(old) then return "na" end
+  local s = M.num(new - old, d)
+  return s:sub(1, 1) == "-" and s or "+" .. s
+end
+
+-- (new - old) / old in percent with a sign, "na" when unknown or old is 0.
+function M.pct_change(new, old)
+  if not known(new) or not known(old) or old == 0 then return "na" end
+  local s = M.num(100 * (new - old) / old, 1)
+  return (s:sub(1, 1) == "-" and s or "+" .. s) .. "%"
+end
+
+-- A field of a table that may be null: t[k1][k2]...
+function M.get(t, ...)
+  for _, k in ipairs({ ... }) do
+    if type(t) ~= "table" then return nil end
+    t = t[k]
+  end
+  if util.is_null(t) then return nil end
+  return t
+end
+
+-- The knob names a mask turns on, "none (baseline)" for all off.
+function M.knobs_on(mask, names)
+  local on = {}
+  for i = 1, #mask do
+    if mask:sub(i, i) == "1" then on[#on + 1] = names[i] or ("knob " .. i) end
+  end
+  return #on == 0 and "none (all off)" or table.concat(on, " + ")
+end
+
+-- A long name cut to n characters with an ellipsis (full names are in the CSV files).
+function M.short(name, n)
+  n = n or 70
+  if #name <= n then return name end
+  return name:sub(1, n - 3) .. "..."
+end
+
+function M.p(text) return { kind = "p", text = text } end
+function M.list(items) return { kind = "list", items = items } end
+function M.figure(plot, caption) return { kind = "figure", plot = plot, caption = caption } end
+function M.table(header, rows, align, highlight)
+  return { kind = "table", header = header, rows = rows, align = align, highlight = highlight or {} }
+end
+
+return M

@@ -1,0 +1,113 @@
+-- The report's generated text: a headline for the top, and the Summary section (what
+-- the best changes, which knobs matter, where GPU time goes, whether the win is beyond
+-- noise, what to try next). Rules over the run's numbers, no judgement beyond them.
+local f = require("knobengine.report.fmt")
+local sections = require("knobengine.report.sections")
+local trials = require("knobengine.report.trials")
+
+local M = {}
+
+-- "lowers p50 latency from 120.000 to 80.000 ms (-33.3%)"
+local function change(name, old, new, unit)
+  if not f.known(old) or not f.known(new) then return name .. " is na" end
+  local verb = new < old and "lowers" or new > old and "raises" or "keeps"
+  return string.format("%s %s from %s to %s%s (%s)", verb, name, f.num(old), f.num(new), unit, f.pct_change(new, old))
+end
+
+function M.headline(run)
+  if not run.best_record then
+    return "No valid trial: every combination failed or broke a constraint; see All trials for the errors."
+  end
+  local b, w = run.baseline.metrics, run.best.metrics
+  local mask = run.best_record.knob_mask
+  local what = mask:find("1", 1, true) and string.format("The best configuration turns on %s (mask %s).",
+    f.knobs_on(mask, run.knob_names), mask)
+    or string.format("The best configuration keeps every knob off (mask %s): no combination tried beat the defaults.", mask)
+  return string.format("%s Against the baseline (all knobs off) it %s and %s.", what,
+    change("p50 latency", f.get(b, "p50_latency_ms"), f.get(w, "p50_latency_ms"), " ms"),
+    change("throughput", f.get(b, "tokens_per_s"), f.get(w, "tokens_per_s"), " tokens/s"))
+end
+
+local function knobs_that_matter(run)
+  local effects = trials.main_effects(run)
+  table.sort(effects, function(x, y) return math.abs(x.effect or 0) > math.abs(y.effect or 0) end)
+  local parts = {}
+  for i, e in ipairs(effects) do
+    if i > 3 or not e.effect then break end
+    parts[#parts + 1] = string.format("%s %s ms", e.name, f.delta(e.on, e.off))
+  end
+  if #parts == 0 then return "Knob effects cannot be estimated: no knob was seen both on and off in valid trials." end
+  return "Knobs by the size of their main effect on p50: " .. table.concat(parts, ", ") .. "."
+end
+
+local function gpu_time(run)
+  local side = run.best or run.baseline
+  local k = side.kernels and side.kernels[1]
+  if k then
+    return string.format("GPU time in the best's profile: the top kernel %s takes %s%% (%s ms of %s ms).", f.short(k.name, 60),
+      f.num(k.percent, 1), f.num(k.total_ms), f.num(f.get(side.trace, "gpu_compute_ms")))
+  end
+  local phases, top = side.phases or {}, nil
+  for name, p in pairs(phases) do
+    if type(p) == "table" and (not top or p.total_ms > top.total_ms) then top = { name = name, total_ms = p.total_ms, percent = p.percent } end
+  end
+  if top then
+    return string.format("The profile holds no GPU kernels; of the NVTX phases, %s takes the most time (%s ms, %s%% of "
+      .. "range time).", top.name, f.num(top.total_ms), f.num(top.percent, 1))
+  end
+  return "Where time goes is unknown: the best has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
+end
+
+local function noise(run)
+  if not run.best_record then return nil end
+  local b, w = f.get(run.baseline.metrics, "p50_latency_ms"), f.get(run.best.metrics, "p50_latency_ms")
+  if not (run.baseline.repeats and run.best.repeats) then
+    return "Noise: not measured (workload.repeats = 1). Treat a difference of a few percent as unconfirmed; "
+      .. "repeat with workload.repeats >= 3."
+  end
+  local rows, flagged = sections.spreads(run)
+  local base_spread = rows[1][2]
+  if f.known(b) and f.known(w) then
+    local gap = math.abs(w - b)
+    local spread_ms = 0
+    for _, s in ipairs({ run.baseline.repeats, run.best.repeats }) do
+      local lo, hi = math.huge, -math.huge
+      for _, r in ipairs(s) do
+        if f.known(r.p50_latency_ms) then lo, hi = math.min(lo, r.p50_latency_ms), math.max(hi, r.p50_latency_ms) end
+      end
+      if hi >= lo then spread_ms = math.max(spread_ms, hi - lo) end
+    end
+    return string.format("Noise: the p50 difference (%s ms) is %s the repeat spread (%s ms; baseline p50 spread %s)%s.",
+      f.num(gap), gap > spread_ms and "beyond" or "within", f.num(spread_ms), base_spread,
+      #flagged > 0 and "; some figures vary over 10% between repeats" or "")
+  end
+  return nil
+end
+
+local function next_steps(run)
+  local s, steps = run.summary, {}
+  if (s.trial_count or 0) < (s.mask_space or 0) then
+    steps[#steps + 1] = string.format("the strategy ran %d of %d combinations: run strategies/bruteforce.lua to check the rest",
+      s.trial_count, s.mask_space)
+  end
+  local m = run.best and sections.mfu_of(run, run.best)
+  if m and m.mfu_pct and m.mfu_pct < 30 then
+    steps[#steps + 1] = string.format("MFU is %s%%: the GPU is far from compute-bound; more concurrent requests "
+      .. "(workload.concurrency) or larger batches may raise throughput", f.num(m.mfu_pct, 1))
+  end
+  local o = run.best and run.best.overhead
+  if o and f.known(o.overhead_percent) and o.overhead_percent > 25 then
+    steps[#steps + 1] = "the profiler slowed the server by over 25%: use a lighter nsys.trace for a truer profile"
+  end
+  steps[#steps + 1] = "check the best under the real traffic pattern: knobengine capacity --best (with an slo)"
+  return "Next: " .. table.concat(steps, "; ") .. "."
+end
+
+function M.summary(run)
+  local items = { M.headline(run), knobs_that_matter(run), gpu_time(run) }
+  items[#items + 1] = noise(run)
+  items[#items + 1] = next_steps(run)
+  return { id = "summary", title = "Summary", blocks = { f.list(items) } }
+end
+
+return M

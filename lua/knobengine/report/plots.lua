@@ -1,0 +1,192 @@
+-- The report's plots (docs/report.md "Plots"): for each, NAME.dat (the numbers) and
+-- NAME.gp (a gnuplot script) in RUN/plots/, and NAME.svg drawn by gnuplot run as a
+-- process. The .dat and .gp files stay so a user can restyle a plot and run
+-- `gnuplot NAME.gp` in that directory. Without gnuplot the files are still written
+-- and the report says the plots were skipped.
+local knob = require("knob")
+local f = require("knobengine.report.fmt")
+local util = require("knobengine.util")
+
+local M = {}
+
+-- Series colours; the report's own styles never use them, so a rendered page shows
+-- plot pixels in these colours only where a plot was drawn.
+M.BASELINE, M.BEST, M.OTHER = "#1f77b4", "#d62728", "#ff7f0e"
+
+local HEADER = [[
+# knobengine report plot: run `gnuplot %s.gp` in this directory to redraw %s.svg
+set terminal svg size 760,380 dynamic noenhanced font "sans,11" background rgb "white"
+set output "%s.svg"
+set border lc rgb "#444444"
+set grid lc rgb "#dddddd"
+set key top left box opaque
+]]
+
+local function q(s) return '"' .. tostring(s):gsub('["\\]', "'") .. '"' end
+
+local function n(v) return f.known(v) and string.format("%.6f", v) or "NaN" end
+
+-- trials: p50 and p95 per valid trial, the best marked, the baseline's p50 dashed.
+local function trials_plot(run)
+  local lines = { "# trial p50_ms p95_ms mask is_best" }
+  for _, t in ipairs(run.summary.trials) do
+    if t.valid then
+      lines[#lines + 1] = string.format("%d %s %s %s %d", t.trial, n(f.get(t, "metrics", "p50_latency_ms")),
+        n(f.get(t, "metrics", "p95_latency_ms")), q(t.knob_mask), t.trial == run.summary.best_trial and 1 or 0)
+    end
+  end
+  if #lines == 1 then return nil, "no valid trial" end
+  local base = f.get(run.baseline.metrics, "p50_latency_ms") or 0
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set xlabel "trial (knob mask)"
+set ylabel "latency (ms)"
+set xtics rotate by -45
+set key outside top center horizontal
+plot "trials.dat" using 1:2:xtic(4) with linespoints lc rgb "%s" lw 2 pt 7 title "p50", \
+     "" using 1:3 with linespoints lc rgb "%s" lw 2 pt 5 title "p95", \
+     %s with lines dt 2 lc rgb "#555555" title "baseline p50", \
+     "" using 1:($5 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
+]], M.BASELINE, M.OTHER, n(base), M.BEST)
+end
+
+-- The trials on no other trial's dominated side: none both faster and higher-throughput.
+function M.pareto_front(points)
+  local front = {}
+  for _, p in ipairs(points) do
+    local dominated = false
+    for _, o in ipairs(points) do
+      if o ~= p and o.x >= p.x and o.y <= p.y and (o.x > p.x or o.y < p.y) then dominated = true; break end
+    end
+    if not dominated then front[#front + 1] = p end
+  end
+  table.sort(front, function(a, b) return a.x < b.x end)
+  return front
+end
+
+-- pareto: p50 against tokens/s for every valid trial, the front joined, the baseline.
+local function pareto_plot(run)
+  local points = {}
+  for _, t in ipairs(run.summary.trials) do
+    local x, y = f.get(t, "metrics", "tokens_per_s"), f.get(t, "metrics", "p50_latency_ms")
+    if t.valid and f.known(x) and f.known(y) then points[#points + 1] = { x = x, y = y, mask = t.knob_mask } end
+  end
+  if #points == 0 then return nil, "no valid trial" end
+  local lines = { "# tokens_per_s p50_ms mask (index 0: trials, 1: Pareto front, 2: baseline)" }
+  for _, p in ipairs(points) do lines[#lines + 1] = string.format("%s %s %s", n(p.x), n(p.y), q(p.mask)) end
+  lines[#lines + 1] = "\n"
+  for _, p in ipairs(M.pareto_front(points)) do lines[#lines + 1] = string.format("%s %s %s", n(p.x), n(p.y), q(p.mask)) end
+  lines[#lines + 1] = "\n"
+  lines[#lines + 1] = string.format("%s %s %s", n(f.get(run.baseline.metrics, "tokens_per_s")),
+    n(f.get(run.baseline.metrics, "p50_latency_ms")), q("baseline"))
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set xlabel "throughput (tokens/s)"
+set ylabel "p50 latency (ms)"
+set key top right
+plot "pareto.dat" index 0 using 1:2 with points pt 7 ps 1.2 lc rgb "%s" title "trials", \
+     "" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.6 lc rgb "%s" title "Pareto front", \
+     "" index 2 using 1:2 with points pt 9 ps 2.2 lc rgb "#222222" title "baseline"
+]], M.BASELINE, M.BEST)
+end
+
+local function cdf_block(latencies)
+  local lines = {}
+  for i, v in ipairs(latencies) do lines[i] = string.format("%s %.6f", n(v), i / #latencies) end
+  return table.concat(lines, "\n")
+end
+
+-- cdf: every measured request's latency, baseline and best (both unprofiled).
+local function cdf_plot(run)
+  local a, b = run.baseline.latencies, run.best and run.best.latencies
+  if not a or #a == 0 then return nil, "the baseline has no requests.csv with completed requests" end
+  local text = "# latency_ms fraction (index 0: baseline, 1: best)\n" .. cdf_block(a) .. "\n"
+  local script = string.format([[
+set xlabel "latency (ms)"
+set ylabel "fraction of requests"
+set yrange [0:1]
+set key bottom right
+plot "cdf.dat" index 0 using 1:2 with steps lw 2 lc rgb "%s" title "baseline"]], M.BASELINE)
+  if b and #b > 0 then
+    text = text .. "\n\n" .. cdf_block(b) .. "\n"
+    script = script .. string.format([[, \
+     "" index 1 using 1:2 with steps lw 2 lc rgb "%s" title "best"]], M.BEST)
+  end
+  return text, script .. "\n"
+end
+
+-- kernels: total time of the top kernels, baseline vs best, as clustered bars.
+local function kernels_plot(run, side_by_side)
+  local rows = side_by_side(run.baseline.kernels, run.best and run.best.kernels, function(k) return k.name end, 8)
+  if #rows == 0 then return nil, "the profiles hold no GPU kernels" end
+  local lines = { "# kernel baseline_total_ms best_total_ms" }
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = string.format("%s %s %s", q(f.short(r.key, 28)), n(r.a and r.a.total_ms or 0), n(r.b and r.b.total_ms or 0))
+  end
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set ylabel "total time (ms)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set xtics rotate by -30 scale 0
+set key top right
+plot "kernels.dat" using 2:xtic(1) lc rgb "%s" title "baseline", "" using 3 lc rgb "%s" title "best"
+]], M.BASELINE, M.BEST)
+end
+
+-- load: p50 and p99 against the level of the latest load sweep, the knee marked.
+local function load_plot(run)
+  local sw = run.load_sweep
+  if not sw or type(sw.levels) ~= "table" or #sw.levels == 0 then return nil, "no load sweep in these results" end
+  local lines = { "# level p50_ms p99_ms is_knee" }
+  for _, l in ipairs(sw.levels) do
+    local level = l.rate or l.concurrency
+    lines[#lines + 1] = string.format("%s %s %s %d", n(level), n(f.get(l, "metrics", "p50_latency_ms")),
+      n(f.get(l, "metrics", "p99_latency_ms")), level == f.get(sw, "knee") and 1 or 0)
+  end
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set xlabel "%s"
+set ylabel "latency (ms)"
+plot "load.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "%s" title "p50", \
+     "" using 1:3 with linespoints lw 2 pt 5 lc rgb "%s" title "p99", \
+     "" using 1:($4 == 1 ? $3 : 1/0) with points pt 6 ps 3 lw 2 lc rgb "%s" title "knee"
+]], sw.by == "rate" and "request rate (req/s)" or "concurrency", M.BASELINE, M.OTHER, M.BEST)
+end
+
+-- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails.
+local function draw(dir, name)
+  local abs = knob.realpath(dir) or dir
+  local status, err = knob.run({ "gnuplot", "-e", "cd " .. q(abs), abs .. "/" .. name .. ".gp" }, dir .. "/gnuplot.log", 60)
+  if not status then return nil, err end
+  if status ~= 0 or not knob.exists(dir .. "/" .. name .. ".svg") then
+    return nil, string.format("gnuplot exited with status %d (see plots/gnuplot.log)", status)
+  end
+  return true
+end
+
+-- Writes every plot of the run into run_dir/plots. Returns {name = {file = "plots/NAME.svg"}
+-- or {skipped = why}} and a note for the report when plots could not be drawn at all.
+function M.make(run, run_dir, side_by_side)
+  local dir = run_dir .. "/plots"
+  util.mkdir(dir)
+  os.remove(dir .. "/gnuplot.log")
+  local have_gnuplot = util.which("gnuplot") ~= nil
+  local makers = { trials = trials_plot, pareto = pareto_plot, cdf = cdf_plot,
+    kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot }
+  local out = {}
+  for _, name in ipairs({ "trials", "pareto", "cdf", "kernels", "load" }) do
+    local dat, script = makers[name](run)
+    if not dat then
+      out[name] = { skipped = script }
+    else
+      util.write(dir .. "/" .. name .. ".dat", dat)
+      util.write(dir .. "/" .. name .. ".gp", string.format(HEADER, name, name, name) .. script)
+      local ok, err = true, "gnuplot is not installed (Debian: apt-get install gnuplot-nox)"
+      if have_gnuplot then ok, err = draw(dir, name) end
+      out[name] = (have_gnuplot and ok) and { file = "plots/" .. name .. ".svg" } or { skipped = err }
+    end
+  end
+  local note = not have_gnuplot and "Plots were skipped: gnuplot is not installed (Debian: apt-get install gnuplot-nox); "
+    .. "their data and scripts are in plots/." or nil
+  return out, note
+end
+
+return M

@@ -1,0 +1,196 @@
+"""The stakeholder report: report.md and report.html with every section, well-formed
+and self-contained, plots drawn by gnuplot (and a clear line without it), the
+provenance files, and the page rendered by a real browser."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import unittest
+import xml.etree.ElementTree as ET
+
+import png
+import trace_fixtures
+from common import Workspace, KNOBENGINE, load_json, read
+
+SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "All trials",
+            "Summary"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+GNUPLOT = shutil.which("gnuplot")
+BASELINE_RGB, BEST_RGB = (0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28)  # report/plots.lua's series colours
+
+
+def md_cells(line):
+    """The cells of a Markdown table row, split on pipes that are not escaped."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def md_tables(text):
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+class Report(Workspace):
+    @classmethod
+    def setUpClass(cls):
+        if not GNUPLOT:
+            print("NOTE: gnuplot is not installed: the plots are checked as skipped only "
+                  "(scripts/install-deps.sh installs gnuplot-nox)", file=sys.stderr)
+
+    def search(self, **over):
+        cfg = self.base_config(**over)
+        self.write_config(cfg)
+        for _ in range(2):  # the baseline, then the search
+            r = self.run_engine("--config", "cfg.json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        run = os.path.realpath(self.path("results", "search", "latest"))
+        return cfg, run, r
+
+    def test_report_has_every_section_and_renders(self):
+        cfg, run, r = self.search()
+        self.assertIn("knobengine: report: %s/report.html" % os.path.relpath(run, self.dir).replace("\\", "/"),
+                      r.stderr.replace(self.dir + "/", ""))
+        md = read(os.path.join(run, "report.md"))
+        self.assertEqual(re.findall(r"^## (.+)$", md, re.M), SECTIONS)
+        tables = md_tables(md)
+        self.assertGreaterEqual(len(tables), 6)
+        for t in tables:
+            width = len(md_cells(t[0]))
+            self.assertTrue(re.fullmatch(r"\|( :?-+:? \|)+", t[1]), t[1])
+            for row in t:
+                self.assertEqual(len(md_cells(row)), width, row)
+        # the best row is highlighted, its knobs spelled out
+        best = load_json(os.path.join(run, "best_config.json"))
+        self.assertRegex(md, r"\| \*\*%d\*\* \| \*\*%s\*\* \|" % (best["trial"], best["knob_mask"]))
+        self.check_html(os.path.join(run, "report.html"))
+        if GNUPLOT:
+            for name in ("trials", "pareto", "cdf"):
+                for ext in ("dat", "gp", "svg"):
+                    self.assertTrue(os.path.exists(os.path.join(run, "plots", name + "." + ext)), name + "." + ext)
+                self.assertIn("](plots/%s.svg)" % name, md)
+        # no nsys here: the profile sections say why they are empty
+        self.assertIn("## Top Kernels\n\nna: the profiles hold no GPU kernels (nsys not found", md)
+        self.assertNotIn("kernels.svg", md)
+
+    def check_html(self, path):
+        text = read(path)
+        self.assertTrue(text.startswith("<!DOCTYPE html>\n"))
+        root = ET.fromstring(text[len("<!DOCTYPE html>\n"):])  # well-formed, or this raises
+        ns = "{http://www.w3.org/1999/xhtml}"
+        self.assertEqual([h.text for h in root.iter(ns + "h2")], SECTIONS)
+        # nothing outside the file: no scripts, no links or sources other than anchors
+        for el in root.iter():
+            self.assertNotIn(el.tag.split("}")[-1], ("script", "link", "img", "iframe", "object"))
+            for attr, value in el.attrib.items():
+                if attr.split("}")[-1] in ("href", "src"):
+                    self.assertTrue(value.startswith("#"), "%s=%s" % (attr, value))
+        self.assertNotRegex(text, r"url\((?!#)|@import")
+        if GNUPLOT:
+            self.assertEqual(len(list(root.iter("{http://www.w3.org/2000/svg}svg"))), 3)  # trials, pareto, cdf
+
+    def test_kernels_environment_and_mfu_from_a_gpu_trace(self):
+        """A GPU export in place of the CPU traces: the kernel and operator tables, the
+        GPU of TARGET_INFO_GPU, and MFU from the config's model and the H100's peak."""
+        cfg, run, _ = self.search(model={"name": "m", "params_b": 100}, hardware={"gpu_count": 2})
+        fixture = self.path("gpu.sqlite")
+        trace_fixtures.make(fixture, "new")
+        for d in (self.path("results", "baseline"), os.path.join(run, "best")):
+            shutil.copy(fixture, os.path.join(d, "trace.sqlite"))
+            summary = subprocess.run([KNOBENGINE, "summarize", fixture], capture_output=True, text=True, check=True).stdout
+            with open(os.path.join(d, "trace_summary.json"), "w") as f:
+                f.write(summary)
+        r = subprocess.run([KNOBENGINE, "report", "--results", self.path("results")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "%s/report.md\n%s/report.html\n" % ((self.path("results", "search", "latest"),) * 2))
+        md = read(os.path.join(run, "report.md"))
+        self.assertIn("| GPUs | NVIDIA H100 80GB HBM3: 79.6 GiB, 132 SMs, 3352 GB/s, compute 9.0, driver 580.82.00 (CUDA na) |", md)
+        self.assertIn("| gemm\\_kernel&lt;float, 128&gt;(float const\\*, float\\*, int) | 6.000 | 3 | 2.000 | 37.5 |", md)
+        self.assertIn("| CUDA API | cudaMemcpyAsync | 4.000 | 2 | 2.000 | 4.000 | 2 | 2.000 | +0.000 |", md)
+        m = load_json(self.path("results", "baseline", "client_metrics.json"))
+        tokens_per_s = (m["input_tokens"] + m["output_tokens"]) / m["duration_s"]
+        mfu = 2 * 100e9 * tokens_per_s / (989.4e12 * 2) * 100
+        self.assertIn("| baseline | %.1f | 2e+11 | %.2f | 1978.8 | %.2f%% |" % (tokens_per_s, 2e11 * tokens_per_s / 1e12, mfu), md)
+        self.assertIn("- Peak: H100 SXM dense bf16/fp16 989.4 TFLOPS x 2 GPU(s)", md)
+        if GNUPLOT:
+            self.assertIn("](plots/kernels.svg)", md)
+
+    def test_without_gnuplot_the_report_says_so(self):
+        cfg, run, _ = self.search()
+        bin_dir = self.path("bin")  # a PATH without gnuplot
+        os.makedirs(bin_dir)
+        r = subprocess.run([KNOBENGINE, "report", run], capture_output=True, text=True, env=dict(os.environ, PATH=bin_dir))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        md = read(os.path.join(run, "report.md"))
+        self.assertIn("*Plots were skipped: gnuplot is not installed (Debian: apt-get install gnuplot-nox); their data and "
+                      "scripts are in plots/.*", md)
+        self.assertIn("*Plot skipped: gnuplot is not installed", md)
+        self.assertTrue(os.path.exists(os.path.join(run, "plots", "trials.gp")))
+        self.assertEqual(re.findall(r"^## (.+)$", md, re.M), SECTIONS)
+
+    def test_report_command_errors(self):
+        r = self.run_engine("report")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("report: results/search/latest is not a directory (run a search first", r.stderr)
+        os.makedirs(self.path("empty"))
+        r = self.run_engine("report", "empty")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("report: empty is not a search run (no readable summary.json there)", r.stderr)
+        r = self.run_engine("report", "a", "b")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("report takes one run directory", r.stderr)
+
+    def test_provenance_files(self):
+        cfg, run, _ = self.search()
+        data = self.path("data.jsonl")
+        for d in (self.path("results", "baseline"), run):
+            env = load_json(os.path.join(d, "environment.json"))
+            self.assertEqual(env["host"]["cpus"], os.cpu_count())
+            self.assertRegex(env["versions"]["lua"], r"^Lua 5\.4")
+            self.assertRegex(env["config"]["hash"], r"^[0-9a-f]{16}$")
+            manifest = load_json(os.path.join(d, "inputs_manifest.json"))
+            with open(data, "rb") as f:
+                self.assertEqual(manifest["dataset"]["sha256"], hashlib.sha256(f.read()).hexdigest())
+            self.assertEqual((manifest["dataset"]["lines"], manifest["dataset"]["records"]), (6, 6))
+            self.assertEqual(manifest["requests"], {"measured": 12, "warmup": 2, "repeats": 1})
+            with open(data) as f:
+                words = [len(json.loads(l)["prompt"].split()) for l in f]
+            sent = [words[i % 6] for i in range(12)]
+            self.assertEqual((manifest["prompt_words"]["min"], manifest["prompt_words"]["max"]), (min(sent), max(sent)))
+            self.assertEqual(manifest["max_output_tokens"]["max"], 8)
+
+    @unittest.skipUnless(CHROMIUM, "chromium is not installed (scripts/install-deps.sh --browser installs it)")
+    def test_rendered_in_a_browser(self):
+        """Headless Chromium renders the page: not blank, and the plots' colours are on it."""
+        if not GNUPLOT:
+            self.skipTest("gnuplot is not installed: no plots to see")
+        _, run, _ = self.search()
+        shot = self.path("report.png")
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1200,4200", "--screenshot=" + shot, "file://" + os.path.join(run, "report.html")],
+                       capture_output=True, timeout=120, env=dict(os.environ, HOME=self.dir))
+        width, height, rows = png.read(shot)
+        self.assertEqual((width, height), (1200, 4200))
+        colours, near = set(), {BASELINE_RGB: 0, BEST_RGB: 0}
+        for y in range(0, height, 2):
+            row = rows[y]
+            for x in range(0, width * 3, 6):
+                px = (row[x], row[x + 1], row[x + 2])
+                colours.add(px)
+                for c in near:
+                    if all(abs(px[i] - c[i]) < 24 for i in range(3)):
+                        near[c] += 1
+        self.assertGreater(len(colours), 50)  # text, tables and plots, not a blank page
+        self.assertGreater(near[BASELINE_RGB], 200, "no baseline-coloured plot pixels")
+        self.assertGreater(near[BEST_RGB], 200, "no best-coloured plot pixels")
+
+
+if __name__ == "__main__":
+    unittest.main()
