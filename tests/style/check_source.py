@@ -5,7 +5,7 @@
   luac reports for each function, nested ones included in their parent);
 - the C core (engine/*.c, engine/*.h) never includes a Lua header: only engine/bind/
   talks to Lua;
-- every relative link in README.md, docs/*.md and tests/gpu/README.md names a file that
+- every relative link in README.md, docs/*.md, tests/gpu/README.md and the manual test flows names a file that
   exists and, with a #fragment, a heading of that file (GitHub's anchor rules).
 
 Usage: check_source.py SOURCE_DIR [LUAC]"""
@@ -47,7 +47,7 @@ def lua_functions(path, luac):
     return [("function", int(a), int(b)) for a, b in re.findall(r"^function <[^:]*:(\d+),(\d+)>", listing, re.M)]
 
 
-DOC_FILES = ["README.md", "tests/gpu/README.md"]
+DOC_FILES = ["README.md", "tests/gpu/README.md", "tests/manual/stage2_profile/README.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
