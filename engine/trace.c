@@ -935,14 +935,14 @@ static void system_env(ctx *c) {
   if (!has_table(c, T)) return;
   reader r;
   if (reader_open(c, &r, T, "name, value", NULL)) return;
-  while (reader_next(&r) == 1) {
+  while (!c->oom && reader_next(&r) == 1) {
     const char *n = (const char *)sqlite3_column_text(r.st, 0);
     const char *v = (const char *)sqlite3_column_text(r.st, 1);
     size_t k = 0;
     while (n && SYSTEM_ENV_NAMES[k] && strcmp(SYSTEM_ENV_NAMES[k], n) != 0) k++;
     if (!n || !v || !SYSTEM_ENV_NAMES[k]) continue;
     int seen = 0;
-    for (size_t i = 0; i < s->n_system_env; i++) seen |= strcmp(s->system_env[i].name, n) == 0;
+    for (size_t i = 0; i < s->n_system_env; i++) seen |= s->system_env[i].name && strcmp(s->system_env[i].name, n) == 0;
     if (seen) continue; /* several processes: the first one's */
     ke_trace_env *e = realloc(s->system_env, (s->n_system_env + 1) * sizeof *e);
     if (!e) { c->oom = 1; break; }

@@ -74,6 +74,9 @@ function M.compute(model, hardware, metrics, gpu_name)
     return r
   end
   input = num(input) and input or 0
+  -- with workload.repeats > 1 counts are sums over the repeats, duration_s one repeat's median
+  local repeats = type(metrics.repeats) == "table" and #metrics.repeats > 1 and #metrics.repeats or 1
+  input, output, completed = input / repeats, output / repeats, completed / repeats
   if input == 0 then
     r.assumptions[#r.assumptions + 1] = "the server reported no prompt tokens: prefill FLOPs are left out (MFU understated)"
   end
@@ -84,7 +87,8 @@ function M.compute(model, hardware, metrics, gpu_name)
   if model.layers and not model.flops_per_token then
     r.assumptions[#r.assumptions + 1] = "context = half the mean prompt + output tokens per request (a token's mean position)"
   end
-  r.assumptions[#r.assumptions + 1] = "forward pass only, dense (no sparsity), no recomputation"
+  r.assumptions[#r.assumptions + 1] = "forward pass only, dense (no sparsity), no recomputation; prompt tokens a "
+    .. "prefix cache served count as computed (MFU overstated for configs that cache prefixes)"
   local tflops, how = peak(hardware, gpu_name)
   r.peak_how = how
   if not tflops then r.reason = how; return r end

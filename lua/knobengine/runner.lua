@@ -209,6 +209,7 @@ end
 -- cannot be written is said on stderr and never fails the search.
 local function write_report(dirs)
   local ok, err = pcall(require("knobengine.report").write, dirs.aside, dirs.final)
+  if not ok and type(err) == "table" and (err.kind == "interrupted" or err.kind == "output") then error(err, 0) end
   if ok then
     say("report: %s/report.html (and report.md)", dirs.final)
   else

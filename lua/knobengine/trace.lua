@@ -153,7 +153,7 @@ local function fields(s, phase_names)
   f[#f + 1] = { "nvtx_phases", phases_text(s, phase_names) }
   f[#f + 1] = { "cuda_api_ms", num(s.cuda_api_ms) }
   f[#f + 1] = { "cuda_api_calls", num(s.cuda_api_calls) }
-  f[#f + 1] = { "cuda_api_top", list(s.cuda_api_top, { "name", "total_ms", "percent", "calls", "mean_ms" }) }
+  f[#f + 1] = { "cuda_api_top", list(s.cuda_api_top, { "name", "total_ms", "percent", "calls", "mean_ms", "min_ms", "max_ms" }) }
   f[#f + 1] = { "environment", environment_text(s.environment) }
   if s.unreadable then
     local tables = {}

@@ -35,6 +35,16 @@ t.test("MFU matches a hand calculation (parameters and attention)", function()
   t.eq(r.peak_how, "hardware.peak_tflops 100 x 2 GPU(s)")
 end)
 
+t.test("MFU with repeats: counts summed over the repeats, the duration one repeat's", function()
+  local one = { input_tokens = 100000, output_tokens = 20000, completed = 100, duration_s = 10 }
+  local three = { input_tokens = 300000, output_tokens = 60000, completed = 300, duration_s = 10,
+    repeats = { {}, {}, {} } }
+  local a = mfu.compute({ params_b = 7, layers = 32, hidden_size = 4096 }, { gpu_count = 1 }, one, "H100")
+  local b = mfu.compute({ params_b = 7, layers = 32, hidden_size = 4096 }, { gpu_count = 1 }, three, "H100")
+  near(b.tokens_per_s, 12000, "tokens/s")
+  near(b.mfu_pct, a.mfu_pct, "MFU")
+end)
+
 t.test("MFU is na with the reason when an input is missing", function()
   local metrics = { input_tokens = 0, output_tokens = 10, completed = 1, duration_s = 1 }
   t.eq(mfu.compute(nil, { gpu_count = 1 }, metrics, "H100").reason,

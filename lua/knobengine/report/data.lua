@@ -24,11 +24,11 @@ local function json_file(path)
   return nil
 end
 
--- latency_ms of the requests that succeeded (requests.csv: the 5th column; error last).
-function M.latencies(path)
+-- latency_ms of the requests that succeeded (requests.csv: the 5th column; error last),
+-- appended to out.
+local function read_latencies(path, out)
   local f = io.open(path, "r")
   if not f then return nil end
-  local out = {}
   f:read("l") -- header
   for line in f:lines() do
     local fields = {}
@@ -40,12 +40,59 @@ function M.latencies(path)
     if latency and (fields[9] == nil or fields[9] == "") then out[#out + 1] = latency end
   end
   f:close()
+  return out
+end
+
+-- The latencies of every repeat: requests.csv, requests-2.csv, ... (nil without any).
+function M.latencies(path)
+  local out = read_latencies(path, {})
+  if not out then return nil end
+  local stem = path:gsub("%.csv$", "")
+  local k = 2
+  while read_latencies(string.format("%s-%d.csv", stem, k), out) do k = k + 1 end
   table.sort(out)
   return out
 end
 
--- Every kernel of the export in dir (top 5 from trace_summary.json when the export is gone).
+-- One kernels.csv row: a name (CSV-quoted when it holds a comma or quote) and six numbers.
+local function kernel_row(line)
+  local name, rest
+  if line:sub(1, 1) == '"' then
+    local i = 2
+    while not name do
+      local q = line:find('"', i, true)
+      if not q then return nil end
+      if line:sub(q + 1, q + 1) == '"' then
+        i = q + 2
+      else
+        name, rest = line:sub(2, q - 1):gsub('""', '"'), line:sub(q + 2)
+      end
+    end
+  else
+    name, rest = line:match("^([^,]*),(.*)$")
+  end
+  local v = {}
+  for x in (rest or ""):gmatch("[^,]+") do v[#v + 1] = tonumber(x) end
+  if not name or #v ~= 6 then return nil end
+  return { name = name, count = v[1], total_ms = v[2], mean_ms = v[3], min_ms = v[4], max_ms = v[5], percent = v[6] }
+end
+
+-- kernels.csv of a profiled directory (written with the config's nsys.kernel_names), or nil.
+local function kernels_csv(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  f:read("l")
+  local out = {}
+  for line in f:lines() do out[#out + 1] = kernel_row(line) end
+  f:close()
+  return out
+end
+
+-- Every kernel of the trace in dir: kernels.csv, else the export itself, else the top 5
+-- of trace_summary.json.
 local function all_kernels(dir, summary)
+  local listed = kernels_csv(dir .. "/kernels.csv")
+  if listed then return listed end
   local sqlite = dir .. "/trace.sqlite"
   if knob.exists(sqlite) then
     local s = trace.read(sqlite, {}, nil, "all")
@@ -75,9 +122,11 @@ end
 -- The run in run_dir (results/search/<stamp>); a directory that is not a finished
 -- search run is a usage error naming what is missing.
 function M.load(run_dir)
+  local given = run_dir
+  run_dir = knob.realpath(run_dir) or run_dir -- "RUN/", "." and "latest" name the same run
   local summary = json_file(run_dir .. "/summary.json")
   if not summary then
-    errors.usage("report: %s is not a search run (no readable summary.json there)", run_dir)
+    errors.usage("report: %s is not a search run (no readable summary.json there)", given)
   end
   local results = util.dirname(util.dirname(run_dir))
   local base_dir = results .. "/baseline"
@@ -85,6 +134,11 @@ function M.load(run_dir)
   local run = { dir = run_dir, results = results, summary = summary, knob_names = {} }
   for i, k in ipairs(summary.knobs or {}) do run.knob_names[i] = k.name end
   run.baseline = side(base_dir, base_dir .. "/requests.csv")
+  if not knob.is_dir(base_dir) then
+    -- the baseline directory is gone: its client metrics are still in summary.json
+    run.baseline_missing = base_dir
+    run.baseline.metrics = type(summary.baseline) == "table" and summary.baseline.metrics or {}
+  end
   local best_index = summary.best_trial
   for _, t in ipairs(summary.trials or {}) do
     if type(best_index) == "number" and t.trial == best_index then run.best_record = t end

@@ -44,7 +44,8 @@ local function gpu_time(run)
   local side = run.best or run.baseline
   local k = side.kernels and side.kernels[1]
   if k then
-    return string.format("GPU time in the best's profile: the top kernel %s takes %s%% (%s ms of %s ms).", f.short(k.name, 60),
+    return string.format("GPU time in the %s's profile: the top kernel %s takes %s%% (%s ms of %s ms).",
+      run.best and "best" or "baseline", f.short(k.name, 60),
       f.num(k.percent, 1), f.num(k.total_ms), f.num(f.get(side.trace, "gpu_compute_ms")))
   end
   local phases, top = side.phases or {}, nil
@@ -55,7 +56,7 @@ local function gpu_time(run)
     return string.format("The profile holds no GPU kernels; of the NVTX phases, %s takes the most time (%s ms, %s%% of "
       .. "range time).", top.name, f.num(top.total_ms), f.num(top.percent, 1))
   end
-  return "Where time goes is unknown: the best has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
+  return "Where time goes is unknown: the " .. (run.best and "best" or "baseline") .. " has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
 end
 
 local function noise(run)
@@ -99,7 +100,12 @@ local function next_steps(run)
   if o and f.known(o.overhead_percent) and o.overhead_percent > 25 then
     steps[#steps + 1] = "the profiler slowed the server by over 25%: use a lighter nsys.trace for a truer profile"
   end
-  steps[#steps + 1] = "check the best under the real traffic pattern: knobengine capacity --best (with an slo)"
+  if run.best then
+    steps[#steps + 1] = "check the best under the real traffic pattern: knobengine capacity --best (with an slo)"
+  else
+    steps[#steps + 1] = "read the trials' logs.txt for why every combination failed, and raise constraints.max_error_rate "
+      .. "only if some failures are expected"
+  end
   return "Next: " .. table.concat(steps, "; ") .. "."
 end
 

@@ -36,7 +36,8 @@ local function trials_plot(run)
     end
   end
   if #lines == 1 then return nil, "no valid trial" end
-  local base = f.get(run.baseline.metrics, "p50_latency_ms") or 0
+  local base = f.get(run.baseline.metrics, "p50_latency_ms")
+  -- an unknown baseline p50 draws no line (NaN plots nothing)
   return table.concat(lines, "\n") .. "\n", string.format([[
 set xlabel "trial (knob mask)"
 set ylabel "latency (ms)"

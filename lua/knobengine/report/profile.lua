@@ -41,8 +41,14 @@ local function operators_of(side)
   for _, r in ipairs(f.get(t, "nvtx_ranges") or {}) do
     list[#list + 1] = { kind = "NVTX", name = r.name, total_ms = r.total_ms, calls = r.count, mean_ms = r.mean_ms }
   end
+  local seen = {}
   for _, a in ipairs(f.get(t, "cuda_api_top") or {}) do
-    list[#list + 1] = { kind = "CUDA API", name = a.name, total_ms = a.total_ms, calls = a.calls, mean_ms = a.mean_ms }
+    -- a versioned entry point (cudaMemcpy_v3020) nested in its public one prints with the
+    -- same name: the larger, outer one stands for both
+    if not seen[a.name] then
+      list[#list + 1] = { kind = "CUDA API", name = a.name, total_ms = a.total_ms, calls = a.calls, mean_ms = a.mean_ms }
+      seen[a.name] = true
+    end
   end
   table.sort(list, function(x, y) return x.total_ms > y.total_ms end)
   return list

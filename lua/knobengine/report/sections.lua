@@ -28,9 +28,10 @@ local function gpu_lines(run)
   local sys = env.system or {}
   local lines = {}
   for _, g in ipairs(env.gpus or {}) do
+    local mem, bw = f.get(g, "memory_bytes"), f.get(g, "memory_bandwidth_bytes_per_s")
     lines[#lines + 1] = string.format("%s: %s GiB, %s SMs, %s GB/s, compute %s, driver %s (CUDA %s)",
-      f.get(g, "name") or "GPU", f.num((f.get(g, "memory_bytes") or 0) / 2 ^ 30, 1), f.int(f.get(g, "sm_count")),
-      f.num((f.get(g, "memory_bandwidth_bytes_per_s") or 0) / 1e9, 0), f.get(g, "compute_capability") or "na",
+      f.get(g, "name") or "GPU", f.num(mem and mem / 2 ^ 30, 1), f.int(f.get(g, "sm_count")),
+      f.num(bw and bw / 1e9, 0), f.get(g, "compute_capability") or "na",
       driver_version(sys.NvDriverVersion) or "na", cuda_version(sys.CudaDriverVersion) or "na")
   end
   if #lines > 0 then return lines, "the baseline's trace (TARGET_INFO_GPU)" end
@@ -65,8 +66,9 @@ function M.environment(run)
       (f.get(m, "dataset", "sha256") or "na"):sub(1, 16), f.int(f.get(m, "dataset", "lines"))) }
   end
   return { id = "environment", title = "Environment", blocks = {
-    f.p("Where the numbers were measured: " .. (source and ("GPU details from " .. source .. ", ") or "")
-      .. "the host and versions from this run's environment.json."),
+    f.p("Where the numbers were measured: host, CPU and OS from the baseline trace when it has them (else this "
+      .. "run's environment.json), " .. (source and ("GPU details from " .. source .. ", ") or "")
+      .. "versions from environment.json."),
     f.table({ "Item", "Value" }, rows, { "l", "l" }),
   } }
 end
@@ -134,7 +136,9 @@ end
 function M.aggregates(run)
   local blocks = {
     f.p("Client metrics of the baseline (all knobs off) and the best, each measured without the profiler on the "
-      .. "same workload. Delta is best minus baseline; lower is better for latencies, higher for throughput."),
+      .. "same workload. Delta is best minus baseline; lower is better for latencies, higher for throughput; "
+      .. "tokens/s counts generated tokens." .. (run.baseline_missing and (" The baseline directory "
+      .. run.baseline_missing .. " is missing: its figures come from summary.json and its profile is na.") or "")),
     aggregates_table(run),
     f.figure("cdf", "Latency of every measured request, baseline vs best (cumulative)."),
     f.p("The profiled re-runs are used for the trace only; their slowdown is disclosed here (under 25% is the bar)."),
@@ -171,7 +175,8 @@ function M.stages(run)
   local found = false
   for _, name in ipairs(names) do found = found or f.get(run.baseline.phases, name) ~= nil end
   if not found then
-    blocks[#blocks + 1] = f.p("na: the profiles hold no NVTX phases (" .. (f.get(run.baseline.trace, "reason") or "no phases configured") .. ").")
+    blocks[#blocks + 1] = f.p("na: the profiles hold no NVTX phases (" .. (f.get(run.baseline.trace, "reason")
+      or (#names == 0 and "no phases configured" or "no NVTX range carries a phase's label")) .. ").")
   else
     blocks[#blocks + 1] = f.table({ "Phase", "Base total ms", "Base count", "Base mean ms", "Base %", "Best total ms",
       "Best count", "Best mean ms", "Best %", "Delta ms" }, rows, { "l", "r", "r", "r", "r", "r", "r", "r", "r", "r" })
@@ -207,7 +212,10 @@ function M.mfu(run)
       end
     end
   end
-  local blocks = { f.p("Model FLOPs utilisation: FLOPs per token x tokens per second / peak FLOPS of the GPUs. "
+  local model_name = type(run.summary.model) == "table" and run.summary.model.name
+  local blocks = { f.p("Model FLOPs utilisation" .. (model_name and (" of " .. model_name) or "") .. ": FLOPs per "
+    .. "token x tokens per second / peak FLOPS of the GPUs; tokens here are prompt plus generated tokens, so the "
+    .. "rate is higher than Aggregates' tokens/s. "
     .. (reason and ("Not computed: " .. reason .. ".") or "Assumptions below.")) }
   blocks[#blocks + 1] = f.table({ "Run", "Tokens/s (prompt + output)", "FLOPs/token", "Achieved TFLOPS", "Peak TFLOPS", "MFU" },
     rows, { "l", "r", "r", "r", "r", "r" })
