@@ -617,6 +617,25 @@ static void memsets(ctx *c) {
 
 /* ---------- OS runtime ---------- */
 
+/* Calls (start, end, nameId) of table T [tail]: each adds its duration to its function's
+ * entry in `by`, to *total_ns and *calls. 0, or -1 when the table cannot be read. */
+static int read_calls(ctx *c, const char *T, const char *tail, agg_map *by, int64_t *total_ns, int64_t *calls) {
+  reader r;
+  if (reader_open(c, &r, T, "start, end, nameId", tail)) return -1;
+  int rc;
+  int64_t v[3];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 3, v)) { rc = -1; break; }
+    agg *a = map_get(by, v[2]);
+    if (!a) { c->oom = 1; rc = -1; break; }
+    add_duration(a, v[1] - v[0]);
+    *total_ns += v[1] - v[0];
+    (*calls)++;
+  }
+  reader_close(&r);
+  return rc;
+}
+
 /* OS-runtime functions that wait or poll: time in them is time a thread spent idle. */
 static const char *const WAIT_FUNCTIONS[] = {
     "poll", "ppoll", "select", "pselect", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2",
@@ -670,21 +689,9 @@ static void osrt(ctx *c) {
   const char *T = "OSRT_API";
   if (!has_table(c, T)) { note_missing(c, T); return; }
   int has_class = has_column(c, T, "eventClass");
-  reader r;
-  if (reader_open(c, &r, T, "start, end, nameId", has_class ? "WHERE eventClass = 27" : NULL)) return;
   agg_map fns = {0};
-  int64_t total = 0, calls = 0, v[3];
-  int rc;
-  while ((rc = reader_next(&r)) == 1) {
-    if (reader_ints(&r, 3, v)) { rc = -1; break; }
-    agg *a = map_get(&fns, v[2]);
-    if (!a) { c->oom = 1; rc = -1; break; }
-    a->total_ns += v[1] - v[0];
-    a->count++;
-    total += v[1] - v[0];
-    calls++;
-  }
-  reader_close(&r);
+  int64_t total = 0, calls = 0;
+  int rc = read_calls(c, T, has_class ? "WHERE eventClass = 27" : NULL, &fns, &total, &calls);
   if (rc == 0) {
     s->has_osrt = 1;
     s->osrt_total_ms = ms_of(total);
@@ -710,20 +717,9 @@ static void cuda_api(ctx *c, const ke_trace_opts *o) {
   ke_trace_summary *s = c->s;
   const char *T = "CUPTI_ACTIVITY_KIND_RUNTIME";
   if (!has_table(c, T)) { note_missing(c, T); return; }
-  reader r;
-  if (reader_open(c, &r, T, "start, end, nameId", NULL)) return;
   agg_map fns = {0};
-  int64_t total = 0, calls = 0, v[3];
-  int rc;
-  while ((rc = reader_next(&r)) == 1) {
-    if (reader_ints(&r, 3, v)) { rc = -1; break; }
-    agg *a = map_get(&fns, v[2]);
-    if (!a) { c->oom = 1; rc = -1; break; }
-    add_duration(a, v[1] - v[0]);
-    total += v[1] - v[0];
-    calls++;
-  }
-  reader_close(&r);
+  int64_t total = 0, calls = 0;
+  int rc = read_calls(c, T, NULL, &fns, &total, &calls);
   agg **sorted = rc == 0 ? map_sorted(&fns) : NULL;
   size_t n = fns.n < (size_t)o->top_api ? fns.n : (size_t)o->top_api;
   if (rc == 0 && sorted) s->cuda_api_top = calloc(n + 1, sizeof *s->cuda_api_top);
