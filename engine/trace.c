@@ -493,12 +493,13 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
   free(all);
 }
 
-/* Rows of (start, end, device, key) from table T: each adds its time to the entry of
- * its key in `by`, to *total_ns and *count, and its interval to the busy time. */
-static int read_interval_rows(ctx *c, const char *T, const char *cols, agg_map *by, int64_t *total_ns,
-                              int64_t *count, busy_union *busy) {
+/* Rows of (start, end, device, key) from table T [tail]: each adds its time to the entry
+ * of its key in `by`, to *total_ns and *count, and its interval to the busy time (when
+ * busy is given). */
+static int read_interval_rows(ctx *c, const char *T, const char *cols, const char *tail, agg_map *by,
+                              int64_t *total_ns, int64_t *count, busy_union *busy) {
   reader r;
-  if (reader_open(c, &r, T, cols, NULL)) return -1;
+  if (reader_open(c, &r, T, cols, tail)) return -1;
   int rc;
   int64_t v[4];
   while ((rc = reader_next(&r)) == 1) {
@@ -508,7 +509,7 @@ static int read_interval_rows(ctx *c, const char *T, const char *cols, agg_map *
     add_duration(a, v[1] - v[0]);
     *total_ns += v[1] - v[0];
     (*count)++;
-    busy_push(busy, (interval){v[0], v[1], v[2]});
+    if (busy) busy_push(busy, (interval){v[0], v[1], v[2]});
   }
   reader_close(&r);
   return rc;
@@ -521,7 +522,7 @@ static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
   if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
   char cols[128];
   snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
-  return read_interval_rows(c, T, cols, &k->names, &k->kernel_ns, &k->count, &k->busy);
+  return read_interval_rows(c, T, cols, NULL, &k->names, &k->kernel_ns, &k->count, &k->busy);
 }
 
 /* Whole-graph records (--cuda-graph-trace=graph): their time counts as GPU time, busy
@@ -531,7 +532,7 @@ static int read_graph_rows(ctx *c, kernel_sums *k) {
   char cols[128];
   snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.g_dev ? "deviceId" : "0",
            has_column(c, T, "graphId") ? "graphId" : "0");
-  return read_interval_rows(c, T, cols, &k->graphs, &k->graph_ns, &k->graph_count, &k->busy);
+  return read_interval_rows(c, T, cols, NULL, &k->graphs, &k->graph_ns, &k->graph_count, &k->busy);
 }
 
 static void kernels(ctx *c, const ke_trace_opts *o) {
@@ -618,22 +619,9 @@ static void memsets(ctx *c) {
 /* ---------- OS runtime ---------- */
 
 /* Calls (start, end, nameId) of table T [tail]: each adds its duration to its function's
- * entry in `by`, to *total_ns and *calls. 0, or -1 when the table cannot be read. */
+ * entry in `by`, to *total_ns and *calls (no device, no busy time). */
 static int read_calls(ctx *c, const char *T, const char *tail, agg_map *by, int64_t *total_ns, int64_t *calls) {
-  reader r;
-  if (reader_open(c, &r, T, "start, end, nameId", tail)) return -1;
-  int rc;
-  int64_t v[3];
-  while ((rc = reader_next(&r)) == 1) {
-    if (reader_ints(&r, 3, v)) { rc = -1; break; }
-    agg *a = map_get(by, v[2]);
-    if (!a) { c->oom = 1; rc = -1; break; }
-    add_duration(a, v[1] - v[0]);
-    *total_ns += v[1] - v[0];
-    (*calls)++;
-  }
-  reader_close(&r);
-  return rc;
+  return read_interval_rows(c, T, "start, end, 0, nameId", tail, by, total_ns, calls, NULL);
 }
 
 /* OS-runtime functions that wait or poll: time in them is time a thread spent idle. */
