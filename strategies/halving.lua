@@ -3,6 +3,7 @@
 -- appear in the table but only confirmed trials can be chosen as best.
 return {
   name = "halving",
+  exhaustive = true,
   options = {
     screen_requests = { type = "integer", min = 1, doc = "requests per screening trial (default request_count / 4)" },
     keep_fraction = { type = "number", min = 0, max = 1, default = 0.25, doc = "share of masks confirmed" },

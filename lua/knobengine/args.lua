@@ -6,11 +6,13 @@ local M = {}
 
 M.USAGE = [[
 usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
-                  [--rebaseline]
+                  [--rebaseline] [--force]
        knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
                   [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
+       knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
+                  [--synthetic N] [--config FILE] [--results DIR]
        knobengine summarize TRACE.sqlite
        knobengine kernels TRACE.sqlite
        knobengine --help | --version
@@ -23,6 +25,9 @@ capacity: the highest arrival rate at which the config's SLO holds, for one mask
 load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
 report: writes report.md and report.html (with plots) of a search run (default: the
 latest in RESULTS/search); every search writes them at its end.
+compare: replays strategies offline against the completed brute-force sweep of the
+config in RESULTS/history.sqlite (or synthetic landscapes), over many seeds, and
+compares their cost and accuracy; writes RESULTS/comparison/.
 summarize: the trace summary of an nsys SQLite export, as JSON.
 kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,max_ms,percent).
 
@@ -35,10 +40,19 @@ options:
                     the resolved server commands to stderr, touch nothing
   --rebaseline      measure the baseline again (the old one is kept as
                     baseline.replaced-<time>), e.g. after changing the workload
+  --force           run an exhaustive strategy (bruteforce, halving) on more than
+                    4096 combinations
   --mask MASK       the knob mask to load (default: all knobs off)
   --best            the best mask of the latest search
   --rates R,...     request rates (requests/s) for load-sweep, ascending
   --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
+  --strategies S,...  compare: the methods (default: bruteforce, halving,
+                    coord_descent, stack_rank, bayes)
+  --seeds N         compare: seeds per method (default 50)
+  --seed N          compare: the first seed (default 1)
+  --noise CV        compare: noise as a coefficient of variation (default: from
+                    the sweep's repeats)
+  --synthetic N     compare on synthetic landscapes of N on/off knobs instead
   --help            show this help
   --version         show the version
 
@@ -47,15 +61,21 @@ exit codes: 0 done, 1 run failed, 2 bad usage or config, 130/143 interrupted
 
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {
-  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1 } },
-  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1 } },
+  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1 } },
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
+  ["--force"] = { commands = { run = 1 } },
   ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1 } },
   ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1 } },
   ["--rates"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
+  ["--strategies"] = { value = true, commands = { compare = 1 } },
+  ["--seeds"] = { value = true, commands = { compare = 1 } },
+  ["--seed"] = { value = true, commands = { compare = 1 } },
+  ["--noise"] = { value = true, commands = { compare = 1 } },
+  ["--synthetic"] = { value = true, commands = { compare = 1 } },
 }
 
 local function key(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
@@ -74,7 +94,34 @@ local function number_list(name, s, integers)
   return out
 end
 
+-- An integer option in [lo, hi].
+local function integer(name, s, lo, hi)
+  local v = math.tointeger(tonumber(s))
+  if not v or v < lo or v > hi then errors.usage("%s: '%s' is not an integer in %d..%d", name, s, lo, hi) end
+  return v
+end
+
+local function check_compare(opts)
+  opts.seeds = opts.seeds and integer("--seeds", opts.seeds, 1, 100000) or 50
+  opts.seed = opts.seed and integer("--seed", opts.seed, 0, 1 << 31) or 1
+  opts.synthetic = opts.synthetic and integer("--synthetic", opts.synthetic, 2, 12)
+  if opts.noise then
+    local v = tonumber(opts.noise)
+    if not v or v < 0 or v > 1 then errors.usage("--noise: '%s' is not a coefficient of variation in 0..1", opts.noise) end
+    opts.noise = v
+  end
+  if opts.strategies then
+    local list = {}
+    for part in (opts.strategies .. ","):gmatch("([^,]*),") do
+      if part == "" then errors.usage("--strategies: an empty name in '%s'", opts.strategies) end
+      list[#list + 1] = part
+    end
+    opts.strategies = list
+  end
+end
+
 local function check(opts)
+  if opts.command == "compare" then check_compare(opts) end
   if opts.mask and opts.best then errors.usage("--mask and --best cannot be used together") end
   if opts.command == "load-sweep" then
     if (opts.rates == nil) == (opts.concurrency == nil) then
@@ -86,7 +133,7 @@ local function check(opts)
   return opts
 end
 
-local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true }
+local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true }
 
 function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then

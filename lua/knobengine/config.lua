@@ -3,6 +3,7 @@
 -- naming the file and the key path, raised before anything is written.
 local cjson = require("cjson")
 local errors = require("knobengine.errors")
+local Space = require("knobengine.space")
 local util = require("knobengine.util")
 
 local M = {}
@@ -302,41 +303,84 @@ local function validate_workload(c, raw, base_dir)
   return out
 end
 
+-- A knob's value list: non-empty, distinct strings, at most 36 value indices in all.
+local function knob_values(c, k, path, knob)
+  if k.on_value ~= nil then c:bad(path, "has both 'values' and 'on_value' (use one)") end
+  local list = c:array(k.values, path .. ".values", { nonempty = true })
+  local values, first = {}, {}
+  for i, v in ipairs(list) do
+    local vpath = string.format("%s.values[%d]", path, i - 1)
+    values[i] = c:string(v, vpath)
+    if first[v] then c:bad(vpath, "duplicate value '%s' of knob '%s' (also values[%d])", v, knob.name, first[v]) end
+    first[v] = i - 1
+  end
+  knob.values = values
+  knob.unset = k.unset == nil or c:boolean(k.unset, path .. ".unset")
+  if #values + (knob.unset and 1 or 0) > Space.MAX_RADIX then
+    c:bad(path .. ".values", "knob '%s' has %d values; at most %d are supported (%d with \"unset\": false)",
+      knob.name, #values, Space.MAX_RADIX - 1, Space.MAX_RADIX)
+  end
+  if #values == 1 and not knob.unset then
+    c:bad(path .. ".values", "knob '%s' has one value and \"unset\": false: it can take only one setting", knob.name)
+  end
+end
+
+-- One knob: a flag (on/off), key or env with on_value (on/off), or key or env with values.
+local function validate_knob(c, k, i)
+  local path = string.format("knobs[%d]", i - 1)
+  c:object(k, path, { name = 1, flag = 1, key = 1, env = 1, on_value = 1, values = 1, unset = 1 })
+  if k.name == nil then c:bad(path .. ".name", "is required") end
+  local name = c:string(k.name, path .. ".name")
+  if name:find("[%c]") then c:bad(path .. ".name", "must not contain control characters") end
+  local kinds = {}
+  for _, f in ipairs({ "flag", "key", "env" }) do if k[f] ~= nil then kinds[#kinds + 1] = f end end
+  if #kinds == 0 then c:bad(path, "needs one of 'flag', 'key' or 'env'") end
+  if #kinds > 1 then c:bad(path, "has both '%s' and '%s' (use one)", kinds[1], kinds[2]) end
+  local knob = { name = name, index = i - 1 }
+  if k.unset ~= nil and k.values == nil then c:bad(path .. ".unset", "is only used with 'values'") end
+  if k.flag ~= nil then
+    knob.flag = c:string(k.flag, path .. ".flag")
+    if k.on_value ~= nil then c:bad(path .. ".on_value", "is only used with 'key' or 'env'") end
+    if k.values ~= nil then c:bad(path .. ".values", "is only used with 'key' or 'env' (a flag is on or off)") end
+    return knob
+  end
+  local f = kinds[1]
+  knob[f] = c:string(k[f], path .. "." .. f)
+  if f == "env" and not knob.env:match("^[%a_][%w_]*$") then
+    c:bad(path .. ".env", "'%s' is not a valid environment variable name", knob.env)
+  end
+  if k.values ~= nil then
+    knob_values(c, k, path, knob)
+  else
+    if k.on_value == nil then c:bad(path .. ".on_value", "is required with '%s' (or give 'values')", f) end
+    knob.on_value = c:string(k.on_value, path .. ".on_value", { empty = true })
+  end
+  return knob
+end
+
+-- The number of value indices of a knob: 2 for on/off, else its values (+1 unset).
+function M.radix(knob)
+  if not knob.values then return 2 end
+  return #knob.values + (knob.unset and 1 or 0)
+end
+
 local function validate_knobs(c, raw)
   if raw.knobs == nil then c:bad("knobs", "is required") end
   local list = c:array(raw.knobs, "knobs", { nonempty = true })
   if #list > M.MAX_KNOBS then
     c:bad("knobs", "at most %d knobs are supported (got %d: 2^%d trials)", M.MAX_KNOBS, #list, #list)
   end
-  local knobs, seen = {}, {}
+  local knobs, seen, radices, names = {}, {}, {}, {}
   for i, k in ipairs(list) do
-    local path = string.format("knobs[%d]", i - 1)
-    c:object(k, path, { name = 1, flag = 1, key = 1, env = 1, on_value = 1 })
-    if k.name == nil then c:bad(path .. ".name", "is required") end
-    local name = c:string(k.name, path .. ".name")
-    if name:find("[%c]") then c:bad(path .. ".name", "must not contain control characters") end
-    if seen[name] then c:bad(path .. ".name", "duplicate knob name '%s' (also knobs[%d])", name, seen[name]) end
+    knobs[i] = validate_knob(c, k, i)
+    local name = knobs[i].name
+    if seen[name] then c:bad(string.format("knobs[%d].name", i - 1), "duplicate knob name '%s' (also knobs[%d])", name, seen[name]) end
     seen[name] = i - 1
-    local kinds = {}
-    for _, f in ipairs({ "flag", "key", "env" }) do if k[f] ~= nil then kinds[#kinds + 1] = f end end
-    if #kinds == 0 then c:bad(path, "needs one of 'flag', 'key' or 'env'") end
-    if #kinds > 1 then c:bad(path, "has both '%s' and '%s' (use one)", kinds[1], kinds[2]) end
-    local knob = { name = name, index = i - 1 }
-    if k.flag ~= nil then
-      knob.flag = c:string(k.flag, path .. ".flag")
-      if k.on_value ~= nil then c:bad(path .. ".on_value", "is only used with 'key' or 'env'") end
-    else
-      local f = kinds[1]
-      knob[f] = c:string(k[f], path .. "." .. f)
-      if f == "env" and not knob.env:match("^[%a_][%w_]*$") then
-        c:bad(path .. ".env", "'%s' is not a valid environment variable name", knob.env)
-      end
-      if k.on_value == nil then c:bad(path .. ".on_value", "is required with '%s'", f) end
-      knob.on_value = c:string(k.on_value, path .. ".on_value", { empty = true })
-    end
-    knobs[i] = knob
+    radices[i], names[i] = M.radix(knobs[i]), name
   end
-  return knobs
+  local space, why = Space.new(radices, names)
+  if not space then c:bad("knobs", "the knobs' values make %s; at most 2^40 are supported", why) end
+  return knobs, space
 end
 
 local function validate_nsys(c, raw)
@@ -516,14 +560,18 @@ function M.parse(text, path)
   })
   local base_dir = util.dirname(path)
   local serve_cmd, env = validate_command(c, raw)
+  local server = validate_server(c, raw)
+  local workload = validate_workload(c, raw, base_dir)
+  local knobs, space = validate_knobs(c, raw)
   local cfg = {
     path = path,
     base_dir = base_dir,
     serve_cmd = serve_cmd,
     env = env,
-    server = validate_server(c, raw),
-    workload = validate_workload(c, raw, base_dir),
-    knobs = validate_knobs(c, raw),
+    server = server,
+    workload = workload,
+    knobs = knobs,
+    space = space,
     nsys = validate_nsys(c, raw),
     objective = validate_objective(c, raw),
     strategy_options = c:object(get(raw, "strategy_options", {}), "strategy_options"),
@@ -541,33 +589,52 @@ function M.parse(text, path)
   return cfg
 end
 
--- Mask string: bit i (left to right) is knobs[i].
-function M.mask_string(mask, n)
-  local bits = {}
-  for i = 1, n do bits[i] = ((mask >> (n - i)) & 1) == 1 and "1" or "0" end
-  return table.concat(bits)
+-- The mask string of a mask: one value index per knob (space.lua).
+function M.mask_string(cfg, mask) return cfg.space:string(mask) end
+
+-- The value a knob gets at value index d: nil when unset (index 0 of an on/off knob,
+-- or of a knob with values and "unset"); for an on/off knob, true or its on_value.
+function M.knob_value(knob, d)
+  if not knob.values then
+    if d == 0 then return nil end
+    return knob.on_value or true
+  end
+  if knob.unset then
+    if d == 0 then return nil end
+    return knob.values[d]
+  end
+  return knob.values[d + 1]
 end
 
-function M.knob_on(mask, n, i) return ((mask >> (n - i)) & 1) == 1 end
+-- The label of a knob at value index d: its name for an on/off knob that is on,
+-- name=value for a knob with values, nil when unset.
+function M.knob_label(knob, d)
+  local v = M.knob_value(knob, d)
+  if v == nil then return nil end
+  if not knob.values then return knob.name end
+  return knob.name .. "=" .. v
+end
 
 local function subst_port(s, port) return (s:gsub("{port}", tostring(port))) end
 
--- The server command of a mask: argv, env (config env + knob env) and names of ON knobs.
+-- The server command of a mask: argv, env (config env + knob env) and the labels of
+-- the knobs it sets (knob_label).
 function M.resolve(cfg, mask)
-  local n = #cfg.knobs
   local port = cfg.server.port
   local argv, env, on = {}, {}, {}
   for i, a in ipairs(cfg.serve_cmd) do argv[i] = subst_port(a, port) end
   for k, v in pairs(cfg.env) do env[k] = subst_port(v, port) end
   for i, k in ipairs(cfg.knobs) do
-    if M.knob_on(mask, n, i) then
-      on[#on + 1] = k.name
+    local d = cfg.space:digit(mask, i)
+    local v = M.knob_value(k, d)
+    if v ~= nil then
+      on[#on + 1] = M.knob_label(k, d)
       if k.flag then argv[#argv + 1] = k.flag
-      elseif k.key then argv[#argv + 1] = k.key; argv[#argv + 1] = k.on_value
-      else env[k.env] = subst_port(k.on_value, port) end
+      elseif k.key then argv[#argv + 1] = k.key; argv[#argv + 1] = v
+      else env[k.env] = subst_port(v, port) end
     end
   end
-  return { mask = mask, mask_string = M.mask_string(mask, n), argv = argv, env = env, knobs_on = on }
+  return { mask = mask, mask_string = cfg.space:string(mask), argv = argv, env = env, knobs_on = on }
 end
 
 return M

@@ -76,6 +76,9 @@ function M.config_hash(cfg, dataset_hash)
   parts[#parts + 1] = table.concat(env, "\0")
   for _, k in ipairs(cfg.knobs) do
     parts[#parts + 1] = table.concat({ k.name, k.flag or "", k.key or "", k.env or "", k.on_value or "" }, "\0")
+    if k.values then -- only knobs with values: an on/off config keeps the hash it always had
+      parts[#parts + 1] = table.concat(k.values, "\0") .. "\0" .. tostring(k.unset)
+    end
   end
   for i, p in ipairs(parts) do parts[i] = tostring(p) end
   return knob.hash64(table.concat(parts, "\1"))

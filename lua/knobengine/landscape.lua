@@ -1,34 +1,30 @@
--- A seeded synthetic landscape that plugs in where evaluate() does: each knob has an
--- additive effect on log p50, some pairs interact, one conflicting pair makes about a
--- quarter of the masks infeasible (the server "fails"), and every measurement carries
--- multiplicative noise (2% at full fidelity, more for cheaper screening trials). Used
--- by bench/search_efficiency.lua and the strategy tests; no server involved.
+-- A seeded synthetic landscape that plugs in where evaluate() does: each knob value
+-- has an additive effect on log p50, some pairs of knobs interact when both are set,
+-- one conflicting pair (both at their last value) makes masks infeasible (the server
+-- "fails": a quarter of an on/off space), and every measurement carries multiplicative
+-- noise (2% at full fidelity, more for cheaper screening trials). opts.radices gives
+-- knobs with values (default: every knob on/off). Used by bench/search_efficiency.lua,
+-- knobengine compare --synthetic and the strategy tests; no server involved.
+local Rng = require("knobengine.rng")
+local Space = require("knobengine.space")
+
 local M = {}
 M.__index = M
 
--- A small deterministic generator (xorshift64*), independent of math.random's state.
-local function rng(seed)
-  local s = (seed * 2654435761 + 88172645463325252) & 0x7fffffffffffffff
-  if s == 0 then s = 1 end
-  local r = {}
-  function r.unit()
-    s = s ~ (s << 13); s = s ~ (s >> 7); s = s ~ (s << 17)
-    return ((s >> 11) & ((1 << 52) - 1)) / (1 << 52)
-  end
-  function r.normal()
-    local u1, u2 = math.max(r.unit(), 1e-12), r.unit()
-    return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
-  end
-  function r.int(n) return math.floor(r.unit() * n) end
-  return r
-end
+local function rng(seed) return Rng.new(seed) end
 
 function M.new(n, seed, opts)
   opts = opts or {}
   local r = rng(seed)
-  local self = setmetatable({ n = n, noise = opts.noise or 0.02, base = 200, r = rng(seed + 7919) }, M)
+  local radices = opts.radices or {}
+  for i = 1, n do radices[i] = radices[i] or 2 end
+  local self = setmetatable({ n = n, noise = opts.noise or 0.02, base = 200, r = rng(seed + 7919),
+    space = assert(Space.new(radices)) }, M)
   self.effect, self.pair = {}, {}
-  for i = 1, n do self.effect[i] = r.unit() * 0.25 - 0.15 end -- between -15% and +10%
+  for i = 1, n do -- each value index but 0: between -15% and +10%
+    self.effect[i] = {}
+    for d = 1, radices[i] - 1 do self.effect[i][d] = r.unit() * 0.25 - 0.15 end
+  end
   for i = 1, n do
     for j = i + 1, n do
       if r.unit() < 0.3 then self.pair[#self.pair + 1] = { i, j, r.normal() * 0.04 } end
@@ -40,26 +36,28 @@ function M.new(n, seed, opts)
   return self
 end
 
-local function on(mask, n, i) return (mask >> (n - i)) & 1 == 1 end
-
 function M:feasible(mask)
-  return not (on(mask, self.n, self.conflict[1]) and on(mask, self.n, self.conflict[2]))
+  local s, a, b = self.space, self.conflict[1], self.conflict[2]
+  return not (s:digit(mask, a) == s.radix[a] - 1 and s:digit(mask, b) == s.radix[b] - 1)
 end
 
 -- The noise-free p50 of a mask (nil when infeasible).
 function M:true_p50(mask)
   if not self:feasible(mask) then return nil end
-  local x = 0
-  for i = 1, self.n do if on(mask, self.n, i) then x = x + self.effect[i] end end
+  local x, s = 0, self.space
+  for i = 1, self.n do
+    local d = s:digit(mask, i)
+    if d > 0 then x = x + self.effect[i][d] end
+  end
   for _, p in ipairs(self.pair) do
-    if on(mask, self.n, p[1]) and on(mask, self.n, p[2]) then x = x + p[3] end
+    if s:digit(mask, p[1]) > 0 and s:digit(mask, p[2]) > 0 then x = x + p[3] end
   end
   return self.base * math.exp(x)
 end
 
 function M:optimum()
   local best, value
-  for mask = 0, (1 << self.n) - 1 do
+  for mask = 0, self.space.size - 1 do
     local v = self:true_p50(mask)
     if v and (not value or v < value) then best, value = mask, v end
   end

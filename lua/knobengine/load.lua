@@ -95,7 +95,7 @@ local function run_probes(ctx, mask, dir, next_level, on_probe)
       or string.format("concurrency %d", level.concurrency))
     return probe_replay(ctx, level, string.format("%s/requests-%02d.csv", dir, k))
   end
-  local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. config.mask_string(mask, #ctx.cfg.knobs) })
+  local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. config.mask_string(ctx.cfg, mask) })
   if not rec.ran then errors.run("the server did not serve the probes: %s", rec.error or "?") end
   return rec
 end
@@ -152,7 +152,7 @@ function M.capacity(ctx, mask, opts)
       end
       state.next = M.capacity_step(state, met)
     end)
-    local result = { knob_mask = config.mask_string(mask, #cfg.knobs), max_rate = state.lo or cjson.null,
+    local result = { knob_mask = config.mask_string(cfg, mask), max_rate = state.lo or cjson.null,
       slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
     util.write_json(d.aside .. "/capacity.json", result)
     if not quiet then
@@ -195,12 +195,12 @@ function M.sweep(ctx, mask, levels)
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
       out(level_row(level, m))
-      local id = string.format("%s-%s%s", config.mask_string(mask, #ctx.cfg.knobs), by, level.rate or level.concurrency)
+      local id = string.format("%s-%s%s", config.mask_string(ctx.cfg, mask), by, level.rate or level.concurrency)
       util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id))
     end)
     local knee = M.knee(done)
     out(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
-    util.write_json(d.aside .. "/sweep.json", { knob_mask = config.mask_string(mask, #ctx.cfg.knobs), by = by,
+    util.write_json(d.aside .. "/sweep.json", { knob_mask = config.mask_string(ctx.cfg, mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config })
     require("knobengine.provenance").write(d.aside, ctx)

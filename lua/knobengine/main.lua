@@ -14,7 +14,8 @@ local util = require("knobengine.util")
 
 local M = {}
 
-local function dry_run(cfg)
+local function dry_run(ctx)
+  local cfg = ctx.cfg
   local n = #cfg.knobs
   local function show(label, mask)
     local r = config.resolve(cfg, mask)
@@ -25,8 +26,13 @@ local function dry_run(cfg)
     for _, k in ipairs(keys) do io.stderr:write(string.format("  env:  %s=%s\n", k, util.shell_quote(r.env[k]))) end
   end
   show("baseline", 0)
-  show("all knobs on", (1 << n) - 1)
-  io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, 1 << n, cfg.workload.dataset_path))
+  show(cfg.space.boolean and "all knobs on" or "every knob at its last value", cfg.space:last())
+  io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, cfg.space.size, cfg.workload.dataset_path))
+  local st = ctx.strategy
+  if st.exhaustive and cfg.space.size > strategy.EXHAUSTIVE_LIMIT then
+    io.stderr:write(string.format("note: strategy %s tries all %d combinations, more than %d: a search will refuse to "
+      .. "start without --force\n", st.name or ctx.strategy_path, cfg.space.size, strategy.EXHAUSTIVE_LIMIT))
+  end
 end
 
 -- The server program must exist and be executable (found on PATH without a slash).
@@ -126,6 +132,7 @@ local function context(opts)
     bodies = dataset.bodies(data.items, w),
     schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
     results = opts.results,
+    force = opts.force,
   }
   if opts.command == "run" then
     ctx.strategy_path = strategy.path(opts.strategy)
@@ -149,10 +156,9 @@ local function take_results(cfg, results)
   end
 end
 
--- The mask of --mask (a string of N 0/1, or an integer), --best (the latest search's
--- best), or all knobs off.
+-- The mask of --mask (a mask string of N characters, or an integer), --best (the
+-- latest search's best), or all knobs off.
 local function chosen_mask(cfg, opts)
-  local n = #cfg.knobs
   if opts.best then
     local path = opts.results .. "/search/latest/best_config.json"
     local text = util.read_file(path)
@@ -163,8 +169,8 @@ local function chosen_mask(cfg, opts)
     opts.mask = best.knob_mask
   end
   if not opts.mask then return 0 end
-  local m = opts.mask:match("^[01]+$") and #opts.mask == n and tonumber(opts.mask, 2) or math.tointeger(tonumber(opts.mask))
-  if not m or m < 0 or m >= (1 << n) then errors.usage("--mask: '%s' is not a mask of %d knobs", opts.mask, n) end
+  local m, why = cfg.space:parse(opts.mask)
+  if not m then errors.usage("%s: '%s': %s", opts.best and "--best" or "--mask", opts.mask, why) end
   return m
 end
 
@@ -203,10 +209,14 @@ local function run(argv)
   if opts.help then io.stdout:write(args_.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   if opts.command == "report" then return report_command(opts) end
+  if opts.command == "compare" then
+    local ctx = opts.synthetic and { results = opts.results } or context(opts)
+    return require("knobengine.comparison").run(ctx, opts)
+  end
   local ctx = context(opts)
   if opts.dry_run then
     check_program(ctx.cfg)
-    dry_run(ctx.cfg)
+    dry_run(ctx)
     return 0
   end
   if opts.command ~= "run" then return load_command(ctx, opts) end

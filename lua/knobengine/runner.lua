@@ -15,6 +15,7 @@ local progress = require("knobengine.progress")
 local provenance = require("knobengine.provenance")
 local record = require("knobengine.record")
 local Search = require("knobengine.search")
+local strategies = require("knobengine.strategy")
 local trace = require("knobengine.trace")
 local trial = require("knobengine.trial")
 local util = require("knobengine.util")
@@ -65,7 +66,7 @@ local function profile(ctx, mask, dir, tag)
     local summary, phases = trace.empty(cfg, reason)
     return { ran = false, dir = dir, trace = summary, phases = phases, profile_error = reason, metrics = {} }
   end
-  progress.say("profiling the %s (mask %s) ...", tag, config.mask_string(mask, #cfg.knobs))
+  progress.say("profiling the %s (mask %s) ...", tag, config.mask_string(cfg, mask))
   local rec = trial.run(ctx, mask, { dir = dir, profile = true, session = session_name(tag), label = tag .. " under nsys" })
   local p = rec.profile or {}
   if p.note then say("%s", p.note) end
@@ -250,7 +251,7 @@ end
 -- The search's view of history: completed trials of an interrupted run are replayed
 -- in order, anything new is run and stored before its row is printed.
 local function trial_source(ctx, run, dirs)
-  local cfg, n = ctx.cfg, #ctx.cfg.knobs
+  local cfg = ctx.cfg
   local replay = run.replay
   return {
     run_trial = function(index, mask, requests, kind)
@@ -259,7 +260,7 @@ local function trial_source(ctx, run, dirs)
         return record.from_stored(cached)
       end
       replay = {} -- the strategy went another way: nothing further can be reused
-      local mask_string = config.mask_string(mask, n)
+      local mask_string = config.mask_string(cfg, mask)
       progress.say("[trial %d] mask %s%s ...", index, mask_string,
         requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
       local dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string)
@@ -326,7 +327,7 @@ local function summary_of(ctx, strategy, baseline, records, best)
     trials = util.array({}),
     launches = launches, -- servers started by this run (resumed trials are not)
     trial_count = #records,
-    mask_space = 1 << #cfg.knobs,
+    mask_space = cfg.space.size,
     best_trial = best and best.trial or cjson.null,
     model = cfg.model or cjson.null, -- the report's MFU inputs
     hardware = cfg.hardware,
@@ -377,6 +378,24 @@ local function check_identity(ctx, baseline)
   end
 end
 
+local function hours(s)
+  if s >= 7200 then return string.format("%.0f hours", s / 3600) end
+  return string.format("%.0f minutes", s / 60)
+end
+
+-- An exhaustive strategy on a space too large to sweep stops before the first launch,
+-- with an estimate from the baseline's own trial time, unless --force.
+local function check_space(ctx, baseline)
+  local st, size, limit = ctx.strategy, ctx.cfg.space.size, strategies.EXHAUSTIVE_LIMIT
+  if not st.exhaustive or size <= limit or ctx.force then return end
+  local per = type(baseline.overhead) == "table" and baseline.overhead.unprofiled_wall_s
+  local estimate = type(per) == "number" and string.format(": at the baseline's %.1f s per trial, about %s",
+    per, hours(size * per)) or ""
+  errors.usage("strategy %s launches every one of the %d combinations, more than %d%s. Use a strategy that "
+    .. "samples (coord_descent, stack_rank, bayes), fewer knob values, or --force", st.name or ctx.strategy_path,
+    size, limit, estimate)
+end
+
 -- Opens history and starts (or resumes) this search's run there.
 local function begin_run(ctx, baseline)
   local history = History.open(ctx.results .. "/history.sqlite")
@@ -424,6 +443,7 @@ end
 function M.search(ctx)
   local baseline = load_baseline(ctx.results)
   check_identity(ctx, baseline)
+  check_space(ctx, baseline)
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
   return with_aside(dirs.aside, function()

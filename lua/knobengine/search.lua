@@ -1,11 +1,13 @@
--- The handle a strategy drives: search.knobs, search.n, search.baseline,
--- search:masks(), search:evaluate(mask, {requests = k}), search:history().
+-- The handle a strategy drives: search.knobs, search.n, search.size, search.baseline,
+-- search:masks(), search:evaluate(mask, {requests = k}), search:history(), and the
+-- knob space (search:digit, search:with, search:digits, search:mask; space.lua).
 -- Each evaluate records a trial (index, row on stdout, summary); the engine, not the
 -- strategy, picks the best afterwards. A strategy only ever gets copies (record.view):
 -- the records themselves live where the handle does not reach.
 local config = require("knobengine.config")
 local objective = require("knobengine.objective")
 local record = require("knobengine.record")
+local Space = require("knobengine.space")
 
 local Search = {}
 Search.__index = Search
@@ -17,25 +19,40 @@ local private = setmetatable({}, { __mode = "k" })
 -- strategy's options, checked; default cfg.strategy_options), run_trial(index,
 -- mask, requests) -> record, on_trial(record) (optional: called after each trial),
 -- history (History, optional). records: the list the engine reads the trials from.
+-- The labels of a knob's value indices, index 0 first: off/on, or its values.
+local function value_labels(k)
+  if not k.values then return { "off", "on" } end
+  local labels = {}
+  if k.unset then labels[1] = "(unset)" end
+  for _, v in ipairs(k.values) do labels[#labels + 1] = v end
+  return labels
+end
+
 function Search.new(ctx, records)
   local self = setmetatable({}, Search)
-  private[self] = { ctx = ctx, records = records or {} }
-  self.n = #ctx.cfg.knobs
+  local cfg = ctx.cfg
+  local space = cfg.space
+  if not space then -- a config made by hand (tests, benchmarks)
+    local radices, names = {}, {}
+    for i, k in ipairs(cfg.knobs) do radices[i], names[i] = config.radix(k), k.name end
+    space = assert(Space.new(radices, names))
+  end
+  private[self] = { ctx = ctx, records = records or {}, space = space }
+  self.n = #cfg.knobs
+  self.size = space.size
   self.knobs = {}
-  for i, k in ipairs(ctx.cfg.knobs) do self.knobs[i] = { name = k.name, index = k.index } end
+  for i, k in ipairs(cfg.knobs) do
+    self.knobs[i] = { name = k.name, index = k.index, size = space.radix[i], values = value_labels(k) }
+  end
   self.baseline = ctx.baseline
-  self.request_count = ctx.cfg.workload.request_count
-  self.options = ctx.options or ctx.cfg.strategy_options
+  self.request_count = cfg.workload.request_count
+  self.options = ctx.options or cfg.strategy_options
+  if cfg.objective then self.objective = { metric = cfg.objective.metric, maximize = cfg.objective.maximize } end
   return self
 end
 
-function Search:masks()
-  local i, total = -1, 1 << self.n
-  return function()
-    i = i + 1
-    if i < total then return i end
-  end
-end
+-- Every mask, ascending (0 is the baseline's: every knob at value index 0).
+function Search:masks() return private[self].space:masks() end
 
 -- A value as a message shows it: long strings cut, with their length.
 local function shown(v)
@@ -44,17 +61,44 @@ local function shown(v)
   return s
 end
 
-local function parse_mask(self, mask)
+local function parse_mask(self, mask, what)
+  local space = private[self].space
   if type(mask) == "string" then
-    if #mask ~= self.n or mask:find("[^01]") then
-      error(string.format("search:evaluate: mask '%s' is not a %d-bit string", shown(mask), self.n), 3)
-    end
-    return tonumber(mask, 2)
+    local m, why = space:parse(mask)
+    if #mask ~= self.n then why = string.format("not a mask string of %d characters", self.n) end
+    if not m then error(string.format("search:%s: mask '%s': %s", what, shown(mask), why), 3) end
+    return m
   end
   local m = math.tointeger(mask)
-  if not m or m < 0 or m >= (1 << self.n) then
-    error(string.format("search:evaluate: mask %s is out of range 0..%d", shown(mask), (1 << self.n) - 1), 3)
+  if not m or not space:contains(m) then
+    error(string.format("search:%s: mask %s is out of range 0..%d", what, shown(mask), space.size - 1), 3)
   end
+  return m
+end
+
+-- The value index of knob i (1-based) in mask.
+function Search:digit(mask, i)
+  mask = parse_mask(self, mask, "digit")
+  if math.type(i) ~= "integer" or i < 1 or i > self.n then
+    error(string.format("search:digit: there is no knob %s (knobs are 1..%d)", shown(i), self.n), 2)
+  end
+  return private[self].space:digit(mask, i)
+end
+
+-- Every knob's value index in mask, knob 1 first.
+function Search:digits(mask) return private[self].space:digits(parse_mask(self, mask, "digits")) end
+
+-- mask with knob i set to value index d.
+function Search:with(mask, i, d)
+  local m, why = private[self].space:with(parse_mask(self, mask, "with"), i, d)
+  if not m then error("search:with: " .. why, 2) end
+  return m
+end
+
+-- The mask of a list of value indices, one per knob.
+function Search:mask(digits)
+  local m, why = private[self].space:encode(digits)
+  if not m then error("search:mask: " .. why, 2) end
   return m
 end
 
@@ -70,7 +114,7 @@ end
 
 function Search:evaluate(mask, opts)
   local p = private[self]
-  mask = parse_mask(self, mask)
+  mask = parse_mask(self, mask, "evaluate")
   local requests = self.request_count
   if opts and opts.requests ~= nil then
     requests = math.tointeger(opts.requests)
@@ -86,7 +130,7 @@ end
 -- run: its row is printed, and its result (a copy, like evaluate's) has max_rate.
 function Search:capacity(mask)
   local p = private[self]
-  mask = parse_mask(self, mask)
+  mask = parse_mask(self, mask, "capacity")
   if not p.ctx.cfg.slo then error("search:capacity: the config has no slo", 2) end
   return run_trial(p, mask, self.request_count, "capacity")
 end
@@ -113,6 +157,6 @@ function Search:better(a, b)
   return objective.better(rec(a), rec(b), private[self].ctx.cfg.objective)
 end
 
-function Search:mask_string(mask) return config.mask_string(mask, self.n) end
+function Search:mask_string(mask) return private[self].space:string(parse_mask(self, mask, "mask_string")) end
 
 return Search

@@ -7,7 +7,7 @@
 --
 -- Options: a strategy may declare `options = {name = {type = ..., default = ...,
 -- min = ..., max = ..., doc = ...}}` with type one of integer, number, string,
--- boolean, mask (a knob mask: an integer or a string of N characters). The engine
+-- boolean, mask (a knob mask: an integer or a mask string of N characters). The engine
 -- then refuses unknown keys and wrong values in strategy_options (exit 2, naming the
 -- key) and hands the strategy search.options with the defaults filled in. A strategy
 -- that declares nothing gets strategy_options as they are.
@@ -15,6 +15,10 @@ local knob = require("knob")
 local errors = require("knobengine.errors")
 
 local M = {}
+
+-- A strategy that declares `exhaustive = true` (it launches every combination) is
+-- refused on a larger space unless the run says --force.
+M.EXHAUSTIVE_LIMIT = 4096
 
 -- A strategy named without a path ("halving") is looked up among the bundled ones.
 function M.path(name)
@@ -70,19 +74,11 @@ local CHECKS = {
   boolean = function(v) return type(v) == "boolean" end,
 }
 
--- A mask option as an integer: a string of n characters 0/1, or an integer in range.
-local function mask_value(v, n)
-  if type(v) == "string" and #v == n and not v:find("[^01]") then return tonumber(v, 2) end
-  local m = math.tointeger(v)
-  if m and m >= 0 and m < (1 << n) then return m end
-  return nil
-end
-
-local function check_option(name, decl, v, n)
+local function check_option(name, decl, v, cfg)
   local path = "strategy_options." .. name
   if decl.type == "mask" then
-    local m = mask_value(v, n)
-    if not m then errors.usage("%s: expected a knob mask (%d characters of 0 and 1)", path, n) end
+    local m, why = cfg.space:parse(v)
+    if not m then errors.usage("%s: expected a knob mask: '%s': %s", path, tostring(v), why) end
     return m
   end
   local check = CHECKS[decl.type]
@@ -111,7 +107,7 @@ function M.options(strategy, raw, cfg)
   for _, name in ipairs(names) do
     local v = raw[name]
     if v == nil then v = decls[name].default
-    else v = check_option(name, decls[name], v, #cfg.knobs) end
+    else v = check_option(name, decls[name], v, cfg) end
     out[name] = v
   end
   return out

@@ -224,6 +224,8 @@ function M.overhead(cfg, plain, prof)
     overhead_ms = measurable and b - a or cjson.null,
     overhead_percent = measurable and 100 * (b - a) / a or cjson.null,
     reason = (not measurable) and (prof.profile_error or prof.error or "no latency to compare") or cjson.null,
+    unprofiled_wall_s = plain.wall_s or cjson.null, -- whole trials: start, warm-up, workload, stop
+    profiled_wall_s = prof.ran and prof.wall_s or cjson.null,
     trace_bytes = {
       nsys_rep = file_size(prof.dir .. "/trace.nsys-rep"), sqlite = file_size(prof.dir .. "/trace.sqlite"),
       capture_peak = p.capture_bytes or cjson.null,

@@ -19,11 +19,35 @@ t.test("split_command works like a shell, without running one", function()
   t.eq(argv, nil); t.eq(err, "unterminated single quote")
 end)
 
-t.test("mask strings put knobs[0] leftmost", function()
-  t.eq(config.mask_string(0, 3), "000")
-  t.eq(config.mask_string(4, 3), "100")
-  t.eq(config.mask_string(6, 4), "0110")
-  t.ok(config.knob_on(4, 3, 1)); t.ok(not config.knob_on(4, 3, 3))
+local Space = require("knobengine.space")
+
+t.test("mask strings put knobs[0] leftmost; on/off knobs number masks in binary", function()
+  local s3, s4 = Space.new({ 2, 2, 2 }), Space.new({ 2, 2, 2, 2 })
+  t.eq(s3:string(0), "000")
+  t.eq(s3:string(4), "100")
+  t.eq(s4:string(6), "0110")
+  t.eq(s3:digit(4, 1), 1); t.eq(s3:digit(4, 3), 0)
+  t.eq(s3.size, 8); t.ok(s3.boolean)
+end)
+
+t.test("mixed-radix masks: digits, strings, with, parse, errors name the knob and index", function()
+  local s = Space.new({ 3, 2, 12 }, { "seqs", "eager", "chunk" })
+  t.eq(s.size, 72); t.ok(not s.boolean)
+  local m = s:encode({ 2, 1, 11 })
+  t.eq(m, 2 * 24 + 1 * 12 + 11)
+  t.eq(s:string(m), "21b"); t.eq(s:digits(m), { 2, 1, 11 })
+  t.eq(s:parse("21b"), m); t.eq(s:parse(tostring(m)), m); t.eq(s:parse(m), m)
+  t.eq(s:with(m, 1, 0), 23); t.eq(s:string(s:with(m, 3, 10)), "21a")
+  local masks = {}
+  for x in s:masks() do masks[#masks + 1] = x end
+  t.eq(#masks, 72); t.eq(masks[1], 0); t.eq(masks[72], s:last())
+  local bad, why = s:with(m, 1, 3)
+  t.eq(bad, nil); t.eq(why, "knob 'seqs' has no value index 3 (it has 0..2)")
+  t.eq(select(2, s:with(m, 4, 0)), "there is no knob 4 (knobs are 1..3)")
+  t.eq(select(2, s:parse("31b")), "knob 'seqs' has no value index 3 (it has 0..2)")
+  t.eq(select(2, s:parse("2!b")), "a character is not a value index (0-9, a-z)")
+  t.eq(select(2, s:parse("72")), "not a mask of 3 knobs (3 characters, or an integer in 0..71)")
+  t.eq(select(2, Space.new({ 36, 36, 36, 36, 36, 36, 36, 36, 36 })), "more than 2^40 combinations")
 end)
 
 local function sample_config()
@@ -195,7 +219,7 @@ t.test("search handle: masks, evaluate, history, bad masks", function()
     baseline = { p50_latency_ms = 1 },
     run_trial = function(index, mask, requests)
       calls[#calls + 1] = { index, mask, requests }
-      return { mask = mask, mask_string = config.mask_string(mask, 2), ok = true, valid = true,
+      return { mask = mask, mask_string = Space.new({ 2, 2 }):string(mask), ok = true, valid = true,
         full = requests == 10, requests = requests, error_rate = 0, metrics = { p50_latency_ms = mask } }
     end,
   })
@@ -209,15 +233,21 @@ t.test("search handle: masks, evaluate, history, bad masks", function()
   t.eq(calls, { { 0, 2, 10 }, { 1, 1, 3 } })
   t.eq(#s:history(), 2)
   t.raises(function() s:evaluate(4) end, "out of range 0..3")
-  t.raises(function() s:evaluate("1x") end, "not a 2-bit string")
+  t.raises(function() s:evaluate("1x") end, "search:evaluate: mask '1x': knob 'b' has no value index 33 (it has 0..1)")
+  t.raises(function() s:evaluate("1-") end, "mask '1-': a character is not a value index (0-9, a-z)")
+  t.raises(function() s:evaluate("101") end, "mask '101': not a mask string of 2 characters")
+  t.eq(s:with(0, 2, 1), 1); t.eq(s:digits(2), { 1, 0 }); t.eq(s:mask({ 1, 1 }), 3)
+  t.raises(function() s:with(0, 2, 2) end, "search:with: knob 'b' has no value index 2 (it has 0..1)")
+  t.eq(s.knobs[1].size, 2); t.eq(s.knobs[1].values, { "off", "on" }); t.eq(s.size, 4)
   t.raises(function() s:evaluate(0, { requests = 11 }) end, "requests must be an integer in 1..10")
 end)
 
 t.test("bundled bruteforce strategy evaluates every mask in order", function()
   local strategy = dofile(knob.root .. "/strategies/bruteforce.lua")
   local seen = {}
-  local fake = { masks = Search.masks, n = 3, evaluate = function(_, m) seen[#seen + 1] = m end }
-  strategy.run(fake)
+  local s = Search.new({ cfg = { knobs = { { name = "a" }, { name = "b" }, { name = "c" } }, workload = { request_count = 1 },
+    strategy_options = {} }, run_trial = function(_, m) seen[#seen + 1] = m; return { metrics = {} } end })
+  strategy.run(s)
   t.eq(seen, { 0, 1, 2, 3, 4, 5, 6, 7 })
 end)
 
@@ -237,7 +267,7 @@ local function run_on_landscape(name, n, seed, options)
     baseline = {},
     run_trial = function(_, mask, requests)
       local r = land:measure(mask, requests / 100)
-      r.mask_string, r.requests = config.mask_string(mask, n), requests
+      r.mask_string, r.requests = land.space:string(mask), requests
       return r
     end,
   }, records)
@@ -258,7 +288,7 @@ t.test("landscape: deterministic per seed, a conflicting pair, measured noise as
     local c1, c2 = land.conflict[1], land.conflict[2]
     t.ok(c1 ~= c2, "a knob conflicts with itself")
     for m = 0, 63 do
-      local both = config.knob_on(m, 6, c1) and config.knob_on(m, 6, c2)
+      local both = land.space:digit(m, c1) == 1 and land.space:digit(m, c2) == 1
       t.eq(land:feasible(m), not both)
     end
   end

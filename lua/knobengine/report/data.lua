@@ -1,7 +1,7 @@
 -- What a report is made of, read from a finished search run's files (and the results
 -- directory's baseline): one table, `run`, that the sections and plots only read.
 --
---   run.dir, run.summary (summary.json), run.knob_names
+--   run.dir, run.summary (summary.json), run.knobs (its knobs), run.knob_names
 --   run.baseline, run.best: {metrics, trace, phases, overhead, kernels (every kernel),
 --     latencies (measured requests' latency_ms, unprofiled), environment, repeats}
 --   run.best_record: the best's trial entry of summary.json (nil without a best)
@@ -131,8 +131,8 @@ function M.load(run_dir)
   local results = util.dirname(util.dirname(run_dir))
   local base_dir = results .. "/baseline"
   if not knob.is_dir(base_dir) then base_dir = summary.baseline and summary.baseline.dir or base_dir end
-  local run = { dir = run_dir, results = results, summary = summary, knob_names = {} }
-  for i, k in ipairs(summary.knobs or {}) do run.knob_names[i] = k.name end
+  local run = { dir = run_dir, results = results, summary = summary, knob_names = {}, knobs = summary.knobs or {} }
+  for i, k in ipairs(run.knobs) do run.knob_names[i] = k.name end
   run.baseline = side(base_dir, base_dir .. "/requests.csv")
   if not knob.is_dir(base_dir) then
     -- the baseline directory is gone: its client metrics are still in summary.json

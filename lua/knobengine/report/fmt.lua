@@ -6,6 +6,7 @@
 --    highlight = {[row index] = true}}   cells are plain text
 --   {kind = "figure", plot = name, caption = ...}   a plot of report/plots.lua
 -- Renderers (markdown.lua, html.lua) escape the text; nothing here is markup.
+local config = require("knobengine.config")
 local util = require("knobengine.util")
 
 local M = {}
@@ -52,11 +53,15 @@ function M.get(t, ...)
   return t
 end
 
--- The knob names a mask turns on, "none (baseline)" for all off.
-function M.knobs_on(mask, names)
+-- What a mask string sets: the names of the on/off knobs it turns on and name=value
+-- of the knobs with values (summary.json's knobs), "none (all off)" when it sets none.
+function M.knobs_on(mask, knobs)
   local on = {}
   for i = 1, #mask do
-    if mask:sub(i, i) == "1" then on[#on + 1] = names[i] or ("knob " .. i) end
+    local k, d = knobs[i] or {}, tonumber(mask:sub(i, i), 36)
+    local label = config.knob_label({ name = k.name or ("knob " .. i), values = k.values, unset = k.unset,
+      on_value = k.on_value }, d or 0)
+    if label then on[#on + 1] = label end
   end
   return #on == 0 and "none (all off)" or table.concat(on, " + ")
 end

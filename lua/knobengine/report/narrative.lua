@@ -20,8 +20,10 @@ function M.headline(run)
   end
   local b, w = run.baseline.metrics, run.best.metrics
   local mask = run.best_record.knob_mask
-  local what = mask:find("1", 1, true) and string.format("The best configuration turns on %s (mask %s).",
-    f.knobs_on(mask, run.knob_names), mask)
+  local with_values = false
+  for _, k in ipairs(run.knobs or {}) do if k.values then with_values = true end end
+  local what = mask:find("[^0]") and string.format("The best configuration %s %s (mask %s).",
+    with_values and "sets" or "turns on", f.knobs_on(mask, run.knobs or {}), mask)
     or string.format("The best configuration keeps every knob off (mask %s): no combination tried beat the defaults.", mask)
   return string.format("%s Against the baseline (all knobs off) it %s and %s.", what,
     change("p50 latency", f.get(b, "p50_latency_ms"), f.get(w, "p50_latency_ms"), " ms"),

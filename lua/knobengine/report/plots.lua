@@ -163,6 +163,17 @@ local function draw(dir, name)
   return true
 end
 
+M.NO_GNUPLOT = "gnuplot is not installed (Debian: apt-get install gnuplot-nox)"
+
+-- Writes NAME.dat and NAME.gp (the script after the common header) into dir and draws
+-- NAME.svg. Returns true, or nil and why it was not drawn (the .dat and .gp stay).
+function M.write(dir, name, dat, script)
+  util.write(dir .. "/" .. name .. ".dat", dat)
+  util.write(dir .. "/" .. name .. ".gp", string.format(HEADER, name, name, name) .. script)
+  if not util.which("gnuplot") then return nil, M.NO_GNUPLOT end
+  return draw(dir, name)
+end
+
 -- Writes every plot of the run into run_dir/plots. Returns {name = {file = "plots/NAME.svg"}
 -- or {skipped = why}} and a note for the report when plots could not be drawn at all.
 function M.make(run, run_dir, side_by_side)
@@ -178,14 +189,11 @@ function M.make(run, run_dir, side_by_side)
     if not dat then
       out[name] = { skipped = script }
     else
-      util.write(dir .. "/" .. name .. ".dat", dat)
-      util.write(dir .. "/" .. name .. ".gp", string.format(HEADER, name, name, name) .. script)
-      local ok, err = true, "gnuplot is not installed (Debian: apt-get install gnuplot-nox)"
-      if have_gnuplot then ok, err = draw(dir, name) end
-      out[name] = (have_gnuplot and ok) and { file = "plots/" .. name .. ".svg" } or { skipped = err }
+      local ok, err = M.write(dir, name, dat, script)
+      out[name] = ok and { file = "plots/" .. name .. ".svg" } or { skipped = err }
     end
   end
-  local note = not have_gnuplot and "Plots were skipped: gnuplot is not installed (Debian: apt-get install gnuplot-nox); "
+  local note = not have_gnuplot and "Plots were skipped: " .. M.NO_GNUPLOT .. "; "
     .. "their data and scripts are in plots/." or nil
   return out, note
 end

@@ -6,7 +6,8 @@ local f = require("knobengine.report.fmt")
 local M = {}
 
 -- Mean p50 of the valid trials with knob i on minus off: {name, on_n, off_n, on, off,
--- effect} per knob (effect nil when either side has no trial).
+-- effect} per knob (effect nil when either side has no trial). A knob with values is
+-- "on" at any value index but 0, the baseline's.
 function M.main_effects(run)
   local out = {}
   for i, name in ipairs(run.knob_names) do
@@ -14,7 +15,7 @@ function M.main_effects(run)
     for _, t in ipairs(run.summary.trials) do
       local p50 = f.get(t, "metrics", "p50_latency_ms")
       if t.valid and f.known(p50) then
-        local side = t.knob_mask:sub(i, i) == "1" and "on" or "off"
+        local side = t.knob_mask:sub(i, i) ~= "0" and "on" or "off"
         sum[side], n[side] = sum[side] + p50, n[side] + 1
       end
     end
@@ -38,7 +39,7 @@ function M.trials(run)
   local base_p50 = f.get(run.baseline.metrics, "p50_latency_ms")
   for i, t in ipairs(s.trials) do
     local m = t.valid and t.metrics or {}
-    rows[i] = { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knob_names), f.num(f.get(m, "p50_latency_ms")),
+    rows[i] = { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knobs or {}), f.num(f.get(m, "p50_latency_ms")),
       f.num(f.get(m, "p95_latency_ms")), f.num(f.get(m, "tokens_per_s")), f.num(t.error_rate, 4),
       t.valid and f.delta(f.get(m, "p50_latency_ms"), base_p50) or "na", status(t, s.best_trial) }
     if t.trial == s.best_trial then highlight[i] = true end

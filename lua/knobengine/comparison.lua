@@ -1,0 +1,156 @@
+-- knobengine compare: runs compare.lua over the chosen world and methods, prints the
+-- table on stdout and writes RESULTS/comparison/ (comparison_results.json, summary.txt,
+-- cost_vs_regret.{dat,gp,svg}), replaced whole: a failure leaves the old directory.
+-- Formats: docs/compare.md.
+local cjson = require("cjson")
+local knob = require("knob")
+local compare = require("knobengine.compare")
+local errors = require("knobengine.errors")
+local History = require("knobengine.history")
+local plots = require("knobengine.report.plots")
+local progress = require("knobengine.progress")
+local strategies = require("knobengine.strategy")
+local util = require("knobengine.util")
+
+local M = {}
+
+M.HEADER = "method,seeds,launches,requests,wall_s,gpu_hours,found_best,regret_p50_pct,regret_p90_pct,predict_mape_pct"
+
+local function fixed(v, d)
+  if v == nil then return "na" end
+  if v == math.huge then return "inf" end
+  return string.format("%." .. d .. "f", v)
+end
+
+function M.row(m)
+  return table.concat({ m.name, tostring(m.seeds), fixed(m.launches.median, 1), fixed(m.requests.median, 0),
+    fixed(m.wall_s.median, 1), fixed(m.gpu_hours.median, 4), fixed(m.found_best, 3), fixed(m.regret_pct.median, 2),
+    fixed(m.regret_pct.p90, 2), fixed(m.predict_mape_pct, 2) }, ",")
+end
+
+-- The world and what to say about it: a recorded sweep, or synthetic landscapes.
+local function world_of(ctx, opts)
+  if opts.synthetic then
+    local world = compare.synthetic(opts.synthetic)
+    return world, { kind = "synthetic", knobs = opts.synthetic, noise_from = "--noise (default 0.02)" }
+  end
+  local path = ctx.results .. "/history.sqlite"
+  if not knob.exists(path) then errors.usage("compare: %s does not exist (run a brute-force search first)", path) end
+  local world = compare.recorded(ctx.cfg, History.open(path), History.config_hash(ctx.cfg, ctx.dataset_hash))
+  return function() return world end, { kind = "history", path = path, run_id = world.run_id, run_dir = world.run_dir,
+    config_file = ctx.cfg.path, masks = ctx.cfg.space.size, best_mask = world.best and world.space:string(world.best.trial),
+    cv = world.cv }
+end
+
+-- The noise CV: --noise, else the sweep's repeat spread (synthetic: 2%).
+local function noise_of(opts, source)
+  if opts.noise then return opts.noise, "--noise" end
+  if source.kind == "synthetic" then return 0.02, "the landscapes' 2%" end
+  if source.cv then return source.cv, "the sweep's repeats (median CV of the objective metric)" end
+  errors.usage("compare: the sweep has one repeat per trial, so its noise is unknown: give --noise CV (e.g. 0.02), "
+    .. "or sweep with workload.repeats >= 2")
+end
+
+local function json_value(v)
+  if v == nil or v == math.huge then return cjson.null end
+  return v
+end
+
+local function json_method(m)
+  local j = {}
+  for k, v in pairs(m) do
+    if type(v) == "table" then
+      j[k] = {}
+      for kk, vv in pairs(v) do j[k][kk] = json_value(vv) end
+    else
+      j[k] = json_value(v)
+    end
+  end
+  j.predict_mape_pct = json_value(m.predict_mape_pct)
+  j.wall_s.median, j.gpu_hours.median = json_value(m.wall_s.median), json_value(m.gpu_hours.median)
+  return j
+end
+
+local function summary_text(result)
+  local s = result.source
+  local lines = {
+    "knobengine compare: search methods replayed offline, no server started",
+    s.kind == "history" and string.format("world: the sweep of run %d in %s (%d combinations, best %s)", s.run_id, s.path,
+      s.masks, s.best_mask or "none") or string.format("world: synthetic landscapes of %d on/off knobs, one per seed", s.knobs),
+    string.format("noise: CV %.4f from %s; %d seeds from %d", result.noise.cv, result.noise.from, result.seeds, result.seed),
+    "",
+  }
+  for _, m in ipairs(result.methods) do
+    lines[#lines + 1] = string.format("%-14s %s launches (median), found the best in %s%% of seeds, median regret %s%%, "
+      .. "p90 %s%%%s", m.name, fixed(m.launches.median, 1), fixed(100 * m.found_best, 0), fixed(m.regret_pct.median, 2),
+      fixed(m.regret_pct.p90, 2), m.predict_mape_pct and (", predicts with MAPE " .. fixed(m.predict_mape_pct, 2) .. "%") or "")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function plot(dir, methods)
+  local lines = { "# method launches_median regret_median_pct" }
+  for _, m in ipairs(methods) do
+    local r = m.regret_pct.median
+    lines[#lines + 1] = string.format('"%s" %.3f %s', m.name, m.launches.median, r == math.huge and "NaN" or string.format("%.4f", r))
+  end
+  return plots.write(dir, "cost_vs_regret", table.concat(lines, "\n") .. "\n", string.format([[
+set xlabel "launches (median)"
+set ylabel "regret (median, %% of the best)"
+set offsets graph 0.1, graph 0.15, graph 0.15, graph 0.1
+plot "cost_vs_regret.dat" using 2:3 with points pt 7 ps 1.6 lc rgb "%s" notitle, \
+     "" using 2:3:1 with labels offset 1.2,0.8 left notitle
+]], plots.OTHER))
+end
+
+-- Writes the files into a fresh directory, then swaps it for RESULTS/comparison.
+local function write_files(results, result)
+  local final, aside = results .. "/comparison", string.format("%s/.comparison.tmp.%d", results, knob.getpid())
+  knob.remove_tree(aside)
+  util.mkdir(aside)
+  local ok, err = pcall(function()
+    local j = { source = result.source, noise = result.noise, seeds = result.seeds, seed = result.seed, methods = {} }
+    for i, m in ipairs(result.methods) do j.methods[i] = json_method(m) end
+    j.source.cv = json_value(j.source.cv)
+    util.write_json(aside .. "/comparison_results.json", j)
+    util.write(aside .. "/summary.txt", summary_text(result))
+    local drawn, why = plot(aside, result.methods)
+    if not drawn then io.stderr:write("knobengine: compare: the plot was not drawn: ", why, "\n") end
+  end)
+  if not ok then knob.remove_tree(aside); error(err, 0) end
+  knob.remove_tree(final)
+  local okr, rerr = os.rename(aside, final)
+  if not okr then errors.run("cannot move the comparison into place: %s", rerr) end
+end
+
+-- The methods of --strategies (bundled names or paths), loaded.
+local function methods_of(opts)
+  local names = opts.strategies or compare.DEFAULT_METHODS
+  local out = {}
+  for i, name in ipairs(names) do
+    local path = strategies.path(name)
+    out[i] = { name = name:match("([^/]+)$"):gsub("%.lua$", ""), strategy = strategies.load(path) }
+  end
+  return out
+end
+
+function M.run(ctx, opts)
+  local methods = methods_of(opts)
+  local world, source = world_of(ctx, opts)
+  local cv, from = noise_of(opts, source)
+  local result = { source = source, noise = { cv = cv, from = from }, seeds = opts.seeds, seed = opts.seed, methods = {} }
+  io.stdout:write(M.HEADER, "\n")
+  for i, m in ipairs(methods) do
+    progress.say("compare: %s over %d seeds ...", m.name, opts.seeds)
+    result.methods[i] = compare.method(m.name, m.strategy, world, { seeds = opts.seeds, seed = opts.seed, cv = cv })
+    local ok, err = io.stdout:write(M.row(result.methods[i]), "\n")
+    if ok then ok, err = io.stdout:flush() end
+    if not ok then errors.output("cannot write the results to stdout (%s)", tostring(err)) end
+  end
+  if not knob.is_dir(ctx.results) then util.mkdir(ctx.results) end
+  write_files(ctx.results, result)
+  io.stderr:write("knobengine: compare: wrote ", ctx.results, "/comparison/\n")
+  return 0
+end
+
+return M
