@@ -182,56 +182,67 @@ local function gp_sd(model, dist)
   return math.sqrt(math.max(model.s2 * (1 - vv), 0))
 end
 
--- The culprit model of failures (see the header). Items: (i, a) or (i, a, j, b).
+-- The culprit model of failures (see the header). Suspects: {i, a} or {i, a, j, b}.
 local Feasibility = {}
 Feasibility.__index = Feasibility
 
-local function item_keys(d, n)
-  local keys = {}
-  for i = 1, n do
-    local si = (i << 6) | d[i]
-    keys[#keys + 1] = si
-    for j = i + 1, n do keys[#keys + 1] = (1 << 40) | (si << 16) | (j << 6) | d[j] end
-  end
-  return keys
-end
+local function single_key(i, a) return (i << 6) | a end
+local function pair_key(i, a, j, b) return (1 << 40) | (single_key(i, a) << 16) | single_key(j, b) end
+local function suspect_key(c) return c[3] and pair_key(c[1], c[2], c[3], c[4]) or single_key(c[1], c[2]) end
 
 local function contains(d, c) return d[c[1]] == c[2] and (not c[3] or d[c[3]] == c[4]) end
 
-function Feasibility.new(n) return setmetatable({ n = n, cleared = {}, failures = {} }, Feasibility) end
+function Feasibility.new(n) return setmetatable({ n = n, cleared = {}, groups = {} }, Feasibility) end
+
+-- Drops the suspects for which keep(c) is false.
+local function filter(suspects, keep)
+  for k = #suspects, 1, -1 do
+    if not keep(suspects[k]) then table.remove(suspects, k) end
+  end
+end
 
 -- A successful trial clears every setting and pair of settings it contains.
 function Feasibility:add_valid(d)
-  for _, key in ipairs(item_keys(d, self.n)) do self.cleared[key] = true end
-  for _, suspects in ipairs(self.failures) do
-    for k = #suspects, 1, -1 do
-      if contains(d, suspects[k]) then table.remove(suspects, k) end
-    end
+  local n = self.n
+  for i = 1, n do
+    self.cleared[single_key(i, d[i])] = true
+    for j = i + 1, n do self.cleared[pair_key(i, d[i], j, d[j])] = true end
   end
+  for _, group in ipairs(self.groups) do filter(group, function(c) return not contains(d, c) end) end
 end
 
--- A failure's suspects: its settings and pairs that no successful trial has.
+-- A failure's suspects: its settings and pairs that no successful trial has. Failures
+-- that share suspects are taken to have one cause among the shared ones (a group);
+-- one that shares none with any group starts a group of its own.
 function Feasibility:add_failure(d)
   local suspects, n = {}, self.n
   for i = 1, n do
-    local si = (i << 6) | d[i]
-    if not self.cleared[si] then suspects[#suspects + 1] = { i, d[i] } end
+    if not self.cleared[single_key(i, d[i])] then suspects[#suspects + 1] = { i, d[i] } end
     for j = i + 1, n do
-      if not self.cleared[(1 << 40) | (si << 16) | (j << 6) | d[j]] then suspects[#suspects + 1] = { i, d[i], j, d[j] } end
+      if not self.cleared[pair_key(i, d[i], j, d[j])] then suspects[#suspects + 1] = { i, d[i], j, d[j] } end
     end
   end
-  self.failures[#self.failures + 1] = suspects
+  if #suspects == 0 then return end -- every part of it ran fine elsewhere: a fluke
+  for _, group in ipairs(self.groups) do
+    local shared = 0
+    for _, c in ipairs(group) do if contains(d, c) then shared = shared + 1 end end
+    if shared > 0 then
+      filter(group, function(c) return contains(d, c) end)
+      return
+    end
+  end
+  self.groups[#self.groups + 1] = suspects
 end
 
--- The probability that the mask with digits d launches, by the failure most like it.
--- A failure without suspects (every part of it has run fine) is taken as a fluke.
+-- The probability that the mask with digits d launches: one minus the largest share
+-- of a group's suspects it contains.
 function Feasibility:p_feasible(d)
   local worst = 0
-  for _, suspects in ipairs(self.failures) do
-    if #suspects > 0 then
+  for _, group in ipairs(self.groups) do
+    if #group > 0 then
       local hit = 0
-      for _, c in ipairs(suspects) do if contains(d, c) then hit = hit + 1 end end
-      worst = math.max(worst, hit / #suspects)
+      for _, c in ipairs(group) do if contains(d, c) then hit = hit + 1 end end
+      worst = math.max(worst, hit / #group)
     end
   end
   return 1 - worst

@@ -10,6 +10,7 @@
 -- regret of the pick) and, for strategies whose run() returns predict(mask),
 -- predictive accuracy (MAPE over every mask the truth measured).
 -- Errors: a missing sweep or a bad option is a usage error (errors.lua).
+local cjson = require("cjson")
 local errors = require("knobengine.errors")
 local Landscape = require("knobengine.landscape")
 local objective = require("knobengine.objective")
@@ -74,8 +75,9 @@ local function find_sweep(cfg, history, hash)
       run = { run_id = row.id, run_dir = row.run_dir, truth = {}, count = 0 }
       runs[row.id], order[#order + 1] = run, run
     end
-    local rec = require("cjson").decode(row.record)
-    if row.requests == cfg.workload.request_count and rec.kind == nil and cfg.space:contains(rec.mask) then
+    local rec = cjson.decode(row.record)
+    rec.mask = math.tointeger(rec.mask) -- JSON numbers come back as floats
+    if row.requests == cfg.workload.request_count and rec.kind == nil and rec.mask and cfg.space:contains(rec.mask) then
       if not run.truth[rec.mask] then run.count = run.count + 1 end
       run.truth[rec.mask] = rec
     end
@@ -95,7 +97,7 @@ function M.recorded(cfg, history, hash)
   local sweep = find_sweep(cfg, history, hash)
   local truth = {}
   for mask, rec in pairs(sweep.truth) do
-    if rec.error == require("cjson").null then rec.error = nil end
+    if rec.error == cjson.null then rec.error = nil end
     truth[mask] = rec
   end
   local R = cfg.workload.request_count

@@ -330,6 +330,71 @@ t.test("halving: screens all, confirms the best fraction, best is confirmed", fu
   t.eq(best.mask, (land:optimum())) -- noise-free: the true optimum survives screening
 end)
 
+t.test("knobs with values: argv, env, labels; unset false applies the first value", function()
+  local dir = os.tmpname()
+  os.remove(dir)
+  knob.mkdir_p(dir)
+  util.write(dir .. "/d.jsonl", '{"prompt": "hello"}\n')
+  util.write(dir .. "/c.json", cjson.encode({
+    serve_cmd = "srv --port {port}", workload = { dataset = "d.jsonl", model = "m" },
+    knobs = {
+      { name = "seqs", key = "--max-num-seqs", values = { "64", "128", "256" } },
+      { name = "dtype", key = "--kv-cache-dtype", values = { "auto", "fp8" }, unset = false },
+      { name = "backend", env = "BACKEND", values = { "A", "B" } },
+      { name = "eager", flag = "--enforce-eager" },
+    },
+  }))
+  local cfg = config.load(dir .. "/c.json")
+  t.eq(cfg.space.radix, { 4, 2, 3, 2 }); t.eq(cfg.space.size, 48)
+  local base = config.resolve(cfg, 0)
+  t.eq(base.mask_string, "0000")
+  t.eq(base.argv, { "srv", "--port", "8000", "--kv-cache-dtype", "auto" }) -- unset false: index 0 is "auto"
+  t.eq(base.knobs_on, { "dtype=auto" }); t.eq(base.env.BACKEND, nil)
+  local r = config.resolve(cfg, cfg.space:parse("3121"))
+  t.eq(r.argv, { "srv", "--port", "8000", "--max-num-seqs", "256", "--kv-cache-dtype", "fp8", "--enforce-eager" })
+  t.eq(r.env.BACKEND, "B")
+  t.eq(r.knobs_on, { "seqs=256", "dtype=fp8", "backend=B", "eager" })
+  local s = Search.new({ cfg = cfg, run_trial = function() end })
+  t.eq(s.knobs[1].values, { "(unset)", "64", "128", "256" }); t.eq(s.knobs[2].values, { "auto", "fp8" })
+  t.eq(s.knobs[1].size, 4); t.eq(s.size, 48)
+end)
+
+local compare = require("knobengine.compare")
+
+t.test("compare: brute force always finds the best at zero noise; a seed gives the same figures", function()
+  local world = compare.synthetic(5)
+  local brute = dofile(knob.root .. "/strategies/bruteforce.lua")
+  local m = compare.method("bruteforce", brute, world, { seeds = 10, seed = 1, cv = 0 })
+  t.eq(m.found_best, 1.0); t.eq(m.regret_pct.max, 0.0); t.eq(m.launches.median, 32.0)
+  t.eq(m.wall_s.median, nil) -- synthetic trials have no duration
+  local cd = dofile(knob.root .. "/strategies/coord_descent.lua")
+  local a = compare.method("coord_descent", cd, world, { seeds = 10, seed = 3, cv = 0.05 })
+  local b = compare.method("coord_descent", cd, world, { seeds = 10, seed = 3, cv = 0.05 })
+  t.eq(a, b)
+  local sr = compare.method("stack_rank", dofile(knob.root .. "/strategies/stack_rank.lua"), world,
+    { seeds = 10, seed = 1, cv = 0 })
+  t.eq(sr.launches.max >= 6, true); t.ok(sr.predict_mape_pct and sr.predict_mape_pct >= 0)
+  t.eq(compare.quantile({ 1, 2, 3, 4 }, 0.5), 2.5); t.eq(compare.quantile({ 1, math.huge }, 0.9), math.huge)
+end)
+
+t.test("stack_rank: one launch per knob value alone, then stacks while it improves; predicts additively", function()
+  for seed = 1, 20 do
+    local recs, land = run_on_landscape("stack_rank", 6, seed)
+    t.eq(recs[1].mask, 0)
+    for i = 1, 6 do t.eq(recs[i + 1].mask, 1 << (6 - i)) end -- each knob alone, knob 1 first
+    t.ok(#recs <= 7 + 5)
+  end
+  -- on a landscape without interactions the prediction is exact
+  local st = dofile(knob.root .. "/strategies/stack_rank.lua")
+  local land = Landscape.new(4, 2, { noise = 0 })
+  land.pair, land.conflict = {}, { 1, 1 }
+  land.feasible = function() return true end
+  local cfg = { knobs = { { name = "a" }, { name = "b" }, { name = "c" }, { name = "d" } }, workload = { request_count = 1 },
+    strategy_options = {}, objective = { metric = "p50_latency_ms", maximize = false, tie_breakers = {} } }
+  local ret = st.run(Search.new({ cfg = cfg, run_trial = function(_, mask) return land:measure(mask, 1) end }))
+  for mask = 0, 15 do t.ok(math.abs(ret.predict(mask) - land:true_p50(mask)) < 1e-9) end
+end)
+
 t.test("pretty JSON is sorted and keeps nulls", function()
   t.eq(util.json({ b = 1, a = { 1.5, cjson.null }, c = util.array({}) }),
     '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1,\n  "c": []\n}\n')

@@ -1,0 +1,169 @@
+"""Knobs with values and the search methods on them: a mixed space swept, interrupted and
+resumed; value labels in every file; exhaustive strategies refused on a huge space;
+stack_rank and bayes on a mixed space; knobengine compare on the recorded sweep."""
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+
+from common import Workspace, KNOBENGINE, load_json, read, servers_on, wait_until
+
+ROW = re.compile(r"^\d+,[0-9a-z]+,")
+
+
+def rows(stdout):
+    return [l for l in stdout.splitlines() if ROW.match(l)]
+
+
+def masks(stdout):
+    return [r.split(",")[1] for r in rows(stdout)]
+
+
+class MixedSpace(Workspace):
+    def setUp(self):
+        super().setUp()
+        # max_num_seqs: unset (the server's default), 1 (one request at a time: slow), 4
+        cfg = self.base_config(knobs=[
+            {"name": "max_num_seqs", "key": "--max-num-seqs", "values": ["1", "4"]},
+            {"name": "eager", "flag": "--enforce-eager"},
+        ])
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
+
+    def search(self, *args):
+        r = self.run_engine("--config", "cfg.json", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
+
+    def test_sweep_interrupted_and_resumed(self):
+        p = subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        seen = []
+        while len(seen) < 3:
+            line = p.stdout.readline()
+            self.assertTrue(line, "knobengine ended early")
+            if ROW.match(line):
+                seen.append(line.rstrip("\n"))
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 130)
+        port = load_json(self.path("cfg.json"))["server"]["port"]
+        wait_until(lambda: servers_on(port) == [], 10, "every server to be gone")
+
+        out, summary = self.search()
+        self.assertEqual(rows(out)[:3], seen)
+        self.assertEqual(masks(out), ["00", "01", "10", "11", "20", "21"])  # ascending mixed radix
+        self.assertEqual(summary["mask_space"], 6)
+        self.assertEqual(summary["launches"], 3)
+        self.assertEqual(summary["knobs"][0]["values"], ["1", "4"])
+        self.assertTrue(summary["knobs"][0]["unset"])
+        by_mask = {t["knob_mask"]: t for t in summary["trials"]}
+        argv = by_mask["21"]["config"]["argv"]
+        self.assertEqual(argv[argv.index("--max-num-seqs") + 1], "4")
+        self.assertIn("--enforce-eager", argv)
+        self.assertNotIn("--max-num-seqs", by_mask["01"]["config"]["argv"])  # index 0: unset
+        self.assertEqual(by_mask["11"]["config"]["knobs_on"], ["max_num_seqs=1", "eager"])
+        db = sqlite3.connect(self.path("results", "history.sqlite"))
+        self.assertEqual([m for (m,) in db.execute("SELECT knob_mask FROM trials ORDER BY trial")],
+                         ["00", "01", "10", "11", "20", "21"])
+        # the report names the values
+        report = read(self.path("results", "search", "latest", "report.md"))
+        self.assertIn("| 3 | 11 | max\\_num\\_seqs=1 + eager |", report)
+
+    def test_methods_on_a_mixed_space(self):
+        out, summary = self.search("--strategy", "stack_rank")
+        # the baseline's mask, then each knob value alone
+        self.assertEqual(masks(out)[:4], ["00", "10", "20", "01"])
+        self.assertLessEqual(summary["launches"], 5)
+        out, summary = self.search("--strategy", "coord_descent")
+        self.assertEqual(len(set(masks(out))), len(masks(out)))  # never a mask twice
+        self.assertEqual(masks(out)[:4], ["00", "10", "20", "01"])
+        out, summary = self.search("--strategy", "bayes")
+        self.assertEqual(len(set(masks(out))), len(masks(out)))
+        self.assertLessEqual(summary["launches"], 6)
+        self.assertEqual(masks(out)[0], "00")
+
+    def test_value_index_out_of_range_names_the_knob(self):
+        bad = self.write("bad.lua", "return { run = function(search)\n  search:evaluate(search:with(0, 1, 3))\nend }\n")
+        r = self.run_engine("--config", "cfg.json", "--strategy", bad)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.splitlines()[-1], "knobengine: strategy error: %s:2: search:with: knob "
+                         "'max_num_seqs' has no value index 3 (it has 0..2)" % bad)
+        r = self.run_engine("--config", "cfg.json", "--strategy", "coord_descent", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("every knob at its last value (knob_mask 21):", r.stderr)
+        self.assertIn("--max-num-seqs 4 --enforce-eager", r.stderr)
+        self.assertIn("2 knobs, 6 combinations", r.stderr)
+        cfg = load_json(self.path("cfg.json"))
+        cfg["strategy_options"] = {"start": "30"}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--strategy", "coord_descent")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("strategy_options.start: expected a knob mask: '30': knob 'max_num_seqs' has no value index 3 "
+                      "(it has 0..2)", r.stderr)
+
+    def test_compare_on_the_recorded_sweep(self):
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("compare: results/history.sqlite does not exist (run a brute-force search first)", r.stderr)
+        self.search("--strategy", "stack_rank")
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr, r"holds no complete sweep of this config's 6 combinations \(run 1 measured [45] of "
+                                   r"them\); run one first")
+        out, summary = self.search()
+        r = self.run_engine("compare", "--config", "cfg.json", "--seeds", "4")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("one repeat per trial, so its noise is unknown: give --noise", r.stderr)
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--seeds", "4")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "method,seeds,launches,requests,wall_s,gpu_hours,found_best,regret_p50_pct,"
+                                   "regret_p90_pct,predict_mape_pct")
+        table = {l.split(",")[0]: l.split(",") for l in lines[1:]}
+        self.assertEqual(list(table), ["bruteforce", "halving", "coord_descent", "stack_rank", "bayes"])
+        brute = table["bruteforce"]
+        self.assertEqual(brute[1:4], ["4", "6.0", "72"])  # 6 launches of 12 requests
+        self.assertEqual(brute[6:10], ["1.000", "0.00", "0.00", "na"])
+        self.assertNotEqual(brute[4], "na")  # wall time from the recorded trials
+        self.assertNotEqual(table["stack_rank"][9], "na")  # it predicts
+        result = load_json(self.path("results", "comparison", "comparison_results.json"))
+        self.assertEqual(result["source"]["kind"], "history")
+        self.assertEqual(result["noise"], {"cv": 0, "from": "--noise"})
+        best = next(t for t in summary["trials"] if t["trial"] == summary["best_trial"])
+        self.assertEqual(result["source"]["best_mask"], best["knob_mask"])
+        self.assertTrue(read(self.path("results", "comparison", "summary.txt")).startswith("knobengine compare:"))
+        self.assertIn("<svg", read(self.path("results", "comparison", "cost_vs_regret.svg")))
+        # the same seeds give the same numbers, with noise too
+        a = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
+        b = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(a.stdout, b.stdout)
+
+
+class HugeSpace(Workspace):
+    def test_exhaustive_strategy_refused_without_force(self):
+        values = [str(v) for v in range(1, 18)]  # 18 value indices each: 18^3 = 5832 masks
+        cfg = self.base_config(knobs=[{"name": n, "key": "--max-num-seqs", "values": values} for n in "abc"])
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertRegex(r.stderr, r"strategy bruteforce launches every one of the 5832 combinations, more than 4096: "
+                                   r"at the baseline's \d+\.\d s per trial, about \d+ (minutes|hours)\. Use a strategy "
+                                   r"that samples \(coord_descent, stack_rank, bayes\), fewer knob values, or --force")
+        self.assertEqual(sorted(load_json(self.path("results", "baseline", "profiling_overhead.json"))),
+                         ["capture", "overhead_ms", "overhead_percent", "profiled_p50_latency_ms", "profiled_wall_s",
+                          "reason", "trace_bytes", "unprofiled_p50_latency_ms", "unprofiled_wall_s"])
+        r = self.run_engine("--config", "cfg.json", "--dry-run")
+        self.assertIn("3 knobs, 5832 combinations", r.stderr)
+        self.assertIn("a search will refuse to start without --force", r.stderr)
+        # --force starts it (interrupted at the first row)
+        e = self.start_engine("--config", "cfg.json", "--force", "--strategy", "halving")
+        e.wait_for(r"^0,000,", stream="out")
+        e.signal(signal.SIGINT)
+        self.assertEqual(e.finish()[0], 130)
+        r = self.run_engine("compare", "--synthetic", "4", "--seeds", "3", "--strategies", "bruteforce,nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("strategy file 'nope' not found", r.stderr)
