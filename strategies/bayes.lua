@@ -188,7 +188,6 @@ Feasibility.__index = Feasibility
 
 local function single_key(i, a) return (i << 6) | a end
 local function pair_key(i, a, j, b) return (1 << 40) | (single_key(i, a) << 16) | single_key(j, b) end
-local function suspect_key(c) return c[3] and pair_key(c[1], c[2], c[3], c[4]) or single_key(c[1], c[2]) end
 
 local function contains(d, c) return d[c[1]] == c[2] and (not c[3] or d[c[3]] == c[4]) end
 
