@@ -28,6 +28,13 @@ t.test("mask strings put knobs[0] leftmost; on/off knobs number masks in binary"
   t.eq(s4:string(6), "0110")
   t.eq(s3:digit(4, 1), 1); t.eq(s3:digit(4, 3), 0)
   t.eq(s3.size, 8); t.ok(s3.boolean)
+  -- on/off knobs: exactly the binary numbering and bit strings of every earlier version
+  local s5 = Space.new({ 2, 2, 2, 2, 2 })
+  for m = 0, 31 do
+    local bits = {}
+    for i = 1, 5 do bits[i] = ((m >> (5 - i)) & 1) == 1 and "1" or "0" end
+    t.eq(s5:string(m), table.concat(bits)); t.eq(s5:parse(table.concat(bits)), m)
+  end
 end)
 
 t.test("mixed-radix masks: digits, strings, with, parse, errors name the knob and index", function()
