@@ -4,8 +4,9 @@ return {
   name = "bruteforce",
   exhaustive = true,
   run = function(search)
-    for mask in search:masks() do
-      search:evaluate(mask)
-    end
+    local all = {}
+    for mask in search:masks() do all[#all + 1] = mask end
+    search:evaluate_many(all) -- on every executor slot at once, when there are several
+
   end,
 }

@@ -9,19 +9,26 @@ return {
   },
   run = function(search)
     local seen = {}
-    local function evaluate(mask)
-      if seen[mask] == nil then seen[mask] = search:evaluate(mask) end
-      return seen[mask]
+    -- the neighbours of a mask not yet measured, as one batch (parallel on executor slots)
+    local function measure_neighbours(mask)
+      local batch = {}
+      for i = 1, search.n do
+        for d = 0, search.knobs[i].size - 1 do
+          local m = search:with(mask, i, d)
+          if seen[m] == nil and d ~= search:digit(mask, i) then batch[#batch + 1] = m; seen[m] = false end
+        end
+      end
+      for _, r in ipairs(search:evaluate_many(batch)) do seen[r.mask] = r end
     end
-    local current = evaluate(search.options.start)
+    local current = search:evaluate(search.options.start)
+    seen[current.mask] = current
     while true do
+      measure_neighbours(current.mask)
       local best
       for i = 1, search.n do
         for d = 0, search.knobs[i].size - 1 do
-          if d ~= search:digit(current.mask, i) then
-            local neighbour = evaluate(search:with(current.mask, i, d))
-            if search:better(neighbour, best or current) then best = neighbour end
-          end
+          local neighbour = seen[search:with(current.mask, i, d)]
+          if neighbour and neighbour ~= current and search:better(neighbour, best or current) then best = neighbour end
         end
       end
       if not best then return end -- no neighbour improves: a local optimum

@@ -12,10 +12,9 @@ return {
   run = function(search)
     local opts = search.options
     local screen = math.min(opts.screen_requests or math.max(1, search.request_count // 4), search.request_count)
-    local screened = {}
-    for mask in search:masks() do
-      screened[#screened + 1] = search:evaluate(mask, { requests = screen })
-    end
+    local all = {}
+    for mask in search:masks() do all[#all + 1] = mask end
+    local screened = search:evaluate_many(all, { requests = screen })
     -- rank the screening results by the objective
     local valid = {}
     for _, r in ipairs(screened) do
@@ -26,6 +25,6 @@ return {
     local survivors = {}
     for i = 1, math.min(keep, #valid) do survivors[i] = valid[i].mask end
     table.sort(survivors) -- confirm in mask order, so the table reads naturally
-    for _, mask in ipairs(survivors) do search:evaluate(mask) end
+    search:evaluate_many(survivors)
   end,
 }

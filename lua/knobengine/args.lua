@@ -13,6 +13,7 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
                   [--synthetic N] [--config FILE] [--results DIR]
+       knobengine trial --spec SPEC.json --out DIR
        knobengine summarize TRACE.sqlite
        knobengine kernels TRACE.sqlite
        knobengine --help | --version
@@ -28,6 +29,7 @@ latest in RESULTS/search); every search writes them at its end.
 compare: replays strategies offline against the completed brute-force sweep of the
 config in RESULTS/history.sqlite (or synthetic landscapes), over many seeds, and
 compares their cost and accuracy; writes RESULTS/comparison/.
+trial: runs one trial from a spec the engine wrote (what an executor slot runs).
 summarize: the trace summary of an nsys SQLite export, as JSON.
 kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,max_ms,percent).
 
@@ -76,6 +78,8 @@ local OPTIONS = {
   ["--seed"] = { value = true, commands = { compare = 1 } },
   ["--noise"] = { value = true, commands = { compare = 1 } },
   ["--synthetic"] = { value = true, commands = { compare = 1 } },
+  ["--spec"] = { value = true, commands = { trial = 1 } },
+  ["--out"] = { value = true, commands = { trial = 1 } },
 }
 
 local function key(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
@@ -122,6 +126,7 @@ end
 
 local function check(opts)
   if opts.command == "compare" then check_compare(opts) end
+  if opts.command == "trial" and not (opts.spec and opts.out) then errors.usage("trial needs --spec and --out") end
   if opts.mask and opts.best then errors.usage("--mask and --best cannot be used together") end
   if opts.command == "load-sweep" then
     if (opts.rates == nil) == (opts.concurrency == nil) then
@@ -133,7 +138,7 @@ local function check(opts)
   return opts
 end
 
-local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true }
+local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true }
 
 function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then

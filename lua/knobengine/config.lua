@@ -491,6 +491,46 @@ local function validate_hardware(c, raw)
   return out
 end
 
+-- One slot of the local executor: its port and the environment its servers get.
+local function validate_slot(c, s, path)
+  c:object(s, path, { port = 1, env = 1 })
+  if s.port == nil then c:bad(path .. ".port", "is required") end
+  local slot = { port = c:number(s.port, path .. ".port", { integer = true, min = 1, max = 65535 }), env = {} }
+  for k, v in pairs(c:object(get(s, "env", {}), path .. ".env")) do
+    if not tostring(k):match("^[%a_][%w_]*$") then c:bad(path .. ".env", "'%s' is not a valid environment variable name", tostring(k)) end
+    slot.env[k] = c:string(v, path .. ".env." .. k, { empty = true })
+  end
+  return slot
+end
+
+-- executor: where sweep trials run (docs/executors.md). Absent: one at a time, in this
+-- process. {"type": "local", "slots": [...]} or {"type": "local", "gpus_per_trial": k}.
+local function validate_executor(c, raw)
+  if raw.executor == nil then return nil end
+  local e = c:object(raw.executor, "executor", { type = 1, slots = 1, gpus_per_trial = 1 })
+  if e.type == nil then c:bad("executor.type", "is required ('local')") end
+  local out = { type = c:string(e.type, "executor.type", { one_of = { ["local"] = true } }) }
+  if (e.slots == nil) == (e.gpus_per_trial == nil) then
+    c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'")
+  end
+  if e.gpus_per_trial ~= nil then
+    out.gpus_per_trial = c:number(e.gpus_per_trial, "executor.gpus_per_trial", { integer = true, min = 1, max = 64 })
+    return out
+  end
+  local list = c:array(e.slots, "executor.slots", { nonempty = true })
+  if #list > 256 then c:bad("executor.slots", "at most 256 slots are supported (got %d)", #list) end
+  out.slots = {}
+  local seen = {}
+  for i, s in ipairs(list) do
+    local path = string.format("executor.slots[%d]", i - 1)
+    local slot = validate_slot(c, s, path)
+    if seen[slot.port] then c:bad(path .. ".port", "duplicate port %d (also slots[%d])", slot.port, seen[slot.port]) end
+    seen[slot.port] = i - 1
+    out.slots[i] = slot
+  end
+  return out
+end
+
 local function validate_command(c, raw)
   if raw.serve_cmd == nil then c:bad("serve_cmd", "is required") end
   local serve_cmd
@@ -538,6 +578,12 @@ local function validate_together(c, cfg)
     if k.env and cfg.env[k.env] ~= nil then
       c:bad(string.format("knobs[%d].env", k.index), "'%s' is also set in env; a knob must own its variable", k.env)
     end
+    for i, slot in ipairs(cfg.executor and cfg.executor.slots or {}) do
+      if k.env and slot.env[k.env] ~= nil then
+        c:bad(string.format("executor.slots[%d].env", i - 1), "'%s' is also a knob's variable (knobs[%d]); a knob must own it",
+          k.env, k.index)
+      end
+    end
   end
 end
 
@@ -556,7 +602,7 @@ function M.parse(text, path)
   local c = new_checker(path)
   c:object(raw, "", {
     serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
-    constraints = 1, strategy_options = 1, slo = 1, capacity = 1, model = 1, hardware = 1,
+    constraints = 1, strategy_options = 1, slo = 1, capacity = 1, model = 1, hardware = 1, executor = 1,
   })
   local base_dir = util.dirname(path)
   local serve_cmd, env = validate_command(c, raw)
@@ -579,6 +625,7 @@ function M.parse(text, path)
     capacity = validate_capacity(c, raw),
     model = validate_model(c, raw),
     hardware = validate_hardware(c, raw),
+    executor = validate_executor(c, raw),
   }
   validate_constraints(c, raw, cfg)
   validate_together(c, cfg)

@@ -81,10 +81,16 @@ end
 -- The server's port must be free (checked once this run owns the results directory,
 -- so a second run is told about the first one, not about its server).
 local function check_port(cfg)
-  local in_use, perr = knob.port_in_use(cfg.server.host, cfg.server.port)
-  if in_use == nil then errors.usage("server.host: %s", perr) end
-  if in_use then
-    errors.usage("server.port: %s:%d is already in use (is a server still running?)", cfg.server.host, cfg.server.port)
+  local ports = { { "server.port", cfg.server.port } }
+  for i, slot in ipairs(cfg.executor and cfg.executor.slots or {}) do
+    ports[#ports + 1] = { string.format("executor.slots[%d].port", i - 1), slot.port }
+  end
+  for _, p in ipairs(ports) do
+    local in_use, perr = knob.port_in_use(cfg.server.host, p[2])
+    if in_use == nil then errors.usage("server.host: %s", perr) end
+    if in_use then
+      errors.usage("%s: %s:%d is already in use (is a server still running?)", p[1], cfg.server.host, p[2])
+    end
   end
 end
 
@@ -209,6 +215,11 @@ local function run(argv)
   if opts.help then io.stdout:write(args_.USAGE); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   if opts.command == "report" then return report_command(opts) end
+  if opts.command == "trial" then
+    return require("knobengine.trial_unit").run(opts, function(path)
+      return context({ command = "trial", config = path, results = opts.results })
+    end)
+  end
   if opts.command == "compare" then
     local ctx = opts.synthetic and { results = opts.results } or context(opts)
     return require("knobengine.comparison").run(ctx, opts)

@@ -14,6 +14,7 @@ local objective = require("knobengine.objective")
 local progress = require("knobengine.progress")
 local provenance = require("knobengine.provenance")
 local record = require("knobengine.record")
+local Executor = require("knobengine.executor")
 local Search = require("knobengine.search")
 local strategies = require("knobengine.strategy")
 local trace = require("knobengine.trace")
@@ -249,27 +250,61 @@ local function capacity_trial(ctx, mask, opts)
 end
 
 -- The search's view of history: completed trials of an interrupted run are replayed
--- in order, anything new is run and stored before its row is printed.
+-- in order, anything new is run and stored before its row is printed. With executor
+-- slots, workload trials run in trial processes on the slots (executor.lua), a batch
+-- (search:evaluate_many) at once; capacity trials always run here.
 local function trial_source(ctx, run, dirs)
   local cfg = ctx.cfg
   local replay = run.replay
+  local slots = Executor.slots(cfg, dirs.aside)
+  local executor = slots and Executor.new(ctx, slots, dirs.aside .. "/.slots")
+  local function reuse(index, mask, requests, kind)
+    local cached = replay[index + 1]
+    if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
+      return record.from_stored(cached)
+    end
+    replay = {} -- the strategy went another way: nothing further can be reused
+  end
+  local function job(index, mask, requests)
+    local mask_string = config.mask_string(cfg, mask)
+    progress.say("[trial %d] mask %s%s ...", index, mask_string,
+      requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
+    return { index = index, mask = mask, requests = requests,
+      dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string) }
+  end
+  local function interrupted(j, err)
+    run.history:mark_trial_interrupted(run.id, run.hash, j.index, config.mask_string(cfg, j.mask), j.requests)
+    error(err, 0)
+  end
+  -- Runs masks[1..] as trials first, first+1, ...; emit(rec) in order.
+  local function run_batch(first, masks, requests, emit)
+    local jobs = {}
+    for k, mask in ipairs(masks) do
+      local cached = #jobs == 0 and reuse(first + k - 1, mask, requests, nil)
+      if cached then emit(cached) else jobs[#jobs + 1] = job(first + k - 1, mask, requests) end
+    end
+    if #jobs == 0 then return end
+    local pending = 1
+    local ok, err = xpcall(executor.run, errors.handler, executor, jobs, function(_, rec)
+      pending = pending + 1
+      emit(rec)
+    end)
+    if not ok then interrupted(jobs[math.min(pending, #jobs)], err) end
+  end
   return {
+    run_batch = executor and run_batch,
     run_trial = function(index, mask, requests, kind)
-      local cached = replay[index + 1]
-      if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
-        return record.from_stored(cached)
+      local cached = reuse(index, mask, requests, kind)
+      if cached then return cached end
+      if executor and kind == nil then
+        local out
+        run_batch(index, { mask }, requests, function(rec) out = rec end)
+        return out
       end
-      replay = {} -- the strategy went another way: nothing further can be reused
-      local mask_string = config.mask_string(cfg, mask)
-      progress.say("[trial %d] mask %s%s ...", index, mask_string,
-        requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
-      local dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string)
+      local j = job(index, mask, requests)
       local run_one = kind == "capacity" and capacity_trial or trial.run
-      local ok, rec = xpcall(run_one, errors.handler, ctx, mask, { dir = dir, requests = requests })
-      if not ok then
-        run.history:mark_trial_interrupted(run.id, run.hash, index, mask_string, requests)
-        error(rec, 0)
-      end
+      local ok, rec = xpcall(run_one, errors.handler, ctx, mask, { dir = j.dir, requests = requests })
+      if not ok then interrupted(j, rec) end
       return rec
     end,
     on_trial = function(t)
@@ -415,8 +450,9 @@ local function search_body(ctx, baseline, dirs, run)
   local source = trial_source(ctx, run, dirs)
   local records = {}
   local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history, options = ctx.options,
-    run_trial = source.run_trial, on_trial = source.on_trial }, records)
+    run_trial = source.run_trial, run_batch = source.run_batch, on_trial = source.on_trial }, records)
   run_strategy(ctx.strategy, search, run)
+  knob.remove_tree(dirs.aside .. "/.slots") -- the trial processes' specs and logs
   if #records == 0 then
     run.history:finish(run.id, "failed")
     errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)

@@ -125,6 +125,35 @@ function Search:evaluate(mask, opts)
   return run_trial(p, mask, requests)
 end
 
+-- Evaluates a batch of masks, at once when the config has executor slots (else one
+-- after another); the results come back in the order of masks, and the trials are
+-- numbered and printed in that order.
+function Search:evaluate_many(masks, opts)
+  local p = private[self]
+  if type(masks) ~= "table" then error("search:evaluate_many: expected a list of masks", 2) end
+  local parsed = {}
+  for i, mask in ipairs(masks) do parsed[i] = parse_mask(self, mask, "evaluate_many") end
+  local requests = self.request_count
+  if opts and opts.requests ~= nil then
+    requests = math.tointeger(opts.requests)
+    if not requests or requests < 1 or requests > self.request_count then
+      error(string.format("search:evaluate_many: requests must be an integer in 1..%d", self.request_count), 2)
+    end
+  end
+  local views = {}
+  if not p.ctx.run_batch then
+    for i, mask in ipairs(parsed) do views[i] = run_trial(p, mask, requests) end
+    return views
+  end
+  p.ctx.run_batch(#p.records, parsed, requests, function(rec)
+    rec.trial = #p.records
+    p.records[#p.records + 1] = rec
+    if p.ctx.on_trial then p.ctx.on_trial(rec) end
+    views[#views + 1] = record.view(rec)
+  end)
+  return views
+end
+
 -- The capacity of a mask: the highest arrival rate at which the config's SLO holds
 -- (docs/load.md "Capacity"), found on one server of that mask. It is a trial of this
 -- run: its row is printed, and its result (a copy, like evaluate's) has max_rate.

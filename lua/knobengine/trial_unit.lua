@@ -1,0 +1,102 @@
+-- `knobengine trial --spec SPEC.json --out DIR`: one trial as a unit of work, run in a
+-- process of its own (by the local executor's slots; docs/executors.md).
+--
+-- The spec names the config (absolute path) and the hash of everything that decides a
+-- trial's outcome, so a trial never runs against a config or dataset that changed
+-- since the engine wrote the spec; then the mask, the requests, and the slot's port and
+-- server environment. The trial's files are built in DIR.partial.PID and renamed to
+-- DIR at the end, with result.json (the record as history.sqlite stores it): DIR either
+-- holds a complete trial or does not exist. A trial that fails is still a result (exit
+-- 0); a bad spec is exit 2; an interrupted trial leaves nothing (130/143).
+local cjson = require("cjson")
+local knob = require("knob")
+local errors = require("knobengine.errors")
+local History = require("knobengine.history")
+local record = require("knobengine.record")
+local trial = require("knobengine.trial")
+local util = require("knobengine.util")
+
+local M = {}
+
+M.RESULT = "result.json"
+
+-- The spec file, checked: every problem names the spec and the key.
+local function read_spec(path)
+  local text, err = util.read_file(path)
+  if not text then errors.usage("trial --spec %s: cannot read: %s", path, tostring(err)) end
+  local ok, spec = pcall(cjson.decode, text)
+  if not ok or type(spec) ~= "table" then errors.usage("trial --spec %s: not a JSON object", path) end
+  local function need(key, kind)
+    if type(spec[key]) ~= kind then errors.usage("trial --spec %s: %s: expected %s", path, key, kind) end
+  end
+  need("config", "string"); need("config_hash", "string"); need("mask", "string"); need("requests", "number")
+  if spec.port ~= nil then need("port", "number") end
+  if spec.env ~= nil then need("env", "table") end
+  return spec
+end
+
+-- The spec of a trial (the engine's side): what read_spec reads.
+function M.spec(ctx, job, slot)
+  return {
+    config = knob.realpath(ctx.cfg.path) or ctx.cfg.path,
+    config_hash = History.config_hash(ctx.cfg, ctx.dataset_hash),
+    mask = ctx.cfg.space:string(job.mask),
+    requests = job.requests,
+    port = slot.port,
+    env = next(slot.env) and slot.env or nil,
+    label = string.format("trial %d (mask %s)", job.index, ctx.cfg.space:string(job.mask)),
+  }
+end
+
+local function apply_slot(cfg, spec)
+  if spec.port then
+    local port = math.tointeger(spec.port)
+    if not port or port < 1 or port > 65535 then errors.usage("trial: port %s is not a port", tostring(spec.port)) end
+    cfg.server.port = port
+  end
+  for k, v in pairs(spec.env or {}) do cfg.env[k] = tostring(v) end
+end
+
+-- Runs the trial of the spec into out. context(config_path) builds the run context.
+function M.run(opts, context)
+  local spec = read_spec(opts.spec)
+  local ctx = context(spec.config)
+  local cfg = ctx.cfg
+  if History.config_hash(cfg, ctx.dataset_hash) ~= spec.config_hash then
+    errors.usage("trial --spec %s: %s or its dataset changed since the spec was written", opts.spec, spec.config)
+  end
+  local mask, why = cfg.space:parse(spec.mask)
+  if not mask then errors.usage("trial --spec %s: mask '%s': %s", opts.spec, spec.mask, why) end
+  local requests = math.tointeger(spec.requests)
+  if not requests or requests < 1 or requests > cfg.workload.request_count then
+    errors.usage("trial --spec %s: requests must be an integer in 1..%d", opts.spec, cfg.workload.request_count)
+  end
+  apply_slot(cfg, spec)
+  local out = opts.out
+  local tmp = string.format("%s.partial.%d", out, knob.getpid())
+  knob.remove_tree(tmp)
+  local ok, rec = xpcall(trial.run, errors.handler, ctx, mask,
+    { dir = tmp, requests = requests, label = spec.label })
+  if not ok then knob.remove_tree(tmp); error(rec, 0) end
+  rec.dir = out
+  util.write_json(tmp .. "/" .. M.RESULT, record.stored(rec))
+  knob.remove_tree(out) -- an earlier attempt's
+  local okr, err = os.rename(tmp, out)
+  if not okr then errors.run("cannot move the trial into %s: %s", out, err) end
+  io.stdout:write(out, "\n")
+  return 0
+end
+
+-- The record a finished trial process left in dir, or nil and why there is none.
+function M.collect(dir)
+  local text = util.read_file(dir .. "/" .. M.RESULT)
+  if not text then return nil, "it left no " .. M.RESULT end
+  local ok, s = pcall(cjson.decode, text)
+  if not ok or type(s) ~= "table" then return nil, M.RESULT .. " is not a JSON object" end
+  local rec = record.from_stored(s)
+  rec.resumed = nil -- measured now, by another process
+  rec.mask = math.tointeger(rec.mask)
+  return rec
+end
+
+return M
