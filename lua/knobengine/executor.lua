@@ -16,7 +16,7 @@ local M = {}
 M.__index = M
 
 -- The GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else nvidia-smi -L.
-local function visible_gpus(tmp_dir)
+local function visible_gpus()
   local cvd = os.getenv("CUDA_VISIBLE_DEVICES")
   local out = {}
   if cvd then
@@ -24,8 +24,7 @@ local function visible_gpus(tmp_dir)
     return out, "CUDA_VISIBLE_DEVICES"
   end
   if not util.which("nvidia-smi") then return out, "nvidia-smi not found" end
-  local log = tmp_dir .. "/.nvidia-smi.txt"
-  os.remove(log)
+  local log = os.tmpname()
   local status = knob.run({ "nvidia-smi", "-L" }, log, 30)
   for line in (util.read_file(log) or ""):gmatch("[^\n]+") do
     local i = line:match("^GPU (%d+):")
@@ -36,11 +35,12 @@ local function visible_gpus(tmp_dir)
 end
 
 -- The slots of the config ({port, env} each), or nil when trials run in this process.
-function M.slots(cfg, tmp_dir)
+-- gpus_per_trial: one slot per that many visible GPUs, on server.port, server.port + 1, ...
+function M.slots(cfg)
   local e = cfg.executor
   if not e then return nil end
   if e.slots then return e.slots end
-  local gpus, from = visible_gpus(tmp_dir)
+  local gpus, from = visible_gpus()
   local per = e.gpus_per_trial
   if #gpus < per then
     errors.usage("executor.gpus_per_trial: %d GPU(s) per trial, but %d visible (%s)", per, #gpus, from)

@@ -28,6 +28,12 @@ local function dry_run(ctx)
   show("baseline", 0)
   show(cfg.space.boolean and "all knobs on" or "every knob at its last value", cfg.space:last())
   io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, cfg.space.size, cfg.workload.dataset_path))
+  for i, slot in ipairs(require("knobengine.executor").slots(cfg) or {}) do
+    local env = {}
+    for k, v in pairs(slot.env) do env[#env + 1] = k .. "=" .. util.shell_quote(v) end
+    table.sort(env)
+    io.stderr:write(string.format("slot %d: port %d%s\n", i - 1, slot.port, #env > 0 and (", " .. table.concat(env, " ")) or ""))
+  end
   local st = ctx.strategy
   if st.exhaustive and cfg.space.size > strategy.EXHAUSTIVE_LIMIT then
     io.stderr:write(string.format("note: strategy %s tries all %d combinations, more than %d: a search will refuse to "

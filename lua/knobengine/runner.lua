@@ -256,8 +256,7 @@ end
 local function trial_source(ctx, run, dirs)
   local cfg = ctx.cfg
   local replay = run.replay
-  local slots = Executor.slots(cfg, dirs.aside)
-  local executor = slots and Executor.new(ctx, slots, dirs.aside .. "/.slots")
+  local executor = ctx.slots and Executor.new(ctx, ctx.slots, dirs.aside .. "/.slots")
   local function reuse(index, mask, requests, kind)
     local cached = replay[index + 1]
     if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
@@ -480,6 +479,7 @@ function M.search(ctx)
   local baseline = load_baseline(ctx.results)
   check_identity(ctx, baseline)
   check_space(ctx, baseline)
+  ctx.slots = Executor.slots(ctx.cfg) -- before anything runs: a bad setting is exit 2
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
   return with_aside(dirs.aside, function()
