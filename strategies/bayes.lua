@@ -1,54 +1,52 @@
 -- Bayesian optimization over the discrete knob space: a few dozen launches instead of
 -- every combination.
 --
--- Method. The surrogate is a Gaussian process on z = log(objective value) (negated when
--- the objective is maximised, so z is always minimised): constant mean (the mean of the
--- observations), a categorical kernel k(x, y) = s2 * exp(-theta * h(x, y)) where h is
--- the Hamming distance between the value indices of x and y (the number of knobs set
--- differently), and a noise term s2 * eta. theta and eta are chosen on a small grid by
--- the marginal likelihood; s2 in closed form. Since exp(-theta*h) = prod over knobs of
--- exp(-theta*[x_i ~= y_i]), a small theta behaves like an additive model of the knob
--- effects and a larger one lets pairs and higher orders interact.
--- Each step evaluates the candidate with the highest expected improvement (EI, in log
--- units: a relative improvement) over the best posterior mean of an observed mask,
--- times its probability of being feasible. Candidates: every untried mask when the
--- space has at most 4096 of them, else a seeded sample of 2048 plus every single-knob
--- neighbour of the best so far. A mask is never evaluated twice.
--- Feasibility: launches that fail are kept out of the GP (they have no metric to fit)
--- and feed a culprit model instead: a failure is blamed on one setting or one pair of
+-- Surrogate: a Gaussian process on z = log(objective value), negated when the objective
+-- is maximised (z is always minimised; log, because knobs act as factors on latency
+-- and throughput). Constant mean (the mean of the observations), noise s2 * eta, and a
+-- categorical kernel on the value indices: with m(x, y) the number of knobs set alike,
+--   k(x, y) = s2 * sum over orders o = 1..3 of w_o * C(m, o) / C(N, o),
+-- the ANOVA kernel: order 1 is an additive model of the knob effects, order 2 lets
+-- pairs of knobs interact, order 3 triples. The shape (w_1, w_2, w_3) and eta are
+-- chosen on a small grid by the marginal likelihood, s2 in closed form. The shapes keep
+-- at least a quarter of the weight on interactions: with a few dozen points the
+-- likelihood prefers a purely additive model, whose overconfidence stopped the search
+-- before it found the optimum.
+-- Acquisition: expected improvement (EI, in log units: a relative improvement) below
+-- the best posterior mean of an observed mask, times the candidate's probability of
+-- launching. Candidates: every untried mask when the space has at most 4096, else a
+-- seeded sample of 2048 plus every single-knob neighbour of the best so far. A mask is
+-- never evaluated twice.
+-- Feasibility: failed launches are kept out of the GP (they have no metric to fit) and
+-- feed a culprit model instead. A failure is blamed on one setting or one pair of
 -- settings it contains (knob i = a, or knob i = a with knob j = b) that no successful
--- trial contains; a candidate containing k of a failure's c suspects fails with
--- probability k / c (the highest over the failures). So masks like the failed ones are
--- avoided, and a conflicting pair is pinned down after a few successes clear the rest.
+-- trial contains (its suspects); failures sharing suspects are taken to have one cause
+-- among the shared ones. A candidate holding k of a group's c suspects fails with
+-- probability k / c (the highest over the groups): masks like the failed ones are
+-- avoided, and a conflicting pair is pinned down once successes clear the rest.
 -- Initial design: all-off (mask 0) and init-1 spread points (each knob's values used
 -- evenly across them; the best of 64 seeded draws by the smallest Hamming distance).
--- Stop: when the budget is spent, no candidate is left, or the best EI falls below
--- min_improvement.
+-- Stop: the budget is spent, no candidate is left, or (with 3 or more observations)
+-- the best EI is below min_improvement.
 --
--- Options: budget (launches; default 3 per knob value beyond the first, i.e. 3N for on/off
--- knobs, at least init + 1, at most the number of masks), init (initial design size,
--- default N/2 + 1 per value as above, at least 2), seed (the design and sample; runs
--- are reproducible), min_improvement (relative EI under which the search stops).
+-- Options: budget (launches; default 3 per knob value beyond the first: 3N for on/off
+-- knobs; at least init + 1, at most the number of masks), init (initial design size,
+-- default half that count + 1), seed (the design and the sample: runs are reproducible),
+-- min_improvement (the relative EI under which the search stops).
 -- run() returns { predict = function(mask) -> the posterior mean in the metric's units }.
 
 local ENUMERATE_MAX = 4096 -- spaces up to this size: every mask is a candidate
 local SAMPLE = 2048        -- else: this many seeded random masks (plus neighbours of the best)
-local THETAS = { 0.03, 0.08, 0.2, 0.45, 1.0, 2.0 }
+-- Kernel shapes: weights of the main effects, the pairs and the triples of knobs
+-- (the ANOVA kernel: sum over orders k of w_k * C(m, k) / C(N, k), m matching knobs).
+local SHAPES = { { 0.75, 0.25, 0 }, { 0.55, 0.45, 0 }, { 0.35, 0.65, 0 },
+  { 0.6, 0.3, 0.1 }, { 0.4, 0.4, 0.2 } }
 local ETAS = { 0.002, 0.01, 0.04, 0.15, 0.5 }
-local S2_FLOOR = 1e-6      -- a GP of one point (or of equal values) still has some spread
+local S2_FLOOR = 1e-4      -- a GP of one point (or of equal values) still has a 1% spread
+local STOP_AFTER = 3       -- observations before the EI can stop the search
 
--- A small deterministic generator (xorshift64*), independent of math.random's state.
-local function new_rng(seed)
-  local s = (seed * 2654435761 + 88172645463325252) & 0x7fffffffffffffff
-  if s == 0 then s = 1 end
-  local r = {}
-  function r.unit()
-    s = s ~ (s << 13); s = s ~ (s >> 7); s = s ~ (s << 17)
-    return ((s >> 11) & ((1 << 52) - 1)) / (1 << 52)
-  end
-  function r.int(n) return math.floor(r.unit() * n) end
-  return r
-end
+-- The engine's deterministic generator (xorshift64*), independent of math.random.
+local function new_rng(seed) return require("knobengine.rng").new(seed) end
 
 -- The standard normal density and distribution (erfc: Numerical Recipes, error < 1.2e-7).
 local function norm_pdf(u) return math.exp(-0.5 * u * u) / math.sqrt(2 * math.pi) end
@@ -69,26 +67,6 @@ local function expected_improvement(mu, sd, best)
   if sd < 1e-12 then return math.max(d, 0) end
   local u = d / sd
   return d * norm_cdf(u) + sd * norm_pdf(u)
-end
-
--- Cholesky factor (lower, rows as tables) of the n x n matrix A; nil when not positive.
-local function cholesky(A, n)
-  local L = {}
-  for i = 1, n do
-    local Li, Ai = {}, A[i]
-    L[i] = Li
-    for j = 1, i do
-      local Lj, s = L[j], Ai[j]
-      for k = 1, j - 1 do s = s - Li[k] * Lj[k] end
-      if i == j then
-        if s <= 0 then return nil end
-        Li[i] = math.sqrt(s)
-      else
-        Li[j] = s / Lj[j]
-      end
-    end
-  end
-  return L
 end
 
 -- Solves L y = b (forward) and L^T x = y (backward).
@@ -118,61 +96,113 @@ local function hamming(a, b, n)
   return h
 end
 
--- One GP fit for given theta and eta: the model and its log marginal likelihood
--- (s2 profiled out), or nil when the matrix is not positive definite.
-local function gp_try(H, r, m, theta, eta, nk)
-  local kt = {}
-  for h = 0, nk do kt[h] = math.exp(-theta * h) end
-  local K = {}
-  for i = 1, m do
-    local Ki, Hi = {}, H[i]
-    for j = 1, m do Ki[j] = kt[Hi[j]] end
-    Ki[i] = 1 + eta
-    K[i] = Ki
-  end
-  local L = cholesky(K, m)
-  if not L then return nil end
-  local alpha = backward(L, forward(L, r, m), m)
-  local q = 0
-  for i = 1, m do q = q + r[i] * alpha[i] end
-  local s2 = math.max(q / m, S2_FLOOR)
-  local logdet = 0
-  for i = 1, m do logdet = logdet + math.log(L[i][i]) end
-  return { kt = kt, L = L, alpha = alpha, s2 = s2, theta = theta, eta = eta }, -0.5 * m * math.log(s2) - logdet
+local function choose(n, k)
+  local c = 1
+  for i = 1, k do c = c * (n - k + i) / i end
+  return c
 end
 
--- The GP on the valid observations X (digit lists) and z, hyperparameters by the
--- marginal likelihood over the grid. nil without observations.
-local function gp_fit(X, z, nk)
-  local m = #z
-  if m == 0 then return nil end
-  local mean = 0
-  for i = 1, m do mean = mean + z[i] end
-  mean = mean / m
-  local H, r = {}, {}
-  for i = 1, m do
-    H[i], r[i] = {}, z[i] - mean
-    for j = 1, m do H[i][j] = hamming(X[i], X[j], nk) end
+-- The kernel as a function of the Hamming distance h = 0..nk, for a shape.
+local function kernel_table(shape, nk)
+  local kt, total = {}, 0
+  for k = 1, 3 do if k <= nk then total = total + shape[k] end end
+  for h = 0, nk do
+    local v = 0
+    for k = 1, math.min(3, nk) do v = v + shape[k] * choose(nk - h, k) / choose(nk, k) end
+    kt[h] = v / total
   end
-  local best, best_ll
-  for _, theta in ipairs(THETAS) do
+  return kt
+end
+
+-- The surrogate: the valid observations (digit lists X, values z), their Hamming
+-- distances H, and for each point of the hyperparameter grid (kernel shape x eta) the
+-- Cholesky factor of its kernel matrix, grown by a row per observation (O(m^2) each,
+-- instead of refactorising every grid point at every step).
+local Surrogate = {}
+Surrogate.__index = Surrogate
+
+function Surrogate.new(nk)
+  local self = setmetatable({ nk = nk, X = {}, z = {}, H = {}, grid = {} }, Surrogate)
+  for _, shape in ipairs(SHAPES) do
+    local kt = kernel_table(shape, nk)
     for _, eta in ipairs(ETAS) do
-      local model, ll = gp_try(H, r, m, theta, eta, nk)
-      if model and (not best_ll or ll > best_ll) then best, best_ll = model, ll end
+      self.grid[#self.grid + 1] = { shape = shape, kt = kt, eta = eta, L = {}, logdet = 0 }
     end
   end
-  best.mean, best.m, best.H = mean, m, H
+  return self
+end
+
+function Surrogate:add(x, z)
+  local m = #self.X + 1
+  self.X[m], self.z[m] = x, z
+  local row = {}
+  for j = 1, m - 1 do
+    row[j] = hamming(x, self.X[j], self.nk)
+    self.H[j][m] = row[j]
+  end
+  row[m], self.H[m] = 0, row
+  for _, g in ipairs(self.grid) do
+    if g.L then
+      local k = {}
+      for j = 1, m - 1 do k[j] = g.kt[row[j]] end
+      local y = forward(g.L, k, m - 1)
+      local s = 1 + g.eta
+      for j = 1, m - 1 do s = s - y[j] * y[j] end
+      if s <= 0 then g.L = nil -- not positive definite (rounding): drop this grid point
+      else y[m], g.L[m], g.logdet = math.sqrt(s), y, g.logdet + 0.5 * math.log(s) end
+    end
+  end
+end
+
+-- The model at the grid point of the highest marginal likelihood (s2 profiled out):
+-- kt, L, alpha = K^-1 (z - mean), s2, eta, mean, m, H. nil without observations.
+function Surrogate:fit()
+  local m, z = #self.z, self.z
+  if m == 0 then return nil end
+  local mean, r = 0, {}
+  for i = 1, m do mean = mean + z[i] end
+  mean = mean / m
+  for i = 1, m do r[i] = z[i] - mean end
+  local best, best_ll
+  for _, g in ipairs(self.grid) do
+    if g.L then
+      local alpha = backward(g.L, forward(g.L, r, m), m)
+      local q = 0
+      for i = 1, m do q = q + r[i] * alpha[i] end
+      local s2 = math.max(q / m, S2_FLOOR)
+      local ll = -0.5 * m * math.log(s2) - g.logdet
+      if not best_ll or ll > best_ll then
+        best_ll = ll
+        best = { kt = g.kt, L = g.L, alpha = alpha, s2 = s2, eta = g.eta, shape = g.shape, mean = mean, m = m, H = self.H }
+      end
+    end
+  end
   return best
 end
 
--- Posterior mean and (latent, noise-free) standard deviation at a point whose Hamming
--- distances to the observations are dist[1..m].
+-- Posterior mean at a point whose Hamming distances to the observations are
+-- dist[1..m]; also its two largest kernel values to them, and which (for sd_bound).
 local function gp_mean(model, dist)
-  local mu, kt, alpha = model.mean, model.kt, model.alpha
-  for j = 1, model.m do mu = mu + kt[dist[j]] * alpha[j] end
-  return mu
+  local mu, kt, alpha, a, b, ja, jb = model.mean, model.kt, model.alpha, -1, -1, nil, nil
+  for j = 1, model.m do
+    local k = kt[dist[j]]
+    mu = mu + k * alpha[j]
+    if k > a then a, b, ja, jb = k, a, j, ja elseif k > b then b, jb = k, j end
+  end
+  return mu, a, b, ja, jb
 end
 
+-- A cheap upper bound of the posterior sd: the sd given only the two observations
+-- most correlated with the point (kernel values a, b), which is at least the sd given all.
+local function sd_bound(model, a, b, ja, jb)
+  local e = 1 + model.eta
+  if not jb then return math.sqrt(math.max(model.s2 * (1 - a * a / e), 0)) end
+  local c = model.kt[model.H[ja][jb]]
+  local q = (e * (a * a + b * b) - 2 * c * a * b) / (e * e - c * c)
+  return math.sqrt(math.max(model.s2 * (1 - q), 0))
+end
+
+-- The posterior (latent, noise-free) standard deviation there.
 local function gp_sd(model, dist)
   local k, kt = {}, model.kt
   for j = 1, model.m do k[j] = kt[dist[j]] end
@@ -267,8 +297,12 @@ end
 
 -- A new valid observation x (already appended to X): one more distance per candidate.
 function Candidates:observe(x)
-  local j, n = #self.X, self.search.n
-  for c, d in ipairs(self.digits) do self.dist[c][j] = hamming(d, x, n) end
+  local j, n, dist = #self.X, self.search.n, self.dist
+  for c, d in ipairs(self.digits) do
+    local h = 0 -- hamming(d, x, n), inlined: this loop runs over every candidate
+    for i = 1, n do if d[i] ~= x[i] then h = h + 1 end end
+    dist[c][j] = h
+  end
 end
 
 function Candidates:remove(mask)
@@ -339,28 +373,39 @@ local function incumbent(model)
   return best_j, best_mu
 end
 
--- The untried candidate with the highest EI x P(feasible), and that value. EI grows
--- with the standard deviation, so EI at the prior's is an upper bound: candidates are
--- taken by that bound and the exact (costlier) EI stops once the bound cannot win.
+-- The untried candidate with the highest EI x P(feasible) below the incumbent, and
+-- that value. The exact EI needs a triangular solve per candidate; EI grows with the
+-- sd, so EI at sd_bound is an upper bound, and candidates taken in its order stop as
+-- soon as the bound cannot beat the best exact EI (most of them are never solved).
 local function next_candidate(cands, model, feas)
-  local _, best_mu = incumbent(model)
-  local sd0, order, bound, pf = math.sqrt(model.s2), {}, {}, {}
+  local _, target = incumbent(model)
+  local mu, bound, pf, top = {}, {}, {}, nil
   for c = 1, #cands.mask do
     if cands.alive[c] then
+      local a, b, ja, jb
+      mu[c], a, b, ja, jb = gp_mean(model, cands.dist[c])
       pf[c] = feas:p_feasible(cands.digits[c])
-      bound[c] = expected_improvement(gp_mean(model, cands.dist[c]), sd0, best_mu) * pf[c]
-      order[#order + 1] = c
+      bound[c] = expected_improvement(mu[c], sd_bound(model, a, b, ja, jb), target) * pf[c]
+      if not top or bound[c] > bound[top] then top = c end
     end
   end
-  table.sort(order, function(a, b) return bound[a] > bound[b] or (bound[a] == bound[b] and a < b) end)
+  if not top then return nil end
   local pick, pick_ei = nil, -1
-  for _, c in ipairs(order) do
-    if bound[c] <= pick_ei then break end
-    local dist = cands.dist[c]
-    local ei = expected_improvement(gp_mean(model, dist), gp_sd(model, dist), best_mu) * pf[c]
-    if ei > pick_ei then pick, pick_ei = c, ei end
+  local function try(c)
+    local ei = expected_improvement(mu[c], gp_sd(model, cands.dist[c]), target) * pf[c]
+    if ei > pick_ei or (ei == pick_ei and c < pick) then pick, pick_ei = c, ei end
   end
-  return pick and cands.mask[pick], pick_ei
+  try(top) -- the likeliest winner first: its EI rules most of the others out unsorted
+  local order = {}
+  for c = 1, #cands.mask do
+    if cands.alive[c] and c ~= top and bound[c] > pick_ei then order[#order + 1] = c end
+  end
+  table.sort(order, function(a, b) return bound[a] > bound[b] or (bound[a] == bound[b] and a < b) end)
+  for _, c in ipairs(order) do
+    if bound[c] < pick_ei then break end -- no candidate left can win
+    try(c)
+  end
+  return cands.mask[pick], pick_ei
 end
 
 -- Without a single valid observation there is nothing to model: the most feasible
@@ -395,25 +440,24 @@ end
 -- The state of one search: the observations, the candidates, the failure model.
 local function new_state(search, rng)
   local obj = search.objective or { metric = "p50_latency_ms", maximize = false }
-  local st = { search = search, metric = obj.metric, sign = obj.maximize and -1 or 1, X = {}, z = {},
-    tried = {}, launches = 0, feas = Feasibility.new(search.n) }
-  st.cands = initial_candidates(search, rng, st.X)
+  local st = { search = search, metric = obj.metric, sign = obj.maximize and -1 or 1,
+    gp = Surrogate.new(search.n), tried = {}, launches = 0, feas = Feasibility.new(search.n) }
+  st.cands = initial_candidates(search, rng, st.gp.X)
   return st
 end
 
--- Evaluates a mask and files its result: the GP gets valid trials with a positive
--- metric, the failure model gets the failures (and the successes that clear suspects).
-local function observe(st, mask)
+-- Files a mask's result: the GP gets valid trials with a positive metric, the failure
+-- model gets the failures (and the successes that clear suspects).
+local function file(st, mask, result)
   local search = st.search
   st.tried[mask], st.launches = true, st.launches + 1
   st.cands:remove(mask)
-  local result = search:evaluate(mask)
   local d = search:digits(mask)
   local v = result[st.metric]
   if result.valid then
     st.feas:add_valid(d)
     if type(v) == "number" and v > 0 and v == v then
-      st.X[#st.X + 1], st.z[#st.z + 1] = d, st.sign * math.log(v)
+      st.gp:add(d, st.sign * math.log(v))
       st.cands:observe(d)
     end
   else
@@ -422,12 +466,23 @@ local function observe(st, mask)
   return result
 end
 
+local function observe(st, mask) return file(st, mask, st.search:evaluate(mask)) end
+
+-- The initial design as one batch (run at once on executor slots).
+local function observe_design(st, design, budget)
+  local batch, seen = {}, {}
+  for _, mask in ipairs(design) do
+    if not seen[mask] and #batch < budget then batch[#batch + 1], seen[mask] = mask, true end
+  end
+  for i, result in ipairs(st.search:evaluate_many(batch)) do file(st, batch[i], result) end
+end
+
 -- In a large space, the single-knob neighbours of the best observed mask join the
 -- candidates (a sample alone would rarely hold the one next step).
 local function add_neighbours(st, model)
   local search = st.search
   if search.size <= ENUMERATE_MAX or not model then return end
-  local best = search:mask(st.X[incumbent(model)])
+  local best = search:mask(st.gp.X[incumbent(model)])
   for i = 1, search.n do
     for v = 0, search.knobs[i].size - 1 do
       local m = search:with(best, i, v)
@@ -438,11 +493,11 @@ end
 
 -- The surrogate as a predictor in the metric's units (nil without observations).
 local function predictor(st)
-  local model = gp_fit(st.X, st.z, st.search.n)
+  local model = st.gp:fit()
   return function(mask)
     if not model then return nil end
     local d, dist = st.search:digits(mask), {}
-    for j, x in ipairs(st.X) do dist[j] = hamming(d, x, st.search.n) end
+    for j, x in ipairs(st.gp.X) do dist[j] = hamming(d, x, st.search.n) end
     return math.exp(st.sign * gp_mean(model, dist))
   end
 end
@@ -453,7 +508,7 @@ return {
     budget = { type = "integer", min = 1, doc = "launches at most (default 3 per knob value beyond the first: 3N for on/off knobs)" },
     init = { type = "integer", min = 1, doc = "initial design size, all-off included (default N/2 + 1)" },
     seed = { type = "integer", default = 1, doc = "seed of the initial design and of the candidate sample" },
-    min_improvement = { type = "number", min = 0, default = 0.001,
+    min_improvement = { type = "number", min = 0, default = 0.0003,
       doc = "stop when the best expected relative improvement is below this" },
   },
   run = function(search)
@@ -461,17 +516,15 @@ return {
     local rng = new_rng(opts.seed or 1)
     local budget, init = plan(search, opts)
     local st = new_state(search, rng)
-    for _, mask in ipairs(initial_design(search, init, rng)) do
-      if not st.tried[mask] and st.launches < budget then observe(st, mask) end
-    end
+    observe_design(st, initial_design(search, init, rng), budget)
     while st.launches < budget do
-      local model = gp_fit(st.X, st.z, search.n)
+      local model = st.gp:fit()
       add_neighbours(st, model)
       local mask, ei
       if model then mask, ei = next_candidate(st.cands, model, st.feas)
       else mask = most_feasible(st.cands, st.feas) end
       if not mask then break end -- every candidate tried
-      if model and ei < (opts.min_improvement or 0.001) then break end
+      if model and model.m >= STOP_AFTER and ei < (opts.min_improvement or 0.0003) then break end
       observe(st, mask)
     end
     return { predict = predictor(st) }

@@ -503,13 +503,37 @@ local function validate_slot(c, s, path)
   return slot
 end
 
+-- The slurm executor's settings: where and how each trial's batch job is submitted.
+local function validate_slurm(c, e, out)
+  for _, k in ipairs({ "slots", "gpus_per_trial" }) do
+    if e[k] ~= nil then c:bad("executor." .. k, "is only used with \"type\": \"local\"") end
+  end
+  for _, k in ipairs({ "partition", "gres", "time" }) do
+    if e[k] ~= nil then out[k] = c:string(e[k], "executor." .. k) end
+  end
+  out.sbatch_args = c:string_list(get(e, "sbatch_args", {}), "executor.sbatch_args")
+  for i, a in ipairs(out.sbatch_args) do
+    if a:match("^%-%-output") or a:match("^%-o") or a:match("^%-%-parsable") then
+      c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' is set by knobengine", a)
+    end
+  end
+  out.max_jobs = c:number(get(e, "max_jobs", 8), "executor.max_jobs", { integer = true, min = 1, max = 4096 })
+  out.poll_s = c:number(get(e, "poll_s", 1), "executor.poll_s", { min = 0.05, max = 600 })
+  return out
+end
+
 -- executor: where sweep trials run (docs/executors.md). Absent: one at a time, in this
 -- process. {"type": "local", "slots": [...]} or {"type": "local", "gpus_per_trial": k}.
 local function validate_executor(c, raw)
   if raw.executor == nil then return nil end
-  local e = c:object(raw.executor, "executor", { type = 1, slots = 1, gpus_per_trial = 1 })
-  if e.type == nil then c:bad("executor.type", "is required ('local')") end
-  local out = { type = c:string(e.type, "executor.type", { one_of = { ["local"] = true } }) }
+  local e = c:object(raw.executor, "executor", { type = 1, slots = 1, gpus_per_trial = 1, partition = 1, gres = 1,
+    time = 1, sbatch_args = 1, max_jobs = 1, poll_s = 1 })
+  if e.type == nil then c:bad("executor.type", "is required ('local' or 'slurm')") end
+  local out = { type = c:string(e.type, "executor.type", { one_of = { ["local"] = true, slurm = true } }) }
+  if out.type == "slurm" then return validate_slurm(c, e, out) end
+  for _, k in ipairs({ "partition", "gres", "time", "sbatch_args", "max_jobs", "poll_s" }) do
+    if e[k] ~= nil then c:bad("executor." .. k, "is only used with \"type\": \"slurm\"") end
+  end
   if (e.slots == nil) == (e.gpus_per_trial == nil) then
     c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'")
   end

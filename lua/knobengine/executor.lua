@@ -1,14 +1,22 @@
--- The local executor: sweep trials run at once on the config's slots, each in a process
--- of its own (`knobengine trial`, trial_unit.lua) with its own server, port and devices
--- (docs/executors.md). Results come back in trial order whatever order they finish in.
+-- Executors: sweep trials run at once, each as a `knobengine trial` process of its own
+-- (trial_unit.lua) with its own server, port and devices (docs/executors.md).
+--   local: one process per slot on this machine (knob.spawn);
+--   slurm: one batch job per trial (sbatch), at most max_jobs at once, each on its own
+--          port (server.port + k), its files in RESULTS/.slurm/run-ID/ until collected.
+-- Results come back in trial order whatever order they finish in.
 --
--- Ownership: the executor owns its trial processes; on any error (an interrupt, a
--- callback that raises) it stops every one of them (each stops its own server) before
--- the error goes on. Errors: a bad executor setting is a usage error; a trial process
--- that dies without a result is a failed trial naming how it ended.
+-- Ownership: the executor owns its trial processes and jobs; on any error (an
+-- interrupt, a callback that raises) it stops or cancels every one before the error
+-- goes on. Slurm job ids are kept in history.sqlite (jobs table): a search resumed
+-- after the engine was killed re-attaches to its jobs that still run, collects the
+-- ones that finished and submits the rest again. Errors: a bad executor setting is a
+-- usage error; a trial process or job that ends without a result is a failed trial
+-- naming how it ended (Slurm's state and reason).
 local cjson = require("cjson")
 local knob = require("knob")
 local errors = require("knobengine.errors")
+local record = require("knobengine.record")
+local slurm = require("knobengine.slurm")
 local trial_unit = require("knobengine.trial_unit")
 local util = require("knobengine.util")
 
@@ -35,99 +43,188 @@ local function visible_gpus()
 end
 
 -- The slots of the config ({port, env} each), or nil when trials run in this process.
--- gpus_per_trial: one slot per that many visible GPUs, on server.port, server.port + 1, ...
+-- gpus_per_trial: one slot per that many visible GPUs; slurm: max_jobs slots; both on
+-- server.port, server.port + 1, ... Checked before anything runs (usage errors).
 function M.slots(cfg)
   local e = cfg.executor
   if not e then return nil end
+  if e.type == "slurm" then
+    for _, cmd in ipairs({ "sbatch", "squeue", "scancel" }) do
+      if not util.which(cmd) then errors.usage("executor.type: slurm needs '%s', which is not on PATH", cmd) end
+    end
+  end
   if e.slots then return e.slots end
-  local gpus, from = visible_gpus()
-  local per = e.gpus_per_trial
-  if #gpus < per then
-    errors.usage("executor.gpus_per_trial: %d GPU(s) per trial, but %d visible (%s)", per, #gpus, from)
+  local count, per_slot = e.max_jobs, nil
+  if e.gpus_per_trial then
+    local gpus, from = visible_gpus()
+    if #gpus < e.gpus_per_trial then
+      errors.usage("executor.gpus_per_trial: %d GPU(s) per trial, but %d visible (%s)", e.gpus_per_trial, #gpus, from)
+    end
+    count = #gpus // e.gpus_per_trial
+    per_slot = function(s)
+      return { CUDA_VISIBLE_DEVICES = table.concat(gpus, ",", (s - 1) * e.gpus_per_trial + 1, s * e.gpus_per_trial) }
+    end
   end
   local slots = {}
-  for s = 1, #gpus // per do
-    slots[s] = { port = cfg.server.port + s - 1,
-      env = { CUDA_VISIBLE_DEVICES = table.concat(gpus, ",", (s - 1) * per + 1, s * per) } }
+  for s = 1, count do
+    local port = cfg.server.port + s - 1
+    if port > 65535 then errors.usage("executor: slot %d would listen on port %d (server.port + %d)", s, port, s - 1) end
+    slots[s] = { port = port, env = per_slot and per_slot(s) or {} }
   end
   return slots
 end
 
--- ctx: the run context; slots: M.slots; work_dir: where specs and process logs go.
-function M.new(ctx, slots, work_dir)
+-- Local backend: a process per trial.
+local Local = {}
+
+function Local.start(ex, job, spec_path, log)
+  local proc, err = knob.spawn({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }, nil, log)
+  if not proc then errors.run("cannot start a trial process: %s", err) end
+  return { proc = proc }
+end
+
+function Local.poll(_, running)
+  for _, r in pairs(running) do
+    local exited, how = r.handle.proc:exited()
+    if exited then r.how = how end
+  end
+end
+
+function Local.stop(ex, running)
+  for _, r in pairs(running) do r.handle.proc:stop(ex.ctx.cfg.server.stop_timeout_s + 10) end
+end
+
+-- Slurm backend: a batch job per trial.
+local Slurm = {}
+
+function Slurm.start(ex, job, spec_path, log)
+  local e = ex.ctx.cfg.executor
+  local stored = ex.history and ex.history:job_of(ex.run_id, job.index)
+  if stored and stored.knob_mask == job.mask_string and stored.requests == job.requests then
+    return { id = tostring(stored.job_id), attached = true } -- polled like a new one
+  end
+  local script = spec_path:gsub("%.spec%.json$", ".sbatch")
+  util.write(script, slurm.script({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }), 493)
+  local args = { "--job-name=knobengine-" .. job.index, "--output=" .. log }
+  if e.partition then args[#args + 1] = "--partition=" .. e.partition end
+  if e.gres then args[#args + 1] = "--gres=" .. e.gres end
+  if e.time then args[#args + 1] = "--time=" .. e.time end
+  for _, a in ipairs(e.sbatch_args or {}) do args[#args + 1] = a end
+  local id, err = slurm.submit(args, script)
+  if not id then errors.run("cannot submit trial %d to Slurm: %s", job.index, err) end
+  if ex.history then ex.history:record_job(ex.run_id, job.index, id, job.mask_string, job.requests) end
+  return { id = id }
+end
+
+function Slurm.poll(ex, running)
+  if knob.now() - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
+  ex.last_poll = knob.now()
+  local ids = {}
+  for _, r in pairs(running) do ids[#ids + 1] = r.handle.id end
+  local states, err = slurm.states(ids)
+  if not states then errors.run("cannot ask Slurm about the trials' jobs: %s", err) end
+  for _, r in pairs(running) do
+    local s = states[r.handle.id]
+    if not s then
+      r.how = string.format("(Slurm job %s) is no longer known to Slurm", r.handle.id)
+    elseif slurm.TERMINAL[s.state] then
+      r.how = string.format("(Slurm job %s) ended %s%s", r.handle.id, s.state,
+        (s.reason ~= "" and s.reason ~= "None") and (" (" .. s.reason .. ")") or "")
+    end
+  end
+end
+
+function Slurm.stop(_, running)
+  local ids = {}
+  for _, r in pairs(running) do ids[#ids + 1] = r.handle.id end
+  slurm.cancel(ids)
+end
+
+-- ctx: the run context; slots: M.slots; work_dir: where specs, logs and (slurm) the
+-- trials' own directories go until collected. opts: history, run_id (slurm re-attach).
+function M.new(ctx, slots, work_dir, opts)
   util.mkdir(work_dir)
-  local exe = knob.realpath("/proc/self/exe")
-  return setmetatable({ ctx = ctx, slots = slots, work_dir = work_dir, exe = exe }, M)
+  opts = opts or {}
+  return setmetatable({ ctx = ctx, slots = slots, work_dir = work_dir, exe = knob.realpath("/proc/self/exe"),
+    backend = ctx.cfg.executor.type == "slurm" and Slurm or Local, history = opts.history, run_id = opts.run_id,
+    poll_wait = ctx.cfg.executor.type == "slurm" and 0.1 or 0.02 }, M)
 end
 
 -- Starts job {index, mask, requests, dir} on a slot.
 function M:start(slot, job)
   local base = string.format("%s/%03d", self.work_dir, job.index)
-  util.write_json(base .. ".spec.json", trial_unit.spec(self.ctx, job, slot))
-  os.remove(base .. ".log")
-  local proc, err = knob.spawn({ self.exe, "trial", "--spec", base .. ".spec.json", "--out", job.dir }, nil, base .. ".log")
-  if not proc then errors.run("cannot start a trial process: %s", err) end
-  return { job = job, proc = proc, log = base .. ".log" }
+  job.mask_string = self.ctx.cfg.space:string(job.mask)
+  -- a slurm job writes where the next run can find it; a local one straight into place
+  job.out = self.backend == Slurm and string.format("%s-%s", base, job.mask_string) or job.dir
+  local spec_path = base .. ".spec.json"
+  util.write_json(spec_path, trial_unit.spec(self.ctx, job, slot))
+  local log = base .. ".log"
+  local handle = self.backend.start(self, job, spec_path, log)
+  if not handle.attached then os.remove(log) end
+  return { job = job, handle = handle, log = log, spec = spec_path }
 end
 
--- The record of a finished trial process; its stderr is passed on to ours.
-function M:collect(r, how)
+-- The record of a finished trial; its process's stderr is passed on to ours.
+function M:collect(r)
   local log = util.read_file(r.log) or ""
   for line in log:gmatch("[^\n]+") do
-    if line ~= r.job.dir then io.stderr:write(line, "\n") end
+    if line ~= r.job.out then io.stderr:write(line, "\n") end
   end
-  os.remove(r.log)
-  os.remove((r.log:gsub("%.log$", ".spec.json")))
-  local rec, why = trial_unit.collect(r.job.dir)
+  os.remove(r.log); os.remove(r.spec); os.remove((r.spec:gsub("%.spec%.json$", ".sbatch")))
+  local rec, why = trial_unit.collect(r.job.out)
+  if rec and r.job.out ~= r.job.dir then
+    knob.remove_tree(r.job.dir)
+    local ok, err = os.rename(r.job.out, r.job.dir)
+    if not ok then errors.run("cannot move trial %d into the run: %s", r.job.index, err) end
+    rec.dir = r.job.dir
+  end
   if rec then return rec end
   local last = log:match("([^\n]+)\n*$") or ""
   local c = self.ctx.cfg
-  return require("knobengine.record").from_result({ ok = false, timing = {},
-    error = string.format("the trial process %s and %s%s", how, why, last ~= "" and (": " .. last) or "") }, {
-    mask = r.job.mask, mask_string = c.space:string(r.job.mask), requests = r.job.requests,
+  return record.from_result({ ok = false, timing = {},
+    error = string.format("the trial process %s and %s%s", r.how, why, last ~= "" and (": " .. last) or "") }, {
+    mask = r.job.mask, mask_string = r.job.mask_string, requests = r.job.requests,
     full = r.job.requests == c.workload.request_count, dir = r.job.dir, max_error_rate = c.constraints.max_error_rate,
     config = cjson.null,
   })
 end
 
--- Stops every running trial process (each stops its server first).
-local function stop_all(self, running)
-  local timeout = self.ctx.cfg.server.stop_timeout_s + 10
-  for _, r in pairs(running) do r.proc:stop(timeout) end
+-- Starts jobs on free slots, collects the finished ones; true when any finished.
+local function step(self, jobs, running, done, state)
+  for s, slot in ipairs(self.slots) do
+    if not running[s] and state.started < #jobs then
+      state.started = state.started + 1
+      running[s] = self:start(slot, jobs[state.started])
+      running[s].k = state.started
+    end
+  end
+  self.backend.poll(self, running)
+  local finished = false
+  for s, r in pairs(running) do
+    if r.how then done[r.k], running[s], finished = self:collect(r), nil, true end
+  end
+  return finished
 end
 
 -- Runs jobs on the slots; on_result(job, rec) is called in job order.
 function M:run(jobs, on_result)
-  local running, done = {}, {}
-  local started, emitted = 0, 0
+  local running, done, state = {}, {}, { started = 0 }
+  local emitted = 0
   local ok, err = xpcall(function()
     while emitted < #jobs do
-      for s, slot in ipairs(self.slots) do
-        if not running[s] and started < #jobs then
-          started = started + 1
-          running[s] = self:start(slot, jobs[started])
-          running[s].k = started
-        end
-      end
-      local finished = false
-      for s, r in pairs(running) do
-        local exited, how = r.proc:exited()
-        if exited then
-          done[r.k], running[s], finished = self:collect(r, how), nil, true
-        end
-      end
+      local finished = step(self, jobs, running, done, state)
       while done[emitted + 1] do
         emitted = emitted + 1
         on_result(jobs[emitted], done[emitted])
         done[emitted] = nil
       end
       local sig = knob.interrupted()
-      if sig then errors.interrupted(sig, "interrupted while trials ran on the slots") end
-      if not finished then knob.sleep(0.02) end
+      if sig then errors.interrupted(sig, "interrupted while trials ran on the executor") end
+      if not finished then knob.sleep(self.poll_wait) end
     end
   end, errors.handler)
   if not ok then
-    stop_all(self, running)
+    self.backend.stop(self, running)
     error(err, 0)
   end
 end

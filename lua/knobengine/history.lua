@@ -23,6 +23,10 @@ local SCHEMA = {
       knob_mask TEXT NOT NULL, requests INTEGER NOT NULL, config_hash TEXT NOT NULL,
       status TEXT NOT NULL, valid INTEGER NOT NULL, error TEXT, record TEXT NOT NULL,
       started_utc TEXT NOT NULL, wall_s REAL, PRIMARY KEY (run_id, trial))]],
+  [[CREATE TABLE IF NOT EXISTS jobs (
+      run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL, job_id TEXT NOT NULL,
+      knob_mask TEXT NOT NULL, requests INTEGER NOT NULL, submitted_utc TEXT NOT NULL,
+      PRIMARY KEY (run_id, trial))]],
 }
 
 local function damaged(path, why, raise)
@@ -121,6 +125,16 @@ function M:mark_trial_interrupted(run_id, config_hash, trial, mask_string, reque
   self:exec([[INSERT OR REPLACE INTO trials (run_id, trial, knob_mask, requests, config_hash,
       status, valid, record, started_utc) VALUES (?, ?, ?, ?, ?, 'interrupted', 0, '{}', ?)]],
     run_id, trial, mask_string, requests, config_hash, now_utc())
+end
+
+-- The Slurm job a trial of a run was submitted as (executor.lua), for a resume.
+function M:record_job(run_id, trial, job_id, mask_string, requests)
+  self:exec([[INSERT OR REPLACE INTO jobs (run_id, trial, job_id, knob_mask, requests, submitted_utc)
+      VALUES (?, ?, ?, ?, ?, ?)]], run_id, trial, job_id, mask_string, requests, now_utc())
+end
+
+function M:job_of(run_id, trial)
+  return self:rows("SELECT job_id, knob_mask, requests FROM jobs WHERE run_id = ? AND trial = ?", run_id, trial)[1]
 end
 
 function M:finish(run_id, status, run_dir)

@@ -256,7 +256,7 @@ end
 local function trial_source(ctx, run, dirs)
   local cfg = ctx.cfg
   local replay = run.replay
-  local executor = ctx.slots and Executor.new(ctx, ctx.slots, dirs.aside .. "/.slots")
+  local executor = ctx.slots and Executor.new(ctx, ctx.slots, run.work_dir, { history = run.history, run_id = run.id })
   local function reuse(index, mask, requests, kind)
     local cached = replay[index + 1]
     if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
@@ -438,12 +438,18 @@ local function begin_run(ctx, baseline)
   if #replay > 0 then
     say("resuming the interrupted search (run %d): reusing %d completed trial(s)", id, #replay)
   end
-  return { history = history, hash = hash, id = id, replay = replay, base_p50 = baseline.metrics.p50_latency_ms }
+  -- where executor trials keep specs and logs: slurm jobs outlive a killed engine, so
+  -- theirs are found again by run id; local ones go with the run's aside directory
+  local work_dir = ctx.cfg.executor and ctx.cfg.executor.type == "slurm"
+    and string.format("%s/.slurm/run-%d", ctx.results, id) or nil
+  return { history = history, hash = hash, id = id, replay = replay, base_p50 = baseline.metrics.p50_latency_ms,
+    work_dir = work_dir }
 end
 
 -- The search proper, inside the run's aside directory.
 local function search_body(ctx, baseline, dirs, run)
   local cfg = ctx.cfg
+  run.work_dir = run.work_dir or (dirs.aside .. "/.slots")
   util.mkdir(dirs.aside .. "/trials")
   out(format.TABLE_HEADER)
   local source = trial_source(ctx, run, dirs)
@@ -451,7 +457,8 @@ local function search_body(ctx, baseline, dirs, run)
   local search = Search.new({ cfg = cfg, baseline = baseline.metrics, history = run.history, options = ctx.options,
     run_trial = source.run_trial, run_batch = source.run_batch, on_trial = source.on_trial }, records)
   run_strategy(ctx.strategy, search, run)
-  knob.remove_tree(dirs.aside .. "/.slots") -- the trial processes' specs and logs
+  knob.remove_tree(run.work_dir) -- the trial processes' specs and logs
+  os.remove(ctx.results .. "/.slurm") -- only when no other run's jobs are in it
   if #records == 0 then
     run.history:finish(run.id, "failed")
     errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)
