@@ -15,9 +15,9 @@ all: build
 deps:
 	scripts/install-deps.sh --nsys
 
-# the tests also render the report in a real browser
+# the tests also render the report in a real browser and run a real Slurm
 test-deps:
-	scripts/install-deps.sh --nsys --browser
+	scripts/install-deps.sh --nsys --browser --slurm
 
 build:
 	cmake -S . -B $(BUILD) -DKNOB_WERROR=ON

@@ -4,16 +4,20 @@
 #   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
 #   scripts/install-deps.sh --bench   also wrk for bench/
 #   scripts/install-deps.sh --browser also Chromium, which the report tests render with
+#   scripts/install-deps.sh --slurm   also Slurm and munge, whose daemons the executor
+#                                     tests start on this machine (the packages' own
+#                                     services are not started or enabled)
 # Needs root (or sudo). Safe to run again: it does nothing when all is present.
 set -euo pipefail
 
-want_nsys=0 want_bench=0 want_browser=0
+want_nsys=0 want_bench=0 want_browser=0 want_slurm=0
 for arg in "$@"; do
   case "$arg" in
     --nsys) want_nsys=1 ;;
     --bench) want_bench=1 ;;
     --browser) want_browser=1 ;;
-    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench, --browser)" >&2; exit 2 ;;
+    --slurm) want_slurm=1 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench, --browser, --slurm)" >&2; exit 2 ;;
   esac
 done
 
@@ -30,6 +34,7 @@ pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
       gnuplot-nox)              # the report's plots
 [ "$want_bench" = 1 ] && pkgs+=(wrk)
 [ "$want_browser" = 1 ] && pkgs+=(chromium)
+[ "$want_slurm" = 1 ] && pkgs+=(slurmctld slurmd slurm-client munge)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -42,7 +47,14 @@ apt_update() { [ "$updated" = 1 ] || { $SUDO apt-get update -q >&2; updated=1; }
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps.sh: installing ${missing[*]}" >&2
   apt_update
+  # policy-rc.d 101: packages must not start their services (the tests run their own
+  # daemons with generated configs)
+  rc=/usr/sbin/policy-rc.d added_rc=0
+  if [ "$want_slurm" = 1 ] && [ ! -e "$rc" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$rc" >/dev/null && $SUDO chmod 755 "$rc" && added_rc=1
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  [ "$added_rc" = 1 ] && $SUDO rm -f "$rc"
 fi
 
 if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then

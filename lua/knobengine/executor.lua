@@ -111,7 +111,11 @@ function Slurm.start(ex, job, spec_path, log)
   if e.time then args[#args + 1] = "--time=" .. e.time end
   for _, a in ipairs(e.sbatch_args or {}) do args[#args + 1] = a end
   local id, err = slurm.submit(args, script)
-  if not id then errors.run("cannot submit trial %d to Slurm: %s", job.index, err) end
+  if not id then
+    local sig = knob.interrupted()
+    if sig then errors.interrupted(sig, "interrupted while submitting trials to Slurm") end
+    errors.run("cannot submit trial %d to Slurm: %s", job.index, err)
+  end
   if ex.history then ex.history:record_job(ex.run_id, job.index, id, job.mask_string, job.requests) end
   return { id = id }
 end
@@ -122,7 +126,11 @@ function Slurm.poll(ex, running)
   local ids = {}
   for _, r in pairs(running) do ids[#ids + 1] = r.handle.id end
   local states, err = slurm.states(ids)
-  if not states then errors.run("cannot ask Slurm about the trials' jobs: %s", err) end
+  if not states then
+    local sig = knob.interrupted()
+    if sig then errors.interrupted(sig, "interrupted while asking Slurm about the trials' jobs") end
+    errors.run("cannot ask Slurm about the trials' jobs: %s", err)
+  end
   for _, r in pairs(running) do
     local s = states[r.handle.id]
     if not s then
@@ -160,6 +168,8 @@ function M:start(slot, job)
   util.write_json(spec_path, trial_unit.spec(self.ctx, job, slot))
   local log = base .. ".log"
   local handle = self.backend.start(self, job, spec_path, log)
+  if job.say then job.say(handle.id and string.format(" on Slurm job %s%s", handle.id, handle.attached
+    and " (re-attached)" or "") or string.format(" on port %d", slot.port)) end
   if not handle.attached then os.remove(log) end
   return { job = job, handle = handle, log = log, spec = spec_path }
 end

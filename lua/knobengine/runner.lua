@@ -266,10 +266,12 @@ local function trial_source(ctx, run, dirs)
   end
   local function job(index, mask, requests)
     local mask_string = config.mask_string(cfg, mask)
-    progress.say("[trial %d] mask %s%s ...", index, mask_string,
-      requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "")
     return { index = index, mask = mask, requests = requests,
-      dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string) }
+      dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string),
+      say = function(where)
+        progress.say("[trial %d] mask %s%s%s ...", index, mask_string,
+          requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "", where or "")
+      end }
   end
   local function interrupted(j, err)
     run.history:mark_trial_interrupted(run.id, run.hash, j.index, config.mask_string(cfg, j.mask), j.requests)
@@ -301,6 +303,7 @@ local function trial_source(ctx, run, dirs)
         return out
       end
       local j = job(index, mask, requests)
+      j.say()
       local run_one = kind == "capacity" and capacity_trial or trial.run
       local ok, rec = xpcall(run_one, errors.handler, ctx, mask, { dir = j.dir, requests = requests })
       if not ok then interrupted(j, rec) end
