@@ -10,6 +10,8 @@ test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row
 5. memory: peak RSS of knobengine replaying 100k requests
 6. the client at scale: open-loop schedule adherence, 1024 streams, 100k-word prompts,
    and loading a dataset of a million lines
+7. scale-out: a 16-trial sweep on 1, 2 and 4 local executor slots, and the slurm
+   executor's overhead per trial against the local one (a real one-node Slurm)
 """
 import collections
 import csv
@@ -362,7 +364,59 @@ def bench_scale():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def search_wall(d, executor, env=None):
+    """Seconds of a whole search (after its baseline) with this executor setting."""
+    with open(os.path.join(d, "cfg.json")) as f:
+        cfg = json.load(f)
+    if executor:
+        cfg["executor"] = executor
+    else:
+        cfg.pop("executor", None)
+    with open(os.path.join(d, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+    return run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d, env=env).wall
+
+
+def bench_scale_out():
+    section("7. scale-out: a 16-trial sweep (4 on/off knobs), knobsim fixed TTFT 50 ms / TPOT 5 ms, 0.5 s model load")
+    d = tempfile.mkdtemp(dir=WORK)
+    knobs = [{"name": n, "flag": f} for n, f in (("a", "--disable-log-requests"), ("b", "--enable-prefix-caching"),
+                                                  ("c", "--enable-chunked-prefill"), ("d", "--enforce-eager"))]
+    write_config(d, knobs, 16, extra_serve=("--fixed-ttft-ms", "50", "--fixed-tpot-ms", "5"))
+    with open(os.path.join(d, "cfg.json")) as f:
+        cfg = json.load(f)
+    cfg["serve_cmd"][cfg["serve_cmd"].index("--load-time-s") + 1] = "0.5"
+    cfg["workload"].update(concurrency=8, max_new_tokens=16)
+    with open(os.path.join(d, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+    run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d)  # the baseline
+    port = cfg["server"]["port"]
+    slots = lambda n: {"type": "local", "slots": [{"port": free_port()} for _ in range(n)]}
+    walls = {"in-process": search_wall(d, None)}
+    for n in (1, 2, 4):
+        walls["%d slot%s" % (n, "s" if n > 1 else "")] = search_wall(d, slots(n))
+    base = walls["1 slot"]
+    print("%-12s %9s %8s" % ("executor", "search s", "speedup"))
+    for name, w in walls.items():
+        print("%-12s %9.2f %7.2fx" % (name, w, base / w))
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    os.environ.setdefault("KNOBENGINE", KNOBENGINE)
+    os.environ.setdefault("KNOBSIM", KNOBSIM)
+    import slurm_cluster
+    if slurm_cluster.missing():
+        print("slurm: skipped (%s missing; scripts/install-deps.sh --slurm)" % ", ".join(slurm_cluster.missing()))
+        return
+    cluster = slurm_cluster.Cluster().start()
+    try:
+        env = dict(os.environ, SLURM_CONF=cluster.conf)
+        w = search_wall(d, {"type": "slurm", "max_jobs": 1, "poll_s": 0.1}, env)
+        print("slurm, 1 job at a time: %.2f s, %+.0f ms per trial against 1 local slot (submission to result)"
+              % (w, (w - base) / 16 * 1000))
+    finally:
+        cluster.stop()
+
+
 if __name__ == "__main__":
-    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory, bench_scale):
+    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory, bench_scale, bench_scale_out):
         f()
     shutil.rmtree(WORK, ignore_errors=True)

@@ -121,10 +121,19 @@ function Slurm.start(ex, job, spec_path, log)
 end
 
 function Slurm.poll(ex, running)
-  if knob.now() - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
+  -- a trial that left its result is done: no need to wait for Slurm to finish the job
+  local left = 0
+  for _, r in pairs(running) do
+    if knob.exists(r.job.out .. "/" .. trial_unit.RESULT) then
+      r.how = string.format("(Slurm job %s) finished", r.handle.id)
+    else
+      left = left + 1
+    end
+  end
+  if left == 0 or knob.now() - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
   ex.last_poll = knob.now()
   local ids = {}
-  for _, r in pairs(running) do ids[#ids + 1] = r.handle.id end
+  for _, r in pairs(running) do if not r.how then ids[#ids + 1] = r.handle.id end end
   local states, err = slurm.states(ids)
   if not states then
     local sig = knob.interrupted()
@@ -132,8 +141,9 @@ function Slurm.poll(ex, running)
     errors.run("cannot ask Slurm about the trials' jobs: %s", err)
   end
   for _, r in pairs(running) do
-    local s = states[r.handle.id]
-    if not s then
+    local s = not r.how and states[r.handle.id]
+    if r.how then -- collected above
+    elseif not s then
       r.how = string.format("(Slurm job %s) is no longer known to Slurm", r.handle.id)
     elseif slurm.TERMINAL[s.state] then
       r.how = string.format("(Slurm job %s) ended %s%s", r.handle.id, s.state,

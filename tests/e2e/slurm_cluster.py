@@ -51,6 +51,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MinJobAge=600
+SchedulerParameters=sched_min_interval=0,batch_sched_delay=0
 KillWait=10
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
 PartitionName=knobtest Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
