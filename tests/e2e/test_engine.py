@@ -254,7 +254,9 @@ class ImporterCheck(Workspace):
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
         importer = os.path.join(self.path("nsight"), "target-linux-x64", "..", "linux-desktop-glibc_2_11_3-x64", "QdstrmImporter")
-        self.assertEqual(r.stderr, "knobengine: nsys's report importer %s cannot start: libdw.so.1 is missing (install "
+        # the only message, but for the client's own lateness warning, which a slow (sanitized) build may add
+        said = "".join(l for l in r.stderr.splitlines(True) if "the client read streamed data late" not in l)
+        self.assertEqual(said, "knobengine: nsys's report importer %s cannot start: libdw.so.1 is missing (install "
                          "the package libdw1); trace metrics will be na\n" % importer)
         self.assertFalse(os.path.exists(self.path("nsight", "calls.log")))  # nsys never ran: no capture
         trace = load_json(self.path("results", "baseline", "trace_summary.json"))
