@@ -112,17 +112,19 @@ local function run_trial(p, mask, requests, kind)
   return record.view(rec)
 end
 
-function Search:evaluate(mask, opts)
-  local p = private[self]
-  mask = parse_mask(self, mask, "evaluate")
-  local requests = self.request_count
-  if opts and opts.requests ~= nil then
-    requests = math.tointeger(opts.requests)
-    if not requests or requests < 1 or requests > self.request_count then
-      error(string.format("search:evaluate: requests must be an integer in 1..%d", self.request_count), 2)
-    end
+-- opts.requests checked (default request_count).
+local function requests_of(self, opts, what)
+  if not opts or opts.requests == nil then return self.request_count end
+  local requests = math.tointeger(opts.requests)
+  if not requests or requests < 1 or requests > self.request_count then
+    error(string.format("search:%s: requests must be an integer in 1..%d", what, self.request_count), 3)
   end
-  return run_trial(p, mask, requests)
+  return requests
+end
+
+function Search:evaluate(mask, opts)
+  mask = parse_mask(self, mask, "evaluate")
+  return run_trial(private[self], mask, requests_of(self, opts, "evaluate"))
 end
 
 -- Evaluates a batch of masks, at once when the config has executor slots (else one
@@ -133,13 +135,7 @@ function Search:evaluate_many(masks, opts)
   if type(masks) ~= "table" then error("search:evaluate_many: expected a list of masks", 2) end
   local parsed = {}
   for i, mask in ipairs(masks) do parsed[i] = parse_mask(self, mask, "evaluate_many") end
-  local requests = self.request_count
-  if opts and opts.requests ~= nil then
-    requests = math.tointeger(opts.requests)
-    if not requests or requests < 1 or requests > self.request_count then
-      error(string.format("search:evaluate_many: requests must be an integer in 1..%d", self.request_count), 2)
-    end
-  end
+  local requests = requests_of(self, opts, "evaluate_many")
   local views = {}
   if not p.ctx.run_batch then
     for i, mask in ipairs(parsed) do views[i] = run_trial(p, mask, requests) end

@@ -232,6 +232,22 @@ class Engine:
         return self.proc.returncode, "\n".join(self.out) + ("\n" if self.out else ""), "\n".join(self.err)
 
 
+# three on/off knobs for knobsim: the middle one makes the server fail to start (masks
+# x1x are failed trials), the others change its latency
+KNOBS_WITH_A_FAILURE = [
+    {"name": "prefix_caching", "flag": "--enable-prefix-caching"},
+    {"name": "broken", "flag": "--fail-start"},
+    {"name": "eager", "flag": "--enforce-eager"},
+]
+
+# a row of the results table: trial index, then the mask string
+TABLE_ROW = re.compile(r"^\d+,[0-9a-z]+,")
+
+
+def table_rows(stdout):
+    return [l for l in stdout.splitlines() if TABLE_ROW.match(l)]
+
+
 class Workspace(unittest.TestCase):
     """A test case with a fresh temporary directory (self.dir) and helpers to write a
     config and run knobengine in it."""
@@ -282,6 +298,12 @@ class Workspace(unittest.TestCase):
 
     def write_config(self, cfg, name="cfg.json"):
         return self.write(name, json.dumps(cfg, indent=2) if not isinstance(cfg, str) else cfg)
+
+    def search(self, *args, env=None):
+        """A search with cfg.json that must succeed: its stdout and summary.json."""
+        r = self.run_engine("--config", "cfg.json", *args, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
 
     def run_engine(self, *args, timeout=300, env=None):
         return subprocess.run([KNOBENGINE, *args], cwd=self.dir, capture_output=True, text=True,

@@ -3,37 +3,21 @@ its own slot's port and environment, Ctrl-C stops every slot's server and the se
 resumes, and `knobengine trial` refuses a spec whose config changed."""
 import json
 import os
-import re
 import signal
 
-from common import Workspace, load_json, read, reserve_port, servers_on, wait_until
-
-ROW = re.compile(r"^\d+,[0-9a-z]+,")
-
-
-def rows(stdout):
-    return [l for l in stdout.splitlines() if ROW.match(l)]
+from common import KNOBS_WITH_A_FAILURE, Workspace, table_rows as rows, load_json, read, reserve_port, servers_on, wait_until
 
 
 class Slots(Workspace):
     def setUp(self):
         super().setUp()
-        cfg = self.base_config(knobs=[
-            {"name": "prefix_caching", "flag": "--enable-prefix-caching"},
-            {"name": "broken", "flag": "--fail-start"},
-            {"name": "eager", "flag": "--enforce-eager"},
-        ])
+        cfg = self.base_config(knobs=KNOBS_WITH_A_FAILURE)
         cfg["env"] = {"SLOT_NAME": "none"}
         self.ports = [reserve_port(), reserve_port()]
         cfg["executor"] = {"type": "local", "slots": [{"port": p, "env": {"SLOT_NAME": "s%d" % i}}
                                                       for i, p in enumerate(self.ports)]}
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
-
-    def search(self, *args):
-        r = self.run_engine("--config", "cfg.json", *args)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
 
     def test_same_table_as_a_sequential_run(self):
         out, summary = self.search()

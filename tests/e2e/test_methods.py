@@ -2,18 +2,11 @@
 resumed; value labels in every file; exhaustive strategies refused on a huge space;
 stack_rank and bayes on a mixed space; knobengine compare on the recorded sweep."""
 import json
-import re
 import signal
 import sqlite3
 import subprocess
 
-from common import Workspace, KNOBENGINE, load_json, read, servers_on, wait_until
-
-ROW = re.compile(r"^\d+,[0-9a-z]+,")
-
-
-def rows(stdout):
-    return [l for l in stdout.splitlines() if ROW.match(l)]
+from common import TABLE_ROW as ROW, Workspace, table_rows as rows, KNOBENGINE, load_json, read, servers_on, wait_until
 
 
 def masks(stdout):
@@ -30,11 +23,6 @@ class MixedSpace(Workspace):
         ])
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
-
-    def search(self, *args):
-        r = self.run_engine("--config", "cfg.json", *args)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
 
     def test_sweep_interrupted_and_resumed(self):
         p = subprocess.Popen([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, stdout=subprocess.PIPE,

@@ -3,20 +3,13 @@ brute-force best for less, an interrupted or killed sweep resumes with the same 
 and a user's strategy runs from anywhere without a rebuild."""
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
 import time
 
-from common import Workspace, KNOBENGINE, load_json, servers_on, wait_until
+from common import TABLE_ROW as ROW, Workspace, table_rows as rows, KNOBENGINE, load_json, servers_on, wait_until
 
-
-ROW = re.compile(r"^\d+,[01]+,")
-
-
-def rows(stdout):
-    return [l for l in stdout.splitlines() if ROW.match(l)]
 
 
 def best_mask(stdout):
@@ -39,11 +32,6 @@ class Strategies(Workspace):
         self.write("data.jsonl", "".join(json.dumps({"prompt": "system " * 400 + "question %d" % i}) + "\n" for i in range(8)))
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").stdout, "BASELINE_DONE\n")
-
-    def search(self, *args):
-        r = self.run_engine("--config", "cfg.json", *args)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
 
     def test_strategies_agree_with_bruteforce_for_less(self):
         # 24 requests: halving screens with 6, enough to keep the best among its survivors

@@ -3,7 +3,6 @@ slurm_cluster.py): a sweep gives the table of a local run, Ctrl-C cancels every 
 submitted, a killed engine's search resumes by re-attaching to its jobs, and a job
 Slurm cancels is a failed trial that says so."""
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +10,7 @@ import sys
 import unittest
 
 import slurm_cluster
-from common import Workspace, KNOBENGINE, load_json, servers_on, wait_until
+from common import KNOBS_WITH_A_FAILURE, Workspace, table_rows as rows, load_json, servers_on, wait_until
 
 if __name__ != "__main__" and slurm_cluster.missing():
     print("SKIPPED: Slurm is not installed (%s missing; scripts/install-deps.sh --slurm installs it)"
@@ -31,21 +30,11 @@ def tearDownModule():
         CLUSTER.stop()
 
 
-ROW = re.compile(r"^\d+,[01]+,")
-
-
-def rows(stdout):
-    return [l for l in stdout.splitlines() if ROW.match(l)]
-
 
 class SlurmExecutor(Workspace):
     def setUp(self):
         super().setUp()
-        cfg = self.base_config(knobs=[
-            {"name": "prefix_caching", "flag": "--enable-prefix-caching"},
-            {"name": "broken", "flag": "--fail-start"},
-            {"name": "eager", "flag": "--enforce-eager"},
-        ])
+        cfg = self.base_config(knobs=KNOBS_WITH_A_FAILURE)
         self.write_config(cfg, "local.json")
         cfg["executor"] = {"type": "slurm", "max_jobs": 2, "poll_s": 0.1, "time": "00:10:00"}
         self.write_config(cfg)
@@ -56,9 +45,7 @@ class SlurmExecutor(Workspace):
         return self.run_engine(*args, env={"SLURM_CONF": CLUSTER.conf})
 
     def search(self, *args):
-        r = self.engine("--config", "cfg.json", *args)
-        self.assertEqual(r.returncode, 0, r.stderr + CLUSTER.logs())
-        return r.stdout, load_json(self.path("results", "search", "latest", "summary.json"))
+        return super().search(*args, env={"SLURM_CONF": CLUSTER.conf})
 
     def no_jobs_left(self):
         wait_until(lambda: CLUSTER.jobs() == {}, 60, "every job to leave squeue")
