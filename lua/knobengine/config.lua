@@ -370,12 +370,18 @@ local function validate_knobs(c, raw)
   if #list > M.MAX_KNOBS then
     c:bad("knobs", "at most %d knobs are supported (got %d: 2^%d trials)", M.MAX_KNOBS, #list, #list)
   end
-  local knobs, seen, radices, names = {}, {}, {}, {}
+  local knobs, seen, radices, names, args = {}, {}, {}, {}, {}
   for i, k in ipairs(list) do
     knobs[i] = validate_knob(c, k, i)
     local name = knobs[i].name
     if seen[name] then c:bad(string.format("knobs[%d].name", i - 1), "duplicate knob name '%s' (also knobs[%d])", name, seen[name]) end
     seen[name] = i - 1
+    local arg = knobs[i].flag or knobs[i].key or ("env:" .. knobs[i].env)
+    if args[arg] then
+      c:bad(string.format("knobs[%d].%s", i - 1, knobs[i].flag and "flag" or knobs[i].key and "key" or "env"),
+        "'%s' is also knobs[%d]'s; a knob must own its argument (give it values instead)", (arg:gsub("^env:", "")), args[arg])
+    end
+    args[arg] = i - 1
     radices[i], names[i] = M.radix(knobs[i]), name
   end
   local space, why = Space.new(radices, names)
@@ -534,9 +540,8 @@ local function validate_executor(c, raw)
   for _, k in ipairs({ "partition", "gres", "time", "sbatch_args", "max_jobs", "poll_s" }) do
     if e[k] ~= nil then c:bad("executor." .. k, "is only used with \"type\": \"slurm\"") end
   end
-  if (e.slots == nil) == (e.gpus_per_trial == nil) then
-    c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'")
-  end
+  if e.slots == nil and e.gpus_per_trial == nil then c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'") end
+  if e.slots ~= nil and e.gpus_per_trial ~= nil then c:bad("executor", "has both 'slots' and 'gpus_per_trial' (use one)") end
   if e.gpus_per_trial ~= nil then
     out.gpus_per_trial = c:number(e.gpus_per_trial, "executor.gpus_per_trial", { integer = true, min = 1, max = 64 })
     return out

@@ -80,7 +80,8 @@ function M.summary_entry(rec)
   j.knob_mask, j.full_fidelity = rec.mask_string, rec.full
   j.mask, j.mask_string, j.full, j.dir = nil, nil, nil, nil
   -- a trial reused from an interrupted run keeps no log in this run's directory
-  j.log = rec.resumed and cjson.null or (rec.dir .. "/logs.txt")
+  -- relative to the run directory (the run is built aside and renamed into place)
+  j.log = rec.resumed and cjson.null or ((rec.dir:match("(trials/[^/]+)$") or rec.dir) .. "/logs.txt")
   j.resumed = rec.resumed or false
   return j
 end

@@ -98,7 +98,7 @@ function M:parse(v)
   local m = math.tointeger(type(v) == "string" and tonumber(v) or v)
   if m and self:contains(m) then return m end
   if type(v) == "string" and #v == self.n then
-    return nil, "a character is not a value index (0-9, a-z)"
+    return nil, string.format("'%s' is not a value index (0-9, a-z)", v:match("[^0-9a-z]"))
   end
   return nil, string.format("not a mask of %d knobs (%d characters, or an integer in 0..%d)",
     self.n, self.n, self.size - 1)

@@ -78,7 +78,7 @@ local function check_option(name, decl, v, cfg)
   local path = "strategy_options." .. name
   if decl.type == "mask" then
     local m, why = cfg.space:parse(v)
-    if not m then errors.usage("%s: expected a knob mask: '%s': %s", path, tostring(v), why) end
+    if not m then errors.usage("%s: expected a knob mask: '%s': %s", path, tostring(math.tointeger(v) or v), why) end
     return m
   end
   local check = CHECKS[decl.type]

@@ -62,6 +62,8 @@ CASES = [
     ("on_value wrong type", "knobs[1]", {"name": "k", "key": "--dtype", "on_value": 8}, "knobs[1].on_value: expected string"),
     ("flag with on_value", "knobs[0].on_value", "x", "knobs[0].on_value: is only used with 'key' or 'env'"),
     ("unknown knob key", "knobs[0].default", True, "knobs[0].default: unknown key"),
+    ("two knobs on one key", "knobs[1]", {"name": "k", "flag": "--enable-prefix-caching"},
+     "knobs[1].flag: '--enable-prefix-caching' is also knobs[0]'s; a knob must own its argument (give it values instead)"),
     ("values empty", "knobs[1]", {"name": "k", "key": "--max-num-seqs", "values": []}, "knobs[1].values: must not be empty"),
     ("values not a list", "knobs[1]", {"name": "k", "key": "--max-num-seqs", "values": "64"}, "knobs[1].values: expected array"),
     ("value not a string", "knobs[1]", {"name": "k", "key": "--max-num-seqs", "values": ["64", 128]},

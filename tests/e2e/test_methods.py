@@ -133,7 +133,8 @@ class MixedSpace(Workspace):
 class HugeSpace(Workspace):
     def test_exhaustive_strategy_refused_without_force(self):
         values = [str(v) for v in range(1, 18)]  # 18 value indices each: 18^3 = 5832 masks
-        cfg = self.base_config(knobs=[{"name": n, "key": "--max-num-seqs", "values": values} for n in "abc"])
+        keys = ("--max-num-seqs", "--max-num-batched-tokens", "--kv-capacity-tokens")
+        cfg = self.base_config(knobs=[{"name": n, "key": k, "values": values} for n, k in zip("abc", keys)])
         self.write_config(cfg)
         self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
         r = self.run_engine("--config", "cfg.json")

@@ -100,6 +100,15 @@ t.test("main effects: mean p50 with each knob on minus off, valid trials only", 
   local e = trials.main_effects(run)
   t.eq({ e[1].name, e[1].on, e[1].off, e[1].effect }, { "a", 6.0, 11.0, -5.0 })
   t.eq({ e[2].name, e[2].on_n, e[2].off_n, e[2].effect }, { "b", 1, 2, 4.0 })
+  -- a knob with values: each value against index 0
+  local mixed = { knob_names = { "seqs" }, knobs = { { name = "seqs", values = { "8", "64" }, unset = true } },
+    summary = { trials = {
+      { knob_mask = "0", valid = true, metrics = { p50_latency_ms = 10 } },
+      { knob_mask = "1", valid = true, metrics = { p50_latency_ms = 14 } },
+      { knob_mask = "2", valid = true, metrics = { p50_latency_ms = 7 } },
+    } } }
+  e = trials.main_effects(mixed)
+  t.eq({ e[1].name, e[1].effect, e[2].name, e[2].effect }, { "seqs=8", 4.0, "seqs=64", -3.0 })
 end)
 
 t.test("Markdown and HTML escape what would change the rendering", function()

@@ -90,7 +90,7 @@ end
 local function next_steps(run)
   local s, steps = run.summary, {}
   if (s.trial_count or 0) < (s.mask_space or 0) then
-    steps[#steps + 1] = string.format("the strategy ran %d of %d combinations: run strategies/bruteforce.lua to check the rest",
+    steps[#steps + 1] = string.format("the strategy ran %d of %d combinations: run --strategy bruteforce to check the rest",
       s.trial_count, s.mask_space)
   end
   local m = run.best and sections.mfu_of(run, run.best)

@@ -5,25 +5,40 @@ local f = require("knobengine.report.fmt")
 
 local M = {}
 
--- Mean p50 of the valid trials with knob i on minus off: {name, on_n, off_n, on, off,
--- effect} per knob (effect nil when either side has no trial). A knob with values is
--- "on" at any value index but 0, the baseline's.
+-- Mean p50 of the valid trials with knob i at value index d minus at index 0 (the
+-- baseline's): {name, on_n, off_n, on, off, effect} per on/off knob (d = 1) and per
+-- value of a knob with values (named name=value); effect nil when either side has no
+-- trial.
+local function effect_of(run, i, d, label)
+  local sum, n = { on = 0, off = 0 }, { on = 0, off = 0 }
+  for _, t in ipairs(run.summary.trials) do
+    local p50 = f.get(t, "metrics", "p50_latency_ms")
+    local c = tonumber(t.knob_mask:sub(i, i), 36)
+    if t.valid and f.known(p50) and (c == d or c == 0) then
+      local side = c == d and "on" or "off"
+      sum[side], n[side] = sum[side] + p50, n[side] + 1
+    end
+  end
+  local e = { name = label, on_n = n.on, off_n = n.off }
+  if n.on > 0 then e.on = sum.on / n.on end
+  if n.off > 0 then e.off = sum.off / n.off end
+  if e.on and e.off then e.effect = e.on - e.off end
+  return e
+end
+
 function M.main_effects(run)
   local out = {}
   for i, name in ipairs(run.knob_names) do
-    local sum, n = { on = 0, off = 0 }, { on = 0, off = 0 }
-    for _, t in ipairs(run.summary.trials) do
-      local p50 = f.get(t, "metrics", "p50_latency_ms")
-      if t.valid and f.known(p50) then
-        local side = t.knob_mask:sub(i, i) ~= "0" and "on" or "off"
-        sum[side], n[side] = sum[side] + p50, n[side] + 1
+    local k = (run.knobs or {})[i] or {}
+    local values = type(k.values) == "table" and k.values or nil
+    if not values then
+      out[#out + 1] = effect_of(run, i, 1, name)
+    else
+      local first = k.unset == false and 2 or 1 -- index 0 is the first value when unset is false
+      for d = 1, #values - (first - 1) do
+        out[#out + 1] = effect_of(run, i, d, name .. "=" .. tostring(values[d + first - 1]))
       end
     end
-    local e = { name = name, on_n = n.on, off_n = n.off }
-    if n.on > 0 then e.on = sum.on / n.on end
-    if n.off > 0 then e.off = sum.off / n.off end
-    if e.on and e.off then e.effect = e.on - e.off end
-    out[#out + 1] = e
   end
   return out
 end
@@ -57,8 +72,9 @@ function M.trials(run)
       rows, { "r", "l", "l", "r", "r", "r", "r", "r", "l" }, highlight),
     f.figure("trials", "p50 and p95 latency of every trial; the dashed line is the baseline's p50."),
     f.figure("pareto", "Latency against throughput; the line joins the Pareto front (no trial is both faster and higher-throughput)."),
-    f.p("Main effect of each knob: the mean p50 of the valid trials with it on minus with it off (negative is faster). "
-      .. "With few trials, or knobs that interact, this is an estimate."),
+    f.p("Main effect of each knob: the mean p50 of the valid trials with it on minus with it off (negative is faster); "
+      .. "for a knob with values, of each value against index 0 (unset). With few trials, or knobs that interact, "
+      .. "this is an estimate."),
     f.table({ "Knob", "Trials on / off", "Mean p50 on", "Mean p50 off", "Effect ms" }, effects, { "l", "r", "r", "r", "r" }),
   } }
 end
