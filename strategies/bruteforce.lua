@@ -1,12 +1,18 @@
 -- Brute force: every knob combination once, in ascending mask order (2^N launches for
--- N on/off knobs; the product of the value counts with knobs with values).
+-- N on/off knobs; the product of the value counts with knobs with values). The masks go
+-- out in batches (at once on every executor slot, when there are several); a batch is
+-- bounded so a huge space (--force) never has to be listed whole.
+local BATCH = 1024
+
 return {
   name = "bruteforce",
   exhaustive = true,
   run = function(search)
-    local all = {}
-    for mask in search:masks() do all[#all + 1] = mask end
-    search:evaluate_many(all) -- on every executor slot at once, when there are several
-
+    local batch = {}
+    for mask in search:masks() do
+      batch[#batch + 1] = mask
+      if #batch == BATCH then search:evaluate_many(batch); batch = {} end
+    end
+    if #batch > 0 then search:evaluate_many(batch) end
   end,
 }

@@ -12,9 +12,16 @@ return {
   run = function(search)
     local opts = search.options
     local screen = math.min(opts.screen_requests or math.max(1, search.request_count // 4), search.request_count)
-    local all = {}
-    for mask in search:masks() do all[#all + 1] = mask end
-    local screened = search:evaluate_many(all, { requests = screen })
+    local screened, batch = {}, {}
+    local function screen_batch() -- bounded batches: a huge space is never listed whole
+      for _, r in ipairs(search:evaluate_many(batch, { requests = screen })) do screened[#screened + 1] = r end
+      batch = {}
+    end
+    for mask in search:masks() do
+      batch[#batch + 1] = mask
+      if #batch == 1024 then screen_batch() end
+    end
+    if #batch > 0 then screen_batch() end
     -- rank the screening results by the objective
     local valid = {}
     for _, r in ipairs(screened) do

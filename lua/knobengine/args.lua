@@ -109,6 +109,7 @@ local function check_compare(opts)
   opts.seeds = opts.seeds and integer("--seeds", opts.seeds, 1, 100000) or 50
   opts.seed = opts.seed and integer("--seed", opts.seed, 0, 1 << 31) or 1
   opts.synthetic = opts.synthetic and integer("--synthetic", opts.synthetic, 2, 12)
+  if opts.synthetic and opts.config_given then errors.usage("--synthetic replays made-up landscapes: it takes no --config") end
   if opts.noise then
     local v = tonumber(opts.noise)
     if not v or v < 0 or v > 1 then errors.usage("--noise: '%s' is not a coefficient of variation in 0..1", opts.noise) end
@@ -169,6 +170,7 @@ function M.parse(args)
           inline = args[i]
         end
         opts[key(name)] = inline
+        if name == "--config" then opts.config_given = true end
       else
         opts[key(name)] = true
       end

@@ -17,17 +17,13 @@ local objective = require("knobengine.objective")
 local Rng = require("knobengine.rng")
 local Search = require("knobengine.search")
 local strategies = require("knobengine.strategy")
+local util = require("knobengine.util")
 
 local M = {}
 
 M.DEFAULT_METHODS = { "bruteforce", "halving", "coord_descent", "stack_rank", "bayes" }
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local c = {}
-  for k, x in pairs(v) do c[k] = copy(x) end
-  return c
-end
+local copy = util.copy
 
 -- The record the truth chooses as best (objective.choose over every mask).
 local function true_best(truth, obj)

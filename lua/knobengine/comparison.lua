@@ -116,11 +116,18 @@ local function write_files(results, result)
     util.write(aside .. "/summary.txt", summary_text(result))
     local drawn, why = plot(aside, result.methods)
     if not drawn then io.stderr:write("knobengine: compare: the plot was not drawn: ", why, "\n") end
+    if util.read_file(aside .. "/gnuplot.log") == "" then os.remove(aside .. "/gnuplot.log") end
   end)
   if not ok then knob.remove_tree(aside); error(err, 0) end
-  knob.remove_tree(final)
+  -- the old directory goes aside first, so there is always one complete comparison
+  local old = final .. ".old." .. knob.getpid()
+  local had_old = knob.is_dir(final) and os.rename(final, old)
   local okr, rerr = os.rename(aside, final)
-  if not okr then errors.run("cannot move the comparison into place: %s", rerr) end
+  if not okr then
+    if had_old then os.rename(old, final) end
+    errors.run("cannot move the comparison into place: %s", rerr)
+  end
+  if had_old then knob.remove_tree(old) end
 end
 
 -- The methods of --strategies (bundled names or paths), loaded.

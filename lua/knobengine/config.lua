@@ -519,7 +519,7 @@ local function validate_slurm(c, e, out)
   end
   out.sbatch_args = c:string_list(get(e, "sbatch_args", {}), "executor.sbatch_args")
   for i, a in ipairs(out.sbatch_args) do
-    if a:match("^%-%-output") or a:match("^%-o") or a:match("^%-%-parsable") then
+    if a:match("^%-%-output") or a:match("^%-o") or a:match("^%-%-error") or a:match("^%-e") or a:match("^%-%-parsable") then
       c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' is set by knobengine", a)
     end
   end

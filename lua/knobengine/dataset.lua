@@ -17,6 +17,7 @@
 local cjson = require("cjson")
 local knob = require("knob")
 local errors = require("knobengine.errors")
+local Rng = require("knobengine.rng")
 
 local M = {}
 
@@ -149,14 +150,7 @@ local function read_file(path, format, keep)
 end
 
 -- A small deterministic generator for synthetic prompts (independent of math.random).
-local function rng(seed)
-  local s = (seed * 2654435761 + 88172645463325252) & 0x7fffffffffffffff
-  if s == 0 then s = 1 end
-  return function()
-    s = s ~ (s << 13); s = s ~ (s >> 7); s = s ~ (s << 17)
-    return ((s >> 11) & ((1 << 52) - 1)) / (1 << 52)
-  end
-end
+local function rng(seed) return Rng.new(seed).unit end
 
 -- Synthetic probes: `keep` prompts of about input_tokens words (distinct from the
 -- first word, so nothing is shared) and output_tokens each, +-spread.

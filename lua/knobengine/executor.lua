@@ -32,14 +32,12 @@ local function visible_gpus()
     return out, "CUDA_VISIBLE_DEVICES"
   end
   if not util.which("nvidia-smi") then return out, "nvidia-smi not found" end
-  local log = os.tmpname()
-  local status = knob.run({ "nvidia-smi", "-L" }, log, 30)
-  for line in (util.read_file(log) or ""):gmatch("[^\n]+") do
+  local text, how = util.capture({ "nvidia-smi", "-L" }, 30)
+  for line in (text or ""):gmatch("[^\n]+") do
     local i = line:match("^GPU (%d+):")
     if i then out[#out + 1] = i end
   end
-  os.remove(log)
-  return out, status == 0 and "nvidia-smi -L" or "nvidia-smi -L failed"
+  return out, how == "exited with status 0" and "nvidia-smi -L" or "nvidia-smi -L failed"
 end
 
 -- The slots of the config ({port, env} each), or nil when trials run in this process.
@@ -78,6 +76,7 @@ end
 local Local = {}
 
 function Local.start(ex, job, spec_path, log)
+  os.remove(log) -- an earlier attempt's; before the process opens it
   local proc, err = knob.spawn({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }, nil, log)
   if not proc then errors.run("cannot start a trial process: %s", err) end
   return { proc = proc }
@@ -97,12 +96,22 @@ end
 -- Slurm backend: a batch job per trial.
 local Slurm = {}
 
+-- The job a killed engine submitted for this trial, when it still runs or left its
+-- result (a cancelled or lost one is submitted again).
+local function reattachable(ex, job)
+  local stored = ex.history and ex.history:job_of(ex.run_id, job.index)
+  if not stored or stored.knob_mask ~= job.mask_string or stored.requests ~= job.requests then return nil end
+  local id = tostring(stored.job_id)
+  if knob.exists(job.out .. "/" .. trial_unit.RESULT) then return id end
+  local s = (slurm.states({ id }) or {})[id]
+  if s and not slurm.TERMINAL[s.state] then return id end
+end
+
 function Slurm.start(ex, job, spec_path, log)
   local e = ex.ctx.cfg.executor
-  local stored = ex.history and ex.history:job_of(ex.run_id, job.index)
-  if stored and stored.knob_mask == job.mask_string and stored.requests == job.requests then
-    return { id = tostring(stored.job_id), attached = true } -- polled like a new one
-  end
+  local attach = reattachable(ex, job)
+  if attach then return { id = attach, attached = true } end -- polled like a new one
+  os.remove(log) -- an earlier attempt's; before the job opens it
   local script = spec_path:gsub("%.spec%.json$", ".sbatch")
   util.write(script, slurm.script({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }), 493)
   local args = { "--job-name=knobengine-" .. job.index, "--output=" .. log }
@@ -120,6 +129,28 @@ function Slurm.start(ex, job, spec_path, log)
   return { id = id }
 end
 
+-- A shared filesystem may show a finished job's result.json a moment after Slurm says
+-- it ended; a job that ended without one is given this long before it counts as failed.
+Slurm.RESULT_GRACE_S = 5
+-- squeue may fail now and then on a busy controller; only this long a run of failures
+-- stops the sweep.
+Slurm.SQUEUE_FAILING_S = 60
+
+-- Marks the trials whose job ended (r.how), from Slurm's states.
+local function judge(running, states, now)
+  for _, r in pairs(running) do
+    if not r.how then
+      local s = states[r.handle.id]
+      local ended = not s and "is no longer known to Slurm" or slurm.TERMINAL[s.state] and string.format("ended %s%s",
+        s.state, (s.reason ~= "" and s.reason ~= "None") and (" (" .. s.reason .. ")") or "")
+      if ended then
+        r.ended_at = r.ended_at or now
+        if now - r.ended_at >= Slurm.RESULT_GRACE_S then r.how = string.format("(Slurm job %s) %s", r.handle.id, ended) end
+      end
+    end
+  end
+end
+
 function Slurm.poll(ex, running)
   -- a trial that left its result is done: no need to wait for Slurm to finish the job
   local left = 0
@@ -130,32 +161,28 @@ function Slurm.poll(ex, running)
       left = left + 1
     end
   end
-  if left == 0 or knob.now() - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
-  ex.last_poll = knob.now()
+  local now = knob.now()
+  if left == 0 or now - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
+  ex.last_poll = now
   local ids = {}
   for _, r in pairs(running) do if not r.how then ids[#ids + 1] = r.handle.id end end
   local states, err = slurm.states(ids)
-  if not states then
-    local sig = knob.interrupted()
-    if sig then errors.interrupted(sig, "interrupted while asking Slurm about the trials' jobs") end
-    errors.run("cannot ask Slurm about the trials' jobs: %s", err)
+  if states then
+    ex.squeue_failing_since = nil
+    return judge(running, states, now)
   end
-  for _, r in pairs(running) do
-    local s = not r.how and states[r.handle.id]
-    if r.how then -- collected above
-    elseif not s then
-      r.how = string.format("(Slurm job %s) is no longer known to Slurm", r.handle.id)
-    elseif slurm.TERMINAL[s.state] then
-      r.how = string.format("(Slurm job %s) ended %s%s", r.handle.id, s.state,
-        (s.reason ~= "" and s.reason ~= "None") and (" (" .. s.reason .. ")") or "")
-    end
+  ex.squeue_failing_since = ex.squeue_failing_since or now
+  if now - ex.squeue_failing_since > Slurm.SQUEUE_FAILING_S then
+    errors.run("cannot ask Slurm about the trials' jobs for %d s: %s", Slurm.SQUEUE_FAILING_S, err)
   end
 end
 
-function Slurm.stop(_, running)
-  local ids = {}
-  for _, r in pairs(running) do ids[#ids + 1] = r.handle.id end
-  slurm.cancel(ids)
+-- Cancels the jobs (they stop their servers) and forgets them: a resume submits anew.
+function Slurm.stop(ex, running)
+  local ids, trials = {}, {}
+  for _, r in pairs(running) do ids[#ids + 1], trials[#trials + 1] = r.handle.id, r.job.index end
+  slurm.cancel(ids, ex.ctx.cfg.server.stop_timeout_s + 30)
+  if ex.history then ex.history:forget_jobs(ex.run_id, trials) end
 end
 
 -- ctx: the run context; slots: M.slots; work_dir: where specs, logs and (slurm) the
@@ -180,7 +207,6 @@ function M:start(slot, job)
   local handle = self.backend.start(self, job, spec_path, log)
   if job.say then job.say(handle.id and string.format(" on Slurm job %s%s", handle.id, handle.attached
     and " (re-attached)" or "") or string.format(" on port %d", slot.port)) end
-  if not handle.attached then os.remove(log) end
   return { job = job, handle = handle, log = log, spec = spec_path }
 end
 

@@ -133,6 +133,10 @@ function M:record_job(run_id, trial, job_id, mask_string, requests)
       VALUES (?, ?, ?, ?, ?, ?)]], run_id, trial, job_id, mask_string, requests, now_utc())
 end
 
+function M:forget_jobs(run_id, trials)
+  for _, t in ipairs(trials) do self:exec("DELETE FROM jobs WHERE run_id = ? AND trial = ?", run_id, t) end
+end
+
 function M:job_of(run_id, trial)
   return self:rows("SELECT job_id, knob_mask, requests FROM jobs WHERE run_id = ? AND trial = ?", run_id, trial)[1]
 end

@@ -88,8 +88,10 @@ end
 -- so a second run is told about the first one, not about its server).
 local function check_port(cfg)
   local ports = { { "server.port", cfg.server.port } }
-  for i, slot in ipairs(cfg.executor and cfg.executor.slots or {}) do
-    ports[#ports + 1] = { string.format("executor.slots[%d].port", i - 1), slot.port }
+  -- local slots listen here (a Slurm job's port is on its compute node)
+  local local_slots = cfg.executor and cfg.executor.type == "local" and require("knobengine.executor").slots(cfg) or {}
+  for i, slot in ipairs(local_slots) do
+    ports[#ports + 1] = { string.format("executor slot %d", i - 1), slot.port }
   end
   for _, p in ipairs(ports) do
     local in_use, perr = knob.port_in_use(cfg.server.host, p[2])

@@ -27,12 +27,7 @@ local util = require("knobengine.util")
 
 local M = {}
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local c = {}
-  for k, x in pairs(v) do c[k] = copy(x) end
-  return setmetatable(c, getmetatable(v))
-end
+local copy = util.copy
 
 -- A record from a knob.evaluate result. f: mask, mask_string, requests, full, config,
 -- dir, wall_s, max_error_rate.

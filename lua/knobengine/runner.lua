@@ -249,72 +249,87 @@ local function capacity_trial(ctx, mask, opts)
   return rec
 end
 
+local Source = {}
+Source.__index = Source
+
+-- A completed trial of the interrupted run at this index, when the strategy asks for
+-- the same again; the first difference ends the replay.
+function Source:reuse(index, mask, requests, kind)
+  local cached = self.replay[index + 1]
+  if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
+    return record.from_stored(cached)
+  end
+  self.replay = {} -- the strategy went another way: nothing further can be reused
+end
+
+function Source:job(index, mask, requests)
+  local cfg = self.ctx.cfg
+  local mask_string = config.mask_string(cfg, mask)
+  return { index = index, mask = mask, requests = requests,
+    dir = string.format("%s/trials/%03d-%s", self.dirs.aside, index, mask_string),
+    say = function(where)
+      progress.say("[trial %d] mask %s%s%s ...", index, mask_string,
+        requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "", where or "")
+    end }
+end
+
+function Source:interrupted(j, err)
+  local run = self.run
+  run.history:mark_trial_interrupted(run.id, run.hash, j.index, config.mask_string(self.ctx.cfg, j.mask), j.requests)
+  error(err, 0)
+end
+
+-- Runs masks[1..] as trials first, first+1, ... on the executor; emit(rec) in order.
+function Source:run_batch(first, masks, requests, emit)
+  local jobs = {}
+  for k, mask in ipairs(masks) do
+    local cached = #jobs == 0 and self:reuse(first + k - 1, mask, requests, nil)
+    if cached then emit(cached) else jobs[#jobs + 1] = self:job(first + k - 1, mask, requests) end
+  end
+  if #jobs == 0 then return end
+  local pending = 1
+  local ok, err = xpcall(self.executor.run, errors.handler, self.executor, jobs, function(_, rec)
+    pending = pending + 1
+    emit(rec)
+  end)
+  if not ok then self:interrupted(jobs[math.min(pending, #jobs)], err) end
+end
+
+function Source:run_trial(index, mask, requests, kind)
+  local cached = self:reuse(index, mask, requests, kind)
+  if cached then return cached end
+  if self.executor and kind == nil then
+    local out
+    self:run_batch(index, { mask }, requests, function(rec) out = rec end)
+    return out
+  end
+  local j = self:job(index, mask, requests)
+  j.say()
+  local run_one = kind == "capacity" and capacity_trial or trial.run
+  local ok, rec = xpcall(run_one, errors.handler, self.ctx, mask, { dir = j.dir, requests = requests })
+  if not ok then self:interrupted(j, rec) end
+  return rec
+end
+
+function Source:on_trial(t)
+  local run = self.run
+  -- stored before it is printed: a row on stdout is always a trial a resume keeps
+  if not t.resumed then run.history:record(run.id, run.hash, t, record.stored(t)) end
+  out(format.table_row(t, run.base_p50))
+  if not t.valid then say("trial %d (mask %s) is invalid: %s", t.trial, t.mask_string, t.error or "?") end
+end
+
 -- The search's view of history: completed trials of an interrupted run are replayed
--- in order, anything new is run and stored before its row is printed. With executor
--- slots, workload trials run in trial processes on the slots (executor.lua), a batch
--- (search:evaluate_many) at once; capacity trials always run here.
+-- in order, anything new is run and stored before its row is printed. With an
+-- executor, workload trials run in trial processes on its slots or jobs (executor.lua),
+-- a batch (search:evaluate_many) at once; capacity trials always run here.
 local function trial_source(ctx, run, dirs)
-  local cfg = ctx.cfg
-  local replay = run.replay
-  local executor = ctx.slots and Executor.new(ctx, ctx.slots, run.work_dir, { history = run.history, run_id = run.id })
-  local function reuse(index, mask, requests, kind)
-    local cached = replay[index + 1]
-    if cached and cached.mask == mask and cached.requests == requests and cached.kind == kind then
-      return record.from_stored(cached)
-    end
-    replay = {} -- the strategy went another way: nothing further can be reused
-  end
-  local function job(index, mask, requests)
-    local mask_string = config.mask_string(cfg, mask)
-    return { index = index, mask = mask, requests = requests,
-      dir = string.format("%s/trials/%03d-%s", dirs.aside, index, mask_string),
-      say = function(where)
-        progress.say("[trial %d] mask %s%s%s ...", index, mask_string,
-          requests < cfg.workload.request_count and string.format(" (%d requests)", requests) or "", where or "")
-      end }
-  end
-  local function interrupted(j, err)
-    run.history:mark_trial_interrupted(run.id, run.hash, j.index, config.mask_string(cfg, j.mask), j.requests)
-    error(err, 0)
-  end
-  -- Runs masks[1..] as trials first, first+1, ...; emit(rec) in order.
-  local function run_batch(first, masks, requests, emit)
-    local jobs = {}
-    for k, mask in ipairs(masks) do
-      local cached = #jobs == 0 and reuse(first + k - 1, mask, requests, nil)
-      if cached then emit(cached) else jobs[#jobs + 1] = job(first + k - 1, mask, requests) end
-    end
-    if #jobs == 0 then return end
-    local pending = 1
-    local ok, err = xpcall(executor.run, errors.handler, executor, jobs, function(_, rec)
-      pending = pending + 1
-      emit(rec)
-    end)
-    if not ok then interrupted(jobs[math.min(pending, #jobs)], err) end
-  end
+  local s = setmetatable({ ctx = ctx, run = run, dirs = dirs, replay = run.replay }, Source)
+  s.executor = ctx.slots and Executor.new(ctx, ctx.slots, run.work_dir, { history = run.history, run_id = run.id })
   return {
-    run_batch = executor and run_batch,
-    run_trial = function(index, mask, requests, kind)
-      local cached = reuse(index, mask, requests, kind)
-      if cached then return cached end
-      if executor and kind == nil then
-        local out
-        run_batch(index, { mask }, requests, function(rec) out = rec end)
-        return out
-      end
-      local j = job(index, mask, requests)
-      j.say()
-      local run_one = kind == "capacity" and capacity_trial or trial.run
-      local ok, rec = xpcall(run_one, errors.handler, ctx, mask, { dir = j.dir, requests = requests })
-      if not ok then interrupted(j, rec) end
-      return rec
-    end,
-    on_trial = function(t)
-      -- stored before it is printed: a row on stdout is always a trial a resume keeps
-      if not t.resumed then run.history:record(run.id, run.hash, t, record.stored(t)) end
-      out(format.table_row(t, run.base_p50))
-      if not t.valid then say("trial %d (mask %s) is invalid: %s", t.trial, t.mask_string, t.error or "?") end
-    end,
+    run_batch = s.executor and function(...) return s:run_batch(...) end,
+    run_trial = function(...) return s:run_trial(...) end,
+    on_trial = function(t) return s:on_trial(t) end,
   }
 end
 

@@ -104,12 +104,16 @@ end
 
 -- Runs the next trial of this run (kind nil: a workload; "capacity": a capacity
 -- search), records it, tells the run, and returns the strategy's copy of it.
-local function run_trial(p, mask, requests, kind)
-  local rec = p.ctx.run_trial(#p.records, mask, requests, kind)
+-- Numbers a finished trial, keeps it, tells the run; the strategy's copy of it.
+local function keep(p, rec)
   rec.trial = #p.records
   p.records[#p.records + 1] = rec
   if p.ctx.on_trial then p.ctx.on_trial(rec) end
   return record.view(rec)
+end
+
+local function run_trial(p, mask, requests, kind)
+  return keep(p, p.ctx.run_trial(#p.records, mask, requests, kind))
 end
 
 -- opts.requests checked (default request_count).
@@ -141,12 +145,7 @@ function Search:evaluate_many(masks, opts)
     for i, mask in ipairs(parsed) do views[i] = run_trial(p, mask, requests) end
     return views
   end
-  p.ctx.run_batch(#p.records, parsed, requests, function(rec)
-    rec.trial = #p.records
-    p.records[#p.records + 1] = rec
-    if p.ctx.on_trial then p.ctx.on_trial(rec) end
-    views[#views + 1] = record.view(rec)
-  end)
+  p.ctx.run_batch(#p.records, parsed, requests, function(rec) views[#views + 1] = keep(p, rec) end)
   return views
 end
 

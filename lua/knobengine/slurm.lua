@@ -15,14 +15,20 @@ M.TERMINAL = {
   OUT_OF_MEMORY = true, BOOT_FAIL = true, DEADLINE = true, REVOKED = true, SPECIAL_EXIT = true,
 }
 
--- Runs a command; its output (stdout and stderr) and exit status.
+-- Runs a command to completion, even during a Ctrl-C (an sbatch cut short may have
+-- submitted a job nobody knows of; scancel is the cleanup): its output and exit
+-- status (-1 when it died of a signal).
 local function capture(argv, timeout_s)
-  local out = os.tmpname()
-  local status, err = knob.run(argv, out, timeout_s or 60)
-  local text = util.read_file(out) or ""
-  os.remove(out)
-  if not status then return nil, string.format("%s: %s", argv[1], err) end
-  return text, status
+  local text, how = util.capture(argv, timeout_s or 60)
+  if not text then return nil, how end
+  return text, tonumber(how:match("status (%d+)")) or -1
+end
+
+-- "id|STATE|reason" lines into {[id] = {state, reason}} for the wanted ids.
+local function parse_states(text, wanted, out)
+  for id, state, reason in text:gmatch("(%d+)|([%u_]+)[^|]*|([^\n]*)") do
+    if wanted[id] then out[id] = { state = state, reason = reason } end
+  end
 end
 
 local function last_line(text) return (text:match("([^\n]+)\n*$") or ""):sub(1, 300) end
@@ -50,27 +56,33 @@ function M.states(ids)
   if status ~= 0 then return nil, "squeue: " .. last_line(text) end
   local wanted, out = {}, {}
   for _, id in ipairs(ids) do wanted[id] = true end
-  for id, state, reason in text:gmatch("(%d+)|([%u_]+)[^|]*|([^\n]*)") do
-    if wanted[id] then out[id] = { state = state, reason = reason } end
-  end
+  parse_states(text, wanted, out)
   local missing = {}
   for _, id in ipairs(ids) do if not out[id] then missing[#missing + 1] = id end end
   if #missing > 0 and util.which("sacct") then
     local acct, st = capture({ "sacct", "--noheader", "--parsable2", "--format=JobID,State,Reason", "--jobs=" .. table.concat(missing, ",") })
-    if acct and st == 0 then
-      for id, state, reason in acct:gmatch("(%d+)|([%u_]+)[^|]*|([^\n]*)") do
-        if wanted[id] then out[id] = { state = state, reason = reason } end
-      end
-    end
+    if acct and st == 0 then parse_states(acct, wanted, out) end
   end
   return out
 end
 
-function M.cancel(ids)
+-- Cancels the jobs and waits (at most wait_s) until Slurm runs none of them: their
+-- trial processes have stopped their servers by then.
+function M.cancel(ids, wait_s)
   if #ids == 0 then return end
   local argv = { "scancel" }
   for _, id in ipairs(ids) do argv[#argv + 1] = id end
   capture(argv)
+  local deadline = knob.now() + (wait_s or 60)
+  while knob.now() < deadline do
+    local states = M.states(ids)
+    local active = false
+    for _, s in pairs(states or {}) do
+      if not M.TERMINAL[s.state] then active = true end
+    end
+    if states and not active then return end
+    knob.sleep(0.2)
+  end
 end
 
 -- The batch script of a trial: exec knobengine trial, nothing else (its arguments are

@@ -31,7 +31,12 @@ local function read_spec(path)
   end
   need("config", "string"); need("config_hash", "string"); need("mask", "string"); need("requests", "number")
   if spec.port ~= nil then need("port", "number") end
-  if spec.env ~= nil then need("env", "table") end
+  if spec.env ~= nil then
+    need("env", "table")
+    for k, v in pairs(spec.env) do
+      if type(k) ~= "string" or type(v) ~= "string" then errors.usage("trial --spec %s: env.%s: expected string", path, tostring(k)) end
+    end
+  end
   return spec
 end
 
@@ -54,7 +59,7 @@ local function apply_slot(cfg, spec)
     if not port or port < 1 or port > 65535 then errors.usage("trial: port %s is not a port", tostring(spec.port)) end
     cfg.server.port = port
   end
-  for k, v in pairs(spec.env or {}) do cfg.env[k] = tostring(v) end
+  for k, v in pairs(spec.env or {}) do cfg.env[k] = v end
 end
 
 -- Runs the trial of the spec into out. context(config_path) builds the run context.

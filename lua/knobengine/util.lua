@@ -116,6 +116,35 @@ end
 function M.is_null(v) return v == nil or v == cjson.null end
 
 -- Finds an executable on PATH (or checks a path with a slash).
+-- A deep copy of a value (tables copied, metatables kept).
+function M.copy(v)
+  if type(v) ~= "table" then return v end
+  local c = {}
+  for k, x in pairs(v) do c[k] = M.copy(x) end
+  return setmetatable(c, getmetatable(v))
+end
+
+-- Runs a short command to completion even while this process is being interrupted (a
+-- cleanup such as scancel must run after a Ctrl-C): its output (stdout and stderr)
+-- and how it ended ("exited with status N", ...), or nil and why it could not start or
+-- ran past timeout_s (it is then killed).
+function M.capture(argv, timeout_s)
+  local out = os.tmpname()
+  local proc, err = knob.spawn(argv, nil, out)
+  if not proc then os.remove(out); return nil, string.format("%s: %s", argv[1], err) end
+  local deadline = knob.now() + (timeout_s or 60)
+  local exited, how = proc:exited()
+  while not exited and knob.now() < deadline do
+    knob.sleep(0.01)
+    exited, how = proc:exited()
+  end
+  if not exited then proc:stop(1) end
+  local text = M.read_file(out) or ""
+  os.remove(out)
+  if not exited then return nil, string.format("%s ran past %s s", argv[1], tostring(timeout_s or 60)) end
+  return text, how
+end
+
 function M.which(cmd)
   if cmd:find("/", 1, true) then return knob.exists(cmd) and cmd or nil end
   for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do

@@ -5,7 +5,7 @@ import json
 import os
 import signal
 
-from common import KNOBS_WITH_A_FAILURE, Workspace, table_rows as rows, load_json, read, reserve_port, servers_on, wait_until
+from common import KNOBS_WITH_A_FAILURE, Sim, Workspace, table_rows as rows, load_json, reserve_port, servers_on, wait_until
 
 
 class Slots(Workspace):
@@ -75,11 +75,10 @@ class Slots(Workspace):
         self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: trial needs --spec and --out"))
 
     def test_a_busy_slot_port_is_refused_before_anything_runs(self):
-        from common import Sim
         with Sim(port=self.ports[1]):
             r = self.run_engine("--config", "cfg.json")
         self.assertEqual((r.returncode, r.stdout), (2, ""))
-        self.assertIn("executor.slots[1].port: 127.0.0.1:%d is already in use" % self.ports[1], r.stderr)
+        self.assertIn("executor slot 1: 127.0.0.1:%d is already in use" % self.ports[1], r.stderr)
 
     def test_gpus_per_trial_from_visible_devices(self):
         cfg = load_json(self.path("cfg.json"))
@@ -90,7 +89,7 @@ class Slots(Workspace):
             port = reserve_port()
         cfg["server"]["port"] = port
         self.write_config(cfg)
-        r = self.run_engine("--config", "cfg.json", "--rebaseline", env={"CUDA_VISIBLE_DEVICES": "3"})
+        r = self.run_engine("--config", "cfg.json", "--rebaseline", env={"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
         self.assertEqual(r.returncode, 0, r.stderr)
         r = self.run_engine("--config", "cfg.json", env={"CUDA_VISIBLE_DEVICES": "3"})
         self.assertEqual((r.returncode, r.stdout), (2, ""))
@@ -100,4 +99,8 @@ class Slots(Workspace):
         summary = load_json(self.path("results", "search", "latest", "summary.json"))
         devices = {t["config"]["env"]["CUDA_VISIBLE_DEVICES"] for t in summary["trials"] if t["config"]}
         self.assertEqual(devices, {"4,5", "6,7"})
-        self.assertIn("executor", read(self.path("cfg.json")))
+        # the derived slots' ports are checked before anything runs
+        with Sim(port=cfg["server"]["port"] + 1):
+            r = self.run_engine("--config", "cfg.json", env={"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("executor slot 1: 127.0.0.1:%d is already in use" % (cfg["server"]["port"] + 1), r.stderr)

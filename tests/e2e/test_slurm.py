@@ -69,16 +69,25 @@ class SlurmExecutor(Workspace):
         self.no_jobs_left()
 
     def test_ctrl_c_cancels_every_job(self):
+        cfg = load_json(self.path("cfg.json"))
+        # trial 1 (mask 001) would wait 10 minutes to be ready: only a cancel ends its job
+        cfg["knobs"][2] = {"name": "hang", "flag": "--hang-start"}
+        cfg["server"]["ready_timeout_s"] = 600
+        self.write_config(cfg)
         e = self.start_engine("--config", "cfg.json", env={"SLURM_CONF": CLUSTER.conf})
-        wait_until(lambda: len(CLUSTER.jobs()) >= 1, 60, "a job in squeue")
+        wait_until(lambda: ("RUNNING", "knobengine-1") in CLUSTER.jobs().values(), 60, "trial 1's job to run")
         e.signal(signal.SIGINT)
         code, out, err = e.finish(120)
         self.assertEqual(code, 130, err)
-        self.no_jobs_left()
+        # the engine waited for its jobs to go: none runs when it exits (one that had
+        # finished its trial may still be COMPLETING in Slurm's books)
+        self.assertEqual(CLUSTER.jobs("PENDING,RUNNING,CONFIGURING"), {})
         for p in (self.port, self.port + 1):
             wait_until(lambda: servers_on(p) == [], 30, "the servers on port %d to be gone" % p)
-        out, summary = self.search()  # resumes: every trial measured once in all
-        self.assertEqual(len(rows(out)), 8)
+        # cancelled jobs are forgotten: a resume submits those trials again
+        db = sqlite3.connect(self.path("results", "history.sqlite"))
+        done = len(rows(out))
+        self.assertEqual(db.execute("SELECT count(*) FROM jobs WHERE trial >= ?", (done,)).fetchone(), (0,))
 
     def test_a_killed_search_reattaches_to_its_jobs(self):
         e = self.start_engine("--config", "cfg.json", env={"SLURM_CONF": CLUSTER.conf})

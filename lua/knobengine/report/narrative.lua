@@ -24,8 +24,11 @@ function M.headline(run)
   for _, k in ipairs(run.knobs or {}) do if k.values then with_values = true end end
   local what = mask:find("[^0]") and string.format("The best configuration %s %s (mask %s).",
     with_values and "sets" or "turns on", f.knobs_on(mask, run.knobs or {}), mask)
+    or with_values and string.format("The best configuration is the baseline's, every knob at value index 0 (mask %s): "
+      .. "no combination tried beat it.", mask)
     or string.format("The best configuration keeps every knob off (mask %s): no combination tried beat the defaults.", mask)
-  return string.format("%s Against the baseline (all knobs off) it %s and %s.", what,
+  return string.format("%s Against the baseline (%s) it %s and %s.", what,
+    with_values and "every knob at value index 0" or "all knobs off",
     change("p50 latency", f.get(b, "p50_latency_ms"), f.get(w, "p50_latency_ms"), " ms"),
     change("throughput", f.get(b, "tokens_per_s"), f.get(w, "tokens_per_s"), " tokens/s"))
 end
