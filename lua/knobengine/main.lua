@@ -84,12 +84,12 @@ local function preflight(cfg, results)
   if not ok then errors.usage("--results %s: cannot write there: %s", results, (err:gsub("^cannot write '[^']*': ", ""))) end
 end
 
--- The server's port must be free (checked once this run owns the results directory,
--- so a second run is told about the first one, not about its server).
-local function check_port(cfg)
+-- The server's port, and the local executor's slot ports, must be free (checked once
+-- this run owns the results directory, so a second run is told about the first one, not
+-- about its server). A Slurm job's port is on its compute node: not checked here.
+local function check_port(cfg, slots)
   local ports = { { "server.port", cfg.server.port } }
-  -- local slots listen here (a Slurm job's port is on its compute node)
-  local local_slots = cfg.executor and cfg.executor.type == "local" and require("knobengine.executor").slots(cfg) or {}
+  local local_slots = cfg.executor and cfg.executor.type == "local" and slots or {}
   for i, slot in ipairs(local_slots) do
     ports[#ports + 1] = { string.format("executor slot %d", i - 1), slot.port }
   end
@@ -159,13 +159,13 @@ end
 -- Pre-flight, then this process owns the results directory. A second run on the same
 -- results is told about the first; a results directory that does not exist yet is
 -- only created once the port is known to be free.
-local function take_results(cfg, results)
+local function take_results(cfg, results, slots)
   preflight(cfg, results)
   if knob.is_dir(results) then
     own_results(results)
-    check_port(cfg)
+    check_port(cfg, slots)
   else
-    check_port(cfg)
+    check_port(cfg, slots)
     own_results(results)
   end
 end
@@ -239,7 +239,9 @@ local function run(argv)
     return 0
   end
   if opts.command ~= "run" then return load_command(ctx, opts) end
-  take_results(ctx.cfg, opts.results)
+  -- the executor's slots, found once (a bad setting is exit 2 before anything runs)
+  ctx.slots = require("knobengine.executor").slots(ctx.cfg)
+  take_results(ctx.cfg, opts.results, ctx.slots)
   local runner = require("knobengine.runner")
   if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
   return runner.search(ctx)

@@ -504,7 +504,6 @@ function M.search(ctx)
   local baseline = load_baseline(ctx.results)
   check_identity(ctx, baseline)
   check_space(ctx, baseline)
-  ctx.slots = Executor.slots(ctx.cfg) -- before anything runs: a bad setting is exit 2
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
   return with_aside(dirs.aside, function()
