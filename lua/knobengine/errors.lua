@@ -17,7 +17,13 @@ end
 
 function M.usage(fmt, ...) raise(2, "usage", string.format(fmt, ...)) end
 function M.run(fmt, ...) raise(1, "run", string.format(fmt, ...)) end
-function M.interrupted(sig, message) raise(128 + sig, "interrupted", message) end
+-- An interrupt is raised once: the hook that raises one from a strategy's own Lua loop
+-- (runner.lua) goes too, so the cleanup on the way out (stopping servers, cancelling
+-- jobs) is not itself cut short by it.
+function M.interrupted(sig, message)
+  debug.sethook()
+  raise(128 + sig, "interrupted", message)
+end
 -- stdout cannot be written (a full disk, a reader that went away): exit 1
 function M.output(fmt, ...) raise(1, "output", string.format(fmt, ...)) end
 

@@ -177,10 +177,12 @@ function Slurm.poll(ex, running)
   end
 end
 
--- Cancels the jobs (they stop their servers) and forgets them: a resume submits anew.
-function Slurm.stop(ex, running)
+-- Cancels the jobs (they stop their servers) and forgets them, and the finished ones
+-- whose rows were not printed yet: a resume submits all of those anew.
+function Slurm.stop(ex, running, unprinted)
   local ids, trials = {}, {}
   for _, r in pairs(running) do ids[#ids + 1], trials[#trials + 1] = r.handle.id, r.job.index end
+  for _, index in ipairs(unprinted) do trials[#trials + 1] = index end
   slurm.cancel(ids, ex.ctx.cfg.server.stop_timeout_s + 30)
   if ex.history then ex.history:forget_jobs(ex.run_id, trials) end
 end
@@ -270,7 +272,9 @@ function M:run(jobs, on_result)
     end
   end, errors.handler)
   if not ok then
-    self.backend.stop(self, running)
+    local unprinted = {}
+    for k in pairs(done) do unprinted[#unprinted + 1] = jobs[k].index end
+    self.backend.stop(self, running, unprinted)
     error(err, 0)
   end
 end

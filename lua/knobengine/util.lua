@@ -138,7 +138,7 @@ function M.capture(argv, timeout_s)
     knob.sleep(0.01)
     exited, how = proc:exited()
   end
-  if not exited then proc:stop(1) end
+  proc:stop(1) -- kills one that ran too long; either way the log is complete afterwards
   local text = M.read_file(out) or ""
   os.remove(out)
   if not exited then return nil, string.format("%s ran past %s s", argv[1], tostring(timeout_s or 60)) end

@@ -116,6 +116,10 @@ class Cluster:
 
     def stop(self):
         subprocess.run(["scancel", "--user=" + getpass.getuser()], env=self.env, capture_output=True)
+        try:  # the jobs' steps outlive slurmd: let them end first
+            wait_until(lambda: self.jobs() == {}, 60, "every job to end")
+        except AssertionError:
+            pass
         for p in reversed(self.procs):
             p.terminate()
         for p in reversed(self.procs):

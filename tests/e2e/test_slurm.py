@@ -87,7 +87,8 @@ class SlurmExecutor(Workspace):
         # cancelled jobs are forgotten: a resume submits those trials again
         db = sqlite3.connect(self.path("results", "history.sqlite"))
         done = len(rows(out))
-        self.assertEqual(db.execute("SELECT count(*) FROM jobs WHERE trial >= ?", (done,)).fetchone(), (0,))
+        self.assertEqual(db.execute("SELECT count(*) FROM jobs WHERE trial >= ?", (done,)).fetchone(), (0,),
+                         (out, err, db.execute("SELECT * FROM jobs").fetchall()))
 
     def test_a_killed_search_reattaches_to_its_jobs(self):
         e = self.start_engine("--config", "cfg.json", env={"SLURM_CONF": CLUSTER.conf})
