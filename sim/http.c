@@ -82,6 +82,10 @@ int http_listen(http_server *s, const char *host, int port) {
     return -1;
   }
   freeaddrinfo(res);
+  /* timestamps on from the listener on: a request's first bytes can arrive before its
+   * connection is accepted, and the kernel stamps a packet only while some socket asks
+   * for stamps (accepted sockets inherit the setting) */
+  ke_rxtime_enable(fd);
   s->listen_fd = fd;
   return 0;
 }
