@@ -92,7 +92,7 @@ static int nsys_session_cmd(const ke_nsys_opts *o, const char *verb, int startin
   argv[n] = NULL;
   char cerr[512] = "";
   nsys_env_buf envbuf;
-  int st = ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, cerr, sizeof cerr);
+  int st = ke_run_command(argv, nsys_env(o, &envbuf), NULL, o->log_path, o->timeout_s, cerr, sizeof cerr);
   if (st == 0) return 0;
   if (st < 0) snprintf(err, errlen, "nsys %s: %s", verb, cerr);
   else snprintf(err, errlen, "'nsys %s' exited with status %d (see %s)", verb, st, o->log_path);
@@ -113,7 +113,7 @@ void ke_nsys_shutdown(const ke_nsys_opts *o) {
   snprintf(session_opt, sizeof session_opt, "--session=%s", o->session);
   const char *argv[] = {o->bin, "shutdown", session_opt, "--kill=none", NULL};
   nsys_env_buf envbuf;
-  ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, err, sizeof err);
+  ke_run_command(argv, nsys_env(o, &envbuf), NULL, o->log_path, o->timeout_s, err, sizeof err);
 }
 
 /* Resolves `bin` through PATH when it has no slash. */
@@ -244,7 +244,7 @@ int ke_nsys_check_importer(const char *bin, char *importer, size_t len, char *er
   close(fd);
   const char *argv[] = {importer, "--help", NULL};
   char cerr[512] = "";
-  int st = ke_run_command(argv, NULL, log, 30, cerr, sizeof cerr);
+  int st = ke_run_command(argv, NULL, NULL, log, 30, cerr, sizeof cerr);
   char *out = ke_tail_lines(log, 20);
   unlink(log);
   int rc = 0;
@@ -294,7 +294,7 @@ int ke_nsys_export(const char *bin, const char *rep, const char *sqlite, const c
   snprintf(output_opt, sizeof output_opt, "--output=%s", sqlite);
   const char *argv[] = {bin, "export", "--type=sqlite", "--force-overwrite=true", output_opt, rep, NULL};
   char cerr[512] = "";
-  int st = ke_run_command(argv, NULL, log_path, timeout_s, cerr, sizeof cerr);
+  int st = ke_run_command(argv, NULL, NULL, log_path, timeout_s, cerr, sizeof cerr);
   if (st != 0) {
     if (st < 0) snprintf(err, errlen, "nsys export: %s", cerr);
     else snprintf(err, errlen, "'nsys export' exited with status %d (see %s)", st, log_path);
@@ -325,7 +325,7 @@ int ke_nsys_finish(const ke_nsys_opts *o, ke_nsys_result *r) {
     const char *argv[] = {importer, "-i", qdstrm, NULL};
     char cerr[512] = "";
     nsys_env_buf envbuf;
-    int st = ke_run_command(argv, nsys_env(o, &envbuf), o->log_path, o->timeout_s, cerr, sizeof cerr);
+    int st = ke_run_command(argv, nsys_env(o, &envbuf), NULL, o->log_path, o->timeout_s, cerr, sizeof cerr);
     if (st != 0 || !ke_exists(r->rep_path)) {
       snprintf(r->error, sizeof r->error, "'%s -i %s' failed (%s; see %s)", importer, qdstrm,
                st < 0 ? cerr : "no report written", o->log_path);

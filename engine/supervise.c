@@ -103,9 +103,13 @@ int ke_sleep_interruptible(double seconds) {
   }
 }
 
-/* Child side of spawn: never returns. Reports exec failure as errno on errfd. Only
+/* What a failed child reports on its error pipe: which step failed and its errno. */
+typedef struct { int chdir_failed, errnum; } child_failure;
+
+/* Child side of spawn: never returns. Reports a failed chdir or exec on errfd. Only
  * calls that are safe after fork in a process with threads (no allocation). */
-static void child_exec(const char *const *argv, char *const *envp, int outfd, int errfd, pid_t parent) {
+static void child_exec(const char *const *argv, char *const *envp, const char *cwd, int outfd, int errfd,
+                       pid_t parent) {
   setpgid(0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(127); /* parent already gone */
@@ -120,9 +124,13 @@ static void child_exec(const char *const *argv, char *const *envp, int outfd, in
   if (devnull >= 0) dup2(devnull, 0);
   dup2(outfd, 1);
   dup2(outfd, 2);
-  execvpe(argv[0], (char *const *)argv, envp);
-  int e = errno;
-  ssize_t w = write(errfd, &e, sizeof e);
+  child_failure why = {1, 0};
+  if (!cwd || chdir(cwd) == 0) {
+    execvpe(argv[0], (char *const *)argv, envp);
+    why.chdir_failed = 0;
+  }
+  why.errnum = errno;
+  ssize_t w = write(errfd, &why, sizeof why);
   (void)w;
   _exit(127);
 }
@@ -177,13 +185,13 @@ static int open_fds(spawn_fds *f, const char *log_path, char *err, size_t errlen
 
 /* Forks and execs; returns the pid (or -1, errno set). Signals are blocked around the
  * fork so the child cannot run our handler. */
-static pid_t fork_exec(const char *const *argv, char *const *envp, spawn_fds *f) {
+static pid_t fork_exec(const char *const *argv, char *const *envp, const char *cwd, spawn_fds *f) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
   pid_t parent = getpid();
   pid_t pid = fork();
-  if (pid == 0) child_exec(argv, envp, f->out[1], f->exec_err[1], parent);
+  if (pid == 0) child_exec(argv, envp, cwd, f->out[1], f->exec_err[1], parent);
   int fork_errno = errno;
   if (pid > 0) {
     setpgid(pid, pid); /* also in the parent, so the group exists before we signal it */
@@ -196,6 +204,11 @@ static pid_t fork_exec(const char *const *argv, char *const *envp, spawn_fds *f)
 
 int ke_spawn(const char *const *argv, const char *const *env, const char *log_path, ke_proc **out,
              char *err, size_t errlen) {
+  return ke_spawn_in(argv, env, NULL, log_path, out, err, errlen);
+}
+
+int ke_spawn_in(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                ke_proc **out, char *err, size_t errlen) {
   *out = NULL;
   if (!argv || !argv[0] || !argv[0][0]) {
     snprintf(err, errlen, "empty command");
@@ -206,19 +219,19 @@ int ke_spawn(const char *const *argv, const char *const *env, const char *log_pa
   char **envp = child_env(env);
   ke_proc *p = calloc(1, sizeof *p);
   char *lp = strdup(log_path);
-  pid_t pid = envp && p && lp ? fork_exec(argv, envp, &f) : (errno = ENOMEM, -1);
+  pid_t pid = envp && p && lp ? fork_exec(argv, envp, cwd, &f) : (errno = ENOMEM, -1);
   int spawn_errno = errno;
   free(envp);
   close(f.out[1]);
   close(f.exec_err[1]);
   f.out[1] = f.exec_err[1] = -1;
-  int child_errno = 0;
+  child_failure why = {0, 0};
   ssize_t r = 0;
   if (pid > 0) {
-    do r = read(f.exec_err[0], &child_errno, sizeof child_errno);
+    do r = read(f.exec_err[0], &why, sizeof why);
     while (r < 0 && errno == EINTR);
   }
-  if (pid > 0 && r != (ssize_t)sizeof child_errno) {
+  if (pid > 0 && r != (ssize_t)sizeof why) {
     p->pid = pid;
     p->log_path = lp;
     p->pump = ke_logpump_start(f.out[0], f.log, KE_LOG_HEAD_MAX, KE_LOG_TAIL_MAX);
@@ -232,7 +245,8 @@ int ke_spawn(const char *const *argv, const char *const *env, const char *log_pa
   } else if (pid > 0) {
     waitpid(pid, &p->status, 0);
     registry_remove(pid);
-    snprintf(err, errlen, "cannot execute '%s': %s", argv[0], strerror(child_errno));
+    if (why.chdir_failed) snprintf(err, errlen, "cannot enter '%s' for '%s': %s", cwd, argv[0], strerror(why.errnum));
+    else snprintf(err, errlen, "cannot execute '%s': %s", argv[0], strerror(why.errnum));
   } else {
     snprintf(err, errlen, "cannot start '%s': %s", argv[0], strerror(spawn_errno));
   }
@@ -471,10 +485,10 @@ int ke_wait_port_free(const char *host, int port, double timeout_s) {
   }
 }
 
-int ke_run_command(const char *const *argv, const char *const *env, const char *log_path, double timeout_s,
-                   char *err, size_t errlen) {
+int ke_run_command(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                   double timeout_s, char *err, size_t errlen) {
   ke_proc *p;
-  if (ke_spawn(argv, env, log_path, &p, err, errlen)) return -1;
+  if (ke_spawn_in(argv, env, cwd, log_path, &p, err, errlen)) return -1;
   const char *sub = argv[1] ? argv[1] : "";
   double deadline = ke_now() + timeout_s;
   while (!ke_proc_exited(p)) {

@@ -32,6 +32,9 @@ void ke_kill_all_children(void);
 /* env: "NAME=value" strings added to (or replacing in) the inherited environment. */
 int ke_spawn(const char *const *argv, const char *const *env, const char *log_path,
              ke_proc **out, char *err, size_t errlen);
+/* ke_spawn with cwd (or NULL: ours) as the child's working directory. */
+int ke_spawn_in(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                ke_proc **out, char *err, size_t errlen);
 pid_t ke_proc_pid(const ke_proc *p);
 /* 1 if the process has exited (reaping it), 0 if it runs. */
 int ke_proc_exited(ke_proc *p);
@@ -42,12 +45,12 @@ void ke_proc_describe_exit_with_log(const ke_proc *p, const char *prefix, const 
                                     size_t errlen);
 int ke_proc_raw_status(const ke_proc *p);
 
-/* Runs a command to completion (no shell; env as for ke_spawn, or NULL), output
- * appended to log_path; returns its exit status, or -1 (err set) when it could not
+/* Runs a command to completion (no shell; env as for ke_spawn, or NULL; in directory
+ * cwd, or NULL: ours), output appended to log_path; returns its exit status, or -1 (err set) when it could not
  * run, exceeded timeout_s, was killed by a signal, or a SIGINT/SIGTERM arrived (the
  * command is stopped then). */
-int ke_run_command(const char *const *argv, const char *const *env, const char *log_path, double timeout_s,
-                   char *err, size_t errlen);
+int ke_run_command(const char *const *argv, const char *const *env, const char *cwd, const char *log_path,
+                   double timeout_s, char *err, size_t errlen);
 
 /* Polls url until it answers HTTP 200. Fails at timeout_s, when the process exits
  * (message includes the exit status and the last log lines) or on interruption. */

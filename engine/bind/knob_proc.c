@@ -31,15 +31,17 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-/* knob.run(argv, log_path, timeout_s): runs a command to completion (no shell), its
- * output appended to log_path; its exit status, or nil, message. */
+/* knob.run(argv, log_path, timeout_s, cwd): runs a command to completion (no shell), in
+ * directory cwd when given, its output appended to log_path; its exit status, or nil,
+ * message. */
 static int l_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char **argv = ke_string_list(L, 1);
   const char *log = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 3, 60);
+  const char *cwd = luaL_optstring(L, 4, NULL);
   char err[1024];
-  int status = ke_run_command(argv, NULL, log, timeout, err, sizeof err);
+  int status = ke_run_command(argv, NULL, cwd, log, timeout, err, sizeof err);
   if (status < 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);

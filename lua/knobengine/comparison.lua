@@ -6,6 +6,7 @@ local cjson = require("cjson")
 local knob = require("knob")
 local compare = require("knobengine.compare")
 local errors = require("knobengine.errors")
+local format = require("knobengine.format")
 local History = require("knobengine.history")
 local plots = require("knobengine.report.plots")
 local progress = require("knobengine.progress")
@@ -23,7 +24,7 @@ local function fixed(v, d)
 end
 
 function M.row(m)
-  return table.concat({ m.name, tostring(m.seeds), fixed(m.launches.median, 1), fixed(m.requests.median, 0),
+  return table.concat({ format.line_field(m.name), tostring(m.seeds), fixed(m.launches.median, 1), fixed(m.requests.median, 0),
     fixed(m.wall_s.median, 1), fixed(m.gpu_hours.median, 4), fixed(m.found_best, 3), fixed(m.regret_pct.median, 2),
     fixed(m.regret_pct.p90, 2), fixed(m.predict_mape_pct, 2) }, ",")
 end
@@ -92,7 +93,7 @@ local function plot(dir, methods)
   local lines = { "# method launches_median regret_median_pct" }
   for _, m in ipairs(methods) do
     local r = m.regret_pct.median
-    lines[#lines + 1] = string.format('"%s" %.3f %s', m.name, m.launches.median, r == math.huge and "NaN" or string.format("%.4f", r))
+    lines[#lines + 1] = string.format('%s %.3f %s', plots.label(m.name), m.launches.median, r == math.huge and "NaN" or string.format("%.4f", r))
   end
   return plots.write(dir, "cost_vs_regret", table.concat(lines, "\n") .. "\n", string.format([[
 set xlabel "launches (median)"

@@ -48,6 +48,10 @@ function Checker:string(v, path, opts)
   if not opts.empty and v == "" then self:bad(path, "must not be empty") end
   if v:find("%z") then self:bad(path, "must not contain NUL bytes") end
   if not utf8.len(v) then self:bad(path, "is not valid UTF-8") end
+  local ctl = v:find("[%c\127]")
+  if ctl then
+    self:bad(path, "must not contain control characters (byte 0x%02x at offset %d)", v:byte(ctl), ctl - 1)
+  end
   if opts.one_of and not opts.one_of[v] then
     local names = {}
     for k in pairs(opts.one_of) do names[#names + 1] = "'" .. k .. "'" end
@@ -165,10 +169,62 @@ local function line_col(text, offset)
   return line, col
 end
 
--- Decodes JSON text, turning cjson's "at character N" into line and column.
+-- The first key that appears twice in one object of valid JSON text: its path
+-- ("server.port", "knobs[1].name"), its line and column; nil when every key is unique.
+-- cjson keeps the last of two silently, so a config could say one thing and mean another.
+local function duplicate_key(text)
+  local stack = {} -- per open object or array: {keys = set or nil, path = ..., index = n}
+  local pos, n = 1, #text
+  local function path_of(k) -- the containers' keys and indices, then k
+    local p = ""
+    for i = 1, #stack - 1 do
+      local f = stack[i]
+      p = f.keys and (p .. (p == "" and "" or ".") .. f.key) or (p .. "[" .. f.index .. "]")
+    end
+    return p .. (p == "" and "" or ".") .. k
+  end
+  while pos <= n do
+    local s, e, c = text:find('([{}%[%]",:])', pos)
+    if not s then break end
+    if c == '"' then
+      local close = s + 1
+      while true do
+        close = text:find('["\\]', close)
+        if text:byte(close) == 92 then close = close + 2 else break end
+      end
+      local top = stack[#stack]
+      if top and top.keys and top.expect_key then
+        local raw = text:sub(s, close)
+        local key = raw:find("\\", 1, true) and cjson.decode(raw) or raw:sub(2, -2)
+        if top.keys[key] then
+          local line, col = line_col(text, s)
+          return path_of(key), line, col
+        end
+        top.keys[key], top.key, top.expect_key = true, key, false
+      end
+      pos = close + 1
+    else
+      local top = stack[#stack]
+      if c == "{" then stack[#stack + 1] = { keys = {}, expect_key = true }
+      elseif c == "[" then stack[#stack + 1] = { index = 0 }
+      elseif c == "}" or c == "]" then stack[#stack] = nil
+      elseif c == "," and top then
+        if top.keys then top.expect_key = true else top.index = top.index + 1 end
+      end
+      pos = e + 1
+    end
+  end
+end
+
+-- Decodes JSON text, turning cjson's "at character N" into line and column; a key
+-- given twice in one object is an error naming it.
 function M.decode_json(text, what)
   local ok, v = pcall(cjson.decode, text)
-  if ok then return v end
+  if ok then
+    local dup, line, col = duplicate_key(text)
+    if dup then errors.usage("%s: line %d, column %d: duplicate key '%s'", what, line, col, dup) end
+    return v
+  end
   local msg = tostring(v):gsub("^.-:%d+: ", "")
   local offset = tonumber(msg:match("at character (%d+)"))
   if offset then
@@ -331,7 +387,6 @@ local function validate_knob(c, k, i)
   c:object(k, path, { name = 1, flag = 1, key = 1, env = 1, on_value = 1, values = 1, unset = 1 })
   if k.name == nil then c:bad(path .. ".name", "is required") end
   local name = c:string(k.name, path .. ".name")
-  if name:find("[%c]") then c:bad(path .. ".name", "must not contain control characters") end
   local kinds = {}
   for _, f in ipairs({ "flag", "key", "env" }) do if k[f] ~= nil then kinds[#kinds + 1] = f end end
   if #kinds == 0 then c:bad(path, "needs one of 'flag', 'key' or 'env'") end

@@ -29,12 +29,17 @@ function M.delta(new, old)
   return s
 end
 
--- CSV field: quoted when it holds a comma, quote or newline.
+-- CSV field (RFC 4180): valid UTF-8, quoted when it holds a comma, a quote or any
+-- control character (a newline stays inside the quotes).
 function M.csv_field(s)
-  s = tostring(s)
-  if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
+  s = util.valid_utf8(tostring(s))
+  if s:find('[,"%c]') then return '"' .. s:gsub('"', '""') .. '"' end
   return s
 end
+
+-- A field of a stdout line: as csv_field, with control characters replaced first, so
+-- a name from a trace or a strategy file can never split or forge a line.
+function M.line_field(s) return M.csv_field(util.clean_text(s)) end
 
 -- One table row. An invalid trial shows na for every metric but its error_rate.
 function M.table_row(t, baseline_p50)
@@ -59,7 +64,7 @@ local function kernel_lines(summary)
   if util.is_null(kernels) or #kernels == 0 then return { "1) na" } end
   local lines = {}
   for i, k in ipairs(kernels) do
-    lines[i] = string.format("%d) %s,%s,%s", i, M.csv_field(k.name), M.ms(k.total_ms), M.percent(k.percent))
+    lines[i] = string.format("%d) %s,%s,%s", i, M.line_field(k.name), M.ms(k.total_ms), M.percent(k.percent))
   end
   return lines
 end

@@ -19,6 +19,7 @@ local util = require("knobengine.util")
 local M = {}
 
 M.RESULT = "result.json"
+M.SPEC = "spec.json" -- the spec a trial directory was made from: a re-run may replace it
 
 -- The spec file, checked: every problem names the spec and the key.
 local function read_spec(path)
@@ -62,9 +63,36 @@ local function apply_slot(cfg, spec)
   for k, v in pairs(spec.env or {}) do cfg.env[k] = v end
 end
 
+-- The absolute form of path, resolving its parent (which must exist) when path does not.
+local function absolute(path)
+  local real = knob.realpath(path)
+  if real then return real end
+  local parent = knob.realpath(util.dirname(path))
+  return parent and (parent == "/" and "" or parent) .. "/" .. path:match("([^/]*)/*$")
+end
+
+-- --out must be a new directory, or an earlier trial directory of this same spec (a
+-- retry replaces it); never ".", "..", "/", or the working directory or a parent of it.
+local function check_out(out, spec)
+  local function refuse(why) errors.usage("trial --out %s: %s", out, why) end
+  local last = out:match("([^/]*)/*$")
+  if last == "" or last == "." or last == ".." then refuse("must name a new directory, not '.', '..' or '/'") end
+  local abs = absolute(out)
+  if not abs then refuse("its parent directory does not exist") end
+  local cwd = knob.realpath(".") or ""
+  if cwd == abs or cwd:sub(1, #abs + 1) == abs .. "/" then refuse("is the working directory or a parent of it") end
+  if not knob.exists(out) then return end
+  local earlier = util.read_file(out .. "/" .. M.SPEC)
+  local ok, was = pcall(cjson.decode, earlier or "")
+  if not knob.is_dir(out) or not knob.exists(out .. "/" .. M.RESULT) or not ok or util.json(was) ~= util.json(spec) then
+    refuse("exists and is not an earlier trial of this spec; remove it or name another directory")
+  end
+end
+
 -- Runs the trial of the spec into out. context(config_path) builds the run context.
 function M.run(opts, context)
   local spec = read_spec(opts.spec)
+  check_out(opts.out, spec)
   local ctx = context(spec.config)
   local cfg = ctx.cfg
   if History.config_hash(cfg, ctx.dataset_hash) ~= spec.config_hash then
@@ -84,8 +112,9 @@ function M.run(opts, context)
     { dir = tmp, requests = requests, label = spec.label })
   if not ok then knob.remove_tree(tmp); error(rec, 0) end
   rec.dir = out
+  util.write_json(tmp .. "/" .. M.SPEC, spec)
   util.write_json(tmp .. "/" .. M.RESULT, record.stored(rec))
-  knob.remove_tree(out) -- an earlier attempt's
+  knob.remove_tree(out) -- an earlier attempt of this spec (check_out)
   local okr, err = os.rename(tmp, out)
   if not okr then errors.run("cannot move the trial into %s: %s", out, err) end
   io.stdout:write(out, "\n")

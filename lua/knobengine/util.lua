@@ -13,6 +13,34 @@ function M.read_file(path)
   return data
 end
 
+M.REPLACEMENT = "\u{FFFD}"
+
+-- s as valid UTF-8: every byte that is not part of a well-formed sequence (a stray
+-- continuation byte, a truncated, overlong or surrogate sequence) becomes U+FFFD.
+-- Text from a server log, a trace or a dataset passes here before any file format.
+function M.valid_utf8(s)
+  local n, bad = utf8.len(s)
+  if n then return s end
+  local out, from = {}, 1
+  while bad do
+    out[#out + 1] = s:sub(from, bad - 1)
+    out[#out + 1] = M.REPLACEMENT
+    from = bad + 1
+    n, bad = utf8.len(s, from)
+  end
+  out[#out + 1] = s:sub(from)
+  return table.concat(out)
+end
+
+-- valid_utf8(s) with every control character (C0 and DEL) also U+FFFD, tab and
+-- newline too unless keep_lines: a name from outside can then neither split a line of
+-- output nor put a byte in an XML document that XML forbids.
+function M.clean_text(s, keep_lines)
+  s = M.valid_utf8(tostring(s))
+  if keep_lines then return (s:gsub("[\0-\8\11\12\14-\31\127]", M.REPLACEMENT)) end
+  return (s:gsub("[%c\127]", M.REPLACEMENT))
+end
+
 -- Sorted keys, so JSON output is stable across runs and easy to diff.
 local function sorted_keys(t)
   local keys = {}
@@ -52,7 +80,7 @@ local function encode(v, indent, out)
       if #keys == 0 then out[#out + 1] = "{}"; return end
       out[#out + 1] = "{\n"
       for i, k in ipairs(keys) do
-        out[#out + 1] = pad .. cjson.encode(tostring(k)) .. ": "
+        out[#out + 1] = pad .. cjson.encode(M.valid_utf8(tostring(k))) .. ": "
         encode(v[k], indent + 1, out)
         out[#out + 1] = i < #keys and ",\n" or "\n"
       end
@@ -64,6 +92,8 @@ local function encode(v, indent, out)
     else out[#out + 1] = string.format("%.17g", v) end
   elseif v == nil or v == cjson.null then
     out[#out + 1] = "null"
+  elseif t == "string" then
+    out[#out + 1] = cjson.encode(M.valid_utf8(v)) -- control characters: \u00XX
   else
     out[#out + 1] = cjson.encode(v)
   end

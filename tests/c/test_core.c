@@ -226,10 +226,10 @@ static void test_supervise(void) {
 
   /* a command run to completion: its status, and the log it wrote */
   const char *cmd[] = {"sh", "-c", "echo ran-to-completion; exit 4", NULL};
-  CHECK(ke_run_command(cmd, NULL, log, 10, err, sizeof err) == 4);
+  CHECK(ke_run_command(cmd, NULL, NULL, log, 10, err, sizeof err) == 4);
   CHECK(wait_for_log(log, "ran-to-completion"));
   const char *slow[] = {"sleep", "30", NULL};
-  CHECK(ke_run_command(slow, NULL, log, 0.2, err, sizeof err) == -1);
+  CHECK(ke_run_command(slow, NULL, NULL, log, 0.2, err, sizeof err) == -1);
   CHECK(strstr(err, "'sleep 30' did not finish within") != NULL);
 
   /* markers are unique and carry our pid */
@@ -283,6 +283,11 @@ static int wait_for_stamping(int cfd, int sfd) {
 /* Data that waited in the socket is dated when it arrived, not when it is looked at,
  * and looking does not consume it. Arrival is bracketed by clock readings taken
  * around the write (loopback delivers within the write call); 1 ms allows for
+  /* ... in a working directory of its own (no path ever goes into its arguments) */
+  const char *pwd[] = {"sh", "-c", "test \"$(pwd)\" = /tmp", NULL};
+  CHECK(ke_run_command(pwd, NULL, "/tmp", log, 10, err, sizeof err) == 0);
+  CHECK(ke_run_command(pwd, NULL, "/nonexistent-dir", log, 10, err, sizeof err) == -1);
+  CHECK(strstr(err, "cannot enter '/nonexistent-dir' for 'sh'") != NULL);
  * converting the kernel's wall-clock stamp to the monotonic clock. */
 static void test_rxtime(void) {
   int lfd = socket(AF_INET, SOCK_STREAM, 0);

@@ -18,6 +18,7 @@ import urllib.request
 
 KNOBENGINE = os.environ.get("KNOBENGINE", "")
 KNOBSIM = os.environ.get("KNOBSIM", "")
+LUA_HOST = os.environ.get("LUA_HOST", "")
 SOURCE_DIR = os.environ.get("KNOB_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 SHARED_TRACES = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "traces"))
 

@@ -85,6 +85,16 @@ CASES = [
     ("objective metric", "objective", {"minimize": "p42"}, "objective.minimize: unknown metric 'p42'"),
     ("tie breaker syntax", "objective", {"tie_breakers": ["p95_latency_ms"]}, "objective.tie_breakers[0]: expected 'metric:min' or 'metric:max' (got 'p95_latency_ms')"),
     ("error rate above 1", "constraints.max_error_rate", 2, "constraints.max_error_rate: must be <= 1 (got 2)"),
+    # control characters would split or forge a line of stdout, CSV or a header
+    ("newline in a knob name", "knobs[0].name", "pc\nBEST,knob_mask=11",
+     "knobs[0].name: must not contain control characters (byte 0x0a at offset 2)"),
+    ("escape in a knob value", "knobs[1]", {"name": "k", "key": "--n", "values": ["1", "\x1b[2J"]},
+     "knobs[1].values[1]: must not contain control characters (byte 0x1b at offset 0)"),
+    ("CR LF in ready_path", "server.ready_path", "/health\r\nX-Injected: 1",
+     "server.ready_path: must not contain control characters (byte 0x0d at offset 7)"),
+    ("newline in a phase label", "nsys", {"phases": ["prefill", "de\ncode"]},
+     "nsys.phases[1]: must not contain control characters (byte 0x0a at offset 2)"),
+    ("tab in an env value", "env", {"A": "x\ty"}, "env.A: must not contain control characters (byte 0x09 at offset 1)"),
 ]
 
 
@@ -109,6 +119,19 @@ class ConfigErrors(Workspace):
                 mutate(cfg, path, value)
                 self.write_config(cfg)
                 self.check_error("config cfg.json: " + expected)
+
+    def test_duplicate_key(self):
+        cfg = json.dumps(self.base_config(), indent=2)
+        # the last of two keys would win silently: refused, naming the key and where
+        self.write_config(cfg.replace('"concurrency": 4,', '"concurrency": 4,\n    "concurrency": 64,', 1))
+        line = next(i for i, l in enumerate(self.read_config().splitlines(), 1) if '"concurrency": 64' in l)
+        self.check_error("config cfg.json: line %d, column 5: duplicate key 'workload.concurrency'" % line)
+        self.write_config(cfg.replace('"name": "eager"', '"name": "eager", "n\\u0061me": "x"', 1))
+        self.check_error("duplicate key 'knobs[1].name'")
+
+    def read_config(self):
+        with open(self.path("cfg.json")) as f:
+            return f.read()
 
     def test_missing_file(self):
         self.check_error("config nope.json: cannot read: No such file or directory", "nope.json")

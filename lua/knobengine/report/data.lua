@@ -9,6 +9,7 @@
 --   run.load_sweep: the results' latest load-sweep (sweep.json), when there is one
 local cjson = require("cjson")
 local knob = require("knob")
+local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
@@ -24,22 +25,14 @@ local function json_file(path)
   return nil
 end
 
--- latency_ms of the requests that succeeded (requests.csv: the 5th column; error last),
--- appended to out.
+-- latency_ms of the requests that succeeded (requests.csv: no error), appended to out.
 local function read_latencies(path, out)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  f:read("l") -- header
-  for line in f:lines() do
-    local fields = {}
-    for v in (line .. ","):gmatch("([^,]*),") do
-      fields[#fields + 1] = v
-      if #fields == 9 then break end
-    end
-    local latency = tonumber(fields[5])
-    if latency and (fields[9] == nil or fields[9] == "") then out[#out + 1] = latency end
-  end
-  f:close()
+  local text = util.read_file(path)
+  if not text then return nil end
+  csv.each(text, function(r)
+    local latency = tonumber(r.latency_ms)
+    if latency and (r.error or "") == "" then out[#out + 1] = latency end
+  end)
   return out
 end
 
@@ -54,37 +47,17 @@ function M.latencies(path)
   return out
 end
 
--- One kernels.csv row: a name (CSV-quoted when it holds a comma or quote) and six numbers.
-local function kernel_row(line)
-  local name, rest
-  if line:sub(1, 1) == '"' then
-    local i = 2
-    while not name do
-      local q = line:find('"', i, true)
-      if not q then return nil end
-      if line:sub(q + 1, q + 1) == '"' then
-        i = q + 2
-      else
-        name, rest = line:sub(2, q - 1):gsub('""', '"'), line:sub(q + 2)
-      end
-    end
-  else
-    name, rest = line:match("^([^,]*),(.*)$")
-  end
-  local v = {}
-  for x in (rest or ""):gmatch("[^,]+") do v[#v + 1] = tonumber(x) end
-  if not name or #v ~= 6 then return nil end
-  return { name = name, count = v[1], total_ms = v[2], mean_ms = v[3], min_ms = v[4], max_ms = v[5], percent = v[6] }
-end
-
--- kernels.csv of a profiled directory (written with the config's nsys.kernel_names), or nil.
+-- kernels.csv of a profiled directory (written with the config's nsys.kernel_names),
+-- or nil when there is none or it cannot be parsed.
 local function kernels_csv(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  f:read("l")
+  local rows = csv.read(path)
+  if not rows then return nil end
   local out = {}
-  for line in f:lines() do out[#out + 1] = kernel_row(line) end
-  f:close()
+  for _, r in ipairs(rows) do
+    out[#out + 1] = { name = r.name, count = tonumber(r.calls), total_ms = tonumber(r.total_ms),
+      mean_ms = tonumber(r.mean_ms), min_ms = tonumber(r.min_ms), max_ms = tonumber(r.max_ms),
+      percent = tonumber(r.percent) }
+  end
   return out
 end
 

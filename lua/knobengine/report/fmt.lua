@@ -67,10 +67,12 @@ function M.knobs_on(mask, knobs)
 end
 
 -- A long name cut to n characters with an ellipsis (full names are in the CSV files).
+-- name cut to n characters (not bytes: a character is never split), "..." marking a cut.
 function M.short(name, n)
   n = n or 70
-  if #name <= n then return name end
-  return name:sub(1, n - 3) .. "..."
+  name = util.valid_utf8(name)
+  if utf8.len(name) <= n then return name end
+  return name:sub(1, utf8.offset(name, n - 2) - 1) .. "..."
 end
 
 function M.p(text) return { kind = "p", text = text } end

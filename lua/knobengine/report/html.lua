@@ -6,7 +6,9 @@ local util = require("knobengine.util")
 local M = {}
 
 local ESC = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }
-local function escape(s) return (tostring(s):gsub('[&<>"]', ESC)) end
+-- Text as XML character data: valid UTF-8, control characters other than tab and
+-- newline replaced (XML forbids them), markup characters as entities.
+local function escape(s) return (util.clean_text(s, true):gsub('[&<>"]', ESC)) end
 M.escape = escape
 
 local STYLE = [[

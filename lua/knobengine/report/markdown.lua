@@ -3,8 +3,10 @@
 -- kernel name like gemm<float, 128> or a_b*c renders as written.
 local M = {}
 
+local util = require("knobengine.util")
+
 local function escape(s)
-  s = tostring(s):gsub("[\r\n]+", " ")
+  s = util.clean_text(tostring(s):gsub("[\r\n]+", " "))
   s = s:gsub("[\\`*_%[%]<>|#]", function(c)
     if c == "<" then return "&lt;" end
     if c == ">" then return "&gt;" end

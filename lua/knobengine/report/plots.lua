@@ -22,7 +22,14 @@ set grid lc rgb "#dddddd"
 set key top left box opaque
 ]]
 
-local function q(s) return '"' .. tostring(s):gsub('["\\]', "'") .. '"' end
+-- A label as a double-quoted string of a .dat file: gnuplot reads data strings as
+-- text (no backquote or macro expansion happens there), so a name from a config, trace
+-- or dataset only needs its quotes, backslashes and control characters (a newline would
+-- end the record) replaced. Never used in a .gp script, whose strings stay constants.
+function M.label(s)
+  return '"' .. util.clean_text(s):gsub('["\\]', "'") .. '"'
+end
+local q = M.label
 
 local function n(v) return f.known(v) and string.format("%.6f", v) or "NaN" end
 
@@ -152,10 +159,12 @@ plot "load.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "%s" title "p50", \
 ]], sw.by == "rate" and "request rate (req/s)" or "concurrency", M.BASELINE, M.OTHER, M.BEST)
 end
 
--- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails.
+-- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails. gnuplot runs with
+-- dir as its working directory and the script's plain name as its only argument: no
+-- path reaches a gnuplot command (its double-quoted strings expand backquotes through
+-- the shell).
 local function draw(dir, name)
-  local abs = knob.realpath(dir) or dir
-  local status, err = knob.run({ "gnuplot", "-e", "cd " .. q(abs), abs .. "/" .. name .. ".gp" }, dir .. "/gnuplot.log", 60)
+  local status, err = knob.run({ "gnuplot", name .. ".gp" }, dir .. "/gnuplot.log", 60, dir)
   if not status then return nil, err end
   if status ~= 0 or not knob.exists(dir .. "/" .. name .. ".svg") then
     return nil, string.format("gnuplot exited with status %d (see plots/gnuplot.log)", status)

@@ -1,0 +1,220 @@
+"""Input from outside is data, never syntax: a results path, knob, kernel or method name
+with shell or gnuplot syntax runs nothing; `trial --out` deletes nothing it did not
+make; control characters and invalid UTF-8 never split a line of stdout nor break the
+JSON, CSV and XML files (docs/failures.md, docs/files.md "Text from outside")."""
+import csv
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import xml.etree.ElementTree as ET
+
+import trace_fixtures
+from common import Workspace, KNOBENGINE, LUA_HOST, load_json, read, table_rows
+
+GNUPLOT = shutil.which("gnuplot")
+# shell syntax in every form gnuplot (double-quoted strings, backquotes) or a shell
+# would run: each tries to create a file named PWNED*
+HOSTILE = 'x`touch PWNED1`$(touch PWNED2)"\'\\;touch PWNED3'
+HOSTILE_WITH_LINES = HOSTILE + '\nBEST,knob_mask=11,p50_latency_ms=0.000,delta_p50_ms=-999.000\n<b>&amp;'
+
+
+def hostile_name_bytes():
+    """A kernel name as a crafted export can hold it: shell syntax, a forged stdout line,
+    markup, control bytes and invalid UTF-8."""
+    return HOSTILE_WITH_LINES.encode() + b"\x01\x1b[2J\xff\xc0\xaf end"
+
+
+class Hardening(Workspace):
+    def pwned(self, *roots):
+        found = []
+        for root in (self.dir,) + roots:
+            for d, _, files in os.walk(root):
+                found += [os.path.join(d, f) for f in files if f.startswith("PWNED")]
+        return found
+
+    def baseline_and_search(self, results="results", **over):
+        cfg = self.base_config(**over)
+        self.write_config(cfg)
+        for _ in range(2):
+            r = self.run_engine("--config", "cfg.json", "--results", results)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def assert_plots_drawn(self, run, names=("trials", "pareto", "cdf")):
+        if not GNUPLOT:
+            return
+        for name in names:
+            svg = os.path.join(run, "plots", name + ".svg")
+            self.assertTrue(os.path.exists(svg), "%s not drawn: %s" % (name, read(os.path.join(run, "plots", "gnuplot.log"))
+                                                                     if os.path.exists(os.path.join(run, "plots", "gnuplot.log")) else ""))
+            ET.parse(svg)  # well-formed XML
+
+    def assert_well_formed_report(self, run):
+        with open(os.path.join(run, "report.html"), "rb") as f:
+            html = f.read()
+        text = html.decode("utf-8")  # strict: raises on invalid UTF-8
+        ET.fromstring(text[len("<!DOCTYPE html>\n"):])
+        with open(os.path.join(run, "report.md"), "rb") as f:
+            f.read().decode("utf-8")
+        with open(os.path.join(run, "summary.json"), "rb") as f:
+            json.loads(f.read().decode("utf-8"))
+        return text
+
+    def test_a_results_path_with_shell_syntax_runs_nothing(self):
+        results = "res" + HOSTILE + "\nline2"
+        knobs = [{"name": "pc" + HOSTILE, "flag": "--enable-prefix-caching"},
+                 {"name": "e" + HOSTILE, "env": "KNOB_TEST_VALUE", "values": ["a" + HOSTILE, "b"]}]
+        self.write_config(self.base_config(knobs=knobs))
+        r = self.run_engine("--config", "cfg.json", "--results", results)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.run_engine("--config", "cfg.json", "--results", results, "--strategy", "coord_descent")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.pwned(), [])
+        run = os.path.realpath(self.path(results, "search", "latest"))
+        self.assert_plots_drawn(run)
+        self.assert_well_formed_report(run)
+        # the report and compare of a copied results folder whose run directory has such a name
+        copy = self.path("copy" + HOSTILE)
+        shutil.copytree(self.path(results), copy, symlinks=True)
+        moved = os.path.join(copy, "search", "run" + HOSTILE)
+        os.rename(os.path.join(copy, "search", os.path.basename(run)), moved)
+        r = subprocess.run([KNOBENGINE, "report", moved], capture_output=True, text=True, cwd=self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_plots_drawn(moved)
+        r = self.run_engine("compare", "--synthetic", "3", "--seeds", "2", "--results", copy)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        if GNUPLOT:
+            self.assertTrue(os.path.exists(os.path.join(copy, "comparison", "cost_vs_regret.svg")))
+        self.assertEqual(self.pwned(), [])
+
+    def gpu_trace(self, path):
+        """A GPU export whose kernel and NVTX names are hostile."""
+        trace_fixtures.make(path, "new")
+        db = sqlite3.connect(path)
+        db.execute("UPDATE StringIds SET value = CAST(? AS TEXT) WHERE id IN (1, 2)", (hostile_name_bytes(),))
+        db.execute("UPDATE NVTX_EVENTS SET text = CAST(? AS TEXT) WHERE text = 'other'", (hostile_name_bytes(),))
+        db.commit()
+        db.close()
+
+    def put_trace(self, d, fixture):
+        shutil.copy(fixture, os.path.join(d, "trace.sqlite"))
+        for command, name in (("summarize", "trace_summary.json"), ("kernels", "kernels.csv")):
+            out = subprocess.run([KNOBENGINE, command, fixture], capture_output=True, check=True).stdout
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(out)
+
+    def test_hostile_kernel_and_nvtx_names(self):
+        self.baseline_and_search()
+        run = os.path.realpath(self.path("results", "search", "latest"))
+        fixture = self.path("gpu.sqlite")
+        self.gpu_trace(fixture)
+        # summarize: valid UTF-8 JSON holding the name (bad bytes replaced, controls escaped)
+        out = subprocess.run([KNOBENGINE, "summarize", fixture], capture_output=True, check=True).stdout
+        summary = json.loads(out.decode("utf-8"))
+        names = [k["name"] for k in summary["top_kernels"]]
+        want = HOSTILE_WITH_LINES + "\x01\x1b[2J\ufffd\ufffd\ufffd end"
+        self.assertIn(want, names)
+        # kernels: RFC 4180 CSV, the name in one quoted field, read back whole
+        out = subprocess.run([KNOBENGINE, "kernels", fixture], capture_output=True, check=True).stdout
+        rows = list(csv.DictReader(io.StringIO(out.decode("utf-8"), newline="")))
+        self.assertIn(want, [r["name"] for r in rows])
+        for d in (self.path("results", "baseline"), os.path.join(run, "best")):
+            self.put_trace(d, fixture)
+        r = self.run_engine("report", "--results", "results")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.pwned(), [])
+        self.assert_plots_drawn(run, ("trials", "pareto", "cdf", "kernels"))
+        html = self.assert_well_formed_report(run)
+        self.assertNotIn("<b>", html)
+        md = read(os.path.join(run, "report.md"))
+        # the report read kernels.csv as CSV: the hostile kernel keeps its 6 ms of 3 calls
+        row = next(l for l in md.splitlines() if "touch PWNED1" in l and "| 6.000 | 3 |" in l)
+        self.assertNotIn("\x01", row)
+
+    def test_a_kernel_name_never_forges_a_stdout_line(self):
+        """The baseline's trace names a kernel with a newline and a BEST line: the search
+        prints it on one line, control characters replaced."""
+        cfg = self.base_config()
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        fixture = self.path("gpu.sqlite")
+        self.gpu_trace(fixture)
+        self.put_trace(self.path("results", "baseline"), fixture)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        best = [l for l in r.stdout.splitlines() if l.startswith("BEST,")]
+        self.assertEqual(len(best), 1, r.stdout)
+        top = r.stdout.split("TOP_KERNELS_BASELINE\n")[1].split("\n\n")[0].splitlines()
+        self.assertEqual(len(top), 4, top)  # gemm, the graph, flash_fwd, softmax: one line each
+        self.assertTrue(top[0].startswith('1) "x`touch PWNED1`$(touch PWNED2)""\'\\;touch PWNED3\ufffdBEST,'), top[0])
+        self.assertTrue(top[0].endswith('\ufffd\ufffd[2J\ufffd\ufffd\ufffd end",6.000,37.50'), top[0])
+        with open(self.path("results", "search", "latest", "summary.csv"), "rb") as f:
+            self.assertEqual(len(table_rows(f.read().decode("utf-8"))), 4)
+
+    def test_compare_rows_quote_odd_method_names(self):
+        src = os.path.join(os.environ.get("KNOB_SOURCE_DIR", ""), "strategies", "bruteforce.lua")
+        odd = self.path('a"b\nBEST x.lua')  # (--strategies splits at commas)
+        shutil.copy(src, odd)
+        r = self.run_engine("compare", "--synthetic", "3", "--seeds", "2", "--strategies", "bruteforce," + odd)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 3, r.stdout)
+        parsed = list(csv.reader(io.StringIO(r.stdout)))
+        self.assertEqual([p[0] for p in parsed[1:]], ["bruteforce", 'a"b\ufffdBEST x'])
+        self.assertEqual(self.pwned(), [])
+
+    def config_hash(self):
+        """The hash the engine writes into a trial spec for cfg.json."""
+        script = self.write("hash.lua", "\n".join([
+            'local config = require("knobengine.config")',
+            'local History = require("knobengine.history")',
+            'local cfg = config.load(arg[1])',
+            'local d = require("knobengine.dataset").load(cfg.workload, cfg.workload.request_count)',
+            'io.write(History.config_hash(cfg, d.hash))']))
+        return subprocess.run([LUA_HOST, script, self.path("cfg.json")], capture_output=True, text=True,
+                              check=True, cwd=self.dir).stdout
+
+    def test_trial_out_replaces_only_an_earlier_trial_of_its_spec(self):
+        self.write_config(self.base_config())
+        spec = {"config": self.path("cfg.json"), "config_hash": self.config_hash(), "mask": "00", "requests": 2}
+        self.write("spec.json", json.dumps(spec))
+        for _ in range(2):  # a retry of the same spec replaces its own directory
+            r = self.run_engine("trial", "--spec", "spec.json", "--out", "t")
+            self.assertEqual((r.returncode, r.stdout), (0, "t\n"), r.stderr)
+            self.assertEqual(load_json(self.path("t", "spec.json")), spec)
+            self.assertTrue(load_json(self.path("t", "result.json"))["valid"])
+        self.write("spec.json", json.dumps(dict(spec, label="another")))
+        r = self.run_engine("trial", "--spec", "spec.json", "--out", "t")
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: trial --out t: exists and is not an earlier "
+                                                               "trial of this spec; remove it or name another directory"))
+        self.assertTrue(os.path.exists(self.path("t", "result.json")))
+
+    def test_trial_out_never_deletes_what_it_did_not_make(self):
+        self.write_config(self.base_config())
+        keep = self.write("keep/precious.txt", "do not delete")
+        self.write("afile", "do not delete either")
+        # a spec that would run: before the fix, its trial deleted --out at the end
+        spec = {"config": self.path("cfg.json"), "config_hash": self.config_hash(), "mask": "00", "requests": 2}
+        self.write("spec.json", json.dumps(spec))
+        work = self.path("keep", "sub")
+        os.makedirs(work)
+        for out, cwd, why in [
+            (".", self.dir, "must name a new directory, not '.', '..' or '/'"),
+            ("..", self.dir, "must name a new directory, not '.', '..' or '/'"),
+            ("/", self.dir, "must name a new directory, not '.', '..' or '/'"),
+            ("keep/sub/..", self.dir, "must name a new directory, not '.', '..' or '/'"),
+            (self.path("keep"), work, "is the working directory or a parent of it"),
+            (work, work, "is the working directory or a parent of it"),
+            ("keep", self.dir, "exists and is not an earlier trial of this spec; remove it or name another directory"),
+            ("afile", self.dir, "exists and is not an earlier trial of this spec; remove it or name another directory"),
+            ("no/such/parent", self.dir, "its parent directory does not exist"),
+        ]:
+            with self.subTest(out):
+                r = subprocess.run([KNOBENGINE, "trial", "--spec", self.path("spec.json"), "--out", out], cwd=cwd,
+                                   capture_output=True, text=True)
+                self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: trial --out %s: %s" % (out, why)))
+        self.assertEqual(read(keep), "do not delete")
+        self.assertEqual(read(self.path("afile")), "do not delete either")
