@@ -15,9 +15,14 @@
  *    of the table, as in nvtxsum.
  *  - CUDA API: CUPTI_ACTIVITY_KIND_RUNTIME calls by function name.
  *  - the machine: TARGET_INFO_GPU rows and a few TARGET_INFO_SYSTEM_ENV values (absent
- *    tables are no information, not missing data). */
+ *    tables are no information, not missing data).
+ * A row that cannot be summed (end before start, a duration or byte count that would
+ * overflow its 64-bit total, a negative byte count) is skipped and counted: the table's
+ * entry in `unreadable` says how many and why, and its totals are of the other rows. A
+ * name id with no StringIds row is named "[unknown string id N]". */
 #include "trace.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -25,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "json.h"
 
@@ -34,9 +40,8 @@ typedef struct {
   int64_t key;
   int used;
   int64_t total_ns, count;
-  int64_t aux;  /* NVTX: the label's StringIds id, or -1 */
-  int64_t open; /* NVTX: ranges with no end (their start was subtracted from total) */
-  int style;   /* NVTX: 1 PushPop, 2 StartEnd */
+  int64_t aux; /* NVTX: the label's StringIds id, or -1 */
+  int style;   /* NVTX: 1 PushPop, 2 StartEnd (0 until the entry is set up) */
   char *label; /* NVTX: owned label when the key came from text */
   int64_t domain, process;
   int64_t min_ns, max_ns; /* kernels and CUDA API calls: the shortest and longest one */
@@ -144,7 +149,8 @@ static char *dup_str(ctx *c, const char *s) {
   return d;
 }
 
-/* Records that `table` could not be read (its section is left out). */
+/* Records that `table` could not be read (its section is left out), or that rows of it
+ * were skipped; a second reason for the same table is added to the first ("; "). */
 static void problem(ctx *c, const char *table, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void problem(ctx *c, const char *table, const char *fmt, ...) {
   char reason[512];
@@ -153,6 +159,16 @@ static void problem(ctx *c, const char *table, const char *fmt, ...) {
   vsnprintf(reason, sizeof reason, fmt, ap);
   va_end(ap);
   ke_trace_summary *s = c->s;
+  for (size_t i = 0; i < s->n_unreadable; i++) {
+    if (!s->unreadable[i].table || !s->unreadable[i].reason || strcmp(s->unreadable[i].table, table) != 0) continue;
+    size_t len = strlen(s->unreadable[i].reason) + strlen(reason) + 3;
+    char *both = malloc(len);
+    if (!both) { c->oom = 1; return; }
+    snprintf(both, len, "%s; %s", s->unreadable[i].reason, reason);
+    free(s->unreadable[i].reason);
+    s->unreadable[i].reason = both;
+    return;
+  }
   ke_trace_problem *n = realloc(s->unreadable, (s->n_unreadable + 1) * sizeof *n);
   if (!n) { c->oom = 1; return; }
   s->unreadable = n;
@@ -198,9 +214,10 @@ static void note_missing(ctx *c, const char *table) {
   n[s->n_missing++] = table;
 }
 
-/* The StringIds value of id into buf ("" when unknown). */
+/* The StringIds value of id into buf; "[unknown string id N]" when StringIds has no
+ * such row (or no usable table at all), or its value is NULL. */
 static const char *string_of(ctx *c, int64_t id, char *buf, size_t len) {
-  buf[0] = '\0';
+  snprintf(buf, len, "[unknown string id %lld]", (long long)id);
   if (!c->string_lookup) return buf;
   sqlite3_reset(c->string_lookup);
   sqlite3_bind_int64(c->string_lookup, 1, id);
@@ -303,6 +320,63 @@ static void reader_close(reader *r) {
   r->st = NULL;
 }
 
+/* ---------- rows that cannot be summed: counted, never added ---------- */
+
+/* Why a row was skipped; a row counts once, under the first cause that applies in this
+ * order (the order of the reason's parts). */
+enum { SKIP_BACKWARDS, SKIP_OVERFLOW, SKIP_NEGATIVE_BYTES, SKIP_BYTES_OVERFLOW, SKIP_CAUSES };
+
+typedef struct {
+  int64_t n[SKIP_CAUSES];
+} skipped_rows;
+
+/* A row's duration end - start into *d when it can be added to a total that is now
+ * `total` (>= 0) without passing INT64_MAX: 0; otherwise -1, the row counted in k. */
+static int row_duration(skipped_rows *k, int64_t start, int64_t end, int64_t total, int64_t *d) {
+  if (end < start) {
+    k->n[SKIP_BACKWARDS]++;
+    return -1;
+  }
+  if ((start < 0 && end > INT64_MAX + start) || end - start > INT64_MAX - total) {
+    k->n[SKIP_OVERFLOW]++;
+    return -1;
+  }
+  *d = end - start;
+  return 0;
+}
+
+/* 0 when a row's byte count can be added to a total that is now `total`; else -1. */
+static int row_bytes(skipped_rows *k, int64_t bytes, int64_t total) {
+  if (bytes < 0) {
+    k->n[SKIP_NEGATIVE_BYTES]++;
+    return -1;
+  }
+  if (bytes > INT64_MAX - total) {
+    k->n[SKIP_BYTES_OVERFLOW]++;
+    return -1;
+  }
+  return 0;
+}
+
+/* The skipped rows of `table`, as its `unreadable` entry: "skipped 3 rows with end
+ * before start, 1 row whose duration overflows". Nothing when none was skipped. */
+static void report_skipped(ctx *c, const char *table, const skipped_rows *k) {
+  static const char *const what[SKIP_CAUSES][2] = {
+      {"row with end before start", "rows with end before start"},
+      {"row whose duration overflows", "rows whose durations overflow"},
+      {"row with a negative byte count", "rows with a negative byte count"},
+      {"row whose byte count overflows", "rows whose byte counts overflow"}};
+  char reason[512];
+  size_t used = 0;
+  for (int i = 0; i < SKIP_CAUSES; i++) {
+    if (!k->n[i] || used >= sizeof reason) continue;
+    int w = snprintf(reason + used, sizeof reason - used, "%s%lld %s", used ? ", " : "skipped ",
+                     (long long)k->n[i], what[i][k->n[i] != 1]);
+    if (w > 0) used += (size_t)w;
+  }
+  if (used) problem(c, table, "%s", reason);
+}
+
 /* Busy time per device: the union of kernel intervals, in bounded memory.
  *
  * The union needs intervals in start order. Exports list kernels nearly in that order,
@@ -319,6 +393,8 @@ typedef struct {
   size_t n;
   device_busy *dev;
   size_t ndev;
+  interval *skipped; /* rows not summed although end >= start (overflow), for the ORDER BY pass */
+  size_t n_skipped, cap_skipped;
   int64_t last_start; /* of the last interval taken out of the heap */
   int taken, unordered, oom;
 } busy_union;
@@ -377,6 +453,33 @@ static void busy_push(busy_union *u, interval iv) {
   u->heap[i] = iv;
 }
 
+/* A row that was not summed (its duration overflows a total): the ORDER BY pass, which
+ * reads every row again, leaves it out too. */
+static void busy_skip(busy_union *u, interval iv) {
+  if (u->n_skipped == u->cap_skipped) {
+    size_t cap = u->cap_skipped ? 2 * u->cap_skipped : 16;
+    interval *n = realloc(u->skipped, cap * sizeof *n);
+    if (!n) { u->oom = 1; return; }
+    u->skipped = n;
+    u->cap_skipped = cap;
+  }
+  u->skipped[u->n_skipped++] = iv;
+}
+
+static void busy_free(busy_union *u) {
+  free(u->heap);
+  free(u->dev);
+  free(u->skipped);
+}
+
+/* Intervals in the ORDER BY pass's order: device, start, end. */
+static int by_position(const void *a, const void *b) {
+  const interval *x = a, *y = b;
+  if (x->device != y->device) return x->device < y->device ? -1 : 1;
+  if (x->start != y->start) return x->start < y->start ? -1 : 1;
+  return (x->end > y->end) - (x->end < y->end);
+}
+
 static int by_device(const void *a, const void *b) {
   const device_busy *x = a, *y = b;
   return (x->device > y->device) - (x->device < y->device);
@@ -393,7 +496,7 @@ static void busy_select(const busy_source *b, char *sql, size_t len) {
     snprintf(k, sizeof k, "SELECT start, end, %s FROM CUPTI_ACTIVITY_KIND_KERNEL", b->k_dev ? "deviceId" : "0");
   if (b->have_g)
     snprintf(g, sizeof g, "SELECT start, end, %s FROM CUPTI_ACTIVITY_KIND_GRAPH_TRACE", b->g_dev ? "deviceId" : "0");
-  snprintf(sql, len, "%s%s%s ORDER BY 3, 1", k, b->have_k && b->have_g ? " UNION ALL " : "", g);
+  snprintf(sql, len, "%s%s%s ORDER BY 3, 1, 2", k, b->have_k && b->have_g ? " UNION ALL " : "", g);
 }
 
 /* The union again from SQLite's ORDER BY, for rows too far out of order for the heap. */
@@ -413,9 +516,18 @@ static int busy_sorted_pass(ctx *c, busy_union *u, const busy_source *b) {
     return -1;
   }
   int64_t v[3];
+  size_t next = 0; /* the skipped rows, met in the same order */
+  if (u->n_skipped) qsort(u->skipped, u->n_skipped, sizeof *u->skipped, by_position);
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 3, v)) { rc = -1; break; }
-    union_add(u, &(interval){v[0], v[1], v[2]});
+    interval iv = {v[0], v[1], v[2]};
+    if (iv.end < iv.start) continue; /* not summed either */
+    while (next < u->n_skipped && by_position(&u->skipped[next], &iv) < 0) next++;
+    if (next < u->n_skipped && by_position(&u->skipped[next], &iv) == 0) {
+      next++;
+      continue;
+    }
+    union_add(u, &iv);
   }
   reader_close(&r);
   return rc;
@@ -438,8 +550,7 @@ static int busy_finish(ctx *c, busy_union *u, const busy_source *b) {
     }
     s->n_busy = s->busy ? u->ndev : 0;
   }
-  free(u->heap);
-  free(u->dev);
+  busy_free(u);
   return rc;
 }
 
@@ -449,6 +560,7 @@ typedef struct {
   busy_union busy;
   busy_source src;
   int64_t kernel_ns, count, graph_ns, graph_count;
+  int64_t gpu_ns; /* kernel_ns + graph_ns: no row is added that would overflow it */
 } kernel_sums;
 
 /* One entry of the top list: a kernel (by name) or a whole graph (by graph id). */
@@ -487,31 +599,45 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
     it->name = dup_str(c, name);
     it->graph = all[i].graph;
     set_timing(it, all[i].a);
-    it->percent = percent_of(all[i].a->total_ns, k->kernel_ns + k->graph_ns);
+    it->percent = percent_of(all[i].a->total_ns, k->gpu_ns);
     s->n_top_kernels = i + 1;
   }
   free(all);
 }
 
-/* Rows of (start, end, device, key) from table T [tail]: each adds its time to the entry
- * of its key in `by`, to *total_ns and *count, and its interval to the busy time (when
- * busy is given). */
-static int read_interval_rows(ctx *c, const char *T, const char *cols, const char *tail, agg_map *by,
-                              int64_t *total_ns, int64_t *count, busy_union *busy) {
+/* Where rows of (start, end, device, key) go: each adds its duration to the entry of its
+ * key in `by`, to *total_ns, to *also_ns when given (kernels plus graphs: never less
+ * than *total_ns) and to *count, and its interval to `busy` when given. */
+typedef struct {
+  agg_map *by;
+  int64_t *total_ns, *also_ns, *count;
+  busy_union *busy;
+} interval_sink;
+
+/* The rows of table T [tail] into `to`; a row that cannot be summed is skipped, and
+ * counted in T's `unreadable` entry once the table has been read. */
+static int read_interval_rows(ctx *c, const char *T, const char *cols, const char *tail, const interval_sink *to) {
   reader r;
   if (reader_open(c, &r, T, cols, tail)) return -1;
+  skipped_rows skip = {{0}};
   int rc;
-  int64_t v[4];
+  int64_t v[4], d;
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 4, v)) { rc = -1; break; }
-    agg *a = map_get(by, v[3]);
+    if (row_duration(&skip, v[0], v[1], *(to->also_ns ? to->also_ns : to->total_ns), &d)) {
+      if (to->busy && v[1] >= v[0]) busy_skip(to->busy, (interval){v[0], v[1], v[2]});
+      continue;
+    }
+    agg *a = map_get(to->by, v[3]);
     if (!a) { c->oom = 1; rc = -1; break; }
-    add_duration(a, v[1] - v[0]);
-    *total_ns += v[1] - v[0];
-    (*count)++;
-    if (busy) busy_push(busy, (interval){v[0], v[1], v[2]});
+    add_duration(a, d);
+    *to->total_ns += d;
+    if (to->also_ns) *to->also_ns += d;
+    (*to->count)++;
+    if (to->busy) busy_push(to->busy, (interval){v[0], v[1], v[2]});
   }
   reader_close(&r);
+  if (rc == 0) report_skipped(c, T, &skip);
   return rc;
 }
 
@@ -522,7 +648,8 @@ static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
   if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
   char cols[128];
   snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
-  return read_interval_rows(c, T, cols, NULL, &k->names, &k->kernel_ns, &k->count, &k->busy);
+  interval_sink to = {&k->names, &k->kernel_ns, &k->gpu_ns, &k->count, &k->busy};
+  return read_interval_rows(c, T, cols, NULL, &to);
 }
 
 /* Whole-graph records (--cuda-graph-trace=graph): their time counts as GPU time, busy
@@ -532,7 +659,8 @@ static int read_graph_rows(ctx *c, kernel_sums *k) {
   char cols[128];
   snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.g_dev ? "deviceId" : "0",
            has_column(c, T, "graphId") ? "graphId" : "0");
-  return read_interval_rows(c, T, cols, NULL, &k->graphs, &k->graph_ns, &k->graph_count, &k->busy);
+  interval_sink to = {&k->graphs, &k->graph_ns, &k->gpu_ns, &k->graph_count, &k->busy};
+  return read_interval_rows(c, T, cols, NULL, &to);
 }
 
 static void kernels(ctx *c, const ke_trace_opts *o) {
@@ -549,12 +677,12 @@ static void kernels(ctx *c, const ke_trace_opts *o) {
   int rc = k.src.have_k ? read_kernel_rows(c, o, &k) : 0;
   if (rc == 0 && k.src.have_g) rc = read_graph_rows(c, &k);
   if (rc == 0) rc = busy_finish(c, &k.busy, &k.src);
-  else { free(k.busy.heap); free(k.busy.dev); }
+  else busy_free(&k.busy);
   if (rc == 0) {
     s->has_kernels = 1;
     s->has_kernel_table = k.src.have_k;
     s->has_graph_table = k.src.have_g;
-    s->gpu_compute_ms = ms_of(k.kernel_ns + k.graph_ns);
+    s->gpu_compute_ms = ms_of(k.gpu_ns);
     s->kernel_ms = ms_of(k.kernel_ns);
     s->kernel_count = k.count;
     s->graph_trace_ms = ms_of(k.graph_ns);
@@ -574,20 +702,23 @@ static void memcpys(ctx *c) {
   ke_trace_summary *s = c->s;
   const char *T = "CUPTI_ACTIVITY_KIND_MEMCPY";
   if (!has_table(c, T)) { note_missing(c, T); return; }
-  int64_t ns[11] = {0}, bytes[11] = {0}, count[11] = {0}, total = 0, v[4];
+  int64_t ns[11] = {0}, bytes[11] = {0}, count[11] = {0}, total = 0, v[4], d;
+  skipped_rows skip = {{0}};
   reader r;
   if (reader_open(c, &r, T, "start, end, bytes, copyKind", NULL)) return;
   int rc;
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 4, v)) { rc = -1; break; }
     int64_t k = v[3] < 0 || v[3] > 10 ? 0 : v[3];
-    ns[k] += v[1] - v[0];
+    if (row_duration(&skip, v[0], v[1], total, &d) || row_bytes(&skip, v[2], bytes[k])) continue;
+    ns[k] += d;
     bytes[k] += v[2];
     count[k]++;
-    total += v[1] - v[0];
+    total += d;
   }
   reader_close(&r);
   if (rc != 0) return;
+  report_skipped(c, T, &skip);
   s->has_memcpy = 1;
   s->memcpy_ms = ms_of(total);
   for (int k = 0; k <= 10; k++)
@@ -598,18 +729,21 @@ static void memsets(ctx *c) {
   ke_trace_summary *s = c->s;
   const char *T = "CUPTI_ACTIVITY_KIND_MEMSET";
   if (!has_table(c, T)) { note_missing(c, T); return; }
-  int64_t ns = 0, bytes = 0, count = 0, v[3];
+  int64_t ns = 0, bytes = 0, count = 0, v[3], d;
+  skipped_rows skip = {{0}};
   reader r;
   if (reader_open(c, &r, T, "start, end, bytes", NULL)) return;
   int rc;
   while ((rc = reader_next(&r)) == 1) {
     if (reader_ints(&r, 3, v)) { rc = -1; break; }
-    ns += v[1] - v[0];
+    if (row_duration(&skip, v[0], v[1], ns, &d) || row_bytes(&skip, v[2], bytes)) continue;
+    ns += d;
     bytes += v[2];
     count++;
   }
   reader_close(&r);
   if (rc != 0) return;
+  report_skipped(c, T, &skip);
   s->has_memset = 1;
   s->memset_ms = ms_of(ns);
   s->memset_bytes = bytes;
@@ -621,7 +755,8 @@ static void memsets(ctx *c) {
 /* Calls (start, end, nameId) of table T [tail]: each adds its duration to its function's
  * entry in `by`, to *total_ns and *calls (no device, no busy time). */
 static int read_calls(ctx *c, const char *T, const char *tail, agg_map *by, int64_t *total_ns, int64_t *calls) {
-  return read_interval_rows(c, T, "start, end, 0, nameId", tail, by, total_ns, calls, NULL);
+  interval_sink to = {by, total_ns, NULL, calls, NULL};
+  return read_interval_rows(c, T, "start, end, 0, nameId", tail, &to);
 }
 
 /* OS-runtime functions that wait or poll: time in them is time a thread spent idle. */
@@ -741,12 +876,50 @@ static uint64_t hash_str(const char *s, uint64_t h) {
 
 typedef struct { int64_t id, process; char *name; } domain;
 
+/* An unfinished range: it lasts until the last timestamp, known once the table is read. */
+typedef struct { int64_t key, start; } open_range;
+
 typedef struct {
   agg_map ranges;
   domain *domains;
   size_t ndomains;
-  int64_t max_ts, all_ns;
+  open_range *open;
+  size_t n_open, cap_open;
+  skipped_rows skip;
+  int64_t max_ts, all_ns; /* the last timestamp of the rows not skipped; all range time */
 } nvtx_sums;
+
+static void last_time(nvtx_sums *n, int64_t start, int64_t end) {
+  if (start > n->max_ts) n->max_ts = start;
+  if (end > n->max_ts) n->max_ts = end;
+}
+
+static int add_open(ctx *c, nvtx_sums *n, int64_t key, int64_t start) {
+  if (n->n_open == n->cap_open) {
+    size_t cap = n->cap_open ? 2 * n->cap_open : 16;
+    open_range *o = realloc(n->open, cap * sizeof *o);
+    if (!o) { c->oom = 1; return -1; }
+    n->open = o;
+    n->cap_open = cap;
+  }
+  n->open[n->n_open++] = (open_range){key, start};
+  return 0;
+}
+
+/* Unfinished ranges end at the last timestamp; taken after the finished ones, in table
+ * order, each skipped when its duration would overflow the total. */
+static int end_open_ranges(ctx *c, nvtx_sums *n) {
+  for (size_t i = 0; i < n->n_open; i++) {
+    int64_t d;
+    if (row_duration(&n->skip, n->open[i].start, n->max_ts, n->all_ns, &d)) continue;
+    agg *a = map_get(&n->ranges, n->open[i].key);
+    if (!a) { c->oom = 1; return -1; }
+    a->total_ns += d;
+    a->count++;
+    n->all_ns += d;
+  }
+  return 0;
+}
 
 static int add_domain(ctx *c, nvtx_sums *n, int64_t id, int64_t process, const char *text) {
   domain *nd = realloc(n->domains, (n->ndomains + 1) * sizeof *nd);
@@ -756,30 +929,34 @@ static int add_domain(ctx *c, nvtx_sums *n, int64_t id, int64_t process, const c
   return 0;
 }
 
-/* One range row: aggregated by (domain, process, label id or text, style). */
+/* One range row: aggregated by (domain, process, label id or text, style). A finished
+ * range that cannot be summed is skipped (and does not move the last timestamp). */
 static int add_range(ctx *c, nvtx_sums *n, const int64_t *v, int end_null, int text_id_null, const char *text) {
   int type = (int)v[2];
   int style = (type == 59 || type == 70) ? 1 : (type == 60 || type == 71) ? 2 : 0;
-  if (!style) return 0;
+  int64_t d = 0;
+  if (!style) {
+    last_time(n, v[0], v[1]);
+    return 0;
+  }
+  if (!end_null && row_duration(&n->skip, v[0], v[1], n->all_ns, &d)) return 0;
+  last_time(n, v[0], end_null ? v[0] : v[1]);
   int64_t dom = v[5], process = v[6] & PROCESS_MASK;
   uint64_t h = mix((uint64_t)dom * 31 + (uint64_t)process) ^ (uint64_t)style;
   h = text_id_null ? hash_str(text ? text : "", h ^ 0x7e7e) : mix(h ^ (uint64_t)v[4]);
   agg *a = map_get(&n->ranges, (int64_t)h);
   if (!a) { c->oom = 1; return -1; }
-  if (!a->count) {
+  if (!a->style) {
     a->style = style;
     a->domain = dom;
     a->process = process;
     a->aux = text_id_null ? -1 : v[4];
     if (text_id_null) a->label = dup_str(c, text);
   }
+  if (end_null) return add_open(c, n, (int64_t)h, v[0]);
   a->count++;
-  if (end_null) {
-    a->total_ns -= v[0]; /* ends at the last timestamp, added once it is known */
-    a->open++;
-  } else {
-    a->total_ns += v[1] - v[0];
-  }
+  a->total_ns += d;
+  n->all_ns += d;
   return 0;
 }
 
@@ -799,8 +976,7 @@ static int read_nvtx_rows(ctx *c, nvtx_sums *n, const char *T) {
       break;
     }
     const char *text = (const char *)sqlite3_column_text(r.st, 3);
-    if (v[0] > n->max_ts) n->max_ts = v[0];
-    if (v[1] > n->max_ts) n->max_ts = v[1];
+    if (v[2] == NVTX_DOMAIN_CREATE) last_time(n, v[0], v[1]);
     rc = v[2] == NVTX_DOMAIN_CREATE ? add_domain(c, n, v[5], v[6] & PROCESS_MASK, text)
                                     : add_range(c, n, v, end_null, text_id_null, text);
     if (rc) break;
@@ -845,12 +1021,6 @@ static void nvtx_phases(ctx *c, const ke_trace_opts *o, agg *const *sorted, int6
 
 static void nvtx_ranges(ctx *c, const ke_trace_opts *o, nvtx_sums *n) {
   ke_trace_summary *s = c->s;
-  for (size_t i = 0; i < n->ranges.cap; i++) {
-    agg *a = &n->ranges.slots[i];
-    if (!a->used) continue;
-    a->total_ns += a->open * n->max_ts;
-    n->all_ns += a->total_ns;
-  }
   agg **sorted = map_sorted(&n->ranges);
   s->nvtx_ranges = calloc(n->ranges.n + 1, sizeof *s->nvtx_ranges);
   if (!sorted || !s->nvtx_ranges) {
@@ -858,7 +1028,10 @@ static void nvtx_ranges(ctx *c, const ke_trace_opts *o, nvtx_sums *n) {
     free(sorted);
     return;
   }
-  for (size_t i = 0; i < n->ranges.n; i++) {
+  size_t m = 0; /* a label whose every row was skipped is no range */
+  for (size_t i = 0; i < n->ranges.n; i++)
+    if (sorted[i]->count) sorted[m++] = sorted[i];
+  for (size_t i = 0; i < m; i++) {
     const agg *a = sorted[i];
     char name[1100];
     range_name(c, n, a, name, sizeof name);
@@ -877,9 +1050,13 @@ static void nvtx(ctx *c, const ke_trace_opts *o) {
   if (!has_table(c, T)) { note_missing(c, T); return; }
   nvtx_sums n;
   memset(&n, 0, sizeof n);
-  if (read_nvtx_rows(c, &n, T) == 0) nvtx_ranges(c, o, &n);
+  if (read_nvtx_rows(c, &n, T) == 0 && end_open_ranges(c, &n) == 0) {
+    report_skipped(c, T, &n.skip);
+    nvtx_ranges(c, o, &n);
+  }
   for (size_t d = 0; d < n.ndomains; d++) free(n.domains[d].name);
   free(n.domains);
+  free(n.open);
   map_free(&n.ranges);
 }
 
@@ -971,8 +1148,19 @@ static void gpus(ctx *c) {
 
 /* ---------- the summary ---------- */
 
-/* Opens the export read-only. A writer's lock is waited for a moment, then reported. */
+/* Opens the export read-only. A writer's lock is waited for a moment, then reported.
+ * Only a regular file is opened: SQLite would block on a FIFO until a writer came, and
+ * a directory or a device is no export. */
 static int open_export(ctx *c, const char *path, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    snprintf(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(err, errlen, "'%s' is not a regular file", path);
+    return -1;
+  }
   kbuf uri = {0};
   kbuf_puts(&uri, "file:");
   for (const char *p = path; *p; p++) {
@@ -996,6 +1184,18 @@ static int open_export(ctx *c, const char *path, char *err, size_t errlen) {
   return 0;
 }
 
+/* The StringIds lookup; without a usable table every name is "[unknown string id N]"
+ * (a table without its columns is listed in `unreadable`). */
+static void open_strings(ctx *c) {
+  if (!has_table(c, "StringIds")) return;
+  int rc = sqlite3_prepare_v2(c->db, "SELECT value FROM StringIds WHERE id = ?", -1, &c->string_lookup, NULL);
+  if (rc == SQLITE_OK) return;
+  if (is_fatal(rc)) set_fatal(c, rc);
+  else problem(c, "StringIds", "%s", sqlite3_errmsg(c->db));
+  sqlite3_finalize(c->string_lookup);
+  c->string_lookup = NULL;
+}
+
 int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_trace_summary *out, char *err,
                      size_t errlen) {
   memset(out, 0, sizeof *out);
@@ -1010,11 +1210,8 @@ int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_tr
   if (!out->phases) c.oom = 1;
   for (size_t i = 0; out->phases && i < out->n_phases; i++) out->phases[i].name = o.phases[i];
   int rc = open_export(&c, sqlite_path, err, errlen);
-  if (rc == 0 && has_table(&c, "StringIds")) {
-    int prc = sqlite3_prepare_v2(c.db, "SELECT value FROM StringIds WHERE id = ?", -1, &c.string_lookup, NULL);
-    if (prc != SQLITE_OK) set_fatal(&c, prc);
-  }
   if (rc == 0) {
+    open_strings(&c);
     metadata(&c);
     kernels(&c, &o);
     memcpys(&c);

@@ -3,11 +3,19 @@
  * Opens the file read-only, selects columns by name and reads each table once; a
  * missing table is no data (its section is absent: null in the engine's files).
  * Every SQLite return code is checked, and a failure never turns into a number:
+ *  - the path is not a regular file (a FIFO, a directory, a device): ke_trace_summarize
+ *    returns -1 with "'PATH' is not a regular file" before SQLite opens it;
  *  - the file cannot be read as a whole (not SQLite, corrupt, locked by a writer, I/O
  *    error, out of memory): ke_trace_summarize returns -1 with a message naming the file;
  *  - one table cannot be read (a column it needs is missing, a value has the wrong
  *    type): that section is unreadable, its values are left out (null), and the reason
- *    is listed in `unreadable`.
+ *    is listed in `unreadable`;
+ *  - rows that cannot be summed (end before start, a duration or byte count that would
+ *    overflow its 64-bit total, a negative byte count) are skipped, never summed: the
+ *    section keeps the totals of the other rows and `unreadable` lists the table with
+ *    "skipped N rows with end before start, ..." (docs/nsys.md "Rows that cannot be
+ *    summed").
+ * A name id with no StringIds row is named "[unknown string id N]".
  * An empty table is a measurement (nothing happened): zero totals and zero counts.
  * Durations are milliseconds rounded to 6 decimals (one nanosecond), as are percents
  * and means.
@@ -63,7 +71,7 @@ typedef struct {
   ke_trace_item v;
 } ke_trace_phase;
 
-/* One table that could not be read, and why. */
+/* One table that could not be read, or whose rows were skipped in part, and why. */
 typedef struct {
   char *table, *reason;
 } ke_trace_problem;

@@ -2,7 +2,8 @@
  *
  * The summary struct becomes the table of docs/nsys.md "Trace summary": a section whose
  * table is missing or unreadable is null (lists are empty), exactly as its keys are
- * documented. */
+ * documented; a table whose rows were skipped in part keeps the other rows' totals and
+ * its reason in `unreadable` ("skipped N rows ..."). */
 #include <lauxlib.h>
 #include <limits.h>
 #include <stdio.h>

@@ -87,9 +87,10 @@ class Summarize(Workspace):
             ("[CUDA graph 5]", 2.0, 2, 7.843137, True), ("copy_kernel", 0.5, 1, 1.960784, False)])
         self.assertAlmostEqual(sum(k["percent"] for k in s["top_kernels"]), 100.0, places=4)
 
-    def busy_fixture(self, name, order):
-        """300k kernels on two devices, overlapping in places, listed in `order`;
-        returns (summary, expected gpu_busy_ms from a plain sorted union)."""
+    def busy_fixture(self, name, order, bad_rows=()):
+        """300k kernels on two devices, overlapping in places, listed in `order` and
+        followed by `bad_rows` (which must not count); returns (summary, expected
+        gpu_busy_ms from a plain sorted union of the good rows)."""
         import random
         import sqlite3
         rnd = random.Random(7)
@@ -113,7 +114,7 @@ class Summarize(Workspace):
         db = sqlite3.connect(path)
         db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER, end INTEGER, deviceId INTEGER, "
                    "demangledName INTEGER)")
-        db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1)", order(rows))
+        db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 1)", order(rows) + list(bad_rows))
         db.commit()
         db.close()
         return self.summarize(path), expected
@@ -133,6 +134,18 @@ class Summarize(Workspace):
         s, expected = self.busy_fixture("reversed", lambda rows: rows[::-1])
         self.assertEqual(s["gpu_busy_ms"], expected)
         self.assertEqual(s["kernel_count"], 300_000)
+
+    def test_busy_time_far_out_of_order_leaves_out_skipped_rows(self):
+        """The ORDER BY pass reads every row again: the rows skipped in the first pass
+        (end before start, a duration that overflows alone or added to the total) stay
+        out of the union there too."""
+        big = trace_fixtures.INT64_MAX
+        s, expected = self.busy_fixture("reversed_bad", lambda rows: rows[::-1],
+                                        [(-1, big, 0), (10, 5, 1), (0, big - 1000, 1)])
+        self.assertEqual(s["gpu_busy_ms"], expected)
+        self.assertEqual(s["kernel_count"], 300_000)
+        self.assertEqual(s["unreadable"], {"CUPTI_ACTIVITY_KIND_KERNEL":
+                                           "skipped 1 row with end before start, 2 rows whose durations overflow"})
 
     def test_old_schema(self):
         s = self.fixture("old")
@@ -217,6 +230,112 @@ class Summarize(Workspace):
         path = self.path("we?ird#na%me.sqlite")
         trace_fixtures.make(path, "old")
         self.assertEqual(self.summarize(path)["gpu_compute_ms"], 11.0)
+
+    def test_rows_that_cannot_be_summed_are_counted_not_summed(self):
+        """End before start, 64-bit overflow, impossible byte counts: those rows are
+        skipped, counted in `unreadable`, and every total is of the other rows."""
+        path = self.path("bad_rows.sqlite")
+        trace_fixtures.make_bad_rows(path)
+        s = self.summarize(path)
+        self.assertEqual(s["unreadable"], {
+            "CUPTI_ACTIVITY_KIND_KERNEL": "skipped 3 rows with end before start, 1 row whose duration overflows",
+            "CUPTI_ACTIVITY_KIND_GRAPH_TRACE": "skipped 1 row with end before start",
+            "CUPTI_ACTIVITY_KIND_MEMCPY": "skipped 2 rows with end before start, 1 row whose duration overflows, "
+                                          "1 row with a negative byte count, 1 row whose byte count overflows",
+            "CUPTI_ACTIVITY_KIND_MEMSET": "skipped 1 row with end before start",
+            "OSRT_API": "skipped 1 row with end before start",
+            "CUPTI_ACTIVITY_KIND_RUNTIME": "skipped 1 row with end before start",
+            "NVTX_EVENTS": "skipped 1 row with end before start"})
+        # exactly the totals of the 'new' export without those rows
+        self.assertEqual((s["kernel_ms"], s["graph_trace_ms"], s["gpu_compute_ms"], s["kernel_count"],
+                          s["graph_trace_count"]), (11.0, 5.0, 16.0, 6, 1))
+        self.assertEqual(s["gpu_busy_ms"], {"0": 11.0, "1": 1.0})
+        self.assertEqual([(k["name"], k["total_ms"], k["count"], k["percent"]) for k in s["top_kernels"]], [
+            ("gemm_kernel<float, 128>(float const*, float*, int)", 6.0, 3, 37.5),
+            ("[CUDA graph 1]", 5.0, 1, 31.25), ("flash_fwd", 4.0, 1, 25.0), ("softmax(float*, int)", 1.0, 2, 6.25)])
+        self.assertEqual(s["memcpy_ms"], 6.25)
+        self.assertEqual(s["memcpy_by_kind"], {"HtoD": {"ms": 4.0, "bytes": 1500, "count": 2},
+                                               "DtoH": {"ms": 2.0, "bytes": 300, "count": 1},
+                                               "DtoD": {"ms": 0.25, "bytes": 64, "count": 1}})
+        self.assertEqual((s["memset_ms"], s["memset_bytes"], s["memset_count"]), (0.75, 4096, 1))
+        self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"], s["osrt_calls"]), (15.0, 22.0, 6))
+        self.assertEqual((s["cuda_api_ms"], s["cuda_api_calls"]), (5.0, 5))
+        ranges = {(r["name"], r["style"]): (r["total_ms"], r["count"]) for r in s["nvtx_ranges"]}
+        self.assertEqual(ranges, {("vllm:prefill", "StartEnd"): (10.0, 1), ("vllm:decode", "StartEnd"): (5.0, 2),
+                                  ("get_batch", "PushPop"): (25.0, 2), ("other", "PushPop"): (10.0, 1)})
+        self.assertEqual(s["nvtx_phases"]["prefill"], {"total_ms": 10.0, "count": 1, "mean_ms": 10.0, "percent": 20.0})
+        # shortest and longest are of the good rows too; the command exits 0
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         '"gemm_kernel<float, 128>(float const*, float*, int)",3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
+                         "[CUDA graph 1],1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
+                         "flash_fwd,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
+                         '"softmax(float*, int)",2,1.000000,0.500000,0.500000,0.500000,6.250000\n'))
+
+    def test_durations_that_overflow_a_total_are_skipped(self):
+        """start=0 end=INT64_MAX twice: the first fits and is kept, the second would wrap
+        the total; a graph record would wrap kernels plus graphs; NVTX likewise, also an
+        unfinished range (its duration up to the last timestamp)."""
+        path = self.path("overflow.sqlite")
+        trace_fixtures.make_overflow(path)
+        s = self.summarize(path)
+        big = float("%.6f" % (trace_fixtures.INT64_MAX / 1e6))
+        self.assertEqual(s["unreadable"], {
+            "CUPTI_ACTIVITY_KIND_KERNEL": "skipped 1 row whose duration overflows",
+            "CUPTI_ACTIVITY_KIND_GRAPH_TRACE": "skipped 1 row whose duration overflows",
+            "NVTX_EVENTS": "skipped 2 rows whose durations overflow"})
+        self.assertEqual((s["kernel_ms"], s["kernel_count"], s["graph_trace_ms"], s["graph_trace_count"],
+                          s["gpu_compute_ms"]), (big, 1, 0.0, 0, big))
+        self.assertEqual(s["gpu_busy_ms"], {"0": big})
+        self.assertEqual([(k["name"], k["total_ms"], k["count"], k["percent"]) for k in s["top_kernels"]],
+                         [("huge", big, 1, 100.0)])
+        self.assertEqual([(r["name"], r["total_ms"], r["count"], r["percent"]) for r in s["nvtx_ranges"]],
+                         [("a", float("%.6f" % (2**62 / 1e6)), 1, 100.0)])
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         "huge,1,%.6f,%.6f,%.6f,%.6f,100.000000\n" % ((big,) * 4)))
+
+    def test_a_name_id_missing_from_string_ids_is_named_so(self):
+        path = self.path("unknown_strings.sqlite")
+        trace_fixtures.make_unknown_strings(path)
+        s = self.summarize(path)
+        self.assertEqual([(k["name"], k["total_ms"]) for k in s["top_kernels"]],
+                         [("[unknown string id 999]", 3.0), ("known_kernel", 1.0)])
+        self.assertEqual([(r["name"], r["total_ms"]) for r in s["nvtx_ranges"]], [("[unknown string id 998]", 2.0)])
+        self.assertEqual([(a["name"], a["total_ms"]) for a in s["cuda_api_top"]],
+                         [("[unknown string id 996]", 2.0), ("cudaLaunchKernel", 1.0)])
+        self.assertEqual((s["osrt_total_ms"], s["osrt_wait_ms"]), (6.0, 1.0))  # 997 is no wait function
+        self.assertEqual([(w["name"], w["total_ms"]) for w in s["osrt_top_waits"]], [("ppoll", 1.0)])
+        self.assertNotIn("unreadable", s)
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout.splitlines()[1:]), (0, [
+            "[unknown string id 999],1,3.000000,3.000000,3.000000,3.000000,75.000000",
+            "known_kernel,1,1.000000,1.000000,1.000000,1.000000,25.000000"]))
+
+    def test_without_a_readable_string_ids_every_name_is_unknown(self):
+        for variant, unreadable in (("absent", None), ("bad", {"StringIds": "no such column: value"})):
+            path = self.path("strings_%s.sqlite" % variant)
+            trace_fixtures.make_unknown_strings(path, variant)
+            s = self.summarize(path)
+            self.assertEqual([k["name"] for k in s["top_kernels"]],
+                             ["[unknown string id 999]", "[unknown string id 1]"], variant)
+            self.assertEqual([r["name"] for r in s["cuda_api_top"]],
+                             ["[unknown string id 996]", "[unknown string id 3]"], variant)
+            self.assertEqual((s["kernel_ms"], s["osrt_total_ms"], s["osrt_wait_ms"]), (4.0, 6.0, 0.0), variant)
+            self.assertEqual(s.get("unreadable"), unreadable, variant)
+
+    def test_a_path_that_is_not_a_regular_file_is_refused_at_once(self):
+        """A FIFO would block SQLite's open until a writer came; a directory or a device
+        is no export either. The subprocess timeout is the deadline, never reached."""
+        fifo = self.path("trace.sqlite")
+        os.mkfifo(fifo)
+        directory = self.path("a_directory.sqlite")
+        os.mkdir(directory)
+        for command in ("summarize", "kernels"):
+            for path in (fifo, directory, "/dev/null"):
+                r = subprocess.run([KNOBENGINE, command, path], capture_output=True, text=True, timeout=20)
+                self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                 (1, "", "knobengine: %s: '%s' is not a regular file\n" % (command, path)))
 
     @unittest.skipUnless(os.path.exists(os.path.join(SHARED_TRACES, "saxpy-mpi-cuda.sqlite")),
                          "../shared/traces/saxpy-mpi-cuda.sqlite is not present")

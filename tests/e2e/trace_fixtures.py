@@ -1,7 +1,9 @@
 """Generated nsys-schema SQLite files for the trace parser tests. Three schema
 variants: 'new' (ENUM tables, META_DATA_EXPORT, NVTX textId/domainId, graph trace),
 'old' (no ENUM tables, EXPORT_META_DATA, NVTX text only, OSRT without eventClass) and
-'sparse' (most tables missing). Every value is chosen so totals are exact."""
+'sparse' (most tables missing); damaged ones (make_damaged), rows that cannot be summed
+(make_bad_rows, make_overflow) and name ids missing from StringIds
+(make_unknown_strings). Every value is chosen so totals are exact."""
 import sqlite3
 
 MS = 1_000_000  # ns per ms
@@ -143,5 +145,79 @@ def make_graphs(path):
     rows = [(10 * MS + i * 200_000, 10 * MS + i * 200_000 + 100_000, 3) for i in range(200)]
     rows += [(60 * MS, 61 * MS, 5), (62 * MS, 63 * MS, 5)]
     db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (?, ?, 0, 1, 7, 0, ?)", rows)
+    db.commit()
+    db.close()
+
+
+INT64_MAX = 2**63 - 1
+
+
+def make_bad_rows(path):
+    """The 'new' export with rows that cannot be summed appended to its tables (every
+    good row's total is unchanged): rows whose end is before their start, durations that
+    do not fit in 64 bits or overflow a total, and impossible byte counts."""
+    make(path, "new")
+    db = sqlite3.connect(path)
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, 7, ?, ?)", [
+        (5 * MS, 4 * MS, 0, 1, 2), (30 * MS, 29 * MS, 0, 1, 2), (3 * MS, 1, 1, 3, 4),  # end before start
+        (0, INT64_MAX, 0, 12, 13)])  # fits alone, not added to the 11 ms already summed
+    db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (50000000, 40000000, 1)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY VALUES (?, ?, 0, ?, ?)", [
+        (2 * MS, MS, 10, 1), (2 * MS, 0, 10, 2),  # end before start
+        (-10, INT64_MAX, 10, 1),                  # end - start does not fit in 64 bits
+        (0, MS, INT64_MAX, 1),                    # 1500 + INT64_MAX bytes
+        (0, MS, -8, 2)])                          # a negative byte count
+    db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET VALUES (10, 5, 4096)")
+    db.executemany("INSERT INTO OSRT_API VALUES (?, ?, ?, ?, 1)",
+                   [(9 * MS, 8 * MS, 27, 5), (9 * MS, 8 * MS, 28, 5)])  # class 28 is not read
+    db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (4, 3, 1, 1, 0, 17)")
+    P = 0x0000000123000000
+    # a backwards prefill range late in the trace: neither summed nor the last timestamp
+    # (the unfinished get_batch still ends at 40 ms)
+    db.execute("INSERT INTO NVTX_EVENTS VALUES (?, ?, 60, NULL, ?, 8, 5)", (100 * MS, 90 * MS, P + 1))
+    db.commit()
+    db.close()
+
+
+def make_overflow(path):
+    """Durations that fit one by one but overflow once summed: start=0 end=INT64_MAX
+    twice (the first is kept), a whole-graph record that would overflow kernels plus
+    graphs, NVTX ranges of 2^62 ns twice plus an unfinished one."""
+    db = sqlite3.connect(path)
+    _strings(db, {1: "huge"})
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER, end INTEGER, deviceId INTEGER, "
+               "demangledName INTEGER)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, 0, 1)", [(0, INT64_MAX)] * 2)
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_GRAPH_TRACE (start INTEGER, end INTEGER, deviceId INTEGER, graphId INTEGER)")
+    db.execute("INSERT INTO CUPTI_ACTIVITY_KIND_GRAPH_TRACE VALUES (0, 10, 0, 1)")
+    db.execute("CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL, "
+               "text TEXT, globalTid INTEGER)")
+    db.executemany("INSERT INTO NVTX_EVENTS VALUES (?, ?, 59, ?, 1)",
+                   [(0, 2**62, "a"), (0, 2**62, "b"), (-5, None, "c")])
+    db.commit()
+    db.close()
+
+
+def make_unknown_strings(path, strings_table="good"):
+    """Name ids with no row in StringIds: a kernel (999), an NVTX label (998), an OS
+    runtime function (997) and a CUDA API function (996). strings_table: 'good' (ids
+    1-3 only), 'absent' (no StringIds table) or 'bad' (StringIds without a value column)."""
+    db = sqlite3.connect(path)
+    if strings_table == "good":
+        _strings(db, {1: "known_kernel", 2: "ppoll", 3: "cudaLaunchKernel"})
+    elif strings_table == "bad":
+        db.execute("CREATE TABLE StringIds (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO StringIds VALUES (1, 'known_kernel')")
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER, end INTEGER, deviceId INTEGER, "
+               "demangledName INTEGER)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, 0, ?)",
+                   [(0, 3 * MS, 999), (3 * MS, 4 * MS, 1)])
+    db.execute("CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL, "
+               "text TEXT, globalTid INTEGER, textId INTEGER, domainId INTEGER)")
+    db.execute("INSERT INTO NVTX_EVENTS VALUES (0, 2000000, 59, NULL, 1, 998, 0)")
+    db.execute("CREATE TABLE OSRT_API (start INTEGER, end INTEGER, eventClass INTEGER, nameId INTEGER)")
+    db.executemany("INSERT INTO OSRT_API VALUES (?, ?, 27, ?)", [(0, 5 * MS, 997), (0, MS, 2)])
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_RUNTIME (start INTEGER, end INTEGER, nameId INTEGER)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, ?)", [(0, 2 * MS, 996), (0, MS, 3)])
     db.commit()
     db.close()
