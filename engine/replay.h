@@ -6,9 +6,11 @@
  * phase began, whatever is in flight (at most max_concurrency when that is > 0; a
  * request that finds every slot busy waits for one, and counts as a cap hit).
  * `warmup` unmeasured requests run (closed loop, `concurrency`) and drain first. Streaming responses are parsed as SSE in OpenAI format; output tokens come
- * from the usage chunk when the server sends one, else from the count of content
- * chunks. A request fails on non-2xx, transport error or timeout, a malformed stream
- * (bad JSON, no [DONE]) or zero output tokens.
+ * from the usage chunk when the server sends one and it is plausible
+ * (ke_usage_plausible), else from the count of content chunks. A request fails on
+ * non-2xx, transport error or timeout, a malformed stream (bad JSON, no [DONE], a line
+ * over SSE_MAX_LINE), an `error` in a 200 response or chunk (its message kept), a body
+ * over KE_RESPONSE_BODY_MAX, or zero output tokens.
  *
  * Metrics: percentiles by linear interpolation (stats.h) over completed requests;
  * latency is request sent (when curl is about to write it, its pre-request callback:
@@ -25,6 +27,22 @@
 #ifndef KNOB_REPLAY_H
 #define KNOB_REPLAY_H
 #include <stddef.h>
+
+/* The most of a response body the client holds (a non-streamed answer, parsed whole):
+ * a longer one fails its request ("response body over 64 MiB"). A stream is parsed as
+ * it arrives and never held; its lines are limited by SSE_MAX_LINE (sse.h). */
+#define KE_RESPONSE_BODY_MAX ((size_t)64 << 20)
+
+/* When a server's usage.completion_tokens is believed (docs/files.md "Result"): a
+ * whole number in [0, INT_MAX], at least (chunks - KE_USAGE_SLACK) / 2 (a streamed
+ * chunk carries at least one token), and at most KE_USAGE_TOKENS_PER_CHUNK per
+ * streamed chunk or one per byte of generated text, whichever allows more, plus
+ * KE_USAGE_SLACK (tokens that show no text: end of sequence, stripped markers). */
+#define KE_USAGE_TOKENS_PER_CHUNK 8
+#define KE_USAGE_SLACK 16
+/* usage: the reported count; chunks: the streamed chunks that carried output (0 when
+ * not streamed); bytes: the generated text (content, reasoning, tool calls). */
+int ke_usage_plausible(double usage, long chunks, double bytes);
 
 /* What a replay tells its hook: the measured phase begins (after the warmup), a
  * measured request finished (n = how many so far), or time passed (about every 100 ms,
@@ -84,6 +102,13 @@ typedef struct {
   double goodput, slo_attainment;
   int slo_met;
   double slo_ttft, slo_tpot, slo_itl, slo_e2e;
+  /* completed requests whose usage.completion_tokens was not plausible: their output
+   * tokens are the ones counted without usage (content chunks); the first of them
+   * (in request order): the usage it reported, its chunks (-1: not streamed), bytes */
+  int token_mismatch;
+  double mismatch_usage;
+  long mismatch_chunks;
+  double mismatch_bytes;
   char first_error[256]; /* cause of the first failed request, "" if none */
 } ke_metrics;
 

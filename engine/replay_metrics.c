@@ -1,5 +1,6 @@
 /* replay_metrics.c - see replay_rows.h: the metrics of a replay, its requests.csv, and
  * how repeats combine. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,13 @@
 #include "json.h"
 #include "replay_rows.h"
 #include "stats.h"
+
+int ke_usage_plausible(double usage, long chunks, double bytes) {
+  if (!(usage >= 0 && usage <= INT_MAX) || usage != floor(usage)) return 0;
+  double c = chunks > 0 ? (double)chunks : 0;
+  if (2 * usage + KE_USAGE_SLACK < c) return 0; /* fewer tokens than chunks */
+  return usage <= fmax(KE_USAGE_TOKENS_PER_CHUNK * c, bytes) + KE_USAGE_SLACK;
+}
 
 static void dist_from(double *x, size_t n, ke_dist *d) {
   ke_sort_doubles(x, n);
@@ -107,6 +115,11 @@ static void collect(const ke_replay_opts *o, const ke_request_row *rows, double 
       continue;
     }
     out->completed++;
+    if (r->token_mismatch && !out->token_mismatch++) {
+      out->mismatch_usage = r->usage;
+      out->mismatch_chunks = r->out_chunks;
+      out->mismatch_bytes = r->out_bytes;
+    }
     out->output_tokens += r->tokens;
     out->input_tokens += r->input_tokens;
     s->lat[s->nl++] = r->latency_ms;
@@ -196,6 +209,12 @@ static void sum_counts(const ke_metrics *reps, int n, ke_metrics *out) {
     out->output_tokens += reps[i].output_tokens;
     out->input_tokens += reps[i].input_tokens;
     out->cap_hits += reps[i].cap_hits;
+    if (reps[i].token_mismatch && !out->token_mismatch) {
+      out->mismatch_usage = reps[i].mismatch_usage;
+      out->mismatch_chunks = reps[i].mismatch_chunks;
+      out->mismatch_bytes = reps[i].mismatch_bytes;
+    }
+    out->token_mismatch += reps[i].token_mismatch;
     if (reps[i].slo_met == 0) out->slo_met = 0;
     if (!out->first_error[0] && reps[i].first_error[0])
       snprintf(out->first_error, sizeof out->first_error, "%s", reps[i].first_error);

@@ -20,6 +20,10 @@ typedef struct {
   int input_tokens;  /* the server's usage.prompt_tokens; 0 when it did not say */
   long status;
   int done;          /* finished (a replay stopped by its hook leaves the rest undone) */
+  int token_mismatch; /* its usage.completion_tokens was not believed (ke_usage_plausible) */
+  double usage;      /* that usage, and what it was checked against: streamed chunks */
+  long out_chunks;   /* with output (-1: not streamed) and bytes of generated text */
+  double out_bytes;
   char *error;       /* why it failed, NULL when it succeeded */
 } ke_request_row;
 

@@ -36,6 +36,7 @@ static int process_line(sse_parser *p, sse_event_fn fn, void *ud) {
     p->has_data = 0;
     size_t len = p->data_len;
     p->data_len = 0;
+    if (len == 0) return 0; /* empty data: nothing to dispatch (WHATWG) */
     if (grow(&p->data, &p->data_cap, len + 1)) return -1;
     p->data[len] = '\0';
     return fn(ud, p->data, len);
@@ -48,6 +49,10 @@ static int process_line(sse_parser *p, sse_event_fn fn, void *ud) {
   if (v < l + n && *v == ' ') v++;
   size_t vlen = (size_t)(l + n - v);
   size_t need = p->data_len + (p->has_data ? 1 : 0) + vlen + 1;
+  if (need > SSE_MAX_LINE + 1) {
+    p->too_long = SSE_EVENT_TOO_LONG;
+    return -1;
+  }
   if (grow(&p->data, &p->data_cap, need)) return -1;
   if (p->has_data) p->data[p->data_len++] = '\n';
   memcpy(p->data + p->data_len, v, vlen);
@@ -66,7 +71,10 @@ int sse_feed(sse_parser *p, const char *bytes, size_t n, sse_event_fn fn, void *
     while (j < n && bytes[j] != '\n' && bytes[j] != '\r') j++;
     size_t seg = j - i;
     if (seg) {
-      if (p->line_len + seg > SSE_MAX_LINE) return -1;
+      if (p->line_len + seg > SSE_MAX_LINE) {
+        p->too_long = SSE_LINE_TOO_LONG;
+        return -1;
+      }
       if (grow(&p->line, &p->line_cap, p->line_len + seg + 1)) return -1;
       memcpy(p->line + p->line_len, bytes + i, seg);
       p->line_len += seg;

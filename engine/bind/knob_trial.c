@@ -41,6 +41,18 @@ static void push_slo(lua_State *L, const ke_metrics *m) {
   lua_setfield(L, -2, "slo_at_percentile");
 }
 
+/* token_mismatch, and with one or more, token_mismatch_example: the first such
+ * request's usage, chunks (absent when not streamed) and bytes of generated text. */
+static void push_mismatch(lua_State *L, const ke_metrics *m) {
+  ke_set_int(L, "token_mismatch", m->token_mismatch);
+  if (m->token_mismatch <= 0) return;
+  lua_createtable(L, 0, 3);
+  ke_set_num(L, "usage", m->mismatch_usage);
+  if (m->mismatch_chunks >= 0) ke_set_int(L, "chunks", m->mismatch_chunks);
+  ke_set_int(L, "bytes", (long long)m->mismatch_bytes);
+  lua_setfield(L, -2, "token_mismatch_example");
+}
+
 /* The client metrics of a replay (the Result of docs/files.md) as a new table. */
 static void push_metrics(lua_State *L, const ke_metrics *m) {
   lua_createtable(L, 0, 16);
@@ -71,6 +83,7 @@ static void push_metrics(lua_State *L, const ke_metrics *m) {
   ke_set_num(L, "max", m->read_lag_max);
   lua_setfield(L, -2, "read_lag_ms");
   ke_set_int(L, "concurrency_cap_hits", m->cap_hits);
+  push_mismatch(L, m);
   push_slo(L, m);
 }
 

@@ -141,6 +141,19 @@ function M.warn_if_behind(label, m)
   end
 end
 
+-- Says on stderr when some requests reported a usage.completion_tokens the client did
+-- not believe (far from what they sent: docs/files.md "Result"); their output tokens
+-- were counted from what they sent instead.
+function M.warn_if_miscounted(label, m)
+  local n, ex = m.token_mismatch, m.token_mismatch_example
+  if type(n) ~= "number" or n <= 0 or type(ex) ~= "table" then return end
+  local sent = string.format("%d bytes of text", ex.bytes or 0)
+  if type(ex.chunks) == "number" then sent = string.format("%d chunks, %s", ex.chunks, sent) end
+  io.stderr:write(string.format("knobengine: %s: %d of %d request(s) reported usage.completion_tokens far from what "
+    .. "they sent (e.g. %s vs %s); their output tokens are counted from what they sent instead\n", label, n,
+    m.completed or n, type(ex.usage) == "number" and string.format("%.15g", ex.usage) or "?", sent))
+end
+
 -- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
 -- no_profile_reason (why nsys cannot run), session (unique nsys session name), label
 -- (for progress lines). Returns the record (record.lua); raises only on interrupt.
@@ -158,7 +171,11 @@ function M.run(ctx, mask, opts)
   local started = knob.now()
   local r = knob.evaluate(spec, profile)
   if profile then knob.remove_tree(spec.nsys.tmp_dir) end
-  if r.metrics then M.warn_if_behind(opts.label or ("mask " .. resolved.mask_string), r.metrics) end
+  if r.metrics then
+    local label = opts.label or ("mask " .. resolved.mask_string)
+    M.warn_if_behind(label, r.metrics)
+    M.warn_if_miscounted(label, r.metrics)
+  end
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "json.h"
+#include "replay.h"
 #include "rxtime.h"
 #include "sha256.h"
 #include "sse.h"
@@ -88,6 +89,56 @@ static int collect(void *ud, const char *data, size_t len) {
   return 0;
 }
 
+/* Empty events are not dispatched (WHATWG); a line or an event over SSE_MAX_LINE is an
+ * error that says which. */
+static void test_sse_edges(void) {
+  const char *empties = "data:\n\ndata: \n\ndata\r\n\r\ndata:\r\rdata: x\n\n";
+  size_t n = strlen(empties);
+  for (size_t split = 0; split <= n; split++) {
+    sse_parser p;
+    sse_init(&p);
+    sse_log l = {0};
+    CHECK(sse_feed(&p, empties, split, collect, &l) == 0);
+    CHECK(sse_feed(&p, empties + split, n - split, collect, &l) == 0);
+    CHECK(l.n == 1);
+    CHECK_STR(l.events[0], "x");
+    CHECK(!sse_pending(&p));
+    sse_free(&p);
+  }
+  size_t big = SSE_MAX_LINE / 2 + 16;
+  char *line = malloc(big + 8);
+  CHECK(line != NULL);
+  if (!line) return;
+  memcpy(line, "data: ", 6);
+  memset(line + 6, 'x', big - 6);
+  line[big] = '\n';
+  sse_parser p;
+  sse_init(&p);
+  sse_log l = {0};
+  CHECK(sse_feed(&p, line, big + 1, collect, &l) == 0); /* half the limit: fine */
+  CHECK(sse_feed(&p, line, big + 1, collect, &l) == -1 && p.too_long == SSE_EVENT_TOO_LONG);
+  sse_free(&p);
+  sse_init(&p);
+  CHECK(sse_feed(&p, line, big, collect, &l) == 0);
+  CHECK(sse_feed(&p, line, big, collect, &l) == -1 && p.too_long == SSE_LINE_TOO_LONG);
+  CHECK(l.n == 0);
+  sse_free(&p);
+  free(line);
+}
+
+/* When a server's usage.completion_tokens is believed (replay.h). */
+static void test_usage_plausible(void) {
+  CHECK(ke_usage_plausible(4, 4, 20));
+  CHECK(ke_usage_plausible(8 * 4 + 16, 4, 20));     /* several tokens per chunk */
+  CHECK(!ke_usage_plausible(8 * 4 + 17, 4, 20));
+  CHECK(ke_usage_plausible(400, 4, 400));            /* at most one a byte, whichever allows more */
+  CHECK(!ke_usage_plausible(1e9, 4, 20));
+  CHECK(ke_usage_plausible(42, 100, 400) && !ke_usage_plausible(41, 100, 400)); /* too few for the chunks */
+  CHECK(ke_usage_plausible(0, 16, 16));
+  CHECK(!ke_usage_plausible(-1, 4, 20) && !ke_usage_plausible(2.5, 4, 20) && !ke_usage_plausible(1e300, 4, 1e300));
+  CHECK(ke_usage_plausible(30, 0, 14) && !ke_usage_plausible(31, 0, 14)); /* not streamed: the text alone */
+}
+
 static void test_sse(void) {
   const char *stream =
       ": comment\r\n"
@@ -122,6 +173,7 @@ static void test_sse(void) {
   sse_feed(&p, "data: {\"a\"", 10, collect, &l);
   CHECK(sse_pending(&p));
   sse_free(&p);
+  test_sse_edges();
 }
 
 static void test_stats(void) {
@@ -231,6 +283,11 @@ static void test_supervise(void) {
   const char *slow[] = {"sleep", "30", NULL};
   CHECK(ke_run_command(slow, NULL, NULL, log, 0.2, err, sizeof err) == -1);
   CHECK(strstr(err, "'sleep 30' did not finish within") != NULL);
+  /* ... in a working directory of its own (no path ever goes into its arguments) */
+  const char *pwd[] = {"sh", "-c", "test \"$(pwd)\" = /tmp", NULL};
+  CHECK(ke_run_command(pwd, NULL, "/tmp", log, 10, err, sizeof err) == 0);
+  CHECK(ke_run_command(pwd, NULL, "/nonexistent-dir", log, 10, err, sizeof err) == -1);
+  CHECK(strstr(err, "cannot enter '/nonexistent-dir' for 'sh'") != NULL);
 
   /* markers are unique and carry our pid */
   char m1[64], m2[64], want[64];
@@ -283,11 +340,6 @@ static int wait_for_stamping(int cfd, int sfd) {
 /* Data that waited in the socket is dated when it arrived, not when it is looked at,
  * and looking does not consume it. Arrival is bracketed by clock readings taken
  * around the write (loopback delivers within the write call); 1 ms allows for
-  /* ... in a working directory of its own (no path ever goes into its arguments) */
-  const char *pwd[] = {"sh", "-c", "test \"$(pwd)\" = /tmp", NULL};
-  CHECK(ke_run_command(pwd, NULL, "/tmp", log, 10, err, sizeof err) == 0);
-  CHECK(ke_run_command(pwd, NULL, "/nonexistent-dir", log, 10, err, sizeof err) == -1);
-  CHECK(strstr(err, "cannot enter '/nonexistent-dir' for 'sh'") != NULL);
  * converting the kernel's wall-clock stamp to the monotonic clock. */
 static void test_rxtime(void) {
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -369,6 +421,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_json();
   test_sse();
+  test_usage_plausible();
   test_stats();
   test_fs();
   test_supervise();
