@@ -6,7 +6,7 @@ local M = {}
 
 M.USAGE = [[
 usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
-                  [--rebaseline] [--force]
+                  [--rebaseline | --reprofile-baseline] [--force]
        knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
                   [--mask MASK | --best] [--config FILE] [--results DIR]
@@ -36,12 +36,14 @@ kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,ma
 options:
   --config FILE     the optimization config (default: optimizations.json)
   --strategy FILE   a Lua search strategy (default: strategies/bruteforce.lua;
-                    bundled: bruteforce, halving, coord_descent)
+                    bundled: bruteforce, coord_descent, halving, stack_rank, bayes)
   --results DIR     where results go (default: results)
   --dry-run         validate config, dataset, strategy and server program, print
                     the resolved server commands to stderr, touch nothing
   --rebaseline      measure the baseline again (the old one is kept as
                     baseline.replaced-<time>), e.g. after changing the workload
+  --reprofile-baseline  take the baseline's trace again (one profiled launch),
+                    keeping its client metrics, e.g. after its profile failed
   --force           run an exhaustive strategy (bruteforce, halving) on more than
                     4096 combinations
   --mask MASK       the knob mask to load (default: all knobs off)
@@ -68,6 +70,7 @@ local OPTIONS = {
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
+  ["--reprofile-baseline"] = { commands = { run = 1 } },
   ["--force"] = { commands = { run = 1 } },
   ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1 } },
   ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1 } },
@@ -84,14 +87,28 @@ local OPTIONS = {
 
 local function key(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
 
--- A comma-separated list of ascending positive numbers (integers for concurrency).
-local function number_list(name, s, integers)
+-- The levels a load sweep accepts: the ranges of workload.arrival rates and of
+-- workload.concurrency.
+M.MAX_RATE, M.MAX_CONCURRENCY = 1e6, 4096
+
+-- A number as a user writes one: decimal digits, an optional fraction and exponent
+-- (tonumber alone also takes "0x10", "inf" and " 5").
+local function decimal(s)
+  local mantissa = s:match("^(%d*%.?%d*)[eE][+-]?%d+$") or s:match("^(%d*%.?%d*)$")
+  if not mantissa or not mantissa:find("%d") then return nil end
+  return tonumber(s)
+end
+
+-- A comma-separated list of ascending positive numbers (integers for concurrency), each
+-- at most `max`.
+local function number_list(name, s, integers, max)
   local out = {}
   for part in (s .. ","):gmatch("([^,]*),") do
-    local v = tonumber(part)
-    if not v or v <= 0 or v ~= v or v == math.huge or (integers and not math.tointeger(v)) then
-      errors.usage("%s: '%s' is not a %s", name, part, integers and "positive integer" or "positive number")
+    local v = decimal(part)
+    if not v or v <= 0 or (integers and not math.tointeger(v)) then
+      errors.usage("%s: '%s' is not a %s", name, part, integers and "positive integer" or "positive decimal number")
     end
+    if v > max then errors.usage("%s: '%s' is above %s, the most supported", name, part, string.format("%.0f", max)) end
     if #out > 0 and v <= out[#out] then errors.usage("%s: the values must ascend ('%s' after %s)", name, part, out[#out]) end
     out[#out + 1] = integers and math.tointeger(v) or v
   end
@@ -129,12 +146,15 @@ local function check(opts)
   if opts.command == "compare" then check_compare(opts) end
   if opts.command == "trial" and not (opts.spec and opts.out) then errors.usage("trial needs --spec and --out") end
   if opts.mask and opts.best then errors.usage("--mask and --best cannot be used together") end
+  if opts.rebaseline and opts.reprofile_baseline then
+    errors.usage("--rebaseline measures the whole baseline again; --reprofile-baseline only its trace (use one)")
+  end
   if opts.command == "load-sweep" then
     if (opts.rates == nil) == (opts.concurrency == nil) then
       errors.usage("load-sweep needs --rates or --concurrency (one of them)")
     end
-    if opts.rates then opts.rates = number_list("--rates", opts.rates, false) end
-    if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true) end
+    if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
+    if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true, M.MAX_CONCURRENCY) end
   end
   return opts
 end

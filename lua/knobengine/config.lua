@@ -9,6 +9,7 @@ local util = require("knobengine.util")
 local M = {}
 
 M.MAX_KNOBS = 16
+M.MAX_PROBE_S = 3600 -- a capacity probe (workload.request_count at one rate) lasts at most this
 M.ENDPOINTS = { ["/v1/completions"] = true, ["/v1/chat/completions"] = true }
 M.METRICS = {
   p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
@@ -553,6 +554,42 @@ local function validate_hardware(c, raw)
 end
 
 -- One slot of the local executor: its port and the environment its servers get.
+-- The devices of a CUDA_VISIBLE_DEVICES value: indices or UUIDs, comma-separated, each
+-- once. nil and why for a value CUDA would read otherwise than it looks: an empty entry
+-- or "-1" ends the list there, a repeated device is one GPU counted twice.
+function M.gpu_list(value)
+  local out, seen = {}, {}
+  if value == "" then return out end -- no GPU visible
+  for d in (value .. ","):gmatch("([^,]*),") do
+    d = d:match("^%s*(.-)%s*$")
+    if d == "" then return nil, "an empty entry (CUDA ignores every device after it)" end
+    if not (d:match("^%d+$") or d:match("^GPU%-[%x%-]+$") or d:match("^MIG%-[%w%-/]+$")) then
+      return nil, string.format("'%s' is not a device index or UUID%s", d, d == "-1" and " (-1 hides every GPU)" or "")
+    end
+    if seen[d] then return nil, string.format("device %s is listed twice", d) end
+    seen[d] = true
+    out[#out + 1] = d
+  end
+  return out
+end
+
+-- Two slots must not share a GPU: each server would take the memory the other counts on.
+local function check_slot_gpus(c, slots)
+  local owner = {}
+  for i, slot in ipairs(slots) do
+    local cvd = slot.env.CUDA_VISIBLE_DEVICES
+    if cvd then
+      local path = string.format("executor.slots[%d].env.CUDA_VISIBLE_DEVICES", i - 1)
+      local gpus, why = M.gpu_list(cvd)
+      if not gpus then c:bad(path, "%s", why) end
+      for _, d in ipairs(gpus) do
+        if owner[d] then c:bad(path, "GPU %s is also slots[%d]'s; two servers would share it", d, owner[d]) end
+        owner[d] = i - 1
+      end
+    end
+  end
+end
+
 local function validate_slot(c, s, path)
   c:object(s, path, { port = 1, env = 1 })
   if s.port == nil then c:bad(path .. ".port", "is required") end
@@ -576,6 +613,10 @@ local function validate_slurm(c, e, out)
   for i, a in ipairs(out.sbatch_args) do
     if a:match("^%-%-output") or a:match("^%-o") or a:match("^%-%-error") or a:match("^%-e") or a:match("^%-%-parsable") then
       c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' is set by knobengine", a)
+    end
+    if a:match("^%-%-array") or a:match("^%-a") or a:match("^%-%-chdir") or a:match("^%-D") then
+      c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' would break the trial protocol (one job per "
+        .. "trial, run where its paths are): knobengine does not allow it", a)
     end
   end
   out.max_jobs = c:number(get(e, "max_jobs", 8), "executor.max_jobs", { integer = true, min = 1, max = 4096 })
@@ -612,6 +653,7 @@ local function validate_executor(c, raw)
     seen[slot.port] = i - 1
     out.slots[i] = slot
   end
+  check_slot_gpus(c, out.slots)
   return out
 end
 
@@ -650,6 +692,14 @@ end
 
 -- Checks that need more than one part of the config.
 local function validate_together(c, cfg)
+  local cap = cfg.capacity
+  if cap.start_rate > cap.max_rate then
+    c:bad("capacity.start_rate", "must be <= capacity.max_rate (%s)", shown(cap.max_rate))
+  end
+  if cfg.workload.request_count / cap.start_rate > M.MAX_PROBE_S then
+    c:bad("capacity.start_rate", "a probe of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
+      cfg.workload.request_count, shown(cap.start_rate), cfg.workload.request_count / cap.start_rate, M.MAX_PROBE_S)
+  end
   if cfg.nsys.capture_requests and cfg.nsys.capture_requests > cfg.workload.request_count then
     c:bad("nsys.capture_requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
   end

@@ -14,6 +14,7 @@
 -- naming how it ended (Slurm's state and reason).
 local cjson = require("cjson")
 local knob = require("knob")
+local config = require("knobengine.config")
 local errors = require("knobengine.errors")
 local record = require("knobengine.record")
 local slurm = require("knobengine.slurm")
@@ -28,8 +29,9 @@ local function visible_gpus()
   local cvd = os.getenv("CUDA_VISIBLE_DEVICES")
   local out = {}
   if cvd then
-    for d in cvd:gmatch("[^,]+") do out[#out + 1] = d end
-    return out, "CUDA_VISIBLE_DEVICES"
+    local gpus, why = config.gpu_list(cvd)
+    if not gpus then errors.usage("executor.gpus_per_trial: CUDA_VISIBLE_DEVICES='%s': %s", cvd, why) end
+    return gpus, "CUDA_VISIBLE_DEVICES"
   end
   if not util.which("nvidia-smi") then return out, "nvidia-smi not found" end
   local text, how = util.capture({ "nvidia-smi", "-L" }, 30)

@@ -20,10 +20,20 @@ M.KNEE_FACTOR = 1.5
 -- The capacity search as a state machine (unit-tested without a server): start at
 -- start_rate, double while the SLO holds, halve while it does not, then bisect between
 -- the highest rate that held (lo) and the lowest that did not (hi) until they are
--- within `tolerance` of hi; at most max_probes probes, never above max_rate.
-function M.capacity_state(opts)
+-- within `tolerance` of hi; at most max_probes probes, never above max_rate, never
+-- below min_rate (a slower probe would last more than config.MAX_PROBE_S).
+function M.capacity_state(opts, min_rate)
   return { start = opts.start_rate, tolerance = opts.tolerance, max_probes = opts.max_probes,
-    max_rate = opts.max_rate, probes = 0, next = opts.start_rate }
+    max_rate = opts.max_rate, min_rate = min_rate or 0, probes = 0, next = math.min(opts.start_rate, opts.max_rate) }
+end
+
+-- What the result of a finished search is: "exact" (lo and hi within the tolerance),
+-- "lower" (the SLO held at every rate probed: the capacity is at least lo), "bracket"
+-- (the probes ran out between lo and hi) or "none" (it held at no rate probed).
+function M.capacity_bound(s)
+  if not s.lo then return "none" end
+  if not s.hi then return "lower" end
+  return (s.hi - s.lo) / s.hi <= s.tolerance and "exact" or "bracket"
 end
 
 -- Records the outcome of probing state.next; returns the next rate, or nil when done.
@@ -36,6 +46,7 @@ function M.capacity_step(s, met)
     if r >= s.max_rate then return nil end -- it holds at the highest rate allowed
     s.next = math.min(r * 2, s.max_rate)
   elseif not s.lo then
+    if r / 2 < s.min_rate then return nil end
     s.next = r / 2
   else
     if (s.hi - s.lo) / s.hi <= s.tolerance then return nil end
@@ -137,7 +148,7 @@ function M.capacity(ctx, mask, opts)
   local d = opts and opts.dir and { aside = opts.dir } or dirs_of(ctx.results, "capacity")
   util.mkdir(d.aside)
   return guarded(d, function()
-    local state, probes = M.capacity_state(cfg.capacity), {}
+    local state, probes = M.capacity_state(cfg.capacity, cfg.workload.request_count / config.MAX_PROBE_S), {}
     if not quiet then out(M.CAPACITY_HEADER) end
     local function next_level(k)
       if k > 1 and not state.next then return nil end
@@ -153,11 +164,13 @@ function M.capacity(ctx, mask, opts)
       state.next = M.capacity_step(state, met)
     end)
     local result = { knob_mask = config.mask_string(cfg, mask), max_rate = state.lo or cjson.null,
+      bound = M.capacity_bound(state), failed_rate = state.hi or cjson.null,
       slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
     util.write_json(d.aside .. "/capacity.json", result)
     if not quiet then
       require("knobengine.provenance").write(d.aside, ctx)
-      out(string.format("MAX_RATE,knob_mask=%s,rate=%s", result.knob_mask, format.fixed(result.max_rate, 3)))
+      out(string.format("MAX_RATE,knob_mask=%s,rate=%s,bound=%s", result.knob_mask, format.fixed(result.max_rate, 3),
+        result.bound))
       publish(d)
     end
     return result

@@ -28,6 +28,9 @@ local function dry_run(ctx)
   show("baseline", 0)
   show(cfg.space.boolean and "all knobs on" or "every knob at its last value", cfg.space:last())
   io.stderr:write(string.format("%d knobs, %d combinations; dataset %s\n", n, cfg.space.size, cfg.workload.dataset_path))
+  local why = require("knobengine.trial").nsys_unavailable(cfg) or select(2, knob.nsys_check_importer(cfg.nsys.bin))
+  io.stderr:write(why and string.format("nsys: %s; profiled launches will be skipped (trace metrics na)\n", why)
+    or string.format("nsys: %s\n", util.which(cfg.nsys.bin)))
   for i, slot in ipairs(require("knobengine.executor").slots(cfg) or {}) do
     local env = {}
     for k, v in pairs(slot.env) do env[#env + 1] = k .. "=" .. util.shell_quote(v) end
@@ -239,10 +242,14 @@ local function run(argv)
     return 0
   end
   if opts.command ~= "run" then return load_command(ctx, opts) end
+  if opts.reprofile_baseline and not knob.is_dir(opts.results .. "/baseline") then
+    errors.usage("--reprofile-baseline: %s/baseline does not exist (run without it first)", opts.results)
+  end
   -- the executor's slots, found once (a bad setting is exit 2 before anything runs)
   ctx.slots = require("knobengine.executor").slots(ctx.cfg)
   take_results(ctx.cfg, opts.results, ctx.slots)
   local runner = require("knobengine.runner")
+  if opts.reprofile_baseline then return runner.reprofile_baseline(ctx) end
   if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
   return runner.search(ctx)
 end

@@ -92,6 +92,17 @@ local function write_profile(cfg, plain, prof, tag)
   return o
 end
 
+-- Why a baseline measurement cannot be the reference of a comparison, or nil: it must
+-- be valid and have completed at least one request (with constraints.max_error_rate 1
+-- a run whose every request failed is "valid", but it measured nothing).
+local function unusable_baseline(rec)
+  if not rec.valid then return rec.error or "invalid" end
+  local m = rec.metrics
+  if type(m.completed) ~= "number" or m.completed < 1 or type(m.p50_latency_ms) ~= "number" then
+    return string.format("no request completed (%s)", rec.error or "every request failed")
+  end
+end
+
 -- The baseline: the all-OFF config measured without nsys (its client metrics are the
 -- reference of every comparison), then profiled in a second launch for its trace.
 function M.baseline(ctx, rebaseline)
@@ -103,9 +114,9 @@ function M.baseline(ctx, rebaseline)
   return with_aside(aside, function()
     progress.say("baseline: starting %s", util.shell_join(config.resolve(cfg, 0).argv))
     local rec = trial.run(ctx, 0, { dir = aside, label = "baseline" })
-    if not rec.valid then
-      errors.run("baseline failed (%s); nothing was written to %s, see the server log above",
-        rec.error or "invalid", final)
+    local why = unusable_baseline(rec)
+    if why then
+      errors.run("baseline failed (%s); nothing was written to %s, see the server log above", why, final)
     end
     local conf = rec.config
     conf.identity = identity.of(cfg, ctx.dataset_hash)
@@ -389,6 +400,23 @@ local function summary_of(ctx, strategy, baseline, records, best)
   return summary
 end
 
+M.RESUMED_LOG = "knobengine: the best's sweep trial was measured by an earlier search that was interrupted; "
+  .. "its server log was not kept (profiled_logs.txt is the log of its profiled re-run)\n"
+
+-- The best's sweep files (logs.txt, requests*.csv: its unprofiled run) into dir, as the
+-- baseline directory holds its plain run's beside the profile.
+local function copy_sweep_files(best, dir)
+  local names = not best.resumed and best.dir and knob.list_dir(best.dir)
+  if not names then return util.write(dir .. "/logs.txt", M.RESUMED_LOG) end
+  for _, name in ipairs(names) do
+    if name == "logs.txt" or name:match("^requests.*%.csv$") then
+      local text, err = util.read_file(best.dir .. "/" .. name)
+      if not text then errors.run("cannot copy the best's %s: %s", name, tostring(err)) end
+      util.write(dir .. "/" .. name, text)
+    end
+  end
+end
+
 -- Profiles the best, writes its files into the run and moves the run into place. The
 -- best's client metrics stay those of its sweep trial (unprofiled, like the baseline's).
 local function finish_with_best(ctx, dirs, best, summary)
@@ -397,6 +425,7 @@ local function finish_with_best(ctx, dirs, best, summary)
   util.mkdir(dir)
   util.write_json(dir .. "/config.json", best.config)
   util.write_json(dir .. "/client_metrics.json", record.client_metrics(best))
+  copy_sweep_files(best, dir)
   local prof = profile(ctx, best.mask, dir, "best")
   if prof.ran and not prof.valid then say("the profiled re-run of the best failed: %s", prof.error or "invalid") end
   summary.profiling_overhead.best = write_profile(cfg, best, prof, "best")
@@ -421,8 +450,69 @@ local function print_best(cfg, baseline, best, prof)
   for _, l in ipairs(lines) do out(l) end
 end
 
+-- Says, at the start of a search, that the baseline has no trace and how to take it.
+local function say_if_no_trace(baseline)
+  local t = baseline.trace
+  if t.ok ~= false then return end
+  say("the baseline in %s has no trace (%s): its trace figures print na. Take only its trace again with "
+    .. "--reprofile-baseline (one profiled launch; its client metrics are kept)", baseline.dir, tostring(t.reason or "?"))
+end
+
+-- Files of a profiled launch in a baseline directory; --reprofile-baseline replaces
+-- these and keeps every other file (the plain run's metrics, requests, log, provenance).
+local PROFILE_FILES = { ["trace.nsys-rep"] = true, ["trace.sqlite"] = true, ["trace_summary.json"] = true,
+  ["nvtx_phases.json"] = true, ["kernels.csv"] = true, ["nvtx.csv"] = true, ["profiling_overhead.json"] = true }
+
+-- A copy of the baseline directory without its profile files, in aside.
+local function copy_unprofiled(dir, aside)
+  util.mkdir(aside)
+  for _, name in ipairs(knob.list_dir(dir) or {}) do
+    if not PROFILE_FILES[name] and not name:match("^profiled_") and not knob.is_dir(dir .. "/" .. name) then
+      local text, err = util.read_file(dir .. "/" .. name)
+      if not text then errors.run("cannot copy %s/%s: %s", dir, name, tostring(err)) end
+      util.write(aside .. "/" .. name, text)
+    end
+  end
+end
+
+-- Replaces dir by aside (the old directory goes aside first, then away).
+local function swap_in(aside, dir)
+  local old = string.format("%s.old.%d", dir, knob.getpid())
+  local ok, err = os.rename(dir, old)
+  if ok then ok, err = os.rename(aside, dir) end
+  if not ok then
+    if knob.exists(old) and not knob.exists(dir) then os.rename(old, dir) end
+    errors.run("cannot move the new profile into %s: %s", dir, tostring(err))
+  end
+  knob.remove_tree(old)
+end
+
+-- --reprofile-baseline: the baseline's profiled launch again, for its trace only. Its
+-- client metrics (the reference of every comparison) are kept; the directory changes
+-- only when the new profile has a trace.
+function M.reprofile_baseline(ctx)
+  local baseline = load_baseline(ctx.results)
+  M.check_identity(ctx, baseline)
+  local aside = string.format("%s/.baseline.tmp.%d", ctx.results, knob.getpid())
+  knob.remove_tree(aside)
+  return with_aside(aside, function()
+    copy_unprofiled(baseline.dir, aside)
+    local prof = profile(ctx, 0, aside, "baseline")
+    if not (prof.trace and prof.trace.ok) then
+      errors.run("the baseline's profiled launch has no trace again (%s); %s is unchanged",
+        tostring(prof.profile_error or (prof.trace and prof.trace.reason) or prof.error or "?"), baseline.dir)
+    end
+    local wall = type(baseline.overhead) == "table" and baseline.overhead.unprofiled_wall_s or nil
+    write_profile(ctx.cfg, { metrics = baseline.metrics, wall_s = type(wall) == "number" and wall or nil }, prof,
+      "baseline")
+    swap_in(aside, baseline.dir)
+    out("BASELINE_DONE")
+    return 0
+  end)
+end
+
 -- Refuses a baseline measured with another config: its numbers would not be comparable.
-local function check_identity(ctx, baseline)
+function M.check_identity(ctx, baseline)
   local diff = identity.differences(identity.recorded(baseline.config), identity.of(ctx.cfg, ctx.dataset_hash))
   if #diff > 0 then
     errors.usage("the baseline in %s was measured with another config (%s); measure it again with --rebaseline "
@@ -502,10 +592,11 @@ end
 
 function M.search(ctx)
   local baseline = load_baseline(ctx.results)
-  check_identity(ctx, baseline)
+  M.check_identity(ctx, baseline)
   check_space(ctx, baseline)
   local dirs = run_dirs(ctx.results)
   local run = begin_run(ctx, baseline)
+  say_if_no_trace(baseline)
   return with_aside(dirs.aside, function()
     local ok, result = xpcall(search_body, errors.handler, ctx, baseline, dirs, run)
     if ok then return result end

@@ -54,6 +54,8 @@ class Cli(Workspace):
             "  env:  TOKEN='a b'",
             "  env:  VLLM_ATTENTION_BACKEND=FLASHINFER",
             "4 knobs, 16 combinations; dataset data.jsonl",
+            "nsys: nsys not found ('nsys-not-installed-here' is not on PATH); install Nsight Systems "
+            "(scripts/install-deps.sh --nsys) or set nsys.bin; profiled launches will be skipped (trace metrics na)",
         ])
         self.assertEqual(self.listing(), ["cfg.json", "data.jsonl"])
 

@@ -14,8 +14,8 @@ HEADER = "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,
 RESULT_KEYS = {"ok", "error", "request_count", "completed", "failed", "error_rate", "duration_s",
                "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "mean_latency_ms", "ttft_ms",
                "tpot_ms", "itl_ms", "output_tokens", "input_tokens", "tokens_per_s", "requests_per_s",
-               "send_lateness_ms", "concurrency_cap_hits", "read_lag_ms", "goodput", "slo_attainment_pct", "slo_met",
-               "slo_at_percentile"}
+               "send_lateness_ms", "concurrency_cap_hits", "read_lag_ms", "token_mismatch", "goodput",
+               "slo_attainment_pct", "slo_met", "slo_at_percentile"}
 
 
 def parse_table(lines, n_rows):
@@ -132,9 +132,14 @@ class TwoRuns(Workspace):
             self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
         best_cfg = load_json((os.path.join(latest, "best_config.json")))
         self.assertEqual(best_cfg["knob_mask"], best["knob_mask"])
+        # the best's sweep log and requests (SPEC.md's best/logs.txt) beside its profile
         self.assertEqual(sorted(os.listdir(os.path.join(latest, "best"))), ["client_metrics.json", "config.json",
-                                                                           "nvtx_phases.json", "profiling_overhead.json",
+                                                                           "logs.txt", "nvtx_phases.json",
+                                                                           "profiling_overhead.json", "requests.csv",
                                                                            "trace_summary.json"])
+        trial_dir = os.path.join(latest, "trials", "%03d-%s" % (int(best["trial"]), best["knob_mask"]))
+        for name in ("logs.txt", "requests.csv"):
+            self.assertEqual(read(os.path.join(latest, "best", name)), read(os.path.join(trial_dir, name)))
         # the best's client metrics are its sweep trial's, measured without nsys
         self.assertEqual(load_json(os.path.join(latest, "best", "client_metrics.json"))["p50_latency_ms"],
                          summary["trials"][int(best["trial"])]["metrics"]["p50_latency_ms"])

@@ -94,6 +94,11 @@ class Slots(Workspace):
         r = self.run_engine("--config", "cfg.json", env={"CUDA_VISIBLE_DEVICES": "3"})
         self.assertEqual((r.returncode, r.stdout), (2, ""))
         self.assertIn("executor.gpus_per_trial: 2 GPU(s) per trial, but 1 visible (CUDA_VISIBLE_DEVICES)", r.stderr)
+        for cvd, why in [("0,0,1,2", "device 0 is listed twice"),
+                         ("0,,1,2", "an empty entry (CUDA ignores every device after it)")]:
+            r = self.run_engine("--config", "cfg.json", env={"CUDA_VISIBLE_DEVICES": cvd})
+            self.assertEqual((r.returncode, r.stdout), (2, ""))
+            self.assertIn("executor.gpus_per_trial: CUDA_VISIBLE_DEVICES='%s': %s" % (cvd, why), r.stderr)
         r = self.run_engine("--config", "cfg.json", env={"CUDA_VISIBLE_DEVICES": "4,5,6,7"})
         self.assertEqual(r.returncode, 0, r.stderr)
         summary = load_json(self.path("results", "search", "latest", "summary.json"))

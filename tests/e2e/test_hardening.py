@@ -218,3 +218,43 @@ class Hardening(Workspace):
                 self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: trial --out %s: %s" % (out, why)))
         self.assertEqual(read(keep), "do not delete")
         self.assertEqual(read(self.path("afile")), "do not delete either")
+
+
+class ClaimsWithoutResults(Workspace):
+    def test_a_baseline_that_completed_no_request_fails(self):
+        cfg = self.base_config(constraints={"max_error_rate": 1})
+        cfg["serve_cmd"] += ["--error-rate", "1"]
+        self.write_config(cfg)
+        for _ in range(2):  # nothing is published, so the next run is a baseline again
+            r = self.run_engine("--config", "cfg.json")
+            self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+            self.assertIn("knobengine: baseline failed (no request completed (12 of 12 requests failed (first: HTTP 500",
+                          r.stderr)
+            self.assertFalse(os.path.exists(self.path("results", "baseline")))
+
+    def test_a_baseline_without_a_trace_is_said_at_each_search(self):
+        self.write_config(self.base_config())
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        said = ("knobengine: the baseline in results/baseline has no trace (nsys not found ('nsys-not-installed-here' "
+                "is not on PATH); install Nsight Systems (scripts/install-deps.sh --nsys) or set nsys.bin): its trace "
+                "figures print na. Take only its trace again with --reprofile-baseline (one profiled launch; its "
+                "client metrics are kept)")
+        for _ in range(2):
+            r = self.run_engine("--config", "cfg.json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(said, r.stderr.splitlines())
+        # taking it again where nsys still cannot run: said, and the baseline is unchanged
+        base = self.path("results", "baseline")
+        before = {f: open(os.path.join(base, f), "rb").read() for f in os.listdir(base)}
+        r = self.run_engine("--config", "cfg.json", "--reprofile-baseline")
+        self.assertEqual((r.returncode, r.stdout), (1, ""), r.stderr)
+        self.assertIn("knobengine: the baseline's profiled launch has no trace again (nsys not found", r.stderr)
+        self.assertIn("results/baseline is unchanged", r.stderr)
+        self.assertEqual({f: open(os.path.join(base, f), "rb").read() for f in os.listdir(base)}, before)
+        self.assertEqual([n for n in os.listdir(self.path("results")) if "tmp" in n or "old" in n], [])
+        r = self.run_engine("--config", "cfg.json", "--reprofile-baseline", "--results", "elsewhere")
+        self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: --reprofile-baseline: elsewhere/baseline "
+                                                               "does not exist (run without it first)"))
+        self.assertFalse(os.path.exists(self.path("elsewhere")))
+        r = self.run_engine("--config", "cfg.json", "--reprofile-baseline", "--rebaseline")
+        self.assertEqual(r.returncode, 2)

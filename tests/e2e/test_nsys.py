@@ -59,6 +59,29 @@ class Profiling(Workspace):
         self.assertIn("ppoll", [w["name"] for w in summary["osrt_top_waits"]])
         return phases, summary
 
+    def test_reprofile_baseline_takes_only_the_trace(self):
+        """A baseline whose profile failed (nsys missing then) gets its trace with
+        --reprofile-baseline; its client metrics, requests and log stay as they were."""
+        cfg = self.nsys_config()
+        self.write_config(dict(cfg, nsys=dict(cfg["nsys"], bin="nsys-not-installed-here")))
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        base = self.path("results", "baseline")
+        kept = {f: open(os.path.join(base, f), "rb").read() for f in ("client_metrics.json", "requests.csv", "logs.txt", "config.json")}
+        self.assertFalse(load_json(os.path.join(base, "trace_summary.json"))["ok"])
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--reprofile-baseline")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        self.check_profiled(base)
+        self.assertTrue(load_json(os.path.join(base, "trace_summary.json"))["ok"])
+        for f, data in kept.items():
+            self.assertEqual(open(os.path.join(base, f), "rb").read(), data, f)
+        self.assertEqual(load_json(os.path.join(base, "profiling_overhead.json"))["unprofiled_p50_latency_ms"],
+                         load_json(os.path.join(base, "client_metrics.json"))["p50_latency_ms"])
+        self.assertEqual([n for n in os.listdir(self.path("results")) if "tmp" in n or ".old." in n], [])
+        r = self.run_engine("--config", "cfg.json")  # the search has nothing to say about the baseline
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("has no trace", r.stderr)
+
     def test_session_capture_baseline_and_best(self):
         self.write_config(self.nsys_config())
         r = self.run_engine("--config", "cfg.json")

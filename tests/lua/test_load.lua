@@ -170,4 +170,33 @@ t.test("the client says when it fell behind: its schedule, or the streams it rea
     .. "ms, max 40.000 ms; 3 request(s) waited for workload.max_concurrency)\n")
 end)
 
+-- Drives the capacity state machine against a server that holds its SLO up to `limit`.
+local function capacity_run(opts, limit, min_rate)
+  local load = require("knobengine.load")
+  local s = load.capacity_state(opts, min_rate)
+  local probed, r = {}, s.next
+  while r do
+    probed[#probed + 1] = r
+    r = load.capacity_step(s, r <= limit)
+  end
+  return probed, s.lo, load.capacity_bound(s)
+end
+
+t.test("capacity: bisection within the tolerance, bounds said, never above max_rate or below min_rate", function()
+  local base = { start_rate = 8, tolerance = 0.1, max_probes = 20, max_rate = 1e6 }
+  local probed, lo, bound = capacity_run(base, 100)
+  t.eq({ lo, bound }, { 96, "exact" })
+  t.eq({ probed[1], probed[2], probed[3], probed[4], probed[5] }, { 8, 16, 32, 64, 128 })
+  probed, lo, bound = capacity_run({ start_rate = 8, tolerance = 0.1, max_probes = 3, max_rate = 1e6 }, 100)
+  t.eq({ probed, lo, bound }, { { 8, 16, 32 }, 32, "lower" }) -- every probe held: at least 32
+  probed, lo, bound = capacity_run({ start_rate = 8, tolerance = 0.1, max_probes = 20, max_rate = 20 }, 100)
+  t.eq({ probed, lo, bound }, { { 8, 16, 20 }, 20, "lower" }) -- it holds at the most allowed
+  probed, lo, bound = capacity_run({ start_rate = 50, tolerance = 0.1, max_probes = 20, max_rate = 20 }, 100)
+  t.eq(probed[1], 20) -- a start above max_rate starts at max_rate
+  probed, lo, bound = capacity_run(base, 1, 2)
+  t.eq({ probed, lo, bound }, { { 8, 4, 2 }, nil, "none" }) -- no probe slower than min_rate
+  probed, lo, bound = capacity_run({ start_rate = 8, tolerance = 0.01, max_probes = 7, max_rate = 1e6 }, 100)
+  t.eq({ lo, bound }, { 96, "bracket" }) -- between 96 and 112 when the probes ran out
+end)
+
 t.done()
