@@ -178,7 +178,7 @@ static int replay_repeats(trial_run *run, char *err, size_t errlen) {
     if (run->capture_ended && run->nsys->capture == KE_CAPTURE_PROCESS) break; /* the workload was stopped */
   }
   if (r->repeats_done) ke_metrics_combine(r->repeat_metrics, r->repeats_done, &r->metrics);
-  if (rc == -1 && r->repeats_done) rc = 0; /* keep what was measured */
+  if (rc == -1 && r->repeats_done) rc = 0; /* keep what was measured (a failed repeat) */
   return rc;
 }
 
@@ -211,7 +211,11 @@ static int run_workload(trial_run *run) {
   r->workload_s = ke_now() - w0;
   if (run->capturing) ke_nsys_stop(run->nsys, r->nsys.error, sizeof r->nsys.error);
   run->capturing = 0;
-  if (rc != 0) {
+  if (rc == KE_OUTPUT_FAILED) {
+    r->output_failed = 1;
+    rc = 0;
+  }
+  if (rc != 0 || r->output_failed) {
     snprintf(r->error, sizeof r->error, "%s", rerr);
     return rc;
   }

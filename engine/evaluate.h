@@ -45,6 +45,8 @@ typedef struct {
   ke_metrics repeat_metrics[16];     /* each repeat, when repeats > 1 */
   int repeats_done;
   int replayed;                     /* metrics are filled (even when ok = 0) */
+  int output_failed;                /* the workload ran, but its requests.csv could not be
+                                       written (error says why): not the server's failure */
   double start_s, workload_s, stop_s; /* phase wall times */
   int killed;                       /* the server needed SIGKILL to stop */
   ke_nsys_result nsys;

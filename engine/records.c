@@ -18,6 +18,14 @@ struct ke_records {
   int started, ended; /* array: '[' seen, ']' seen */
 };
 
+/* A UTF-8 byte-order mark at the start (as some editors and exporters write one) is
+ * not part of the first record. */
+static void skip_bom(FILE *f) {
+  unsigned char head[3];
+  size_t n = fread(head, 1, sizeof head, f);
+  if (!(n == 3 && head[0] == 0xEF && head[1] == 0xBB && head[2] == 0xBF)) rewind(f);
+}
+
 ke_records *ke_records_open(const char *path, ke_records_layout layout, size_t max_record, char *err,
                             size_t errlen) {
   ke_records *r = calloc(1, sizeof *r);
@@ -33,6 +41,7 @@ ke_records *ke_records_open(const char *path, ke_records_layout layout, size_t m
     free(r);
     return NULL;
   }
+  skip_bom(r->f);
   r->layout = layout;
   r->max_record = max_record;
   return r;

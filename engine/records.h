@@ -1,7 +1,8 @@
 /* records.h - reading a dataset file one record at a time, in bounded memory.
  *
  * Two layouts: JSON Lines (a record per line; blank lines are skipped) and one JSON
- * array (a record per element, as ShareGPT files are). The reader never holds more
+ * array (a record per element, as ShareGPT files are); a UTF-8 byte-order mark at the
+ * start of the file is skipped. The reader never holds more
  * than one record and a read buffer, so a file of hundreds of megabytes is read in
  * the memory of its largest record. Records are handed out as raw JSON text; their
  * content is the caller's to decode and check.

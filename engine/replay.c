@@ -883,7 +883,8 @@ static int measured_phase(replay_run *rr, ke_metrics *out, char *err, size_t err
     out->read_lag_p99 = dated ? lag_percentile(&rr->rs, 99) : NAN;
     out->read_lag_max = dated ? lag_percentile(&rr->rs, 100) : NAN;
   }
-  if (rc == 0 && o->requests_csv) rc = ke_replay_write_csv(o->requests_csv, rr->rs.rows, o->request_count, ph.t0, err, errlen);
+  if (rc == 0 && o->requests_csv && ke_replay_write_csv(o->requests_csv, rr->rs.rows, o->request_count, ph.t0, err, errlen))
+    rc = KE_OUTPUT_FAILED;
   return rc;
 }
 

@@ -23,10 +23,14 @@
  * time it is read.
  * Ownership: the caller owns opts and out; nothing is kept after ke_replay returns.
  * Errors: 0 when the replay ran (individual failures are counted, not errors), -1 on a
- * setup failure (message in err), KE_INTERRUPTED on SIGINT/SIGTERM. */
+ * setup failure (message in err), KE_INTERRUPTED on SIGINT/SIGTERM, KE_OUTPUT_FAILED
+ * when it ran (out is filled) but requests_csv could not be written (a full disk: the
+ * failure is this machine's, not the server's). */
 #ifndef KNOB_REPLAY_H
 #define KNOB_REPLAY_H
 #include <stddef.h>
+
+#define KE_OUTPUT_FAILED (-3)
 
 /* The most of a response body the client holds (a non-streamed answer, parsed whole):
  * a longer one fails its request ("response body over 64 MiB"). A stream is parsed as

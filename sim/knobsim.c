@@ -376,6 +376,22 @@ static int tokenize(const char *s, size_t n, uint64_t **toks, int *count, int *c
 
 static int is_int(const kj_value *v) { return v && v->type == KJ_NUM && v->num == floor(v->num); }
 
+/* A message's content: a string, or (as OpenAI's chat API allows) an array of parts
+ * whose "text" parts are the text; other parts count no tokens. -1 when memory ran
+ * out, 1 when it is neither, 0 when tokenized. */
+static int content_tokens(const kj_value *content, uint64_t **toks, int *ntok, int *cap) {
+  if (content->type == KJ_STR) return tokenize(content->str, content->len, toks, ntok, cap) ? -1 : 0;
+  if (content->type != KJ_ARR) return 1;
+  for (const kj_value *part = content->child; part; part = part->next) {
+    const kj_value *type = kj_get(part, "type"), *text = kj_get(part, "text");
+    if (!type || type->type != KJ_STR) return 1;
+    if (strcmp(type->str, "text") != 0) continue;
+    if (!text || text->type != KJ_STR) return 1;
+    if (tokenize(text->str, text->len, toks, ntok, cap)) return -1;
+  }
+  return 0;
+}
+
 /* The prompt's tokens (chat: every message's role and content). Returns NULL, or the
  * 400 message for a bad body; *oom is set when memory ran out. */
 static const char *prompt_tokens(const kj_value *root, int chat, uint64_t **toks, int *ntok, int *oom) {
@@ -385,9 +401,10 @@ static const char *prompt_tokens(const kj_value *root, int chat, uint64_t **toks
     if (!msgs || msgs->type != KJ_ARR || msgs->len == 0) return "'messages' must be a non-empty array";
     for (const kj_value *m = msgs->child; m; m = m->next) {
       const kj_value *role = kj_get(m, "role"), *content = kj_get(m, "content");
-      if (!role || role->type != KJ_STR || !content || content->type != KJ_STR)
-        return "each message needs string 'role' and 'content'";
-      if (tokenize(role->str, role->len, toks, ntok, &cap) || tokenize(content->str, content->len, toks, ntok, &cap)) {
+      if (!role || role->type != KJ_STR || !content) return "each message needs string 'role' and 'content'";
+      int rc = tokenize(role->str, role->len, toks, ntok, &cap) ? -1 : content_tokens(content, toks, ntok, &cap);
+      if (rc > 0) return "a message's 'content' must be a string or an array of parts";
+      if (rc < 0) {
         *oom = 1;
         return NULL;
       }

@@ -282,11 +282,13 @@ static int next_probe(void *ud, int k, const ke_metrics *prev, ke_replay_opts *n
   return 1;
 }
 
-/* The trial result as a table: ok, error, metrics, repeats, timing, profile. */
+/* The trial result as a table: ok, error, output_failed, metrics, repeats, timing,
+ * profile. */
 static void push_result(lua_State *L, const ke_trial_result *r, int profile, int interrupted) {
   lua_createtable(L, 0, 8);
   ke_set_bool(L, "ok", r->ok);
   if (r->error[0]) ke_set_str(L, "error", r->error);
+  if (r->output_failed) ke_set_bool(L, "output_failed", 1);
   if (r->replayed) {
     push_metrics(L, &r->metrics);
     lua_setfield(L, -2, "metrics");

@@ -32,11 +32,24 @@ static int l_db_open(lua_State *L) {
   return 1;
 }
 
+/* A failure as "history database: MESSAGE [SQLITE_NAME]": the bracket tells a full or
+ * failing disk from a damaged file (history.lua). */
+static int db_error(lua_State *L, sqlite3 *db) {
+  static const struct { int code; const char *name; } names[] = {
+      {SQLITE_FULL, "SQLITE_FULL"},         {SQLITE_IOERR, "SQLITE_IOERR"},   {SQLITE_READONLY, "SQLITE_READONLY"},
+      {SQLITE_CANTOPEN, "SQLITE_CANTOPEN"}, {SQLITE_CORRUPT, "SQLITE_CORRUPT"}, {SQLITE_NOTADB, "SQLITE_NOTADB"},
+      {SQLITE_BUSY, "SQLITE_BUSY"},         {SQLITE_LOCKED, "SQLITE_LOCKED"}, {SQLITE_NOMEM, "SQLITE_NOMEM"}};
+  int code = sqlite3_errcode(db) & 0xff;
+  const char *name = "SQLITE_ERROR";
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (names[i].code == code) name = names[i].name;
+  return luaL_error(L, "history database: %s [%s]", sqlite3_errmsg(db), name);
+}
+
 static sqlite3_stmt *prepare(lua_State *L, sqlite3 *db) {
   const char *sql = luaL_checkstring(L, 2);
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-    luaL_error(L, "history database: %s", sqlite3_errmsg(db));
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) db_error(L, db);
   int n = lua_gettop(L);
   for (int i = 3; i <= n; i++) {
     int idx = i - 2, rc;
@@ -68,7 +81,7 @@ static int l_db_exec(lua_State *L) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
   }
   sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return luaL_error(L, "history database: %s", sqlite3_errmsg(db));
+  if (rc != SQLITE_DONE) return db_error(L, db);
   lua_pushinteger(L, sqlite3_changes(db));
   return 1;
 }
@@ -93,7 +106,7 @@ static int l_db_rows(lua_State *L) {
     lua_rawseti(L, -2, ++n);
   }
   sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return luaL_error(L, "history database: %s", sqlite3_errmsg(db));
+  if (rc != SQLITE_DONE) return db_error(L, db);
   return 1;
 }
 

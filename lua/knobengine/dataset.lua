@@ -3,8 +3,8 @@
 -- and the request bodies, in order, exactly as they are sent.
 --
 -- Formats (workload.dataset_format, "auto" by default):
---   jsonl     a JSON object per line: {"prompt": "..."} or {"messages": [...]},
---             optionally "max_tokens" (a JSON integer) and "timestamp" (ms, for
+--   jsonl     a JSON object per line: {"prompt": "..."} or {"messages": [...]} (each
+--             message's content a string or a list of parts), optionally "max_tokens" (a JSON integer) and "timestamp" (ms, for
 --             arrival "trace")
 --   mooncake  a JSON object per line: {"timestamp": ms, "input_length": n,
 --             "output_length": m, "hash_ids": [...]}; the prompt is built from
@@ -41,6 +41,23 @@ local function timestamp_field(v, path, what, n)
   return v
 end
 
+-- An OpenAI chat message's content: a string, or a non-empty list of parts
+-- ({"type": "text", "text": "..."}, or parts of other types, sent as they are); nil
+-- and why when it is neither.
+local function content_ok(c)
+  if type(c) == "string" then return true end
+  if type(c) ~= "table" or #c == 0 then return nil, "expected a string or a non-empty array of parts" end
+  for j, part in ipairs(c) do
+    if type(part) ~= "table" or type(part.type) ~= "string" then
+      return nil, string.format("parts[%d] needs a string 'type'", j - 1)
+    end
+    if part.type == "text" and type(part.text) ~= "string" then
+      return nil, string.format("parts[%d] of type 'text' needs a string 'text'", j - 1)
+    end
+  end
+  return true
+end
+
 -- One jsonl record: {prompt | messages, max_tokens, timestamp_ms}.
 local function jsonl_item(v, path, n)
   local item = {}
@@ -50,9 +67,11 @@ local function jsonl_item(v, path, n)
   elseif v.messages ~= nil then
     if type(v.messages) ~= "table" or #v.messages == 0 then bad(path, "line", n, "'messages' must be a non-empty array") end
     for i, m in ipairs(v.messages) do
-      if type(m) ~= "table" or type(m.role) ~= "string" or type(m.content) ~= "string" then
-        bad(path, "line", n, "messages[%d] needs string 'role' and 'content'", i - 1)
+      if type(m) ~= "table" or type(m.role) ~= "string" or m.content == nil then
+        bad(path, "line", n, "messages[%d] needs a string 'role' and a 'content'", i - 1)
       end
+      local ok, why = content_ok(m.content)
+      if not ok then bad(path, "line", n, "messages[%d].content: %s", i - 1, why) end
     end
     item.messages = v.messages
   else
@@ -115,7 +134,7 @@ local function layout_of(path, format)
   if format == "sharegpt" then return "array" end
   if format ~= "auto" then return "lines" end
   local f = io.open(path, "rb")
-  local head = f and f:read(4096) or ""
+  local head = (f and f:read(4096) or ""):gsub("^\239\187\191", "") -- a byte-order mark
   if f then f:close() end
   return (head:match("^%s*%[%s*{") or head:match("^%s*%[%s*%]")) and "array" or "lines"
 end

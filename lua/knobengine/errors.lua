@@ -17,6 +17,9 @@ end
 
 function M.usage(fmt, ...) raise(2, "usage", string.format(fmt, ...)) end
 function M.run(fmt, ...) raise(1, "run", string.format(fmt, ...)) end
+-- this machine cannot store what the run measured (a full disk, a read-only or failing
+-- filesystem): exit 1, and a search stops resumable, its finished trials kept
+function M.storage(fmt, ...) raise(1, "storage", string.format(fmt, ...)) end
 -- An interrupt is raised once: the hook that raises one from a strategy's own Lua loop
 -- (runner.lua) goes too, so the cleanup on the way out (stopping servers, cancelling
 -- jobs) is not itself cut short by it.
@@ -24,10 +27,30 @@ function M.interrupted(sig, message)
   debug.sethook()
   raise(128 + sig, "interrupted", message)
 end
+-- Runs body(...) so that a Ctrl-C or SIGTERM stops it: the C side only sets a flag
+-- (knob.interrupted), which a count hook checks inside long Lua loops and turns into
+-- M.interrupted(sig, message). The hook that was there before is put back on the way
+-- out, whatever happened; other errors come through with their traceback (M.handler).
+function M.watching_interrupts(message, body, ...)
+  local knob = require("knob")
+  local old_hook, old_mask, old_count = debug.gethook()
+  debug.sethook(function()
+    local sig = knob.interrupted()
+    if sig then M.interrupted(sig, message) end
+  end, "", 10000)
+  local results = table.pack(xpcall(body, M.handler, ...))
+  if type(old_hook) == "function" then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
 -- stdout cannot be written (a full disk, a reader that went away): exit 1
 function M.output(fmt, ...) raise(1, "output", string.format(fmt, ...)) end
 
 function M.is(e) return getmetatable(e) == Error end
+
+-- An error from outside the run's own logic (Ctrl-C, stdout gone, a disk that cannot
+-- take the results): the run stops, and what it finished is kept for a resume.
+function M.stops_run(e) return type(e) == "table" and (e.kind == "interrupted" or e.kind == "output" or e.kind == "storage") end
 
 -- A message for any error value: a string as it is, a table by its message field or
 -- __tostring, anything else by its type.

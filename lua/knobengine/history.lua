@@ -31,19 +31,37 @@ local SCHEMA = {
 
 local function damaged(path, why, raise)
   raise("%s is damaged or unreadable (%s): move it aside (mv %s %s.damaged) and run again; its finished trials "
-    .. "cannot be resumed", path, tostring(why):gsub("^.-history database: ", ""), path, path)
+    .. "cannot be resumed", path, why, path, path)
 end
 
--- The database calls, with a failure turned into an error that names the file.
+-- SQLite's codes (luadb.c appends "[SQLITE_NAME]") for a disk that cannot take the
+-- write (full, read-only, failing): the file itself is fine.
+local DISK_FAILURES = { FULL = true, IOERR = true, READONLY = true, CANTOPEN = true }
+
+-- A database failure: its message (without the code) and whether the disk caused it.
+local function cause(why)
+  local text = tostring(why)
+  local message, code = text:match("^(.-) %[SQLITE_(%u+)%]$")
+  return (message or text):gsub("^.-history database: ", ""), DISK_FAILURES[code] == true
+end
+
+-- A failure turned into an error that names the file: a disk that cannot take the
+-- write is said as such (the run stops resumable), anything else is a damaged file.
+local function failed(path, why, raise)
+  local message, disk = cause(why)
+  if disk then (raise == errors.usage and errors.usage or errors.storage)("cannot write %s (%s)", path, message) end
+  damaged(path, message, raise)
+end
+
 function M:exec(sql, ...)
   local ok, v = pcall(self.db.exec, self.db, sql, ...)
-  if not ok then damaged(self.path, v, errors.run) end
+  if not ok then failed(self.path, v, errors.run) end
   return v
 end
 
 function M:rows(sql, ...)
   local ok, v = pcall(self.db.rows, self.db, sql, ...)
-  if not ok then damaged(self.path, v, errors.run) end
+  if not ok then failed(self.path, v, errors.run) end
   return v
 end
 
@@ -57,7 +75,7 @@ function M.open(path)
     if check[1] and check[1].quick_check ~= "ok" then error(check[1].quick_check, 0) end
     for _, sql in ipairs(SCHEMA) do db:exec(sql) end
   end)
-  if not ok then damaged(path, why, errors.usage) end
+  if not ok then failed(path, why, errors.usage) end
   return self
 end
 

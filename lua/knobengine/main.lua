@@ -105,6 +105,31 @@ local function check_port(cfg, slots)
   end
 end
 
+-- Where the runs that hold the results lock build their directories aside
+-- ("<name>.<pid>"): what one killed before it could clean up leaves behind.
+local ASIDE = {
+  { "", "^%.baseline%.tmp%.(%d+)$" }, { "/search", "^%.run%.tmp%.(%d+)$" }, { "/capacity", "^%.capacity%.tmp%.(%d+)$" },
+  { "/load-sweep", "^%.load%-sweep%.tmp%.(%d+)$" },
+}
+
+-- Removes what dead runs left aside. A baseline whose replacement was cut between its
+-- two renames (--reprofile-baseline) is put back first.
+local function remove_asides(results)
+  for _, name in ipairs(knob.list_dir(results) or {}) do
+    if name:match("^baseline%.old%.%d+$") then
+      if not knob.exists(results .. "/baseline") then os.rename(results .. "/" .. name, results .. "/baseline")
+      else knob.remove_tree(results .. "/" .. name) end
+    end
+  end
+  for _, a in ipairs(ASIDE) do
+    local parent = results .. a[1]
+    for _, name in ipairs(knob.list_dir(parent) or {}) do
+      local pid = name:match(a[2])
+      if pid and tonumber(pid) ~= knob.getpid() then knob.remove_tree(parent .. "/" .. name) end
+    end
+  end
+end
+
 -- One knobengine per results directory: an exclusive lock for the whole run, and the
 -- aside directories of runs that died without cleaning up are removed.
 local function own_results(results)
@@ -115,12 +140,7 @@ local function own_results(results)
       results, holder > 0 and tostring(holder) or "unknown")
   end
   if not ok then errors.usage("--results %s: %s", results, why) end
-  for _, parent in ipairs({ results, results .. "/search" }) do
-    for _, name in ipairs(knob.list_dir(parent) or {}) do
-      local pid = name:match("^%.baseline%.tmp%.(%d+)$") or name:match("^%.run%.tmp%.(%d+)$")
-      if pid and tonumber(pid) ~= knob.getpid() then knob.remove_tree(parent .. "/" .. name) end
-    end
-  end
+  remove_asides(results)
 end
 
 -- summarize and kernels: the summary of one export, as JSON or as the kernel table.
@@ -259,10 +279,11 @@ end
 function M.main(args)
   local ok, result = xpcall(run, errors.handler, args)
   if ok then return result end
-  if result.kind == "interrupted" or result.kind == "output" then
+  if errors.stops_run(result) then
     io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
-      result.resumable and "Run the same command again to resume (finished trials are kept).\n"
-        or "Run the same command again to start over.\n")
+      result.kind == "storage" and "Free space there (or make it writable), then run" or "Run",
+      result.resumable and " the same command again to resume (finished trials are kept).\n"
+        or " the same command again to start over.\n")
   else
     io.stderr:write("knobengine: ", result.message, "\n")
   end

@@ -222,7 +222,7 @@ end
 -- cannot be written is said on stderr and never fails the search.
 local function write_report(dirs)
   local ok, err = pcall(require("knobengine.report").write, dirs.aside, dirs.final)
-  if not ok and type(err) == "table" and (err.kind == "interrupted" or err.kind == "output") then error(err, 0) end
+  if not ok and errors.stops_run(err) then error(err, 0) end
   if ok then
     say("report: %s/report.html (and report.md)", dirs.final)
   else
@@ -286,7 +286,8 @@ end
 
 function Source:interrupted(j, err)
   local run = self.run
-  run.history:mark_trial_interrupted(run.id, run.hash, j.index, config.mask_string(self.ctx.cfg, j.mask), j.requests)
+  pcall(run.history.mark_trial_interrupted, run.history, run.id, run.hash, j.index,
+    config.mask_string(self.ctx.cfg, j.mask), j.requests)
   error(err, 0)
 end
 
@@ -356,15 +357,21 @@ local function watch_interrupts()
   end, "", 10000)
 end
 
+-- Marks the run interrupted, so the next one resumes it; on a disk that cannot take the
+-- mark either, the run stays "running", which resumes too.
+local function mark_interrupted(run)
+  pcall(run.history.finish, run.history, run.id, "interrupted")
+end
+
 -- Runs the strategy; a failure ends the history run (interrupted ones, and ones whose
--- output could not be written, stay resumable).
+-- output or files could not be written, stay resumable).
 local function run_strategy(strategy, search, run)
   watch_interrupts()
   local ok, err = xpcall(strategy.run, errors.handler, search)
   debug.sethook()
   if ok then return end
-  if err.kind == "interrupted" or err.kind == "output" then
-    run.history:finish(run.id, "interrupted")
+  if errors.stops_run(err) then
+    mark_interrupted(run)
     err.resumable = true
     error(err, 0)
   end
@@ -600,9 +607,10 @@ function M.search(ctx)
   return with_aside(dirs.aside, function()
     local ok, result = xpcall(search_body, errors.handler, ctx, baseline, dirs, run)
     if ok then return result end
-    -- stopped from outside (Ctrl-C, stdout gone): what was measured is kept for a resume
-    if (result.kind == "interrupted" or result.kind == "output") and not result.resumable then
-      run.history:finish(run.id, "interrupted")
+    -- stopped from outside (Ctrl-C, stdout gone, a full disk): what was measured is kept
+    -- for a resume
+    if errors.stops_run(result) and not result.resumable then
+      mark_interrupted(run)
       result.resumable = true
     end
     error(result, 0)

@@ -176,6 +176,10 @@ function M.run(ctx, mask, opts)
     M.warn_if_behind(label, r.metrics)
     M.warn_if_miscounted(label, r.metrics)
   end
+  if r.output_failed then
+    errors.storage("trial %s: %s (its workload ran, but what it measured could not be stored)", resolved.mask_string,
+      r.error or "?")
+  end
   if r.interrupted then
     local sig = knob.interrupted() or 2
     errors.interrupted(sig, "interrupted while running trial " .. resolved.mask_string)

@@ -106,17 +106,18 @@ function M.json(v)
   return table.concat(out)
 end
 
--- Writes a file atomically (mode defaults to 0644); raises with the path on failure.
+-- Writes a file atomically (mode defaults to 0644); a failure (a full disk, a read-only
+-- directory) raises a storage error naming the path (errors.lua).
 function M.write(path, data, mode)
   local ok, err = knob.write_atomic(path, data, mode)
-  if not ok then error(err, 0) end
+  if not ok then require("knobengine.errors").storage("%s", err) end
 end
 
 function M.write_json(path, v) M.write(path, M.json(v)) end
 
 function M.mkdir(path)
   local ok, err = knob.mkdir_p(path)
-  if not ok then error(err, 0) end
+  if not ok then require("knobengine.errors").storage("%s", err) end
 end
 
 -- POSIX shell quoting: safe to paste into any sh.

@@ -155,7 +155,7 @@ class HostileInput(Workspace):
             ("non-UTF-8", b'{"prompt": "caf\xe9"}\n', "line 1: is not valid UTF-8"),
             ("not an object", b'[1]\n', "line 1: needs 'prompt' or 'messages'"),
             ("bad max_tokens", b'{"prompt": "x", "max_tokens": -3}\n', "line 1: 'max_tokens' must be an integer >= 1"),
-            ("bad messages", b'{"messages": [{"role": 1}]}\n', "line 1: messages[0] needs string 'role' and 'content'"),
+            ("bad messages", b'{"messages": [{"role": 1}]}\n', "line 1: messages[0] needs a string 'role' and a 'content'"),
         ]
         for name, data, expected in cases:
             with self.subTest(name):

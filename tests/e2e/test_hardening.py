@@ -258,3 +258,98 @@ class ClaimsWithoutResults(Workspace):
         self.assertFalse(os.path.exists(self.path("elsewhere")))
         r = self.run_engine("--config", "cfg.json", "--reprofile-baseline", "--rebaseline")
         self.assertEqual(r.returncode, 2)
+
+    def test_what_killed_runs_left_aside_is_removed(self):
+        cfg = self.base_config(slo={"ttft_ms": 60000}, capacity={"start_rate": 200, "max_probes": 1})
+        self.write_config(cfg)
+        left = [self.path("results", "capacity", ".capacity.tmp.999999", "requests-01.csv"),
+                self.path("results", "load-sweep", ".load-sweep.tmp.999998", "level-01.json"),
+                self.path("results", ".baseline.tmp.999997", "logs.txt")]
+        for p in left:
+            self.write(os.path.relpath(p, self.dir), "left by a killed run")
+        self.write("results/baseline.old.999996/client_metrics.json", "{}")  # a cut replacement, no baseline
+        r = self.run_engine("capacity", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for p in left:
+            self.assertFalse(os.path.exists(os.path.dirname(p)), p)
+        self.assertEqual(read(self.path("results", "baseline", "client_metrics.json")), "{}")  # put back
+        self.assertEqual(sorted(os.listdir(self.path("results", "capacity"))), [os.path.basename(os.readlink(
+            self.path("results", "capacity", "latest"))), "latest"])
+
+
+class DatasetsAsToolsWriteThem(Workspace):
+    def baseline_ok(self, **workload):
+        cfg = self.base_config()
+        cfg["workload"].update(workload)
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--results", "res-%d" % len(os.listdir(self.dir)))
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+
+    def test_a_byte_order_mark_starts_the_file(self):
+        self.write("bom.jsonl", b"\xef\xbb\xbf" + b'{"prompt": "one two three"}\n{"prompt": "four five"}\n')
+        self.baseline_ok(dataset="bom.jsonl")
+        sharegpt = [{"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "a b c"}]}]
+        self.write("bom.json", b"\xef\xbb\xbf" + json.dumps(sharegpt).encode())
+        self.baseline_ok(dataset="bom.json")
+
+    def test_chat_content_as_a_list_of_parts(self):
+        lines = [{"messages": [{"role": "system", "content": "be brief"},
+                               {"role": "user", "content": [{"type": "text", "text": "say w%d" % i},
+                                                            {"type": "text", "text": "and more"}]}]} for i in range(4)]
+        self.write("parts.jsonl", "\n".join(json.dumps(l) for l in lines) + "\n")
+        self.baseline_ok(dataset="parts.jsonl", endpoint="/v1/chat/completions")
+        m = load_json(self.path("res-%d" % (len(os.listdir(self.dir)) - 1), "baseline", "client_metrics.json"))
+        self.assertEqual((m["completed"], m["failed"]), (12, 0))
+        self.write("bad.jsonl", json.dumps({"messages": [{"role": "user", "content": [{"type": "text"}]}]}) + "\n")
+        cfg = self.base_config()
+        cfg["workload"].update(dataset="bad.jsonl", endpoint="/v1/chat/completions")
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--results", "bad")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("bad.jsonl line 1: messages[0].content: parts[0] of type 'text' needs a string 'text'", r.stderr)
+
+
+class FullDisk(Workspace):
+    def setUp(self):
+        super().setUp()
+        self.disk = self.path("disk")
+        os.mkdir(self.disk)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", self.disk], capture_output=True).returncode:
+            self.skipTest("cannot mount a small tmpfs here (needs root)")
+        self.addCleanup(subprocess.run, ["umount", "-l", self.disk])
+
+    def fill(self):
+        with open(os.path.join(self.disk, "fill"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    def test_a_disk_that_fills_mid_search_stops_it_resumable(self):
+        cfg = self.base_config()
+        cfg["knobs"] = [{"name": "k%d" % i, "env": "KNOB_TEST_%d" % i, "on_value": "1"} for i in range(4)]
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--results", "disk/res")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        e = self.start_engine("--config", "cfg.json", "--results", "disk/res")
+        e.wait_for(r"^3,", "out")
+        self.fill()
+        code, out, err = e.finish(120)
+        self.assertEqual(code, 1, err)
+        last = err.splitlines()[-1]
+        self.assertRegex(last, r"(No space left on device|database or disk is full)")
+        self.assertTrue(last.endswith("; servers stopped, nothing partial was kept. Free space there (or make it "
+                                      "writable), then run the same command again to resume (finished trials are "
+                                      "kept)."), last)
+        self.assertNotIn("damaged", err)
+        self.assertEqual(os.listdir(self.path("disk", "res", "search")), [])  # nothing published
+        done = table_rows(out)
+        os.remove(os.path.join(self.disk, "fill"))
+        r = self.run_engine("--config", "cfg.json", "--results", "disk/res")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("resuming the interrupted search (run 1): reusing %d completed trial(s)" % len(done), r.stderr)
+        self.assertEqual(table_rows(r.stdout)[:len(done)], done)
+        self.assertEqual(len(table_rows(r.stdout)), 16)
+        self.assertTrue(os.path.exists(self.path("disk", "res", "search", "latest", "report.md")))
