@@ -1,8 +1,10 @@
--- Loads optimizations.json, validates every key, applies defaults, and resolves a knob
--- mask into the server's argv and environment. Every problem is a usage error (exit 2)
+-- Loads optimizations.json: validates every key against its schema row (schema.lua)
+-- and applies the defaults. Every problem is a usage error (exit 2)
 -- naming the file and the key path, raised before anything is written.
 local cjson = require("cjson")
 local errors = require("knobengine.errors")
+local knobs_of = require("knobengine.knobs")
+local schema = require("knobengine.schema")
 local Space = require("knobengine.space")
 local util = require("knobengine.util")
 
@@ -10,7 +12,6 @@ local M = {}
 
 M.MAX_KNOBS = 16
 M.MAX_PROBE_S = 3600 -- a capacity probe (workload.request_count at one rate) lasts at most this
-M.ENDPOINTS = { ["/v1/completions"] = true, ["/v1/chat/completions"] = true }
 M.METRICS = {
   p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
   tokens_per_s = true, requests_per_s = true, error_rate = true, goodput = true, slo_attainment_pct = true, max_rate = true,
@@ -236,125 +237,122 @@ function M.decode_json(text, what)
   errors.usage("%s: invalid JSON: %s", what, msg)
 end
 
-local DEFAULTS = {
-  server = { host = "127.0.0.1", port = 8000, ready_path = "/health", ready_timeout_s = 900, stop_timeout_s = 30 },
-  workload = {
-    endpoint = "/v1/completions", concurrency = 8, request_count = 200, max_new_tokens = 128,
-    warmup_requests = 4, request_timeout_s = 300, seed = 0, stream = true, repeats = 1,
-  },
-  nsys = {
-    bin = "nsys", trace = "cuda,nvtx,osrt", capture = "session", timeout_s = 600,
-    extra_args = { "--trace-fork-before-exec=true" },
-    cuda_graph_trace = "node", -- "graph": one record per graph launch, far smaller traces
-    max_trace_mb = 4096, -- the capture is stopped when its files pass this (0: no limit)
-    -- CPU sampling and context-switch tracing off: they are not needed for the summary,
-    -- and with them nsys 2022.4 often hangs in `nsys stop` when NVTX is traced
-    capture_args = { "--sample=none", "--cpuctxsw=none" },
-    phases = { "get_batch", "prefill", "decode" }, kernel_names = "demangled",
-  },
-  objective = { minimize = "p50_latency_ms", tie_breakers = { "p95_latency_ms:min", "tokens_per_s:max" } },
-  constraints = { max_error_rate = 0 },
-}
+-- Values of rows, checked ---------------------------------------------------------
 
-local function get(t, k, default)
-  local v = t[k]
-  if v == nil then return default end
-  return v
+local SCALAR = { string = true, enum = true, number = true, integer = true, boolean = true, strings = true, object = true }
+
+local function set_of(list)
+  local s = {}
+  for _, v in ipairs(list) do s[v] = 1 end
+  return s
 end
+
+-- A value for row r (present), checked by its type; cpath names it in messages.
+function Checker:typed(r, v, cpath)
+  local t = r.type
+  if t == "string" then return self:string(v, cpath, { empty = r.empty }) end
+  if t == "enum" then return self:string(v, cpath, { one_of = set_of(r.one_of) }) end
+  if t == "number" or t == "integer" then return self:number(v, cpath, { integer = t == "integer", min = r.min, max = r.max }) end
+  if t == "boolean" then return self:boolean(v, cpath) end
+  if t == "strings" then return self:string_list(v, cpath, { nonempty = r.nonempty }) end
+  if t == "object" then return self:object(v, cpath) end
+  return v -- list, map, variant, command: their own validators check them
+end
+
+-- The value of obj's key at schema path (cpath: the concrete path for messages, as
+-- "knobs[1].name" for "knobs[].name"): checked against its row, the default when absent.
+function Checker:value(obj, path, cpath)
+  local r = schema.row(path)
+  cpath = cpath or path
+  local v = obj[path:match("([^.]+)$")]
+  if v == nil then
+    if r.required then self:bad(cpath, "is required") end
+    return util.copy(r.default)
+  end
+  return self:typed(r, v, cpath)
+end
+
+-- Every plain row directly under prefix, by key: checked values and defaults.
+function Checker:fields(obj, prefix, cprefix)
+  local out = {}
+  for _, key in ipairs(schema.children(prefix)) do
+    local r = schema.BY_PATH[prefix .. "." .. key]
+    if r and SCALAR[r.type] and not r.types then
+      out[key] = self:value(obj, prefix .. "." .. key, (cprefix or prefix) .. "." .. key)
+    end
+  end
+  return out
+end
+
+-- The object at raw[key] (or {} when absent) with only the keys its rows name.
+function Checker:section(raw, prefix)
+  return self:object(raw[prefix:match("([^.]+)$")] or {}, prefix, schema.keys(prefix))
+end
+
+-- A variant's own keys (rows with `types`) for the given type: one present that the
+-- type does not use (said.unused(type, the types that use it)), or one it requires
+-- that is absent (said.required, with the type), is an error; the others checked.
+function Checker:variant_keys(obj, prefix, kind, said)
+  local out = {}
+  for _, key in ipairs(schema.children(prefix)) do
+    local r = schema.BY_PATH[prefix .. "." .. key]
+    if r and r.types then
+      local use, path = r.types[kind], prefix .. "." .. key
+      if obj[key] ~= nil and not use then
+        local users = {}
+        for t in pairs(r.types) do users[#users + 1] = t end
+        table.sort(users)
+        self:bad(path, "%s", said.unused(kind, table.concat(users, "/")))
+      end
+      if use == "required" and obj[key] == nil then self:bad(path, said.required, kind) end
+      if use then out[key] = self:value(obj, path) end
+    end
+  end
+  return out
+end
+
+-- The sections -------------------------------------------------------------------
 
 local function validate_server(c, raw)
-  local s = c:object(get(raw, "server", {}), "server",
-    { host = 1, port = 1, ready_path = 1, ready_timeout_s = 1, stop_timeout_s = 1 })
-  local d = DEFAULTS.server
-  local ready_path = c:string(get(s, "ready_path", d.ready_path), "server.ready_path")
-  if ready_path:sub(1, 1) ~= "/" then c:bad("server.ready_path", "must start with '/'") end
-  local host = c:string(get(s, "host", d.host), "server.host")
-  if host:find("[%s/@]") then c:bad("server.host", "is not a host name or address") end
-  return {
-    host = host,
-    port = c:number(get(s, "port", d.port), "server.port", { integer = true, min = 1, max = 65535 }),
-    ready_path = ready_path,
-    ready_timeout_s = c:number(get(s, "ready_timeout_s", d.ready_timeout_s), "server.ready_timeout_s", { min = 0.001, max = 86400 }),
-    stop_timeout_s = c:number(get(s, "stop_timeout_s", d.stop_timeout_s), "server.stop_timeout_s", { min = 0, max = 3600 }),
-  }
+  local s = c:fields(c:section(raw, "server"), "server")
+  if s.ready_path:sub(1, 1) ~= "/" then c:bad("server.ready_path", "must start with '/'") end
+  if s.host:find("[%s/@]") then c:bad("server.host", "is not a host name or address") end
+  return s
 end
 
--- workload.arrival: how requests are sent (docs/load.md "Arrivals"). Every key checked for the
--- chosen type; rates are requests per second.
-local ARRIVAL_KEYS = {
-  closed = {}, poisson = { rate = true }, constant = { rate = true }, gamma = { rate = true, burstiness = false },
-  sinusoid = { min_rate = true, max_rate = true, period_s = true }, trace = { time_scale = false },
-}
-
+-- workload.arrival: how requests are sent (docs/load.md "Arrivals"). Every key checked for
+-- the chosen type; rates are requests per second.
 local function validate_arrival(c, a)
-  if a == nil then return { type = "closed" } end
-  local allowed = { type = 1, rate = 1, burstiness = 1, min_rate = 1, max_rate = 1, period_s = 1, time_scale = 1 }
-  c:object(a, "workload.arrival", allowed)
-  local t = c:string(get(a, "type", "closed"), "workload.arrival.type", { one_of = ARRIVAL_KEYS })
-  local out = { type = t }
-  for key in pairs(allowed) do
-    local needed = ARRIVAL_KEYS[t][key]
-    if key ~= "type" and a[key] ~= nil and needed == nil then c:bad("workload.arrival." .. key, "is not used with type '%s'", t) end
-    if needed and a[key] == nil then c:bad("workload.arrival." .. key, "is required with type '%s'", t) end
-  end
-  local function rate(key, min) return c:number(a[key], "workload.arrival." .. key, { min = min, max = 1e6 }) end
-  if a.rate ~= nil then out.rate = rate("rate", 1e-6) end
-  if t == "gamma" then out.burstiness = c:number(get(a, "burstiness", 1), "workload.arrival.burstiness", { min = 1e-3, max = 1000 }) end
-  if t == "sinusoid" then
-    out.min_rate, out.max_rate = rate("min_rate", 0), rate("max_rate", 1e-6)
-    out.period_s = c:number(a.period_s, "workload.arrival.period_s", { min = 1e-3, max = 1e7 })
-    if out.min_rate > out.max_rate then c:bad("workload.arrival.min_rate", "must be <= max_rate") end
-  end
-  if t == "trace" then out.time_scale = c:number(get(a, "time_scale", 1), "workload.arrival.time_scale", { min = 1e-6, max = 1e6 }) end
+  a = c:object(a or {}, "workload.arrival", schema.keys("workload.arrival"))
+  local out = c:fields(a, "workload.arrival")
+  local said = { required = "is required with type '%s'",
+    unused = function(kind) return string.format("is not used with type '%s'", kind) end }
+  for k, v in pairs(c:variant_keys(a, "workload.arrival", out.type, said)) do out[k] = v end
+  if out.type == "sinusoid" and out.min_rate > out.max_rate then c:bad("workload.arrival.min_rate", "must be <= max_rate") end
   return out
 end
 
 local function validate_synthetic(c, s)
   if s == nil then return nil end
-  c:object(s, "workload.synthetic", { input_tokens = 1, output_tokens = 1, spread = 1 })
+  c:object(s, "workload.synthetic", schema.keys("workload.synthetic"))
   if s.input_tokens == nil or s.output_tokens == nil then
     c:bad("workload.synthetic", "needs 'input_tokens' and 'output_tokens'")
   end
-  return {
-    input_tokens = c:number(s.input_tokens, "workload.synthetic.input_tokens", { integer = true, min = 1, max = 10000000 }),
-    output_tokens = c:number(s.output_tokens, "workload.synthetic.output_tokens", { integer = true, min = 1, max = 1000000 }),
-    spread = c:number(get(s, "spread", 0), "workload.synthetic.spread", { min = 0, max = 0.99 }),
-  }
+  return c:fields(s, "workload.synthetic")
 end
 
 local function validate_workload(c, raw, base_dir)
   if raw.workload == nil then c:bad("workload", "is required") end
-  local w = c:object(raw.workload, "workload", {
-    dataset = 1, endpoint = 1, model = 1, concurrency = 1, request_count = 1, max_new_tokens = 1,
-    warmup_requests = 1, request_timeout_s = 1, seed = 1, stream = 1, repeats = 1, arrival = 1, max_concurrency = 1,
-    dataset_format = 1, synthetic = 1,
-  })
-  local d = DEFAULTS.workload
+  local w = c:section(raw, "workload")
   if w.dataset == nil and w.synthetic == nil then c:bad("workload.dataset", "is required (or workload.synthetic)") end
   if w.dataset ~= nil and w.synthetic ~= nil then c:bad("workload.synthetic", "cannot be used with workload.dataset (use one)") end
-  if w.model == nil then c:bad("workload.model", "is required") end
-  local dataset = w.dataset ~= nil and c:string(w.dataset, "workload.dataset") or nil
-  local out = {
-    dataset = dataset or "(synthetic)",
-    dataset_path = dataset and util.join(base_dir, dataset) or nil,
-    dataset_format = c:string(get(w, "dataset_format", "auto"), "workload.dataset_format",
-      { one_of = { auto = 1, jsonl = 1, mooncake = 1, sharegpt = 1 } }),
-    synthetic = validate_synthetic(c, w.synthetic),
-    arrival = validate_arrival(c, w.arrival),
-    endpoint = c:string(get(w, "endpoint", d.endpoint), "workload.endpoint", { one_of = M.ENDPOINTS }),
-    model = c:string(w.model, "workload.model"),
-    concurrency = c:number(get(w, "concurrency", d.concurrency), "workload.concurrency", { integer = true, min = 1, max = 4096 }),
-    request_count = c:number(get(w, "request_count", d.request_count), "workload.request_count", { integer = true, min = 1, max = 10000000 }),
-    max_new_tokens = c:number(get(w, "max_new_tokens", d.max_new_tokens), "workload.max_new_tokens", { integer = true, min = 1, max = 1000000 }),
-    warmup_requests = c:number(get(w, "warmup_requests", d.warmup_requests), "workload.warmup_requests", { integer = true, min = 0, max = 1000000 }),
-    request_timeout_s = c:number(get(w, "request_timeout_s", d.request_timeout_s), "workload.request_timeout_s", { min = 0.001, max = 86400 }),
-    seed = c:number(get(w, "seed", d.seed), "workload.seed", { integer = true, min = 0, max = 2 ^ 53 }),
-    stream = c:boolean(get(w, "stream", d.stream), "workload.stream"),
-    repeats = c:number(get(w, "repeats", d.repeats), "workload.repeats", { integer = true, min = 1, max = 16 }),
-  }
-  if w.max_concurrency ~= nil then
-    if out.arrival.type == "closed" then c:bad("workload.max_concurrency", "caps an open-loop arrival (workload.arrival); a closed loop has workload.concurrency") end
-    out.max_concurrency = c:number(w.max_concurrency, "workload.max_concurrency", { integer = true, min = 1, max = 16384 })
+  local out = c:fields(w, "workload")
+  out.dataset_path = out.dataset and util.join(base_dir, out.dataset) or nil
+  out.dataset = out.dataset or "(synthetic)"
+  out.synthetic = validate_synthetic(c, w.synthetic)
+  out.arrival = validate_arrival(c, w.arrival)
+  if out.max_concurrency ~= nil and out.arrival.type == "closed" then
+    c:bad("workload.max_concurrency", "caps an open-loop arrival (workload.arrival); a closed loop has workload.concurrency")
   end
   if out.arrival.type == "trace" and out.synthetic then c:bad("workload.arrival.type", "'trace' needs a dataset with timestamps") end
   return out
@@ -372,7 +370,7 @@ local function knob_values(c, k, path, knob)
     first[v] = i - 1
   end
   knob.values = values
-  knob.unset = k.unset == nil or c:boolean(k.unset, path .. ".unset")
+  knob.unset = c:value(k, "knobs[].unset", path .. ".unset")
   if #values + (knob.unset and 1 or 0) > Space.MAX_RADIX then
     c:bad(path .. ".values", "knob '%s' has %d values; at most %d are supported (%d with \"unset\": false)",
       knob.name, #values, Space.MAX_RADIX - 1, Space.MAX_RADIX)
@@ -385,23 +383,20 @@ end
 -- One knob: a flag (on/off), key or env with on_value (on/off), or key or env with values.
 local function validate_knob(c, k, i)
   local path = string.format("knobs[%d]", i - 1)
-  c:object(k, path, { name = 1, flag = 1, key = 1, env = 1, on_value = 1, values = 1, unset = 1 })
-  if k.name == nil then c:bad(path .. ".name", "is required") end
-  local name = c:string(k.name, path .. ".name")
+  c:object(k, path, schema.keys("knobs[]"))
+  local knob = { name = c:value(k, "knobs[].name", path .. ".name"), index = i - 1 }
   local kinds = {}
   for _, f in ipairs({ "flag", "key", "env" }) do if k[f] ~= nil then kinds[#kinds + 1] = f end end
   if #kinds == 0 then c:bad(path, "needs one of 'flag', 'key' or 'env'") end
   if #kinds > 1 then c:bad(path, "has both '%s' and '%s' (use one)", kinds[1], kinds[2]) end
-  local knob = { name = name, index = i - 1 }
   if k.unset ~= nil and k.values == nil then c:bad(path .. ".unset", "is only used with 'values'") end
-  if k.flag ~= nil then
-    knob.flag = c:string(k.flag, path .. ".flag")
+  local f = kinds[1]
+  knob[f] = c:value(k, "knobs[]." .. f, path .. "." .. f)
+  if f == "flag" then
     if k.on_value ~= nil then c:bad(path .. ".on_value", "is only used with 'key' or 'env'") end
     if k.values ~= nil then c:bad(path .. ".values", "is only used with 'key' or 'env' (a flag is on or off)") end
     return knob
   end
-  local f = kinds[1]
-  knob[f] = c:string(k[f], path .. "." .. f)
   if f == "env" and not knob.env:match("^[%a_][%w_]*$") then
     c:bad(path .. ".env", "'%s' is not a valid environment variable name", knob.env)
   end
@@ -412,12 +407,6 @@ local function validate_knob(c, k, i)
     knob.on_value = c:string(k.on_value, path .. ".on_value", { empty = true })
   end
   return knob
-end
-
--- The number of value indices of a knob: 2 for on/off, else its values (+1 unset).
-function M.radix(knob)
-  if not knob.values then return 2 end
-  return #knob.values + (knob.unset and 1 or 0)
 end
 
 local function validate_knobs(c, raw)
@@ -438,7 +427,7 @@ local function validate_knobs(c, raw)
         "'%s' is also knobs[%d]'s; a knob must own its argument (give it values instead)", (arg:gsub("^env:", "")), args[arg])
     end
     args[arg] = i - 1
-    radices[i], names[i] = M.radix(knobs[i]), name
+    radices[i], names[i] = knobs_of.radix(knobs[i]), name
   end
   local space, why = Space.new(radices, names)
   if not space then c:bad("knobs", "the knobs' values make %s; at most 2^40 are supported", why) end
@@ -446,26 +435,7 @@ local function validate_knobs(c, raw)
 end
 
 local function validate_nsys(c, raw)
-  local n = c:object(get(raw, "nsys", {}), "nsys", { bin = 1, trace = 1, extra_args = 1, capture_args = 1,
-    capture = 1, phases = 1, kernel_names = 1, timeout_s = 1, capture_requests = 1, cuda_graph_trace = 1,
-    max_trace_mb = 1 })
-  local d = DEFAULTS.nsys
-  local nsys = {
-    bin = c:string(get(n, "bin", d.bin), "nsys.bin"),
-    trace = c:string(get(n, "trace", d.trace), "nsys.trace"),
-    extra_args = n.extra_args ~= nil and c:string_list(n.extra_args, "nsys.extra_args") or d.extra_args,
-    capture_args = n.capture_args ~= nil and c:string_list(n.capture_args, "nsys.capture_args") or d.capture_args,
-    capture = c:string(get(n, "capture", d.capture), "nsys.capture", { one_of = { session = 1, process = 1 } }),
-    phases = n.phases ~= nil and c:string_list(n.phases, "nsys.phases", { nonempty = true }) or d.phases,
-    kernel_names = c:string(get(n, "kernel_names", d.kernel_names), "nsys.kernel_names", { one_of = { demangled = 1, short = 1 } }),
-    timeout_s = c:number(get(n, "timeout_s", d.timeout_s), "nsys.timeout_s", { min = 1, max = 86400 }),
-    cuda_graph_trace = c:string(get(n, "cuda_graph_trace", d.cuda_graph_trace), "nsys.cuda_graph_trace",
-      { one_of = { node = 1, graph = 1 } }),
-    max_trace_mb = c:number(get(n, "max_trace_mb", d.max_trace_mb), "nsys.max_trace_mb", { min = 0, max = 1e7 }),
-  }
-  if n.capture_requests ~= nil then
-    nsys.capture_requests = c:number(n.capture_requests, "nsys.capture_requests", { integer = true, min = 1 })
-  end
+  local nsys = c:fields(c:section(raw, "nsys"), "nsys")
   for i, a in ipairs(nsys.extra_args) do
     if a:find("^%-%-cuda%-graph%-trace") then
       c:bad(string.format("nsys.extra_args[%d]", i - 1), "set nsys.cuda_graph_trace instead of '%s'", a)
@@ -482,62 +452,31 @@ local function parse_tie_breaker(c, s, path)
 end
 
 local function validate_objective(c, raw)
-  local o = c:object(get(raw, "objective", {}), "objective", { minimize = 1, maximize = 1, tie_breakers = 1 })
+  local o = c:section(raw, "objective")
   if o.minimize ~= nil and o.maximize ~= nil then c:bad("objective", "has both 'minimize' and 'maximize' (use one)") end
-  local d = DEFAULTS.objective
+  local f = c:fields(o, "objective")
   local maximize = o.maximize ~= nil
-  local metric = c:string(o.maximize or get(o, "minimize", d.minimize), maximize and "objective.maximize" or "objective.minimize")
+  local metric = f.maximize or f.minimize
   if not M.METRICS[metric] then c:bad(maximize and "objective.maximize" or "objective.minimize", "unknown metric '%s'", metric) end
   local tbs = {}
-  local raw_tbs = o.tie_breakers ~= nil and c:string_list(o.tie_breakers, "objective.tie_breakers") or d.tie_breakers
-  for i, s in ipairs(raw_tbs) do tbs[i] = parse_tie_breaker(c, s, string.format("objective.tie_breakers[%d]", i - 1)) end
+  for i, s in ipairs(f.tie_breakers) do tbs[i] = parse_tie_breaker(c, s, string.format("objective.tie_breakers[%d]", i - 1)) end
   return { metric = metric, maximize = maximize, tie_breakers = tbs }
 end
 
 -- slo: thresholds (ms) on ttft_ms, tpot_ms, itl_ms, e2e_ms, at a quantile, combined.
 local function validate_slo(c, raw)
   if raw.slo == nil then return nil end
-  local s = c:object(raw.slo, "slo", { ttft_ms = 1, tpot_ms = 1, itl_ms = 1, e2e_ms = 1, quantile = 1, combine = 1 })
-  local out, any = {}, false
-  for _, k in ipairs({ "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms" }) do
-    if s[k] ~= nil then
-      out[k] = c:number(s[k], "slo." .. k, { min = 0, max = 1e9 })
-      any = true
-    end
+  local out = c:fields(c:section(raw, "slo"), "slo")
+  if not (out.ttft_ms or out.tpot_ms or out.itl_ms or out.e2e_ms) then
+    c:bad("slo", "needs at least one of ttft_ms, tpot_ms, itl_ms, e2e_ms")
   end
-  if not any then c:bad("slo", "needs at least one of ttft_ms, tpot_ms, itl_ms, e2e_ms") end
-  out.quantile = c:number(get(s, "quantile", 0.99), "slo.quantile", { min = 0, max = 1 })
-  out.combine = c:string(get(s, "combine", "and"), "slo.combine", { one_of = { ["and"] = 1, ["or"] = 1 } })
   return out
-end
-
--- capacity: the search for the highest rate at which the SLO holds.
-local function validate_capacity(c, raw)
-  local s = c:object(get(raw, "capacity", {}), "capacity",
-    { start_rate = 1, tolerance = 1, max_probes = 1, arrival = 1, max_rate = 1 })
-  return {
-    start_rate = c:number(get(s, "start_rate", 1), "capacity.start_rate", { min = 1e-6, max = 1e6 }),
-    tolerance = c:number(get(s, "tolerance", 0.05), "capacity.tolerance", { min = 1e-4, max = 1 }),
-    max_probes = c:number(get(s, "max_probes", 12), "capacity.max_probes", { integer = true, min = 1, max = 100 }),
-    max_rate = c:number(get(s, "max_rate", 1e6), "capacity.max_rate", { min = 1e-6, max = 1e6 }),
-    arrival = c:string(get(s, "arrival", "poisson"), "capacity.arrival", { one_of = { poisson = 1, constant = 1 } }),
-  }
 end
 
 -- model and hardware: inputs of the report's MFU (docs/report.md "MFU"), nothing else.
 local function validate_model(c, raw)
   if raw.model == nil then return nil end
-  local m = c:object(raw.model, "model", { name = 1, params_b = 1, flops_per_token = 1, layers = 1, hidden_size = 1 })
-  local out = {}
-  if m.name ~= nil then out.name = c:string(m.name, "model.name") end
-  if m.params_b ~= nil then out.params_b = c:number(m.params_b, "model.params_b", { min = 1e-6, max = 1e6 }) end
-  if m.flops_per_token ~= nil then
-    out.flops_per_token = c:number(m.flops_per_token, "model.flops_per_token", { min = 1, max = 1e18 })
-  end
-  if m.layers ~= nil then out.layers = c:number(m.layers, "model.layers", { integer = true, min = 1, max = 100000 }) end
-  if m.hidden_size ~= nil then
-    out.hidden_size = c:number(m.hidden_size, "model.hidden_size", { integer = true, min = 1, max = 10000000 })
-  end
+  local out = c:fields(c:section(raw, "model"), "model")
   if (out.layers == nil) ~= (out.hidden_size == nil) then
     c:bad(out.layers and "model.layers" or "model.hidden_size", "needs %s too (the attention term uses both)",
       out.layers and "model.hidden_size" or "model.layers")
@@ -546,14 +485,6 @@ local function validate_model(c, raw)
   return out
 end
 
-local function validate_hardware(c, raw)
-  local h = c:object(get(raw, "hardware", {}), "hardware", { peak_tflops = 1, gpu_count = 1 })
-  local out = { gpu_count = c:number(get(h, "gpu_count", 1), "hardware.gpu_count", { integer = true, min = 1, max = 4096 }) }
-  if h.peak_tflops ~= nil then out.peak_tflops = c:number(h.peak_tflops, "hardware.peak_tflops", { min = 1e-3, max = 1e7 }) end
-  return out
-end
-
--- One slot of the local executor: its port and the environment its servers get.
 -- The devices of a CUDA_VISIBLE_DEVICES value: indices or UUIDs, comma-separated, each
 -- once. nil and why for a value CUDA would read otherwise than it looks: an empty entry
 -- or "-1" ends the list there, a repeated device is one GPU counted twice.
@@ -590,58 +521,50 @@ local function check_slot_gpus(c, slots)
   end
 end
 
-local function validate_slot(c, s, path)
-  c:object(s, path, { port = 1, env = 1 })
-  if s.port == nil then c:bad(path .. ".port", "is required") end
-  local slot = { port = c:number(s.port, path .. ".port", { integer = true, min = 1, max = 65535 }), env = {} }
-  for k, v in pairs(c:object(get(s, "env", {}), path .. ".env")) do
-    if not tostring(k):match("^[%a_][%w_]*$") then c:bad(path .. ".env", "'%s' is not a valid environment variable name", tostring(k)) end
-    slot.env[k] = c:string(v, path .. ".env." .. k, { empty = true })
+-- An environment map: variable names, string values (empty allowed).
+local function validate_env(c, v, path)
+  local env = {}
+  for k, x in pairs(c:object(v or {}, path)) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then c:bad(path, "'%s' is not a valid environment variable name", tostring(k)) end
+    env[k] = c:string(x, path .. "." .. k, { empty = true })
   end
-  return slot
+  return env
+end
+
+-- One slot of the local executor: its port and the environment its servers get.
+local function validate_slot(c, s, path)
+  c:object(s, path, schema.keys("executor.slots[]"))
+  return { port = c:value(s, "executor.slots[].port", path .. ".port"), env = validate_env(c, s.env, path .. ".env") }
+end
+
+-- The sbatch options knobengine sets itself, and those that would break its protocol.
+local SBATCH_OWN = { "^%-%-output", "^%-o", "^%-%-error", "^%-e", "^%-%-parsable" }
+local SBATCH_BREAKING = { "^%-%-array", "^%-a", "^%-%-chdir", "^%-D" }
+
+local function matches_any(s, patterns)
+  for _, p in ipairs(patterns) do if s:match(p) then return true end end
+  return false
 end
 
 -- The slurm executor's settings: where and how each trial's batch job is submitted.
-local function validate_slurm(c, e, out)
-  for _, k in ipairs({ "slots", "gpus_per_trial" }) do
-    if e[k] ~= nil then c:bad("executor." .. k, "is only used with \"type\": \"local\"") end
-  end
-  for _, k in ipairs({ "partition", "gres", "time" }) do
-    if e[k] ~= nil then out[k] = c:string(e[k], "executor." .. k) end
-  end
-  out.sbatch_args = c:string_list(get(e, "sbatch_args", {}), "executor.sbatch_args")
+local function validate_slurm(c, out)
   for i, a in ipairs(out.sbatch_args) do
-    if a:match("^%-%-output") or a:match("^%-o") or a:match("^%-%-error") or a:match("^%-e") or a:match("^%-%-parsable") then
+    if matches_any(a, SBATCH_OWN) then
       c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' is set by knobengine", a)
     end
-    if a:match("^%-%-array") or a:match("^%-a") or a:match("^%-%-chdir") or a:match("^%-D") then
+    if matches_any(a, SBATCH_BREAKING) then
       c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' would break the trial protocol (one job per "
         .. "trial, run where its paths are): knobengine does not allow it", a)
     end
   end
-  out.max_jobs = c:number(get(e, "max_jobs", 8), "executor.max_jobs", { integer = true, min = 1, max = 4096 })
-  out.poll_s = c:number(get(e, "poll_s", 1), "executor.poll_s", { min = 0.05, max = 600 })
   return out
 end
 
--- executor: where sweep trials run (docs/executors.md). Absent: one at a time, in this
--- process. {"type": "local", "slots": [...]} or {"type": "local", "gpus_per_trial": k}.
-local function validate_executor(c, raw)
-  if raw.executor == nil then return nil end
-  local e = c:object(raw.executor, "executor", { type = 1, slots = 1, gpus_per_trial = 1, partition = 1, gres = 1,
-    time = 1, sbatch_args = 1, max_jobs = 1, poll_s = 1 })
-  if e.type == nil then c:bad("executor.type", "is required ('local' or 'slurm')") end
-  local out = { type = c:string(e.type, "executor.type", { one_of = { ["local"] = true, slurm = true } }) }
-  if out.type == "slurm" then return validate_slurm(c, e, out) end
-  for _, k in ipairs({ "partition", "gres", "time", "sbatch_args", "max_jobs", "poll_s" }) do
-    if e[k] ~= nil then c:bad("executor." .. k, "is only used with \"type\": \"slurm\"") end
-  end
+-- The local executor: explicit slots, or one per gpus_per_trial visible GPUs.
+local function validate_local(c, e, out)
   if e.slots == nil and e.gpus_per_trial == nil then c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'") end
   if e.slots ~= nil and e.gpus_per_trial ~= nil then c:bad("executor", "has both 'slots' and 'gpus_per_trial' (use one)") end
-  if e.gpus_per_trial ~= nil then
-    out.gpus_per_trial = c:number(e.gpus_per_trial, "executor.gpus_per_trial", { integer = true, min = 1, max = 64 })
-    return out
-  end
+  if out.gpus_per_trial then return out end
   local list = c:array(e.slots, "executor.slots", { nonempty = true })
   if #list > 256 then c:bad("executor.slots", "at most 256 slots are supported (got %d)", #list) end
   out.slots = {}
@@ -657,6 +580,20 @@ local function validate_executor(c, raw)
   return out
 end
 
+-- executor: where sweep trials run (docs/executors.md). Absent: one at a time, in this
+-- process.
+local function validate_executor(c, raw)
+  if raw.executor == nil then return nil end
+  local e = c:section(raw, "executor")
+  if e.type == nil then c:bad("executor.type", "is required ('local' or 'slurm')") end
+  local out = c:fields(e, "executor")
+  local typed = c:variant_keys(e, "executor", out.type,
+    { unused = function(_, users) return string.format('is only used with "type": "%s"', users) end })
+  for k, v in pairs(typed) do if k ~= "slots" then out[k] = v end end
+  if out.type == "slurm" then return validate_slurm(c, out) end
+  return validate_local(c, e, out)
+end
+
 local function validate_command(c, raw)
   if raw.serve_cmd == nil then c:bad("serve_cmd", "is required") end
   local serve_cmd
@@ -669,20 +606,11 @@ local function validate_command(c, raw)
     serve_cmd = c:string_list(raw.serve_cmd, "serve_cmd", { nonempty = true })
   end
   if #serve_cmd == 0 or serve_cmd[1] == "" then c:bad("serve_cmd", "must name a program") end
-  local env = {}
-  for k, v in pairs(c:object(get(raw, "env", {}), "env")) do
-    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then c:bad("env", "'%s' is not a valid environment variable name", tostring(k)) end
-    env[k] = c:string(v, "env." .. k, { empty = true })
-  end
-  return serve_cmd, env
+  return serve_cmd, validate_env(c, raw.env, "env")
 end
 
 local function validate_constraints(c, raw, cfg)
-  local cons = c:object(get(raw, "constraints", {}), "constraints", { max_error_rate = 1, slo = 1 })
-  cfg.constraints = {
-    max_error_rate = c:number(get(cons, "max_error_rate", 0), "constraints.max_error_rate", { min = 0, max = 1 }),
-    slo = c:boolean(get(cons, "slo", false), "constraints.slo"),
-  }
+  cfg.constraints = c:fields(c:section(raw, "constraints"), "constraints")
   if cfg.constraints.slo and not cfg.slo then c:bad("constraints.slo", "needs an slo") end
   local m = cfg.objective.metric
   if (m == "goodput" or m == "slo_attainment_pct" or m == "max_rate") and not cfg.slo then
@@ -734,33 +662,21 @@ function M.parse(text, path)
   if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
   local raw = M.decode_json(text, "config " .. path)
   local c = new_checker(path)
-  c:object(raw, "", {
-    serve_cmd = 1, env = 1, server = 1, workload = 1, knobs = 1, nsys = 1, objective = 1,
-    constraints = 1, strategy_options = 1, slo = 1, capacity = 1, model = 1, hardware = 1, executor = 1,
-  })
+  c:object(raw, "", schema.keys(""))
   local base_dir = util.dirname(path)
   local serve_cmd, env = validate_command(c, raw)
-  local server = validate_server(c, raw)
-  local workload = validate_workload(c, raw, base_dir)
-  local knobs, space = validate_knobs(c, raw)
-  local cfg = {
-    path = path,
-    base_dir = base_dir,
-    serve_cmd = serve_cmd,
-    env = env,
-    server = server,
-    workload = workload,
-    knobs = knobs,
-    space = space,
-    nsys = validate_nsys(c, raw),
-    objective = validate_objective(c, raw),
-    strategy_options = c:object(get(raw, "strategy_options", {}), "strategy_options"),
-    slo = validate_slo(c, raw),
-    capacity = validate_capacity(c, raw),
-    model = validate_model(c, raw),
-    hardware = validate_hardware(c, raw),
-    executor = validate_executor(c, raw),
-  }
+  local cfg = { path = path, base_dir = base_dir, serve_cmd = serve_cmd, env = env }
+  cfg.server = validate_server(c, raw)
+  cfg.workload = validate_workload(c, raw, base_dir)
+  cfg.knobs, cfg.space = validate_knobs(c, raw)
+  cfg.nsys = validate_nsys(c, raw)
+  cfg.objective = validate_objective(c, raw)
+  cfg.strategy_options = c:value(raw, "strategy_options")
+  cfg.slo = validate_slo(c, raw)
+  cfg.capacity = c:fields(c:section(raw, "capacity"), "capacity")
+  cfg.model = validate_model(c, raw)
+  cfg.hardware = c:fields(c:section(raw, "hardware"), "hardware")
+  cfg.executor = validate_executor(c, raw)
   validate_constraints(c, raw, cfg)
   validate_together(c, cfg)
   -- a relative program path (with a slash) is relative to the config file
@@ -768,54 +684,6 @@ function M.parse(text, path)
     serve_cmd[1] = util.join(base_dir, serve_cmd[1])
   end
   return cfg
-end
-
--- The mask string of a mask: one value index per knob (space.lua).
-function M.mask_string(cfg, mask) return cfg.space:string(mask) end
-
--- The value a knob gets at value index d: nil when unset (index 0 of an on/off knob,
--- or of a knob with values and "unset"); for an on/off knob, true or its on_value.
-function M.knob_value(knob, d)
-  if not knob.values then
-    if d == 0 then return nil end
-    return knob.on_value or true
-  end
-  if knob.unset then
-    if d == 0 then return nil end
-    return knob.values[d]
-  end
-  return knob.values[d + 1]
-end
-
--- The label of a knob at value index d: its name for an on/off knob that is on,
--- name=value for a knob with values, nil when unset.
-function M.knob_label(knob, d)
-  local v = M.knob_value(knob, d)
-  if v == nil then return nil end
-  if not knob.values then return knob.name end
-  return knob.name .. "=" .. v
-end
-
-local function subst_port(s, port) return (s:gsub("{port}", tostring(port))) end
-
--- The server command of a mask: argv, env (config env + knob env) and the labels of
--- the knobs it sets (knob_label).
-function M.resolve(cfg, mask)
-  local port = cfg.server.port
-  local argv, env, on = {}, {}, {}
-  for i, a in ipairs(cfg.serve_cmd) do argv[i] = subst_port(a, port) end
-  for k, v in pairs(cfg.env) do env[k] = subst_port(v, port) end
-  for i, k in ipairs(cfg.knobs) do
-    local d = cfg.space:digit(mask, i)
-    local v = M.knob_value(k, d)
-    if v ~= nil then
-      on[#on + 1] = M.knob_label(k, d)
-      if k.flag then argv[#argv + 1] = k.flag
-      elseif k.key then argv[#argv + 1] = k.key; argv[#argv + 1] = v
-      else env[k.env] = subst_port(v, port) end
-    end
-  end
-  return { mask = mask, mask_string = cfg.space:string(mask), argv = argv, env = env, knobs_on = on }
 end
 
 return M

@@ -1,8 +1,8 @@
 -- The search history in SQLite (<results>/history.sqlite): every trial of every search
 -- run with its resolved config, the config hash, metrics, status and timing.
 --
--- A run is identified by the hash of everything that decides a trial's outcome (server
--- command and env, server settings, workload and dataset content, knobs, constraints).
+-- A run is identified by the hash of its search identity (identity.lua: every config
+-- key that decides a trial's outcome, and the dataset's content).
 -- A run that did not finish (interrupted, crashed) is resumed by the next run with the
 -- same hash and strategy: its completed trials are replayed from here, in order, instead
 -- of being run again, so the table comes out as if the run had never stopped.
@@ -81,29 +81,9 @@ end
 
 local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 
--- The identity of a search: what decides each trial's result.
+-- The identity of a search (identity.lua): what decides each trial's result.
 function M.config_hash(cfg, dataset_hash)
-  local w = cfg.workload
-  local parts = {
-    util.json(cfg.serve_cmd), -- sorted keys: the same text in every process
-    util.json(cfg.server),
-    w.endpoint, w.model, w.concurrency, w.request_count, w.max_new_tokens, w.warmup_requests,
-    w.request_timeout_s, w.seed, tostring(w.stream), w.repeats,
-    dataset_hash,
-    util.json(cfg.constraints),
-  }
-  local env = {}
-  for k, v in pairs(cfg.env) do env[#env + 1] = k .. "=" .. v end
-  table.sort(env)
-  parts[#parts + 1] = table.concat(env, "\0")
-  for _, k in ipairs(cfg.knobs) do
-    parts[#parts + 1] = table.concat({ k.name, k.flag or "", k.key or "", k.env or "", k.on_value or "" }, "\0")
-    if k.values then -- only knobs with values: an on/off config keeps the hash it always had
-      parts[#parts + 1] = table.concat(k.values, "\0") .. "\0" .. tostring(k.unset)
-    end
-  end
-  for i, p in ipairs(parts) do parts[i] = tostring(p) end
-  return knob.hash64(table.concat(parts, "\1"))
+  return require("knobengine.identity").hash(cfg, dataset_hash, "search")
 end
 
 -- Starts a run, or resumes the latest unfinished one with the same hash and strategy.

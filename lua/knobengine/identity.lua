@@ -1,34 +1,66 @@
--- The identity of a baseline: everything that decides its numbers (the server command
--- and environment without knobs, where it listens, the workload, the dataset's
--- content). Recorded in baseline/config.json; a search whose config has another
--- identity refuses to compare against it.
+-- The identity of a measurement and of a search: every schema row of that scope
+-- (schema.lua "identity"), by path, with its value in the validated config, and the
+-- dataset's content hash. A baseline records its measurement identity (config.json);
+-- a search is compared only with a baseline of the same one. history.sqlite, trial
+-- specs and compare's sweep lookup use the search identity's hash.
 local knob = require("knob")
-local config = require("knobengine.config")
+local schema = require("knobengine.schema")
 local util = require("knobengine.util")
 
 local M = {}
 
-local WORKLOAD_KEYS = { "endpoint", "model", "concurrency", "request_count", "max_new_tokens", "warmup_requests",
-  "request_timeout_s", "seed", "stream", "repeats" }
+M.VERSION = 2 -- identities of version 1 (no "identity" field) named fewer keys
 
-function M.of(cfg, dataset_hash)
-  local r = config.resolve(cfg, 0)
-  local w = {}
-  for _, k in ipairs(WORKLOAD_KEYS) do w[k] = cfg.workload[k] end
-  return {
-    argv = util.array(r.argv), env = r.env, server = { host = cfg.server.host, port = cfg.server.port },
-    workload = w, dataset_sha = dataset_hash,
-  }
+local SCOPES = { measure = { measure = true }, search = { measure = true, search = true } }
+
+-- The value at a dotted path of the validated config (nil when unset).
+local function value_at(cfg, path)
+  local v = cfg
+  for part in path:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[part]
+  end
+  return v
 end
 
--- The identity recorded with a baseline (config.json), or what an older baseline's
--- config.json still tells (no dataset hash then).
+-- A list row (knobs): each element as the object of its rows in the scope.
+local function list_value(cfg, r, scope)
+  local out = util.array({})
+  for i, item in ipairs(value_at(cfg, r.path) or {}) do
+    local entry = {}
+    for _, key in ipairs(schema.children(r.path .. "[]")) do
+      local child = schema.BY_PATH[r.path .. "[]." .. key]
+      if child and SCOPES[scope][child.identity] then entry[key] = item[key] end
+    end
+    out[i] = entry
+  end
+  return out
+end
+
+-- The identity (scope "measure" or "search") of cfg with the dataset's hash: a flat
+-- table path -> value (unset keys absent).
+function M.of(cfg, dataset_hash, scope)
+  local id = { identity = M.VERSION, scope = scope, dataset_sha = dataset_hash }
+  for _, r in ipairs(schema.ROWS) do
+    if SCOPES[scope][r.identity] and not r.path:find("[]", 1, true) and r.type ~= "variant" then
+      id[r.path] = r.type == "list" and list_value(cfg, r, scope) or util.copy(value_at(cfg, r.path))
+    end
+  end
+  return id
+end
+
+-- The identity as 16 hex digits: the same config and dataset give the same text in
+-- every process (util.json sorts keys).
+function M.hash(cfg, dataset_hash, scope)
+  return knob.hash64(util.json(M.of(cfg, dataset_hash, scope)))
+end
+
+-- The identity recorded with a baseline (its config.json), or nil when an older
+-- knobengine recorded it (without the full identity).
 function M.recorded(conf)
-  if type(conf.identity) == "table" then return conf.identity end
-  local w = {}
-  for _, k in ipairs(WORKLOAD_KEYS) do w[k] = type(conf.workload) == "table" and conf.workload[k] or nil end
-  return { argv = conf.argv, env = conf.env, server = conf.server and { host = conf.server.host, port = conf.server.port },
-    workload = w }
+  local id = type(conf) == "table" and conf.identity
+  if type(id) == "table" and id.identity == M.VERSION then return id end
+  return nil
 end
 
 local function shown(v)
@@ -40,28 +72,33 @@ end
 
 local function clip(s) return #s > 120 and s:sub(1, 117) .. "..." or s end
 
--- What differs between the recorded identity and the current one, as short phrases;
--- parts an older baseline did not record are not compared.
+local function sorted_keys(a, b)
+  local set, out = {}, {}
+  for k in pairs(a) do set[k] = true end
+  for k in pairs(b) do set[k] = true end
+  for k in pairs(set) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+-- What differs between two identities, as short phrases ("workload.arrival.type:
+-- closed -> poisson"); a map (env) is compared entry by entry.
 function M.differences(old, new)
   local out = {}
-  local function cmp(name, a, b)
-    if a ~= nil and shown(a) ~= shown(b) then out[#out + 1] = clip(string.format("%s: %s -> %s", name, shown(a), shown(b))) end
+  for _, k in ipairs(sorted_keys(old, new)) do
+    local a, b = old[k], new[k]
+    if k == "dataset_sha" then
+      if a ~= b then out[#out + 1] = "the dataset's content" end
+    elseif k ~= "identity" and k ~= "scope" and schema.BY_PATH[k] and schema.BY_PATH[k].type == "map" then
+      for _, e in ipairs(sorted_keys(a or {}, b or {})) do
+        if shown((a or {})[e]) ~= shown((b or {})[e]) then
+          out[#out + 1] = clip(string.format("%s.%s: %s -> %s", k, e, shown((a or {})[e]), shown((b or {})[e])))
+        end
+      end
+    elseif k ~= "identity" and k ~= "scope" and shown(a) ~= shown(b) then
+      out[#out + 1] = clip(string.format("%s: %s -> %s", k, shown(a), shown(b)))
+    end
   end
-  cmp("server command", old.argv, new.argv)
-  local keys = {}
-  for k in pairs(old.env or {}) do keys[k] = true end
-  for k in pairs(new.env or {}) do keys[k] = true end
-  local sorted = {}
-  for k in pairs(keys) do sorted[#sorted + 1] = k end
-  table.sort(sorted)
-  if old.env then
-    for _, k in ipairs(sorted) do cmp("env " .. k, old.env[k] or "(unset)", new.env[k] or "(unset)") end
-  end
-  if old.server then cmp("server.host", old.server.host, new.server.host); cmp("server.port", old.server.port, new.server.port) end
-  for _, k in ipairs(WORKLOAD_KEYS) do
-    if old.workload then cmp("workload." .. k, old.workload[k], new.workload[k]) end
-  end
-  if old.dataset_sha and old.dataset_sha ~= new.dataset_sha then out[#out + 1] = "the dataset's content" end
   return out
 end
 

@@ -5,6 +5,7 @@
 local cjson = require("cjson")
 local knob = require("knob")
 local config = require("knobengine.config")
+local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local progress = require("knobengine.progress")
@@ -106,7 +107,7 @@ local function run_probes(ctx, mask, dir, next_level, on_probe)
       or string.format("concurrency %d", level.concurrency))
     return probe_replay(ctx, level, string.format("%s/requests-%02d.csv", dir, k))
   end
-  local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. config.mask_string(ctx.cfg, mask) })
+  local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. ctx.cfg.space:string(mask) })
   if not rec.ran then errors.run("the server did not serve the probes: %s", rec.error or "?") end
   return rec
 end
@@ -163,7 +164,7 @@ function M.capacity(ctx, mask, opts)
       end
       state.next = M.capacity_step(state, met)
     end)
-    local result = { knob_mask = config.mask_string(cfg, mask), max_rate = state.lo or cjson.null,
+    local result = { knob_mask = cfg.space:string(mask), max_rate = state.lo or cjson.null,
       bound = M.capacity_bound(state), failed_rate = state.hi or cjson.null,
       slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
     util.write_json(d.aside .. "/capacity.json", result)
@@ -182,7 +183,7 @@ local function template(ctx, level, m, id)
   local function dist(d) return { p50 = d.p50, p99 = d.p99, mean = d.mean } end
   return {
     experiment_id = id,
-    config = { model = ctx.cfg.workload.model, command = util.shell_join(config.resolve(ctx.cfg, ctx.mask).argv) },
+    config = { model = ctx.cfg.workload.model, command = util.shell_join(knobs.resolve(ctx.cfg, ctx.mask).argv) },
     workload = { type = level.rate and (level.arrival .. "_trace") or "closed_loop", rps = level.rate or cjson.null,
       concurrency = level.concurrency or cjson.null, dataset = ctx.cfg.workload.dataset },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
@@ -208,12 +209,12 @@ function M.sweep(ctx, mask, levels)
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
       out(level_row(level, m))
-      local id = string.format("%s-%s%s", config.mask_string(ctx.cfg, mask), by, level.rate or level.concurrency)
+      local id = string.format("%s-%s%s", ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
       util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id))
     end)
     local knee = M.knee(done)
     out(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
-    util.write_json(d.aside .. "/sweep.json", { knob_mask = config.mask_string(ctx.cfg, mask), by = by,
+    util.write_json(d.aside .. "/sweep.json", { knob_mask = ctx.cfg.space:string(mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config })
     require("knobengine.provenance").write(d.aside, ctx)

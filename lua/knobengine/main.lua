@@ -5,6 +5,7 @@ local cjson = require("cjson")
 local knob = require("knob")
 local args_ = require("knobengine.args")
 local config = require("knobengine.config")
+local knobs = require("knobengine.knobs")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
 local schedule = require("knobengine.schedule")
@@ -18,7 +19,7 @@ local function dry_run(ctx)
   local cfg = ctx.cfg
   local n = #cfg.knobs
   local function show(label, mask)
-    local r = config.resolve(cfg, mask)
+    local r = knobs.resolve(cfg, mask)
     io.stderr:write(string.format("%s (knob_mask %s):\n  argv: %s\n", label, r.mask_string, util.shell_join(r.argv)))
     local keys = {}
     for k in pairs(r.env) do keys[#keys + 1] = k end

@@ -5,7 +5,7 @@
 -- never leaves a half-written result behind.
 local cjson = require("cjson")
 local knob = require("knob")
-local config = require("knobengine.config")
+local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local History = require("knobengine.history")
@@ -67,7 +67,7 @@ local function profile(ctx, mask, dir, tag)
     local summary, phases = trace.empty(cfg, reason)
     return { ran = false, dir = dir, trace = summary, phases = phases, profile_error = reason, metrics = {} }
   end
-  progress.say("profiling the %s (mask %s) ...", tag, config.mask_string(cfg, mask))
+  progress.say("profiling the %s (mask %s) ...", tag, cfg.space:string(mask))
   local rec = trial.run(ctx, mask, { dir = dir, profile = true, session = session_name(tag), label = tag .. " under nsys" })
   local p = rec.profile or {}
   if p.note then say("%s", p.note) end
@@ -112,14 +112,14 @@ function M.baseline(ctx, rebaseline)
   local aside = string.format("%s/.baseline.tmp.%d", results, knob.getpid())
   knob.remove_tree(aside)
   return with_aside(aside, function()
-    progress.say("baseline: starting %s", util.shell_join(config.resolve(cfg, 0).argv))
+    progress.say("baseline: starting %s", util.shell_join(knobs.resolve(cfg, 0).argv))
     local rec = trial.run(ctx, 0, { dir = aside, label = "baseline" })
     local why = unusable_baseline(rec)
     if why then
       errors.run("baseline failed (%s); nothing was written to %s, see the server log above", why, final)
     end
     local conf = rec.config
-    conf.identity = identity.of(cfg, ctx.dataset_hash)
+    conf.identity = identity.of(cfg, ctx.dataset_hash, "measure")
     util.write_json(aside .. "/config.json", conf)
     util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
     write_profile(cfg, rec, profile(ctx, 0, aside, "baseline"), "baseline")
@@ -275,7 +275,7 @@ end
 
 function Source:job(index, mask, requests)
   local cfg = self.ctx.cfg
-  local mask_string = config.mask_string(cfg, mask)
+  local mask_string = cfg.space:string(mask)
   return { index = index, mask = mask, requests = requests,
     dir = string.format("%s/trials/%03d-%s", self.dirs.aside, index, mask_string),
     say = function(where)
@@ -287,7 +287,7 @@ end
 function Source:interrupted(j, err)
   local run = self.run
   pcall(run.history.mark_trial_interrupted, run.history, run.id, run.hash, j.index,
-    config.mask_string(self.ctx.cfg, j.mask), j.requests)
+    self.ctx.cfg.space:string(j.mask), j.requests)
   error(err, 0)
 end
 
@@ -439,7 +439,7 @@ local function finish_with_best(ctx, dirs, best, summary)
   summary.best_profiled = { ok = prof.ok or false, valid = prof.valid or false, error = prof.error or cjson.null,
     metrics = prof.metrics }
   util.write_json(dirs.aside .. "/summary.json", summary)
-  local resolved = config.resolve(cfg, best.mask)
+  local resolved = knobs.resolve(cfg, best.mask)
   util.write_json(dirs.aside .. "/best_config.json", record.best_config(best, resolved))
   util.write(dirs.aside .. "/best_command.sh", best_command(resolved), 493) -- 0755
   write_report(dirs)
@@ -520,7 +520,13 @@ end
 
 -- Refuses a baseline measured with another config: its numbers would not be comparable.
 function M.check_identity(ctx, baseline)
-  local diff = identity.differences(identity.recorded(baseline.config), identity.of(ctx.cfg, ctx.dataset_hash))
+  local recorded = identity.recorded(baseline.config)
+  if not recorded then
+    errors.usage("the baseline in %s was measured by an older knobengine, which did not record everything that "
+      .. "decides its numbers (the arrivals, the SLO, the dataset format); measure it again with --rebaseline (the "
+      .. "old one is kept), or use another --results", baseline.dir)
+  end
+  local diff = identity.differences(recorded, identity.of(ctx.cfg, ctx.dataset_hash, "measure"))
   if #diff > 0 then
     errors.usage("the baseline in %s was measured with another config (%s); measure it again with --rebaseline "
       .. "(the old one is kept), or use another --results", baseline.dir, table.concat(diff, "; "))

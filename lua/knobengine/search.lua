@@ -4,7 +4,7 @@
 -- Each evaluate records a trial (index, row on stdout, summary); the engine, not the
 -- strategy, picks the best afterwards. A strategy only ever gets copies (record.view):
 -- the records themselves live where the handle does not reach.
-local config = require("knobengine.config")
+local knobs = require("knobengine.knobs")
 local objective = require("knobengine.objective")
 local record = require("knobengine.record")
 local Space = require("knobengine.space")
@@ -34,7 +34,7 @@ function Search.new(ctx, records)
   local space = cfg.space
   if not space then -- a config made by hand (tests, benchmarks)
     local radices, names = {}, {}
-    for i, k in ipairs(cfg.knobs) do radices[i], names[i] = config.radix(k), k.name end
+    for i, k in ipairs(cfg.knobs) do radices[i], names[i] = knobs.radix(k), k.name end
     space = assert(Space.new(radices, names))
   end
   private[self] = { ctx = ctx, records = records or {}, space = space }

@@ -3,7 +3,7 @@
 -- client_metrics.json, trace files, logs.txt).
 local cjson = require("cjson")
 local knob = require("knob")
-local config = require("knobengine.config")
+local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
 local progress = require("knobengine.progress")
 local record = require("knobengine.record")
@@ -159,7 +159,7 @@ end
 -- (for progress lines). Returns the record (record.lua); raises only on interrupt.
 function M.run(ctx, mask, opts)
   local cfg = ctx.cfg
-  local resolved = config.resolve(cfg, mask)
+  local resolved = knobs.resolve(cfg, mask)
   util.mkdir(opts.dir)
   local requests = opts.requests or cfg.workload.request_count
   local spec = trial_spec(ctx, resolved, opts, requests)

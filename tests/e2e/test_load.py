@@ -47,9 +47,11 @@ class OpenLoop(Workspace):
         self.assertNotEqual([r["scheduled_ms"] for r in rows(os.path.join(other, "requests.csv"))], [r["scheduled_ms"] for r in reqs])
 
     def test_constant_rate_and_the_cap(self):
-        # 1000 requests/s against a server that needs ~20 ms each, at most 2 in flight:
+        # 1000 requests/s against a server that needs ~20 ms each (fixed latencies, so a
+        # busy machine cannot make it faster than the schedule), at most 2 in flight:
         # requests wait for a slot, and stderr says the client fell behind
         cfg = self.config({"type": "constant", "rate": 1000}, max_concurrency=2)
+        cfg["serve_cmd"] += ["--fixed-ttft-ms", "200", "--fixed-tpot-ms", "40"]  # x --time-scale 0.05
         r, base = self.baseline(cfg)
         sched = [float(x["scheduled_ms"]) for x in rows(os.path.join(base, "requests.csv"))]
         self.assertEqual(sched[:3], [0.0, 1.0, 2.0])
@@ -99,7 +101,12 @@ class Slo(Workspace):
         self.assertEqual(r.returncode, 0, r.stderr)
         # an SLO nobody meets, required: every trial invalid
         cfg["slo"] = {"ttft_ms": 0.001}
-        cfg["constraints"] = {"slo": True}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)  # the SLO decides the baseline's goodput too
+        self.assertIn("measured with another config (slo.e2e_ms: 100000 -> (unset); slo.ttft_ms: 10000 -> 0.001)", r.stderr)
+        self.assertEqual(self.run_engine("--config", "cfg.json", "--rebaseline").returncode, 0)
+        cfg["constraints"] = {"slo": True}  # a search key: the baseline still applies
         self.write_config(cfg)
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual(r.returncode, 1)

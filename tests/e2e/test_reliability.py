@@ -109,7 +109,7 @@ class BaselineIdentity(Base):
         c = json.loads(json.dumps(cfg))
         c["workload"]["max_new_tokens"] = 4
         c["serve_cmd"] += ["--enforce-eager"]
-        cases.append((c, None, ["workload.max_new_tokens: 8 -> 4", "server command: "]))
+        cases.append((c, None, ["workload.max_new_tokens: 8 -> 4", "serve_cmd: "]))
         cases.append((cfg, "data.jsonl", ["the dataset's content"]))
         for c, dataset, expect in cases:
             with self.subTest(expect[0]):
@@ -126,6 +126,49 @@ class BaselineIdentity(Base):
         r = self.run_engine("--config", "cfg.json", "--rebaseline")
         self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
         self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+
+
+    def test_open_loop_search_on_a_closed_loop_baseline_is_refused(self):
+        cfg = self.base_config()
+        self.baseline(cfg)
+        cfg["workload"]["arrival"] = {"type": "poisson", "rate": 500}
+        cfg["workload"]["max_concurrency"] = 8
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
+        self.assertIn("measured with another config (workload.arrival.rate: (unset) -> 500; workload.arrival.type: "
+                      "closed -> poisson; workload.max_concurrency: (unset) -> 8)", r.stderr)
+
+    def test_a_search_under_another_slo_is_not_resumed(self):
+        """An interrupted search under one SLO, then the same config under another SLO:
+        the second search measures every trial again (its trials are judged differently)."""
+        cfg = self.base_config(slo={"ttft_ms": 100})
+        self.baseline(cfg)
+        e = self.start_engine("--config", "cfg.json")
+        e.wait_for(r"^1,", "out")
+        e.signal(signal.SIGINT)
+        self.assertEqual(e.finish()[0], 130)
+        cfg["slo"]["ttft_ms"] = 5000
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("slo.ttft_ms: 100 -> 5000", r.stderr)
+        self.assertEqual(self.run_engine("--config", "cfg.json", "--rebaseline").returncode, 0)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("resuming", r.stderr)
+        self.assertEqual(load_json(self.path("results", "search", "latest", "summary.json"))["launches"], 4)
+
+    def test_a_baseline_of_an_older_knobengine_is_refused_clearly(self):
+        self.baseline()
+        conf = load_json(self.path("results", "baseline", "config.json"))
+        conf["identity"] = {"argv": conf["argv"], "env": conf["env"], "workload": {}}  # what 0.1 recorded
+        with open(self.path("results", "baseline", "config.json"), "w") as f:
+            json.dump(conf, f)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("was measured by an older knobengine, which did not record everything that decides its numbers",
+                      r.stderr)
 
 
 class FailingNsys(Base):

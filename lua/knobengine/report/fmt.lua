@@ -6,7 +6,7 @@
 --    highlight = {[row index] = true}}   cells are plain text
 --   {kind = "figure", plot = name, caption = ...}   a plot of report/plots.lua
 -- Renderers (markdown.lua, html.lua) escape the text; nothing here is markup.
-local config = require("knobengine.config")
+local knob_setting = require("knobengine.knobs")
 local util = require("knobengine.util")
 
 local M = {}
@@ -59,15 +59,15 @@ function M.knobs_on(mask, knobs)
   local on = {}
   for i = 1, #mask do
     local k, d = knobs[i] or {}, tonumber(mask:sub(i, i), 36)
-    local label = config.knob_label({ name = k.name or ("knob " .. i), values = k.values, unset = k.unset,
+    local label = knob_setting.label({ name = k.name or ("knob " .. i), values = k.values, unset = k.unset,
       on_value = k.on_value }, d or 0)
     if label then on[#on + 1] = label end
   end
   return #on == 0 and "none (all off)" or table.concat(on, " + ")
 end
 
--- A long name cut to n characters with an ellipsis (full names are in the CSV files).
--- name cut to n characters (not bytes: a character is never split), "..." marking a cut.
+-- A long name cut to n characters (not bytes: a character is never split), "..."
+-- marking the cut (full names are in the CSV files).
 function M.short(name, n)
   n = n or 70
   name = util.valid_utf8(name)
