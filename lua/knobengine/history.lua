@@ -74,6 +74,11 @@ function M.open(path)
     local check = db:rows("PRAGMA quick_check")
     if check[1] and check[1].quick_check ~= "ok" then error(check[1].quick_check, 0) end
     for _, sql in ipairs(SCHEMA) do db:exec(sql) end
+    -- runs of this version record their identity's version; an older knobengine's
+    -- (NULL) named fewer keys, so they are never resumed or replayed as this config's
+    local has = false
+    for _, c in ipairs(db:rows("PRAGMA table_info(runs)")) do has = has or c.name == "identity" end
+    if not has then db:exec("ALTER TABLE runs ADD COLUMN identity INTEGER") end
   end)
   if not ok then failed(path, why, errors.usage) end
   return self
@@ -84,6 +89,19 @@ local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
 -- The identity of a search (identity.lua): what decides each trial's result.
 function M.config_hash(cfg, dataset_hash)
   return require("knobengine.identity").hash(cfg, dataset_hash, "search")
+end
+
+-- An unfinished run of this strategy recorded by an older knobengine (its identity
+-- named fewer keys) is retired (status 'superseded'): a note saying it is not resumed,
+-- or nil when there is none.
+function M:retire_older_unfinished(strategy)
+  local old = self:rows([[SELECT id FROM runs WHERE strategy = ? AND identity IS NULL
+      AND status IN ('running', 'interrupted') ORDER BY id DESC LIMIT 1]], strategy)[1]
+  if not old then return nil end
+  self:exec("UPDATE runs SET status = 'superseded' WHERE identity IS NULL AND status IN ('running', 'interrupted')")
+  return string.format("the interrupted search (run %d) in %s was recorded by an older knobengine, whose "
+    .. "run identity left out keys that decide the results (arrivals, SLO); it is not resumed, this search starts "
+    .. "anew", old.id, self.path)
 end
 
 -- Starts a run, or resumes the latest unfinished one with the same hash and strategy.
@@ -106,8 +124,8 @@ function M:begin(config_hash, strategy)
       return last.id, done
     end
   end
-  self:exec("INSERT INTO runs (config_hash, strategy, started_utc, status) VALUES (?, ?, ?, 'running')",
-    config_hash, strategy, now_utc())
+  self:exec("INSERT INTO runs (config_hash, strategy, started_utc, status, identity) VALUES (?, ?, ?, 'running', ?)",
+    config_hash, strategy, now_utc(), require("knobengine.identity").VERSION)
   return self:rows("SELECT max(id) AS id FROM runs")[1].id, {}
 end
 

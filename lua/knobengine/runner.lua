@@ -555,9 +555,12 @@ end
 local function begin_run(ctx, baseline)
   local history = History.open(ctx.results .. "/history.sqlite")
   local hash = History.config_hash(ctx.cfg, ctx.dataset_hash)
+  local note = history:retire_older_unfinished(ctx.strategy_path)
   local id, replay = history:begin(hash, ctx.strategy_path)
   if #replay > 0 then
     say("resuming the interrupted search (run %d): reusing %d completed trial(s)", id, #replay)
+  elseif note then
+    say("%s", note)
   end
   -- where executor trials keep specs and logs: slurm jobs outlive a killed engine, so
   -- theirs are found again by run id; local ones go with the run's aside directory

@@ -159,6 +159,23 @@ class BaselineIdentity(Base):
         self.assertNotIn("resuming", r.stderr)
         self.assertEqual(load_json(self.path("results", "search", "latest", "summary.json"))["launches"], 4)
 
+    def test_an_interrupted_run_of_an_older_knobengine_is_said_and_not_resumed(self):
+        self.baseline()
+        e = self.start_engine("--config", "cfg.json")
+        e.wait_for(r"^1,", "out")
+        e.signal(signal.SIGINT)
+        self.assertEqual(e.finish()[0], 130)
+        db = sqlite3.connect(self.path("results", "history.sqlite"))
+        db.execute("UPDATE runs SET identity = NULL")  # as an older knobengine left it
+        db.commit()
+        db.close()
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the interrupted search (run 1) in results/history.sqlite was recorded by an older knobengine", r.stderr)
+        self.assertEqual(load_json(self.path("results", "search", "latest", "summary.json"))["launches"], 4)
+        r = self.run_engine("--config", "cfg.json")  # said once
+        self.assertNotIn("older knobengine", r.stderr)
+
     def test_a_baseline_of_an_older_knobengine_is_refused_clearly(self):
         self.baseline()
         conf = load_json(self.path("results", "baseline", "config.json"))
