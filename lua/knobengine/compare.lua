@@ -14,6 +14,7 @@ local cjson = require("cjson")
 local errors = require("knobengine.errors")
 local Landscape = require("knobengine.landscape")
 local objective = require("knobengine.objective")
+local record = require("knobengine.record")
 local Rng = require("knobengine.rng")
 local Search = require("knobengine.search")
 local strategies = require("knobengine.strategy")
@@ -71,8 +72,7 @@ local function find_sweep(cfg, history, hash)
       run = { run_id = row.id, run_dir = row.run_dir, truth = {}, count = 0 }
       runs[row.id], order[#order + 1] = run, run
     end
-    local rec = cjson.decode(row.record)
-    rec.mask = math.tointeger(rec.mask) -- JSON numbers come back as floats
+    local rec = record.decode(cjson.decode(row.record))
     if row.requests == cfg.workload.request_count and rec.kind == nil and rec.mask and cfg.space:contains(rec.mask) then
       if not run.truth[rec.mask] then run.count = run.count + 1 end
       run.truth[rec.mask] = rec
@@ -91,11 +91,7 @@ end
 -- A world of recorded measurements: the sweep's trials, their own durations.
 function M.recorded(cfg, history, hash)
   local sweep = find_sweep(cfg, history, hash)
-  local truth = {}
-  for mask, rec in pairs(sweep.truth) do
-    if rec.error == cjson.null then rec.error = nil end
-    truth[mask] = rec
-  end
+  local truth = sweep.truth
   local R = cfg.workload.request_count
   return {
     kind = "history", run_id = sweep.run_id, run_dir = sweep.run_dir, space = cfg.space, cfg = cfg,

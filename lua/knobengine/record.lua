@@ -51,7 +51,24 @@ function M.from_result(r, f)
   return rec
 end
 
--- What history.sqlite keeps of a record: enough to replay it into a resumed run.
+-- A capacity search run as a trial (search:capacity): its metrics are those of the
+-- probe at the highest rate that held, plus max_rate; invalid when it held at none.
+-- result: load.capacity's; f as for from_result.
+function M.capacity(result, f)
+  local at
+  for _, p in ipairs(result.probes) do
+    if p.slo_met and p.rate == result.max_rate then at = p end
+  end
+  local rec = M.from_result({ ok = #result.probes > 0, metrics = at and copy(at.metrics), timing = {},
+    error = not at and "the SLO held at no rate probed" or nil }, f)
+  rec.kind = "capacity"
+  rec.metrics.max_rate = result.max_rate
+  rec.valid = at ~= nil
+  return rec
+end
+
+-- What history.sqlite and a trial's result.json keep of a record: enough to replay it
+-- into a resumed run (M.decode reads it back).
 function M.stored(rec)
   return {
     trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, full = rec.full, requests = rec.requests,
@@ -61,10 +78,19 @@ function M.stored(rec)
   }
 end
 
--- A record back from its stored form (M.stored, decoded), marked resumed.
-function M.from_stored(s)
+-- A record back from its stored form (M.stored, after a JSON round trip: numbers
+-- come back as floats, nil as null). The one place those fix-ups are made.
+function M.decode(s)
   local rec = copy(s)
   if rec.error == cjson.null then rec.error = nil end
+  if rec.kind == cjson.null then rec.kind = nil end
+  rec.mask = math.tointeger(rec.mask)
+  return rec
+end
+
+-- A record replayed from history into a resumed run: decoded, marked resumed.
+function M.from_stored(s)
+  local rec = M.decode(s)
   rec.resumed = true
   return rec
 end
@@ -89,12 +115,13 @@ function M.client_metrics(rec)
   return cm
 end
 
--- What a strategy sees: a copy with the metrics at the top level, so a strategy can
--- read r.p50_latency_ms and can never change the engine's record.
+-- What a strategy and the objective see: a copy with the metrics at the top level, so
+-- a strategy can read r.p50_latency_ms and can never change the engine's record.
 function M.view(rec)
   local v = {
     trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, ok = rec.ok, valid = rec.valid,
     full = rec.full, requests = rec.requests, error = rec.error, error_rate = rec.error_rate,
+    repeats = copy(rec.repeats),
   }
   for k, x in pairs(rec.metrics) do
     if v[k] == nil then v[k] = copy(x) end

@@ -187,7 +187,7 @@ end
 
 -- Says on stderr when the best and the runner-up are closer than their noise.
 local function warn_if_within_noise(records, best, obj)
-  local runner, gap, noise = objective.within_noise(records, best, obj)
+  local runner, gap, noise = objective.within_noise(records, obj)
   if runner then
     say("the best (mask %s) and the runner-up (mask %s) differ by %.3f in %s, less than the spread "
       .. "of their repeats (%.3f): the choice follows the rules but is within noise", best.mask_string,
@@ -244,20 +244,10 @@ end
 local function capacity_trial(ctx, mask, opts)
   local started = knob.now()
   local result = require("knobengine.load").capacity(ctx, mask, { quiet = true, dir = opts.dir })
-  local at
-  for _, p in ipairs(result.probes) do
-    if p.slo_met and p.rate == result.max_rate then at = p end
-  end
-  local r = { ok = #result.probes > 0, metrics = at and at.metrics, timing = {} }
-  if not at then r.error = "the SLO held at no rate probed" end
-  local rec = record.from_result(r, {
+  return record.capacity(result, {
     mask = mask, mask_string = result.knob_mask, requests = opts.requests, full = true, config = result.config,
     dir = opts.dir, wall_s = knob.now() - started, max_error_rate = 1,
   })
-  rec.kind = "capacity"
-  rec.metrics.max_rate = result.max_rate
-  rec.valid = at ~= nil
-  return rec
 end
 
 local Source = {}

@@ -177,8 +177,7 @@ end
 function Search:better(a, b)
   if not b or not b.valid then return a.valid end
   if not a.valid then return false end
-  local function rec(r) return { trial = r.trial, metrics = r } end
-  return objective.better(rec(a), rec(b), private[self].ctx.cfg.objective)
+  return objective.better(a, b, private[self].ctx.cfg.objective)
 end
 
 function Search:mask_string(mask) return private[self].space:string(parse_mask(self, mask, "mask_string")) end

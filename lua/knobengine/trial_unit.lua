@@ -127,10 +127,7 @@ function M.collect(dir)
   if not text then return nil, "it left no " .. M.RESULT end
   local ok, s = pcall(cjson.decode, text)
   if not ok or type(s) ~= "table" then return nil, M.RESULT .. " is not a JSON object" end
-  local rec = record.from_stored(s)
-  rec.resumed = nil -- measured now, by another process
-  rec.mask = math.tointeger(rec.mask)
-  return rec
+  return record.decode(s) -- measured now, by another process: not a resumed trial
 end
 
 return M

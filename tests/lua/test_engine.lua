@@ -188,16 +188,16 @@ t.test("within_noise: best and runner-up closer than their repeats' spread", fun
     return r
   end
   local a, b, c = trial(0, 10.0, { 9.5, 10.0, 10.8 }), trial(1, 10.4, { 10.3, 10.4, 10.5 }), trial(2, 30, { 30, 30, 30 })
-  local runner, gap, noise = objective.within_noise({ a, b, c }, a, obj)
+  local runner, gap, noise = objective.within_noise({ a, b, c }, obj)
   t.eq(runner, b)
   t.ok(math.abs(gap - 0.4) < 1e-9 and math.abs(noise - 1.3) < 1e-9)
-  t.eq(objective.within_noise({ a, c }, a, obj), nil) -- 20 ms apart: clear
+  t.eq(objective.within_noise({ a, c }, obj), nil) -- 20 ms apart: clear
   local p, q = rec(0, 10, 1, 1), rec(1, 10.1, 1, 1)
-  t.eq(objective.within_noise({ p, q }, p, obj), nil) -- no repeats, no measured spread
+  t.eq(objective.within_noise({ p, q }, obj), nil) -- no repeats, no measured spread
   -- every request failed but max_error_rate is 1: the metrics are null, never a number
   local x, y = trial(0, cjson.null, { 1, 2 }), trial(1, cjson.null, { 1, 2 })
   t.eq(objective.choose({ x, y }, obj), x)
-  t.eq(objective.within_noise({ x, y }, x, obj), nil)
+  t.eq(objective.within_noise({ x, y }, obj), nil)
 end)
 
 t.test("record: one shape, copies for strategies, every metric in every view", function()
