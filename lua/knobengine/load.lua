@@ -7,8 +7,10 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
+local output = require("knobengine.output")
 local format = require("knobengine.format")
 local progress = require("knobengine.progress")
+local rundir = require("knobengine.rundir")
 local schedule = require("knobengine.schedule")
 local trial = require("knobengine.trial")
 local util = require("knobengine.util")
@@ -68,12 +70,6 @@ function M.knee(levels)
   return nil
 end
 
-local function out(line)
-  local ok, err = io.stdout:write(line, "\n")
-  if ok then ok, err = io.stdout:flush() end
-  if not ok then errors.output("cannot write the results to stdout (%s)", tostring(err)) end
-end
-
 local function flag(v)
   if util.is_null(v) then return "na" end
   return v and "1" or "0"
@@ -112,45 +108,17 @@ local function run_probes(ctx, mask, dir, next_level, on_probe)
   return rec
 end
 
--- A run directory under results/<kind>/: built aside, renamed at the end, latest link.
-local function dirs_of(results, kind)
-  local root = results .. "/" .. kind
-  util.mkdir(root)
-  local stamp = os.date("!%Y%m%dT%H%M%SZ")
-  local final, n = root .. "/" .. stamp, 1
-  while knob.exists(final) do n = n + 1; final = string.format("%s/%s-%d", root, stamp, n) end
-  local aside = string.format("%s/.%s.tmp.%d", root, kind, knob.getpid())
-  knob.remove_tree(aside)
-  util.mkdir(aside)
-  return { root = root, final = final, aside = aside }
-end
-
-local function publish(d)
-  local ok, err = os.rename(d.aside, d.final)
-  if not ok then errors.run("cannot move the results into place: %s", err) end
-  knob.symlink(d.final:match("[^/]+$"), d.root .. "/latest")
-end
-
-local function guarded(d, body)
-  local ok, result = xpcall(body, errors.handler)
-  if not ok then
-    knob.remove_tree(d.aside)
-    error(result, 0)
-  end
-  return result
-end
-
 -- The capacity search of one mask: rows as probes finish, then MAX_RATE; the
 -- capacity.json of every probe. Returns the result table.
 function M.capacity(ctx, mask, opts)
   local cfg = ctx.cfg
   if not cfg.slo then errors.usage("capacity needs an slo in the config (the SLO decides which rates hold)") end
   local quiet = opts and opts.quiet -- a strategy's capacity prints nothing on stdout
-  local d = opts and opts.dir and { aside = opts.dir } or dirs_of(ctx.results, "capacity")
+  local d = opts and opts.dir and { aside = opts.dir } or rundir.new(ctx.results, "capacity")
   util.mkdir(d.aside)
-  return guarded(d, function()
+  return rundir.guard(d, function()
     local state, probes = M.capacity_state(cfg.capacity, cfg.workload.request_count / config.MAX_PROBE_S), {}
-    if not quiet then out(M.CAPACITY_HEADER) end
+    if not quiet then output.line(M.CAPACITY_HEADER) end
     local function next_level(k)
       if k > 1 and not state.next then return nil end
       return { rate = state.next, arrival = cfg.capacity.arrival }
@@ -159,7 +127,7 @@ function M.capacity(ctx, mask, opts)
       local met = m.slo_met == true
       probes[#probes + 1] = { rate = level.rate, slo_met = met, metrics = m }
       if not quiet then
-        out(table.concat({ format.fixed(level.rate, 3), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p99),
+        output.line(table.concat({ format.fixed(level.rate, 3), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p99),
           format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s), format.ms(m.goodput), flag(m.slo_met) }, ","))
       end
       state.next = M.capacity_step(state, met)
@@ -170,20 +138,20 @@ function M.capacity(ctx, mask, opts)
     util.write_json(d.aside .. "/capacity.json", result)
     if not quiet then
       require("knobengine.provenance").write(d.aside, ctx)
-      out(string.format("MAX_RATE,knob_mask=%s,rate=%s,bound=%s", result.knob_mask, format.fixed(result.max_rate, 3),
+      output.line(string.format("MAX_RATE,knob_mask=%s,rate=%s,bound=%s", result.knob_mask, format.fixed(result.max_rate, 3),
         result.bound))
-      publish(d)
+      rundir.publish(d)
     end
     return result
   end)
 end
 
 -- The calibration template of one level (spec/calibration-plan.md, "Output Template").
-local function template(ctx, level, m, id)
+local function template(ctx, mask, level, m, id)
   local function dist(d) return { p50 = d.p50, p99 = d.p99, mean = d.mean } end
   return {
     experiment_id = id,
-    config = { model = ctx.cfg.workload.model, command = util.shell_join(knobs.resolve(ctx.cfg, ctx.mask).argv) },
+    config = { model = ctx.cfg.workload.model, command = util.shell_join(knobs.resolve(ctx.cfg, mask).argv) },
     workload = { type = level.rate and (level.arrival .. "_trace") or "closed_loop", rps = level.rate or cjson.null,
       concurrency = level.concurrency or cjson.null, dataset = ctx.cfg.workload.dataset },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
@@ -200,25 +168,24 @@ end
 
 -- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending).
 function M.sweep(ctx, mask, levels)
-  local d = dirs_of(ctx.results, "load-sweep")
-  ctx.mask = mask
+  local d = rundir.new(ctx.results, "load-sweep")
   local by = levels[1].rate and "rate" or "concurrency"
-  return guarded(d, function()
-    out(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
+  return rundir.guard(d, function()
+    output.line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
-      out(level_row(level, m))
+      output.line(level_row(level, m))
       local id = string.format("%s-%s%s", ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
-      util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id))
+      util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, mask, level, m, id))
     end)
     local knee = M.knee(done)
-    out(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
+    output.line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
     util.write_json(d.aside .. "/sweep.json", { knob_mask = ctx.cfg.space:string(mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config })
     require("knobengine.provenance").write(d.aside, ctx)
-    publish(d)
+    rundir.publish(d)
     return 0
   end)
 end

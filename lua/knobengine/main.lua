@@ -9,6 +9,7 @@ local knobs = require("knobengine.knobs")
 local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
 local schedule = require("knobengine.schedule")
+local rundir = require("knobengine.rundir")
 local strategy = require("knobengine.strategy")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
@@ -32,7 +33,7 @@ local function dry_run(ctx)
   local why = require("knobengine.trial").nsys_unavailable(cfg) or select(2, knob.nsys_check_importer(cfg.nsys.bin))
   io.stderr:write(why and string.format("nsys: %s; profiled launches will be skipped (trace metrics na)\n", why)
     or string.format("nsys: %s\n", util.which(cfg.nsys.bin)))
-  for i, slot in ipairs(require("knobengine.executor").slots(cfg) or {}) do
+  for i, slot in ipairs(ctx.slots or {}) do
     local env = {}
     for k, v in pairs(slot.env) do env[#env + 1] = k .. "=" .. util.shell_quote(v) end
     table.sort(env)
@@ -106,44 +107,6 @@ local function check_port(cfg, slots)
   end
 end
 
--- Where the runs that hold the results lock build their directories aside
--- ("<name>.<pid>"): what one killed before it could clean up leaves behind.
-local ASIDE = {
-  { "", "^%.baseline%.tmp%.(%d+)$" }, { "/search", "^%.run%.tmp%.(%d+)$" }, { "/capacity", "^%.capacity%.tmp%.(%d+)$" },
-  { "/load-sweep", "^%.load%-sweep%.tmp%.(%d+)$" },
-}
-
--- Removes what dead runs left aside. A baseline whose replacement was cut between its
--- two renames (--reprofile-baseline) is put back first.
-local function remove_asides(results)
-  for _, name in ipairs(knob.list_dir(results) or {}) do
-    if name:match("^baseline%.old%.%d+$") then
-      if not knob.exists(results .. "/baseline") then os.rename(results .. "/" .. name, results .. "/baseline")
-      else knob.remove_tree(results .. "/" .. name) end
-    end
-  end
-  for _, a in ipairs(ASIDE) do
-    local parent = results .. a[1]
-    for _, name in ipairs(knob.list_dir(parent) or {}) do
-      local pid = name:match(a[2])
-      if pid and tonumber(pid) ~= knob.getpid() then knob.remove_tree(parent .. "/" .. name) end
-    end
-  end
-end
-
--- One knobengine per results directory: an exclusive lock for the whole run, and the
--- aside directories of runs that died without cleaning up are removed.
-local function own_results(results)
-  util.mkdir(results)
-  local ok, why, holder = knob.lock_dir(results)
-  if not ok and why == "busy" then
-    errors.usage("--results %s is in use by another knobengine (PID %s); wait for it to finish or use another --results",
-      results, holder > 0 and tostring(holder) or "unknown")
-  end
-  if not ok then errors.usage("--results %s: %s", results, why) end
-  remove_asides(results)
-end
-
 -- summarize and kernels: the summary of one export, as JSON or as the kernel table.
 local function trace_command(command, path)
   if not knob.exists(path) then errors.usage("%s: '%s' not found", command, path) end
@@ -157,7 +120,9 @@ local function trace_command(command, path)
   return 0
 end
 
--- The config, its dataset and schedule, the strategy: what every command starts from.
+-- The run context: the config, its dataset and schedule, the strategy and the
+-- executor's slots (a search). What every command starts from; read-only once made
+-- (a key added later is an error), so no module hands state to another through it.
 local function context(opts)
   local cfg = config.load(opts.config)
   local w = cfg.workload
@@ -176,8 +141,10 @@ local function context(opts)
     ctx.strategy_path = strategy.path(opts.strategy)
     ctx.strategy = strategy.load(ctx.strategy_path)
     ctx.options = strategy.options(ctx.strategy, cfg.strategy_options, cfg)
+    -- the executor's slots, found once (a bad setting is exit 2 before anything runs)
+    ctx.slots = require("knobengine.executor").slots(cfg)
   end
-  return ctx
+  return setmetatable(ctx, { __newindex = function(_, k) error("the run context is read-only (" .. tostring(k) .. ")", 2) end })
 end
 
 -- Pre-flight, then this process owns the results directory. A second run on the same
@@ -186,11 +153,11 @@ end
 local function take_results(cfg, results, slots)
   preflight(cfg, results)
   if knob.is_dir(results) then
-    own_results(results)
+    rundir.own(results)
     check_port(cfg, slots)
   else
     check_port(cfg, slots)
-    own_results(results)
+    rundir.own(results)
   end
 end
 
@@ -266,13 +233,11 @@ local function run(argv)
   if opts.reprofile_baseline and not knob.is_dir(opts.results .. "/baseline") then
     errors.usage("--reprofile-baseline: %s/baseline does not exist (run without it first)", opts.results)
   end
-  -- the executor's slots, found once (a bad setting is exit 2 before anything runs)
-  ctx.slots = require("knobengine.executor").slots(ctx.cfg)
   take_results(ctx.cfg, opts.results, ctx.slots)
-  local runner = require("knobengine.runner")
-  if opts.reprofile_baseline then return runner.reprofile_baseline(ctx) end
-  if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return runner.baseline(ctx, opts.rebaseline) end
-  return runner.search(ctx)
+  local baseline = require("knobengine.baseline")
+  if opts.reprofile_baseline then return baseline.reprofile(ctx) end
+  if opts.rebaseline or not knob.is_dir(opts.results .. "/baseline") then return baseline.run(ctx, opts.rebaseline) end
+  return require("knobengine.runner").search(ctx)
 end
 
 -- Runs the command line; returns the exit code. Every error ends here: typed ones with
