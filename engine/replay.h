@@ -30,6 +30,8 @@
 #define KNOB_REPLAY_H
 #include <stddef.h>
 
+#include "metrics.h"
+
 #define KE_OUTPUT_FAILED (-3)
 
 /* The most of a response body the client holds (a non-streamed answer, parsed whole):
@@ -86,42 +88,7 @@ typedef struct {
   ke_slo slo;
 } ke_replay_opts;
 
-typedef struct { double p50, p95, p99, mean; } ke_dist;
-
-typedef struct {
-  int request_count, completed, failed;
-  double error_rate, duration_s;
-  ke_dist latency, ttft, tpot, itl; /* ms; itl.mean unused */
-  long long output_tokens, input_tokens;
-  double tokens_per_s, requests_per_s;
-  /* open loop: how late requests were sent (sent minus scheduled, ms; NaN when closed) */
-  double lateness_p50, lateness_p99, lateness_max;
-  int cap_hits;                 /* requests that found max_concurrency in flight */
-  /* streaming: how long data waited in the socket before the client read it (ms, from
-   * its arrival; NaN without streaming). Large values: the client could not keep up,
-   * and a chunk that waited until the next arrived is dated by the later one */
-  double read_lag_p50, read_lag_p99, read_lag_max;
-  /* SLO (NaN / -1 when no SLO): requests/s meeting it, their share (%), and whether
-   * it holds at its percentile; each metric's value at that percentile */
-  double goodput, slo_attainment;
-  int slo_met;
-  double slo_ttft, slo_tpot, slo_itl, slo_e2e;
-  /* completed requests whose usage.completion_tokens was not plausible: their output
-   * tokens are the ones counted without usage (content chunks); the first of them
-   * (in request order): the usage it reported, its chunks (-1: not streamed), bytes */
-  int token_mismatch;
-  double mismatch_usage;
-  long mismatch_chunks;
-  double mismatch_bytes;
-  char first_error[256]; /* cause of the first failed request, "" if none */
-} ke_metrics;
-
+/* The metrics (ke_metrics) are the table of metrics.h. */
 int ke_replay(const ke_replay_opts *opts, ke_metrics *out, char *err, size_t errlen);
-
-/* Combines repeats of one workload: counts and tokens are summed (error_rate is
- * failed / all requests), every latency, rate and duration is the median across
- * repeats (mean of the middle two for an even count); the SLO is met when it is met
- * in every repeat. */
-void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out);
 
 #endif

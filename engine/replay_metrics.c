@@ -1,5 +1,5 @@
-/* replay_metrics.c - see replay_rows.h: the metrics of a replay, its requests.csv, and
- * how repeats combine. */
+/* replay_metrics.c - see replay_rows.h: the metrics of a replay (the members of
+ * metrics.h) from its rows, and its requests.csv. How repeats combine is metrics.c. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,12 +18,13 @@ int ke_usage_plausible(double usage, long chunks, double bytes) {
   return usage <= fmax(KE_USAGE_TOKENS_PER_CHUNK * c, bytes) + KE_USAGE_SLACK;
 }
 
-static void dist_from(double *x, size_t n, ke_dist *d) {
+/* Sorts the samples and sets their percentiles and (when mean is not NULL) mean. */
+static void dist_from(double *x, size_t n, double *p50, double *p95, double *p99, double *mean) {
   ke_sort_doubles(x, n);
-  d->p50 = ke_percentile_sorted(x, n, 50);
-  d->p95 = ke_percentile_sorted(x, n, 95);
-  d->p99 = ke_percentile_sorted(x, n, 99);
-  d->mean = ke_mean(x, n);
+  *p50 = ke_percentile_sorted(x, n, 50);
+  *p95 = ke_percentile_sorted(x, n, 95);
+  *p99 = ke_percentile_sorted(x, n, 99);
+  if (mean) *mean = ke_mean(x, n);
 }
 
 /* The sample arrays of a phase: one value per completed request (tpot: those with more
@@ -141,10 +142,10 @@ int ke_replay_aggregate(const ke_replay_opts *o, const ke_request_row *rows, con
   for (size_t i = 0; i < ngaps; i++) s.itl[i] = gaps[i];
   out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
   out->duration_s = t1 - t0;
-  dist_from(s.lat, s.nl, &out->latency);
-  dist_from(s.ttft, s.nt, &out->ttft);
-  dist_from(s.tpot, s.np, &out->tpot);
-  dist_from(s.itl, ngaps, &out->itl);
+  dist_from(s.lat, s.nl, &out->latency_p50, &out->latency_p95, &out->latency_p99, &out->latency_mean);
+  dist_from(s.ttft, s.nt, &out->ttft_p50, &out->ttft_p95, &out->ttft_p99, &out->ttft_mean);
+  dist_from(s.tpot, s.np, &out->tpot_p50, &out->tpot_p95, &out->tpot_p99, &out->tpot_mean);
+  dist_from(s.itl, ngaps, &out->itl_p50, &out->itl_p95, &out->itl_p99, NULL);
   out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
   out->requests_per_s = out->duration_s > 0 ? out->completed / out->duration_s : NAN;
   ke_sort_doubles(s.late, s.nlate);
@@ -193,55 +194,4 @@ int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, dou
   if (!b.data) snprintf(err, errlen, "out of memory");
   kbuf_free(&b);
   return rc;
-}
-
-static double median_of(double *v, int n) {
-  ke_sort_doubles(v, (size_t)n);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void sum_counts(const ke_metrics *reps, int n, ke_metrics *out) {
-  out->slo_met = reps[0].slo_met;
-  for (int i = 0; i < n; i++) {
-    out->request_count += reps[i].request_count;
-    out->completed += reps[i].completed;
-    out->failed += reps[i].failed;
-    out->output_tokens += reps[i].output_tokens;
-    out->input_tokens += reps[i].input_tokens;
-    out->cap_hits += reps[i].cap_hits;
-    if (reps[i].token_mismatch && !out->token_mismatch) {
-      out->mismatch_usage = reps[i].mismatch_usage;
-      out->mismatch_chunks = reps[i].mismatch_chunks;
-      out->mismatch_bytes = reps[i].mismatch_bytes;
-    }
-    out->token_mismatch += reps[i].token_mismatch;
-    if (reps[i].slo_met == 0) out->slo_met = 0;
-    if (!out->first_error[0] && reps[i].first_error[0])
-      snprintf(out->first_error, sizeof out->first_error, "%s", reps[i].first_error);
-  }
-  out->error_rate = out->request_count ? (double)out->failed / out->request_count : NAN;
-}
-
-void ke_metrics_combine(const ke_metrics *reps, int n, ke_metrics *out) {
-  memset(out, 0, sizeof *out);
-  if (n <= 0) return;
-  double v[64];
-  if (n > 64) n = 64;
-  sum_counts(reps, n, out);
-#define MEDIAN(field)                                           \
-  do {                                                          \
-    for (int i = 0; i < n; i++) v[i] = reps[i].field;           \
-    out->field = median_of(v, n);                               \
-  } while (0)
-  MEDIAN(duration_s);
-  MEDIAN(latency.p50); MEDIAN(latency.p95); MEDIAN(latency.p99); MEDIAN(latency.mean);
-  MEDIAN(ttft.p50); MEDIAN(ttft.p95); MEDIAN(ttft.p99); MEDIAN(ttft.mean);
-  MEDIAN(tpot.p50); MEDIAN(tpot.p95); MEDIAN(tpot.p99); MEDIAN(tpot.mean);
-  MEDIAN(itl.p50); MEDIAN(itl.p95); MEDIAN(itl.p99);
-  MEDIAN(tokens_per_s); MEDIAN(requests_per_s);
-  MEDIAN(lateness_p50); MEDIAN(lateness_p99); MEDIAN(lateness_max);
-  MEDIAN(read_lag_p50); MEDIAN(read_lag_p99); MEDIAN(read_lag_max);
-  MEDIAN(goodput); MEDIAN(slo_attainment);
-  MEDIAN(slo_ttft); MEDIAN(slo_tpot); MEDIAN(slo_itl); MEDIAN(slo_e2e);
-#undef MEDIAN
 }

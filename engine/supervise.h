@@ -8,7 +8,12 @@
  *
  * Ownership: ke_spawn returns a ke_proc the caller frees with ke_proc_free (which stops
  * the process first if it still runs). Errors: 0 on success, -1 with a message in err;
- * KE_INTERRUPTED when a SIGINT/SIGTERM arrived while waiting. Nothing here exits. */
+ * KE_INTERRUPTED when a SIGINT/SIGTERM arrived while waiting. Nothing here exits, but
+ * for the second-signal handler (_exit(128 + signal)).
+ *
+ * Implemented by concern: supervise_signals.c (signals, the child registry),
+ * supervise_proc.c (processes), supervise_marker.c (trial markers), supervise_ports.c
+ * (ports); what they share is supervise_internal.h. */
 #ifndef KNOB_SUPERVISE_H
 #define KNOB_SUPERVISE_H
 #include <stddef.h>
@@ -17,6 +22,8 @@
 #define KE_INTERRUPTED (-2)
 
 typedef struct ke_proc ke_proc;
+
+/* ---- signals (supervise_signals.c) ---- */
 
 /* Installs SIGINT/SIGTERM/SIGHUP handlers: the first signal sets the interrupted flag
  * (long waits return KE_INTERRUPTED), the second kills every child group and exits
@@ -28,6 +35,8 @@ int ke_interrupted(void);
 int ke_sleep_interruptible(double seconds);
 /* Kills (SIGKILL) every live child process group; async-signal-safe. */
 void ke_kill_all_children(void);
+
+/* ---- processes (supervise_proc.c) ---- */
 
 /* env: "NAME=value" strings added to (or replacing in) the inherited environment. */
 int ke_spawn(const char *const *argv, const char *const *env, const char *log_path,
@@ -43,7 +52,6 @@ void ke_proc_describe_exit(const ke_proc *p, char *buf, size_t len);
 /* "<prefix>server <how it exited><suffix>; last log lines:\n<the log's last 5 lines>". */
 void ke_proc_describe_exit_with_log(const ke_proc *p, const char *prefix, const char *suffix, char *err,
                                     size_t errlen);
-int ke_proc_raw_status(const ke_proc *p);
 
 /* Runs a command to completion (no shell; env as for ke_spawn, or NULL; in directory
  * cwd, or NULL: ours), output appended to log_path; returns its exit status, or -1 (err set) when it could not
@@ -59,6 +67,8 @@ int ke_wait_ready(ke_proc *p, const char *url, double timeout_s, char *err, size
  * when SIGKILL was needed. */
 int ke_proc_stop(ke_proc *p, double timeout_s);
 void ke_proc_free(ke_proc *p);
+
+/* ---- trial markers (supervise_marker.c) ---- */
 
 /* Processes started for a trial carry a marker in their environment, the variable
  * KE_MARKER_NAME set to "<owner pid>-<n>"; the marker finds them even when they left
@@ -79,6 +89,8 @@ int ke_stop_marked(const char *marker, double timeout_s);
  * killed before it could stop them, e.g. a server under `nsys launch`, which
  * PR_SET_PDEATHSIG does not reach). Returns how many were killed. */
 int ke_reap_orphans(void);
+
+/* ---- ports (supervise_ports.c) ---- */
 
 /* 1 if something listens on host:port (it cannot be bound), 0 if free, -1 on a bad
  * host. */

@@ -8,7 +8,7 @@
  * serves connections and sleeps until the next engine step ends. Faults can be
  * injected for tests (--fail-start, --hang-start, --crash-after-requests,
  * --error-rate, --malformed-after-tokens, --stall-after-tokens, --ignore-sigterm).
- * See README "The simulated server". */
+ * See README "The simulated server (knobsim)". */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>

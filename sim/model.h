@@ -4,7 +4,7 @@
  * their KV reservation (prompt + max output tokens) fits the KV capacity, then spends
  * modelled time on prefill tokens and on one decode token per running sequence. The
  * step's duration is computed up front; the server sleeps (in poll) until it ends and
- * then emits the tokens. See README "Simulated server" for the latency table.
+ * then emits the tokens. See README "The simulated server (knobsim)" for the latency table.
  * Ownership: the model owns its sequences; the server creates them with
  * sim_seq_new, the model frees them after the server acknowledges completion.
  * Errors: none beyond allocation failure (NULL). */

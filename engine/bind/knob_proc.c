@@ -2,6 +2,7 @@
 #include <lauxlib.h>
 
 #include "knob.h"
+#include "lhelp.h"
 #include "supervise.h"
 
 #define PROC_MT "knob.proc"

@@ -11,14 +11,9 @@
 #include <string.h>
 
 #include "knob.h"
+#include "lhelp.h"
 #include "nsys.h"
 #include "trace.h"
-
-/* Sets key to null in the table on top. */
-static void set_null(lua_State *L, const char *key) {
-  lua_pushlightuserdata(L, NULL);
-  lua_setfield(L, -2, key);
-}
 
 /* Which fields an item list carries besides name, [style], [graph], total_ms. */
 enum { WITH_MEAN = 1, WITH_PERCENT = 2, WITH_RANGE = 4 };
@@ -47,17 +42,17 @@ static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const
 static void push_kernels(lua_State *L, const ke_trace_summary *s) {
   if (!s->has_kernels) {
     const char *keys[] = {"gpu_compute_ms", "kernel_ms", "kernel_count", "graph_trace_ms", "gpu_busy_ms"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) set_null(L, keys[i]);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) ke_set_null(L, keys[i]);
     lua_newtable(L);
     lua_setfield(L, -2, "top_kernels");
     return;
   }
   ke_set_num(L, "gpu_compute_ms", s->gpu_compute_ms);
   if (s->has_kernel_table) ke_set_num(L, "kernel_ms", s->kernel_ms);
-  else set_null(L, "kernel_ms");
+  else ke_set_null(L, "kernel_ms");
   ke_set_int(L, "kernel_count", s->kernel_count);
   if (s->has_graph_table) ke_set_num(L, "graph_trace_ms", s->graph_trace_ms);
-  else set_null(L, "graph_trace_ms");
+  else ke_set_null(L, "graph_trace_ms");
   ke_set_int(L, "graph_trace_count", s->graph_trace_count);
   lua_createtable(L, 0, (int)s->n_busy);
   for (size_t i = 0; i < s->n_busy; i++) {
@@ -85,17 +80,17 @@ static void push_memory(lua_State *L, const ke_trace_summary *s) {
     }
     lua_setfield(L, -2, "memcpy_by_kind");
   } else {
-    set_null(L, "memcpy_ms");
-    set_null(L, "memcpy_by_kind");
+    ke_set_null(L, "memcpy_ms");
+    ke_set_null(L, "memcpy_by_kind");
   }
   if (s->has_memset) {
     ke_set_num(L, "memset_ms", s->memset_ms);
     ke_set_int(L, "memset_bytes", s->memset_bytes);
     ke_set_int(L, "memset_count", s->memset_count);
   } else {
-    set_null(L, "memset_ms");
-    set_null(L, "memset_bytes");
-    set_null(L, "memset_count");
+    ke_set_null(L, "memset_ms");
+    ke_set_null(L, "memset_bytes");
+    ke_set_null(L, "memset_count");
   }
 }
 
@@ -106,9 +101,9 @@ static void push_osrt(lua_State *L, const ke_trace_summary *s) {
     ke_set_int(L, "osrt_calls", s->osrt_calls);
     push_items(L, s->osrt_top_waits, s->n_osrt_top_waits, "calls", 0);
   } else {
-    set_null(L, "osrt_wait_ms");
-    set_null(L, "osrt_total_ms");
-    set_null(L, "osrt_calls");
+    ke_set_null(L, "osrt_wait_ms");
+    ke_set_null(L, "osrt_total_ms");
+    ke_set_null(L, "osrt_calls");
     lua_newtable(L);
   }
   lua_setfield(L, -2, "osrt_top_waits");
@@ -119,7 +114,7 @@ static void push_nvtx(lua_State *L, const ke_trace_summary *s) {
     push_items(L, s->nvtx_ranges, s->n_nvtx_ranges, "count", WITH_MEAN | WITH_PERCENT);
     lua_setfield(L, -2, "nvtx_ranges");
   } else {
-    set_null(L, "nvtx_ranges");
+    ke_set_null(L, "nvtx_ranges");
   }
   lua_createtable(L, 0, (int)s->n_phases);
   for (size_t p = 0; p < s->n_phases; p++) {
@@ -144,8 +139,8 @@ static void push_cuda_api(lua_State *L, const ke_trace_summary *s) {
     ke_set_int(L, "cuda_api_calls", s->cuda_api_calls);
     push_items(L, s->cuda_api_top, s->n_cuda_api_top, "calls", WITH_MEAN | WITH_RANGE | WITH_PERCENT);
   } else {
-    set_null(L, "cuda_api_ms");
-    set_null(L, "cuda_api_calls");
+    ke_set_null(L, "cuda_api_ms");
+    ke_set_null(L, "cuda_api_calls");
     lua_newtable(L);
   }
   lua_setfield(L, -2, "cuda_api_top");
@@ -153,7 +148,7 @@ static void push_cuda_api(lua_State *L, const ke_trace_summary *s) {
 
 /* A count the export may not have: the number, or null for -1. */
 static void set_known(lua_State *L, const char *key, long long v) {
-  if (v < 0) set_null(L, key);
+  if (v < 0) ke_set_null(L, key);
   else ke_set_int(L, key, v);
 }
 
@@ -176,7 +171,7 @@ static void push_environment(lua_State *L, const ke_trace_summary *s) {
       snprintf(cc, sizeof cc, "%lld.%lld", g->compute_major, g->compute_minor);
       ke_set_str(L, "compute_capability", cc);
     } else {
-      set_null(L, "compute_capability");
+      ke_set_null(L, "compute_capability");
     }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }

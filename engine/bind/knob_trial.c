@@ -1,90 +1,74 @@
-/* knob_trial.c - knob.evaluate and knob.replay (see knob.h, docs/lua-api.md).
+/* knob_trial.c - knob.evaluate, knob.replay and knob.metric_names (see knob.h,
+ * docs/lua-api.md).
  *
  * Reads a trial spec table into ke_trial, runs it, and returns the result as a table.
- * push_metrics is the one place where the client metrics become Lua values: a new
- * metric is added there (and in ke_metrics), and every file and view the engine writes
- * picks it up. */
+ * The client metrics become Lua values by the metric table (metrics.h, push_metrics):
+ * a metric added there is in every file and view the engine writes. */
 #include <lauxlib.h>
 #include <math.h>
 #include <string.h>
 
 #include "evaluate.h"
 #include "knob.h"
+#include "lhelp.h"
+#include "metrics.h"
 #include "supervise.h"
 
-static void push_dist(lua_State *L, const char *key, const ke_dist *d, int with_mean) {
-  lua_createtable(L, 0, 4);
-  ke_set_num(L, "p50", d->p50);
-  ke_set_num(L, "p95", d->p95);
-  ke_set_num(L, "p99", d->p99);
-  if (with_mean) ke_set_num(L, "mean", d->mean);
-  lua_setfield(L, -2, key);
-}
-
-/* The SLO metrics: null when the workload had no SLO. */
-static void push_slo(lua_State *L, const ke_metrics *m) {
-  ke_set_num(L, "goodput", m->goodput);
-  ke_set_num(L, "slo_attainment_pct", m->slo_attainment);
-  if (m->slo_met < 0) {
-    lua_pushlightuserdata(L, NULL);
-    lua_setfield(L, -2, "slo_met");
-    lua_pushlightuserdata(L, NULL);
-    lua_setfield(L, -2, "slo_at_percentile");
-    return;
+/* One metric into the table on top, by its row's push rule (metrics.h). */
+static void push_value(lua_State *L, const ke_metrics *m, const ke_metric_desc *d) {
+  switch (d->push) {
+  case KE_PUSH_INT: ke_set_int(L, d->key, ke_metric_int(m, d)); break;
+  case KE_PUSH_NUM: ke_set_num(L, d->key, ke_metric_num(m, d)); break;
+  case KE_PUSH_MET:
+    if (ke_metric_int(m, d) < 0) ke_set_null(L, d->key);
+    else ke_set_bool(L, d->key, ke_metric_int(m, d) != 0);
+    break;
+  case KE_PUSH_COUNT:
+    if (ke_metric_int(m, d) >= 0) ke_set_int(L, d->key, ke_metric_int(m, d));
+    break;
+  case KE_PUSH_WHOLE: ke_set_int(L, d->key, ke_metric_int(m, d)); break;
+  case KE_PUSH_NONE: break;
   }
-  ke_set_bool(L, "slo_met", m->slo_met);
-  lua_createtable(L, 0, 4);
-  ke_set_num(L, "ttft_ms", m->slo_ttft);
-  ke_set_num(L, "tpot_ms", m->slo_tpot);
-  ke_set_num(L, "itl_ms", m->slo_itl);
-  ke_set_num(L, "e2e_ms", m->slo_e2e);
-  lua_setfield(L, -2, "slo_at_percentile");
 }
 
-/* token_mismatch, and with one or more, token_mismatch_example: the first such
- * request's usage, chunks (absent when not streamed) and bytes of generated text. */
-static void push_mismatch(lua_State *L, const ke_metrics *m) {
-  ke_set_int(L, "token_mismatch", m->token_mismatch);
-  if (m->token_mismatch <= 0) return;
-  lua_createtable(L, 0, 3);
-  ke_set_num(L, "usage", m->mismatch_usage);
-  if (m->mismatch_chunks >= 0) ke_set_int(L, "chunks", m->mismatch_chunks);
-  ke_set_int(L, "bytes", (long long)m->mismatch_bytes);
-  lua_setfield(L, -2, "token_mismatch_example");
+/* The rows from row i on that share its group, as that group's sub-table (or null, or
+ * nothing, when the group is not shown); returns the row after them. */
+static size_t push_group(lua_State *L, const ke_metrics *m, size_t i) {
+  ke_metric_group g = ke_metric_table[i].group;
+  size_t end = i;
+  while (end < ke_metric_count && ke_metric_table[end].group == g) end++;
+  const ke_metric_group_desc *gd = &ke_metric_groups[g];
+  if (gd->shown == KE_SHOWN_WITH_SLO && m->slo_met < 0) {
+    ke_set_null(L, gd->key);
+    return end;
+  }
+  if (gd->shown == KE_SHOWN_WITH_MISMATCH && m->token_mismatch <= 0) return end;
+  lua_createtable(L, 0, (int)(end - i));
+  for (; i < end; i++) push_value(L, m, &ke_metric_table[i]);
+  lua_setfield(L, -2, gd->key);
+  return end;
 }
 
-/* The client metrics of a replay (the Result of docs/files.md) as a new table. */
+/* The client metrics of a replay (docs/files.md "Result") as a new table: the rows of
+ * metrics.h in order, each group a sub-table. */
 static void push_metrics(lua_State *L, const ke_metrics *m) {
   lua_createtable(L, 0, 16);
-  ke_set_int(L, "request_count", m->request_count);
-  ke_set_int(L, "completed", m->completed);
-  ke_set_int(L, "failed", m->failed);
-  ke_set_num(L, "error_rate", m->error_rate);
-  ke_set_num(L, "duration_s", m->duration_s);
-  ke_set_num(L, "p50_latency_ms", m->latency.p50);
-  ke_set_num(L, "p95_latency_ms", m->latency.p95);
-  ke_set_num(L, "p99_latency_ms", m->latency.p99);
-  ke_set_num(L, "mean_latency_ms", m->latency.mean);
-  push_dist(L, "ttft_ms", &m->ttft, 1);
-  push_dist(L, "tpot_ms", &m->tpot, 1);
-  push_dist(L, "itl_ms", &m->itl, 0);
-  ke_set_int(L, "output_tokens", m->output_tokens);
-  ke_set_int(L, "input_tokens", m->input_tokens);
-  ke_set_num(L, "tokens_per_s", m->tokens_per_s);
-  ke_set_num(L, "requests_per_s", m->requests_per_s);
-  lua_createtable(L, 0, 3);
-  ke_set_num(L, "p50", m->lateness_p50);
-  ke_set_num(L, "p99", m->lateness_p99);
-  ke_set_num(L, "max", m->lateness_max);
-  lua_setfield(L, -2, "send_lateness_ms");
-  lua_createtable(L, 0, 3);
-  ke_set_num(L, "p50", m->read_lag_p50);
-  ke_set_num(L, "p99", m->read_lag_p99);
-  ke_set_num(L, "max", m->read_lag_max);
-  lua_setfield(L, -2, "read_lag_ms");
-  ke_set_int(L, "concurrency_cap_hits", m->cap_hits);
-  push_mismatch(L, m);
-  push_slo(L, m);
+  for (size_t i = 0; i < ke_metric_count;) {
+    if (ke_metric_table[i].group == KE_GROUP_TOP) push_value(L, m, &ke_metric_table[i++]);
+    else i = push_group(L, m, i);
+  }
+}
+
+/* knob.metric_names(): the metrics that can be an objective, in table order. */
+static int l_metric_names(lua_State *L) {
+  lua_createtable(L, 16, 0);
+  lua_Integer n = 0;
+  for (size_t i = 0; i < ke_metric_count; i++) {
+    if (!ke_metric_table[i].objective) continue;
+    lua_pushstring(L, ke_metric_table[i].key);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
 }
 
 /* t.schedule: the send time of each measured request (s after the phase began),
@@ -367,4 +351,6 @@ void ke_bind_trial(lua_State *L, int t) {
   lua_setfield(L, t, "evaluate");
   lua_pushcfunction(L, l_replay);
   lua_setfield(L, t, "replay");
+  lua_pushcfunction(L, l_metric_names);
+  lua_setfield(L, t, "metric_names");
 }

@@ -49,7 +49,7 @@ end
 -- Writes the profiled run's files and profiling_overhead.json beside the unprofiled
 -- metrics; says so when nsys slowed the server by more than 25%.
 function M.write(cfg, plain, prof, tag)
-  trial.write_profile(prof, cfg)
+  trial.write_profile(prof)
   local o = trial.overhead(cfg, plain, prof)
   util.write_json(prof.dir .. "/profiling_overhead.json", o)
   if type(o.overhead_percent) == "number" and o.overhead_percent > 25 then

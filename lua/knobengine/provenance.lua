@@ -4,7 +4,7 @@
 -- output lengths of the requests sent). Written into baseline/ and every run directory.
 local cjson = require("cjson")
 local knob = require("knob")
-local History = require("knobengine.history")
+local identity = require("knobengine.identity")
 local util = require("knobengine.util")
 
 local M = {}
@@ -69,7 +69,7 @@ function M.environment(ctx)
     versions = { knobengine = knob.version, lua = si.lua, libcurl = si.libcurl, sqlite = si.sqlite },
     -- the nsys that profiles (its version is in each trace_summary.json: nsys_version)
     nsys = util.which(ctx.cfg.nsys.bin) or cjson.null,
-    config = { path = ctx.cfg.path, hash = History.config_hash(ctx.cfg, ctx.dataset_hash) },
+    config = { path = ctx.cfg.path, hash = identity.hash(ctx.cfg, ctx.dataset_hash, "search") },
   }
 end
 

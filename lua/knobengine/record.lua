@@ -10,7 +10,7 @@
 --                constraints.slo)
 --   error        why it failed or is invalid, or nil
 --   error_rate   1.0 when the workload never ran
---   metrics      the client metrics exactly as knob.evaluate returns them (README
+--   metrics      the client metrics exactly as knob.evaluate returns them (docs/files.md
 --                "Result"); every view copies them whole, so a metric added in C
 --                appears everywhere without a change here
 --   repeats      each repeat's metrics when workload.repeats > 1, else nil

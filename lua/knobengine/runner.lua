@@ -9,6 +9,7 @@ local baseline_of = require("knobengine.baseline")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local History = require("knobengine.history")
+local identity = require("knobengine.identity")
 local knobs = require("knobengine.knobs")
 local objective = require("knobengine.objective")
 local output = require("knobengine.output")
@@ -197,7 +198,7 @@ end
 -- Opens history and starts (or resumes) this search's run there.
 local function begin_run(ctx, baseline)
   local history = History.open(ctx.results .. "/history.sqlite")
-  local hash = History.config_hash(ctx.cfg, ctx.dataset_hash)
+  local hash = identity.hash(ctx.cfg, ctx.dataset_hash, "search")
   local note = history:retire_older_unfinished(ctx.strategy_path)
   local id, replay = history:begin(hash, ctx.strategy_path)
   if #replay > 0 then

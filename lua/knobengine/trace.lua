@@ -31,14 +31,20 @@ function M.read(path, phases, kernel_names, top_kernels)
   return s
 end
 
--- Summarizes a trial's export: summary (without phases), phases. Never raises: a
+M.TOP_KERNELS = 5 -- kernels in a trace summary (kernels.csv has every one)
+
+-- Summarizes a trial's export, read once: summary (without phases, its top kernels
+-- only), phases, and the whole read (every kernel: the tables' source). Never raises: a
 -- trace that cannot be read gives the empty summary with the reason.
 function M.summarize(cfg, sqlite_path)
-  local summary, err = M.read(sqlite_path, cfg.nsys.phases, cfg.nsys.kernel_names)
-  if not summary then return M.empty(cfg, err) end
+  local all, err = M.read(sqlite_path, cfg.nsys.phases, cfg.nsys.kernel_names, "all")
+  if not all then return M.empty(cfg, err) end
+  local summary = {}
+  for k, v in pairs(all) do summary[k] = v end
+  summary.top_kernels = util.array({ table.unpack(all.top_kernels, 1, math.min(#all.top_kernels, M.TOP_KERNELS)) })
   local phases = summary.nvtx_phases
   summary.nvtx_phases = nil
-  return summary, phases
+  return summary, phases, all
 end
 
 -- ---- the text of `knobengine summarize`: fixed key order, numbers as %.6f ----

@@ -155,15 +155,15 @@ function M.warn_if_miscounted(label, m)
 end
 
 -- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
--- no_profile_reason (why nsys cannot run), session (unique nsys session name), label
--- (for progress lines). Returns the record (record.lua); raises only on interrupt.
+-- session (unique nsys session name), label (for progress lines). Returns the record
+-- (record.lua); raises only on interrupt.
 function M.run(ctx, mask, opts)
   local cfg = ctx.cfg
   local resolved = knobs.resolve(cfg, mask)
   util.mkdir(opts.dir)
   local requests = opts.requests or cfg.workload.request_count
   local spec = trial_spec(ctx, resolved, opts, requests)
-  local profile = opts.profile and not opts.no_profile_reason
+  local profile = opts.profile
   if profile then
     spec.nsys = nsys_spec(cfg, opts)
     util.mkdir(spec.nsys.tmp_dir)
@@ -193,10 +193,10 @@ function M.run(ctx, mask, opts)
   if opts.profile then
     local p = r.profile or {}
     if p.ok then
-      rec.trace, rec.phases = trace.summarize(cfg, p.sqlite_path)
+      rec.trace, rec.phases, rec.trace_tables = trace.summarize(cfg, p.sqlite_path)
     else
       -- why there is no report: nsys said so, or the profiled server never ran
-      rec.profile_error = opts.no_profile_reason or p.error or rec.error or "profiling failed"
+      rec.profile_error = p.error or rec.error or "profiling failed"
       rec.trace, rec.phases = trace.empty(cfg, rec.profile_error)
     end
     rec.profile = r.profile -- note, partial, size_limited, capture_bytes, rep_path, sqlite_path
@@ -207,21 +207,18 @@ end
 -- Writes what a profiled run adds to its directory: the client metrics measured under
 -- nsys (profiled_client_metrics.json, never used for a comparison) and the trace
 -- summary files.
-function M.write_profile(rec, cfg)
+function M.write_profile(rec)
   local d = rec.dir
   if rec.ran then util.write_json(d .. "/profiled_client_metrics.json", record.client_metrics(rec)) end
   util.write_json(d .. "/trace_summary.json", rec.trace)
   util.write_json(d .. "/nvtx_phases.json", rec.phases)
-  if rec.trace.ok then M.write_tables(d, cfg) end
-end
-
--- kernels.csv (every kernel) and nvtx.csv (every NVTX range) of the export in dir.
-function M.write_tables(d, cfg)
-  local all = trace.read(d .. "/trace.sqlite", cfg.nsys.phases, cfg.nsys.kernel_names, "all")
-  if not all then return end
-  local tables = require("knobengine.tables")
-  util.write(d .. "/kernels.csv", tables.kernels_csv(all))
-  util.write(d .. "/nvtx.csv", tables.nvtx_csv(all))
+  -- kernels.csv (every kernel) and nvtx.csv (every NVTX range), from the same read
+  local all = rec.trace_tables
+  if rec.trace.ok and all then
+    local tables = require("knobengine.tables")
+    util.write(d .. "/kernels.csv", tables.kernels_csv(all))
+    util.write(d .. "/nvtx.csv", tables.nvtx_csv(all))
+  end
 end
 
 local function file_size(path)

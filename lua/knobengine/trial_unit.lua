@@ -11,7 +11,7 @@
 local cjson = require("cjson")
 local knob = require("knob")
 local errors = require("knobengine.errors")
-local History = require("knobengine.history")
+local identity = require("knobengine.identity")
 local record = require("knobengine.record")
 local trial = require("knobengine.trial")
 local util = require("knobengine.util")
@@ -45,7 +45,7 @@ end
 function M.spec(ctx, job, slot)
   return {
     config = knob.realpath(ctx.cfg.path) or ctx.cfg.path,
-    config_hash = History.config_hash(ctx.cfg, ctx.dataset_hash),
+    config_hash = identity.hash(ctx.cfg, ctx.dataset_hash, "search"),
     mask = ctx.cfg.space:string(job.mask),
     requests = job.requests,
     port = slot.port,
@@ -95,7 +95,7 @@ function M.run(opts, context)
   check_out(opts.out, spec)
   local ctx = context(spec.config)
   local cfg = ctx.cfg
-  if History.config_hash(cfg, ctx.dataset_hash) ~= spec.config_hash then
+  if identity.hash(cfg, ctx.dataset_hash, "search") ~= spec.config_hash then
     errors.usage("trial --spec %s: %s or its dataset changed since the spec was written", opts.spec, spec.config)
   end
   local mask, why = cfg.space:parse(spec.mask)

@@ -1,5 +1,5 @@
-/* Unit tests for the C core: JSON reader, SSE parser, statistics, file helpers,
- * supervision, port checks and socket receive timestamps. Linked with the core
+/* Unit tests for the C core: JSON reader, SSE parser, statistics, the metric table,
+ * file helpers, supervision, port checks and socket receive timestamps. Linked with the core
  * library alone (no Lua). Waits poll for the event with a deadline. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "fsutil.h"
 #include "json.h"
+#include "metrics.h"
 #include "replay.h"
 #include "rxtime.h"
 #include "sha256.h"
@@ -137,6 +138,135 @@ static void test_usage_plausible(void) {
   CHECK(ke_usage_plausible(0, 16, 16));
   CHECK(!ke_usage_plausible(-1, 4, 20) && !ke_usage_plausible(2.5, 4, 20) && !ke_usage_plausible(1e300, 4, 1e300));
   CHECK(ke_usage_plausible(30, 0, 14) && !ke_usage_plausible(31, 0, 14)); /* not streamed: the text alone */
+}
+
+/* The metric table (metrics.h): each row's type fits its combine and push rules, groups
+ * are consecutive, keys are unique, objectives are top-level numbers. */
+static int combine_fits(const ke_metric_desc *d) {
+  switch (d->combine) {
+  case KE_COMBINE_SUM: return d->type != KE_TYPE_TEXT;
+  case KE_COMBINE_MEDIAN: case KE_COMBINE_FAILED_SHARE: return d->type == KE_TYPE_NUM;
+  case KE_COMBINE_ALL_MET: return d->type == KE_TYPE_INT;
+  case KE_COMBINE_FIRST_MISMATCH: return d->type != KE_TYPE_TEXT;
+  case KE_COMBINE_FIRST_TEXT: return d->type == KE_TYPE_TEXT;
+  }
+  return 0;
+}
+
+static int push_fits(const ke_metric_desc *d) {
+  int integer = d->type == KE_TYPE_INT || d->type == KE_TYPE_I64 || d->type == KE_TYPE_LONG;
+  switch (d->push) {
+  case KE_PUSH_INT: case KE_PUSH_COUNT: return integer;
+  case KE_PUSH_NUM: case KE_PUSH_WHOLE: return d->type == KE_TYPE_NUM;
+  case KE_PUSH_MET: return d->type == KE_TYPE_INT;
+  case KE_PUSH_NONE: return 1;
+  }
+  return 0;
+}
+
+static void test_metric_table_shape(void) {
+  int group_seen[KE_GROUP_COUNT] = {0};
+  char objectives[512] = "";
+  for (size_t i = 0; i < ke_metric_count; i++) {
+    const ke_metric_desc *d = &ke_metric_table[i];
+    if (!combine_fits(d) || !push_fits(d)) fprintf(stderr, "metric %s: its type does not fit its rules\n", d->member);
+    CHECK(combine_fits(d) && push_fits(d));
+    CHECK(d->key && d->key[0] && d->group >= 0 && d->group < KE_GROUP_COUNT);
+    /* a group's rows are consecutive: one seen before must be the previous row's */
+    if (d->group != KE_GROUP_TOP && group_seen[d->group]) CHECK(ke_metric_table[i - 1].group == d->group);
+    group_seen[d->group] = 1;
+    for (size_t j = 0; j < i; j++)
+      if (ke_metric_table[j].group == d->group) CHECK(strcmp(ke_metric_table[j].key, d->key) != 0);
+    if (d->objective) {
+      CHECK(d->group == KE_GROUP_TOP && d->push == KE_PUSH_NUM);
+      snprintf(objectives + strlen(objectives), sizeof objectives - strlen(objectives), "%s ", d->key);
+    }
+    if (i > 0) CHECK(d->offset > ke_metric_table[i - 1].offset); /* the struct follows the table */
+  }
+  CHECK(ke_metric_groups[KE_GROUP_TOP].key == NULL);
+  for (int g = 1; g < KE_GROUP_COUNT; g++) {
+    CHECK(ke_metric_groups[g].key != NULL && group_seen[g]);
+    for (size_t j = 0; j < ke_metric_count; j++) /* a group's key is no metric's */
+      if (ke_metric_table[j].group == KE_GROUP_TOP) CHECK(strcmp(ke_metric_table[j].key, ke_metric_groups[g].key) != 0);
+  }
+  CHECK_STR(objectives, "error_rate p50_latency_ms p95_latency_ms p99_latency_ms mean_latency_ms tokens_per_s "
+                        "requests_per_s goodput slo_attainment_pct ");
+}
+
+/* Three repeats with distinct values in every metric (30, 10, 20 plus the row number),
+ * token_mismatch 0, 2, 5 and slo_met as given; first_error "", "second", "third". */
+static void fill_repeats(ke_metrics *reps, int n, const int *slo_met) {
+  static const double base[3] = {30, 10, 20};
+  memset(reps, 0, sizeof *reps * (size_t)n);
+  for (int k = 0; k < n; k++) {
+    for (size_t i = 0; i < ke_metric_count; i++) ke_metric_set(&reps[k], &ke_metric_table[i], base[k] + (double)i);
+    reps[k].token_mismatch = (int[]){0, 2, 5}[k];
+    reps[k].slo_met = slo_met[k];
+    snprintf(reps[k].first_error, sizeof reps[k].first_error, "%s", (const char *[]){"", "second", "third"}[k]);
+  }
+}
+
+/* What a row's rule gives for the repeats, worked out here independently. */
+static double expected_combine(const ke_metrics *reps, int n, const ke_metric_desc *d) {
+  double v[3], sum = 0;
+  for (int k = 0; k < n; k++) sum += (v[k] = ke_metric_num(&reps[k], d));
+  switch (d->combine) {
+  case KE_COMBINE_SUM: return sum;
+  case KE_COMBINE_MEDIAN:
+    ke_sort_doubles(v, (size_t)n);
+    return n == 3 ? v[1] : (v[0] + v[1]) / 2;
+  case KE_COMBINE_FAILED_SHARE: {
+    double failed = 0, all = 0;
+    for (int k = 0; k < n; k++) failed += reps[k].failed, all += reps[k].request_count;
+    return failed / all;
+  }
+  case KE_COMBINE_ALL_MET: {
+    double met = v[0];
+    for (int k = 0; k < n; k++) met = v[k] == 0 ? 0 : met;
+    return met;
+  }
+  case KE_COMBINE_FIRST_MISMATCH:
+    for (int k = 0; k < n; k++)
+      if (reps[k].token_mismatch) return v[k];
+    return 0;
+  case KE_COMBINE_FIRST_TEXT: return NAN; /* checked as text */
+  }
+  CHECK(!"a combine rule without a test");
+  return NAN;
+}
+
+static void check_combine(int n, const int *slo_met) {
+  ke_metrics reps[3], out;
+  fill_repeats(reps, n, slo_met);
+  ke_metrics_combine(reps, n, &out);
+  for (size_t i = 0; i < ke_metric_count; i++) {
+    const ke_metric_desc *d = &ke_metric_table[i];
+    if (d->combine == KE_COMBINE_FIRST_TEXT) {
+      CHECK_STR(ke_metric_str(&out, d), "second");
+      continue;
+    }
+    double want = expected_combine(reps, n, d), got = ke_metric_num(&out, d);
+    if (!(fabs(got - want) < 1e-9)) fprintf(stderr, "metric %s over %d repeats: %g, not %g\n", d->member, n, got, want);
+    CHECK_NEAR(got, want, 1e-9);
+  }
+}
+
+/* Every metric combines over repeats by its rule: medians are the middle repeat (the
+ * mean of two), counts sum, the token-mismatch example is the second repeat's, the SLO
+ * holds only when it held in every repeat. */
+static void test_metric_combine(void) {
+  check_combine(3, (int[]){1, 1, 1});
+  check_combine(3, (int[]){1, 0, 1});
+  check_combine(3, (int[]){-1, -1, -1});
+  check_combine(2, (int[]){1, 1, 1});
+  ke_metrics reps[3], out;
+  fill_repeats(reps, 3, (int[]){1, 0, 1});
+  ke_metrics_combine(reps, 3, &out);
+  CHECK(out.request_count == 30 + 10 + 20 + 3 * 0 && out.slo_met == 0);
+  CHECK(out.mismatch_chunks == reps[1].mismatch_chunks && out.token_mismatch == 7);
+  CHECK_NEAR(out.latency_p50, reps[2].latency_p50, 0);
+  ke_metrics_combine(reps, 0, &out);
+  CHECK(out.request_count == 0 && out.first_error[0] == '\0');
 }
 
 static void test_sse(void) {
@@ -423,6 +553,8 @@ int main(void) {
   test_sse();
   test_usage_plausible();
   test_stats();
+  test_metric_table_shape();
+  test_metric_combine();
   test_fs();
   test_supervise();
   test_ports();

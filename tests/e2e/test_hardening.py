@@ -170,10 +170,10 @@ class Hardening(Workspace):
         """The hash the engine writes into a trial spec for cfg.json."""
         script = self.write("hash.lua", "\n".join([
             'local config = require("knobengine.config")',
-            'local History = require("knobengine.history")',
+            'local identity = require("knobengine.identity")',
             'local cfg = config.load(arg[1])',
             'local d = require("knobengine.dataset").load(cfg.workload, cfg.workload.request_count)',
-            'io.write(History.config_hash(cfg, d.hash))']))
+            'io.write(identity.hash(cfg, d.hash, "search"))']))
         return subprocess.run([LUA_HOST, script, self.path("cfg.json")], capture_output=True, text=True,
                               check=True, cwd=self.dir).stdout
 
