@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """knobengine benchmarks, each measured side by side in one run. Prints a table; not a
-test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row trace).
+test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] [--only NAME] (--big adds a
+10M-row trace; --only runs one section: client, timing, summarize, overhead, memory,
+scale, scale_out, report).
 
 1. replay client vs wrk: requests/s against knobsim with zero modelled latency
 2. client timing error: knobsim with fixed TTFT 20 ms / TPOT 10 ms, measured p50s
@@ -12,6 +14,8 @@ test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] (--big adds a 10M-row
    and loading a dataset of a million lines
 7. scale-out: a 16-trial sweep on 1, 2 and 4 local executor slots, and the slurm
    executor's overhead per trial against the local one (a real one-node Slurm)
+8. report at scale: `knobengine report` of a sweep of 10,000 and 100,000 trials
+   (bench/make_run.py inflates a real 4-trial run), wall time and peak RSS
 """
 import collections
 import csv
@@ -29,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
 BIG = "--big" in sys.argv
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 KNOBENGINE = os.path.join(BUILD, "knobengine")
 KNOBSIM = os.path.join(BUILD, "knobsim")
 LUA_HOST = os.path.join(BUILD, "tests", "lua_host")
@@ -416,7 +421,35 @@ def bench_scale_out():
         cluster.stop()
 
 
+def bench_report():
+    section("8. report at scale: knobengine report of a generated bruteforce sweep of N trials")
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import make_run
+    d = tempfile.mkdtemp(dir=WORK)
+    write_config(d, [{"name": "a", "flag": "--disable-log-requests"}, {"name": "b", "flag": "--enforce-eager"}], 8)
+    for _ in range(2):  # the baseline, then a 4-trial search: the template of every trial
+        run_measured([KNOBENGINE, "--config", "cfg.json"], cwd=d)
+    for n in (10_000, 100_000):
+        out = os.path.join(d, "big-%d" % n)
+        run = make_run.make(os.path.join(d, "results"), out, n)
+        mb = os.path.getsize(os.path.join(run, "summary.json")) / 1e6
+        walls, rss = [], []
+        for _ in range(2):
+            m = run_measured([KNOBENGINE, "report", run])
+            walls.append(m.wall)
+            rss.append(m.rss_mb)
+        print("report of %s trials: %.1f s, %.0f MB (summary.json %.0f MB; best of 2 runs, peak RSS the larger; "
+              "%.0f us per trial)" % (format(n, ","), min(walls), max(rss), mb, min(walls) / n * 1e6))
+        shutil.rmtree(out, ignore_errors=True)
+
+
+SECTIONS = {"client": bench_client, "timing": bench_timing, "summarize": bench_summarize, "overhead": bench_overhead,
+            "memory": bench_memory, "scale": bench_scale, "scale_out": bench_scale_out, "report": bench_report}
+
 if __name__ == "__main__":
-    for f in (bench_client, bench_timing, bench_summarize, bench_overhead, bench_memory, bench_scale, bench_scale_out):
-        f()
+    if ONLY and ONLY not in SECTIONS:
+        sys.exit("bench/run.py: --only takes one of %s" % ", ".join(SECTIONS))
+    for name, f in SECTIONS.items():
+        if ONLY in (None, name):
+            f()
     shutil.rmtree(WORK, ignore_errors=True)

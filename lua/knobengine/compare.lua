@@ -83,9 +83,12 @@ local function find_sweep(cfg, history, hash)
     if run.count == cfg.space.size then return run end
     if not most or run.count > most.count then most = run end
   end
-  errors.usage("compare: %s holds no complete sweep of this config's %d combinations%s; run one first "
+  local older = history:rows("SELECT count(*) AS n FROM runs WHERE status = 'complete' AND identity IS NULL")[1].n
+  errors.usage("compare: %s holds no complete sweep of this config's %d combinations%s%s; run one first "
     .. "(knobengine --strategy bruteforce with the same config and results)", history.path, cfg.space.size,
-    most and string.format(" (run %d measured %d of them)", most.run_id, most.count) or "")
+    most and string.format(" (run %d measured %d of them)", most.run_id, most.count) or "",
+    older > 0 and string.format(" (%d run(s) recorded by an older knobengine are not used: their identity left out "
+      .. "keys that decide the results)", older) or "")
 end
 
 -- A world of recorded measurements: the sweep's trials, their own durations.

@@ -8,6 +8,7 @@ local compare = require("knobengine.compare")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local History = require("knobengine.history")
+local identity = require("knobengine.identity")
 local plots = require("knobengine.report.plots")
 local progress = require("knobengine.progress")
 local strategies = require("knobengine.strategy")
@@ -37,7 +38,7 @@ local function world_of(ctx, opts)
   end
   local path = ctx.results .. "/history.sqlite"
   if not knob.exists(path) then errors.usage("compare: %s does not exist (run a brute-force search first)", path) end
-  local world = compare.recorded(ctx.cfg, History.open(path), History.config_hash(ctx.cfg, ctx.dataset_hash))
+  local world = compare.recorded(ctx.cfg, History.open(path), identity.hash(ctx.cfg, ctx.dataset_hash, "search"))
   return function() return world end, { kind = "history", path = path, run_id = world.run_id, run_dir = world.run_dir,
     config_file = ctx.cfg.path, masks = ctx.cfg.space.size, best_mask = world.best and world.space:string(world.best.trial),
     cv = world.cv }
@@ -104,28 +105,37 @@ plot "cost_vs_regret.dat" using 2:3 with points pt 7 ps 1.6 lc rgb "%s" notitle,
 ]], plots.OTHER))
 end
 
--- Writes the files into a fresh directory, then swaps it for RESULTS/comparison.
-local function write_files(results, result)
-  local final, aside = results .. "/comparison", string.format("%s/.comparison.tmp.%d", results, knob.getpid())
+-- Where the files are written before they replace RESULTS/comparison.
+local function aside_of(results) return string.format("%s/.comparison.tmp.%d", results, knob.getpid()) end
+
+-- Writes the files into a fresh directory beside RESULTS/comparison (M.run removes it
+-- when anything fails); returns its path.
+local function write_aside(results, result)
+  local aside = aside_of(results)
   knob.remove_tree(aside)
   util.mkdir(aside)
-  local ok, err = pcall(function()
-    local j = { source = result.source, noise = result.noise, seeds = result.seeds, seed = result.seed, methods = {} }
-    for i, m in ipairs(result.methods) do j.methods[i] = json_method(m) end
-    j.source.cv = json_value(j.source.cv)
-    util.write_json(aside .. "/comparison_results.json", j)
-    util.write(aside .. "/summary.txt", summary_text(result))
-    local drawn, why = plot(aside, result.methods)
-    if not drawn then io.stderr:write("knobengine: compare: the plot was not drawn: ", why, "\n") end
-    if util.read_file(aside .. "/gnuplot.log") == "" then os.remove(aside .. "/gnuplot.log") end
-  end)
-  if not ok then knob.remove_tree(aside); error(err, 0) end
+  local j = { source = result.source, noise = result.noise, seeds = result.seeds, seed = result.seed, methods = {} }
+  for i, m in ipairs(result.methods) do j.methods[i] = json_method(m) end
+  j.source.cv = json_value(j.source.cv)
+  util.write_json(aside .. "/comparison_results.json", j)
+  util.write(aside .. "/summary.txt", summary_text(result))
+  local drawn, why = plot(aside, result.methods)
+  if not drawn then io.stderr:write("knobengine: compare: the plot was not drawn: ", why, "\n") end
+  if util.read_file(aside .. "/gnuplot.log") == "" then os.remove(aside .. "/gnuplot.log") end
+  return aside
+end
+
+-- Swaps the written directory for RESULTS/comparison (after the interrupt hook is gone:
+-- nothing may stop it half way).
+local function move_into_place(results, aside)
+  local final = results .. "/comparison"
   -- the old directory goes aside first, so there is always one complete comparison
   local old = final .. ".old." .. knob.getpid()
   local had_old = knob.is_dir(final) and os.rename(final, old)
   local okr, rerr = os.rename(aside, final)
   if not okr then
     if had_old then os.rename(old, final) end
+    knob.remove_tree(aside)
     errors.run("cannot move the comparison into place: %s", rerr)
   end
   if had_old then knob.remove_tree(old) end
@@ -142,7 +152,9 @@ local function methods_of(opts)
   return out
 end
 
-function M.run(ctx, opts)
+-- Every method over every seed, the table on stdout as each one ends, and the files
+-- written aside; returns where they are.
+local function compare_all(ctx, opts)
   local methods = methods_of(opts)
   local world, source = world_of(ctx, opts)
   local cv, from = noise_of(opts, source)
@@ -156,7 +168,19 @@ function M.run(ctx, opts)
     if not ok then errors.output("cannot write the results to stdout (%s)", tostring(err)) end
   end
   if not knob.is_dir(ctx.results) then util.mkdir(ctx.results) end
-  write_files(ctx.results, result)
+  return write_aside(ctx.results, result)
+end
+
+-- A Ctrl-C or SIGTERM stops the replay within moments (the strategies' Lua loops never
+-- reach C, where the flag is otherwise seen) and leaves RESULTS/comparison as it was.
+function M.run(ctx, opts)
+  local ok, aside = pcall(errors.watching_interrupts, "interrupted while the methods were compared", compare_all, ctx,
+    opts)
+  if not ok then
+    knob.remove_tree(aside_of(ctx.results))
+    error(aside, 0)
+  end
+  move_into_place(ctx.results, aside)
   io.stderr:write("knobengine: compare: wrote ", ctx.results, "/comparison/\n")
   return 0
 end

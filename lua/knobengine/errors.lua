@@ -27,22 +27,41 @@ function M.interrupted(sig, message)
   debug.sethook()
   raise(128 + sig, "interrupted", message)
 end
+
+-- The message of the innermost M.watching_interrupts running, for M.check_interrupted.
+local watching_message
+
 -- Runs body(...) so that a Ctrl-C or SIGTERM stops it: the C side only sets a flag
 -- (knob.interrupted), which a count hook checks inside long Lua loops and turns into
 -- M.interrupted(sig, message). The hook that was there before is put back on the way
--- out, whatever happened; other errors come through with their traceback (M.handler).
+-- out, unless an interrupt is on its way (raised once: see M.interrupted); other errors
+-- come through with their traceback (M.handler).
 function M.watching_interrupts(message, body, ...)
   local knob = require("knob")
   local old_hook, old_mask, old_count = debug.gethook()
+  local outer_message = watching_message
+  watching_message = message
   debug.sethook(function()
     local sig = knob.interrupted()
     if sig then M.interrupted(sig, message) end
   end, "", 10000)
   local results = table.pack(xpcall(body, M.handler, ...))
-  if type(old_hook) == "function" then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
+  local interrupted = not results[1] and results[2].kind == "interrupted"
+  if type(old_hook) == "function" and not interrupted then debug.sethook(old_hook, old_mask, old_count)
+  else debug.sethook() end
+  watching_message = outer_message
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
 end
+
+-- Raises the interrupt at once when one came: for code after a C call that returned
+-- early because of it (knob.run stops its child), so it is not taken for a failure.
+-- The message is that of the watching_interrupts around, else the one given.
+function M.check_interrupted(message)
+  local sig = require("knob").interrupted()
+  if sig then M.interrupted(sig, watching_message or message) end
+end
+
 -- stdout cannot be written (a full disk, a reader that went away): exit 1
 function M.output(fmt, ...) raise(1, "output", string.format(fmt, ...)) end
 

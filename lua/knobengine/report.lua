@@ -2,6 +2,9 @@
 -- with plots in plots/, written into the run directory at the end of every search and
 -- by `knobengine report [RUN_DIR]`. The content is built once (report/*.lua sections)
 -- and rendered twice (report/markdown.lua, report/html.lua).
+local knob = require("knob")
+local errors = require("knobengine.errors")
+local progress = require("knobengine.progress")
 local data = require("knobengine.report.data")
 local html = require("knobengine.report.html")
 local markdown = require("knobengine.report.markdown")
@@ -38,15 +41,74 @@ function M.document(run, final_dir)
   return doc
 end
 
--- Writes report.md, report.html and plots/ into run_dir. final_dir: the name the run
--- will have (when run_dir is still being built aside). Returns the two paths.
-function M.write(run_dir, final_dir)
+-- Where a report is built before it replaces the previous one (in run_dir, so the
+-- renames stay on one filesystem).
+local function staging(run_dir)
+  local pid = knob.getpid()
+  return { plots = string.format("%s/.plots.tmp.%d", run_dir, pid),
+    md = string.format("%s/.report.md.tmp.%d", run_dir, pid), html = string.format("%s/.report.html.tmp.%d", run_dir, pid) }
+end
+
+local function clear(staged)
+  knob.remove_tree(staged.plots)
+  knob.remove_tree(staged.plots .. ".old")
+  os.remove(staged.md)
+  os.remove(staged.html)
+end
+
+local function summary_size_mb(run_dir)
+  local f = io.open(run_dir .. "/summary.json", "rb")
+  if not f then return 0 end
+  local size = f:seek("end") or 0
+  f:close()
+  return size / 1e6
+end
+
+-- The report built into the staging names. Progress lines only for `knobengine
+-- report` (no final_dir): a search says its own.
+local function build(run_dir, final_dir, staged)
+  local say = final_dir and function() end or progress.say
+  say("report: reading %s/summary.json (%.1f MB) ...", run_dir, summary_size_mb(run_dir))
   local run = data.load(run_dir)
+  say("report: %d trial(s); writing report.md, report.html and plots/ ...", #(run.summary.trials or {}))
   local doc = M.document(run, final_dir)
-  local drawn, note = plots.make(run, run_dir, profile.side_by_side)
+  local drawn, note = plots.make(run, staged.plots, profile.side_by_side)
   doc.note = note
-  util.write(run_dir .. "/report.md", markdown.render(doc, drawn))
-  util.write(run_dir .. "/report.html", html.render(doc, drawn, run_dir))
+  util.write(staged.md, markdown.render(doc, drawn))
+  util.write(staged.html, html.render(doc, drawn, run_dir))
+end
+
+-- The staged report in place of the previous one. The old plots/ goes aside first, so
+-- a rename that fails puts it back; no hook may cut these renames short.
+local function commit(run_dir, staged)
+  local hook, mask, count = debug.gethook()
+  debug.sethook()
+  local plots_dir, old = run_dir .. "/plots", staged.plots .. ".old"
+  local had_old = knob.is_dir(plots_dir) and os.rename(plots_dir, old)
+  local ok, err = os.rename(staged.plots, plots_dir)
+  if ok then ok, err = os.rename(staged.md, run_dir .. "/report.md") end
+  if ok then ok, err = os.rename(staged.html, run_dir .. "/report.html") end
+  if not ok and had_old and not knob.is_dir(plots_dir) then os.rename(old, plots_dir) end
+  clear(staged)
+  if type(hook) == "function" then debug.sethook(hook, mask, count) end
+  if not ok then errors.run("report: cannot move the report into place: %s", err) end
+end
+
+-- Writes report.md, report.html and plots/ into run_dir. final_dir: the name the run
+-- will have (when run_dir is still being built aside). Returns the two paths. The
+-- three are built aside and replace the previous ones together once all are written:
+-- a report that fails or is interrupted (Ctrl-C, SIGTERM: raised as an interrupted
+-- error within moments) leaves the previous one as it was.
+function M.write(run_dir, final_dir)
+  local staged = staging(run_dir)
+  clear(staged)
+  local ok, err = pcall(errors.watching_interrupts, "interrupted while the report was written", build, run_dir,
+    final_dir, staged)
+  if not ok then
+    clear(staged)
+    error(err, 0)
+  end
+  commit(run_dir, staged)
   return run_dir .. "/report.md", run_dir .. "/report.html"
 end
 

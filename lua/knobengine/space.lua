@@ -78,6 +78,9 @@ function M:with(mask, i, d)
   return mask + (d - self:digit(mask, i)) * self.weight[i]
 end
 
+-- The value index a mask character stands for (0-9, then a-z), or nil.
+function M.index_of(c) return DIGIT_OF[c] end
+
 function M:string(mask)
   local c = {}
   for i = 1, self.n do

@@ -243,6 +243,10 @@ class ClaimsWithoutResults(Workspace):
             r = self.run_engine("--config", "cfg.json")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn(said, r.stderr.splitlines())
+        self.assertIn("Next: the baseline has no trace (nsys not found ('nsys-not-installed-here' is not on PATH); install "
+                      "Nsight Systems (scripts/install-deps.sh --nsys) or set nsys.bin): take only its trace again with "
+                      "knobengine --reprofile-baseline (its client metrics are kept), then knobengine report;",
+                      read(self.path("results", "search", "latest", "report.md")))
         # taking it again where nsys still cannot run: said, and the baseline is unchanged
         base = self.path("results", "baseline")
         before = {f: open(os.path.join(base, f), "rb").read() for f in os.listdir(base)}

@@ -1,11 +1,14 @@
 """The stakeholder report: report.md and report.html with every section, well-formed
 and self-contained, plots drawn by gnuplot (and a clear line without it), the
-provenance files, and the page rendered by a real browser."""
+provenance files, the page rendered by a real browser, a run of many trials (bounded
+table), and report and compare stopped by SIGTERM and SIGINT with the earlier output
+left as it was."""
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import unittest
@@ -13,7 +16,10 @@ import xml.etree.ElementTree as ET
 
 import png
 import trace_fixtures
-from common import Workspace, KNOBENGINE, load_json, read
+from common import Workspace, KNOBENGINE, SOURCE_DIR, load_json, read
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "bench"))
+import make_run  # noqa: E402  (bench/make_run.py: a finished run of N trials from a real one)
 
 SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "All trials",
             "Summary"]
@@ -191,6 +197,96 @@ class Report(Workspace):
         self.assertGreater(near[BASELINE_RGB], 200, "no baseline-coloured plot pixels")
         self.assertGreater(near[BEST_RGB], 200, "no best-coloured plot pixels")
 
+
+def snapshot(run, names=("report.md", "report.html", "plots")):
+    """Every file of the report (or of the given names under run) as {relative path: bytes}."""
+    out = {}
+    for name in names:
+        top = os.path.join(run, name)
+        paths = [top] if os.path.isfile(top) else [os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs]
+        for p in paths:
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, run)] = f.read()
+    return out
+
+
+class ManyTrials(Workspace):
+    """A sweep of tens of thousands of trials (bench/make_run.py inflates a real run)."""
+
+    TRIALS = 40000
+
+    def big_run(self):
+        cfg = self.base_config()
+        self.write_config(cfg)
+        for _ in range(2):  # the baseline, then the search (its report is the earlier one)
+            r = self.run_engine("--config", "cfg.json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        small = os.path.realpath(self.path("results", "search", "latest"))
+        big = make_run.make(self.path("results"), self.path("big"), self.TRIALS)
+        for name in ("report.md", "report.html", "plots"):
+            (shutil.copytree if name == "plots" else shutil.copy)(os.path.join(small, name), os.path.join(big, name))
+        return big
+
+    def test_report_interrupted_leaves_the_earlier_one(self):
+        """SIGTERM while summary.json is read, SIGINT while plots and pages are written:
+        exit 143 and 130 within moments, the earlier report.md, report.html and plots/
+        byte for byte, nothing staged left behind; then the report runs to its end."""
+        run = self.big_run()
+        before = snapshot(run)
+        self.assertIn("plots/trials.dat", before)
+        for sig, code, phase in ((signal.SIGTERM, 143, r"^report: reading .*summary\.json \(\d+\.\d MB\) \.\.\.$"),
+                                 (signal.SIGINT, 130, r"^report: %d trial\(s\); writing " % self.TRIALS)):
+            with self.subTest(signal=sig.name):
+                e = self.start_engine("report", run)
+                self.addCleanup(lambda p=e.proc: p.poll() is None and p.kill())
+                e.wait_for(phase, timeout=120)
+                e.signal(sig)
+                rc, out, err = e.finish(timeout=30)  # a deadline, not a measurement
+                self.assertEqual(rc, code, err)
+                self.assertIn("knobengine: interrupted while the report was written", err)
+                self.assertEqual(out, "")
+                self.assertEqual(snapshot(run), before)
+                self.assertEqual([n for n in os.listdir(run) if ".tmp." in n or ".old" in n], [])
+        r = self.run_engine("report", run)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        md = read(os.path.join(run, "report.md"))
+        self.assertEqual(re.findall(r"^## (.+)$", md, re.M), SECTIONS)
+        # the table is bounded, and says so
+        m = re.search(r"^The table lists (\d+) of the %d trials: the best, the 50 with the best p50\\_latency\\_ms, "
+                      r"the baseline's mask \(every knob at index 0\) and the first invalid ones \(10 of \d+\); the "
+                      r"other (\d+) are left out here\. summary\.csv in the run directory lists every trial\.$"
+                      % self.TRIALS, md, re.M)
+        self.assertTrue(m, md[:3000])
+        rows = [l for l in md_tables(md) if l[0].startswith("| Trial |")][0][2:]
+        self.assertEqual(len(rows), int(m.group(1)))
+        self.assertEqual(int(m.group(1)) + int(m.group(2)), self.TRIALS)
+        summary = load_json(os.path.join(run, "summary.json"))
+        self.assertEqual(sum(1 for r in rows if r.startswith("| **%d** |" % summary["best_trial"])), 1)
+        self.check_page(run)
+
+    def check_page(self, run):
+        text = read(os.path.join(run, "report.html"))
+        ET.fromstring(text[len("<!DOCTYPE html>\n"):])  # well-formed, or this raises
+        if GNUPLOT:
+            for name in ("trials", "pareto"):
+                with open(os.path.join(run, "plots", name + ".dat")) as f:
+                    points = sum(1 for l in f if l.strip() and not l.startswith("#"))
+                self.assertGreater(points, self.TRIALS * 0.9)  # every valid trial, none left out
+
+    def test_compare_interrupted_leaves_the_earlier_comparison(self):
+        r = self.run_engine("compare", "--synthetic", "4", "--seeds", "3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = snapshot(self.path("results"), ("comparison",))
+        self.assertIn("comparison/summary.txt", before)
+        e = self.start_engine("compare", "--synthetic", "10", "--seeds", "1000")
+        self.addCleanup(lambda: e.proc.poll() is None and e.proc.kill())
+        e.wait_for(r"^compare: bruteforce over 1000 seeds \.\.\.$")
+        e.signal(signal.SIGINT)
+        rc, out, err = e.finish(timeout=30)  # a deadline: the whole comparison takes minutes
+        self.assertEqual(rc, 130, err)
+        self.assertIn("knobengine: interrupted while the methods were compared", err)
+        self.assertEqual(snapshot(self.path("results"), ("comparison",)), before)
+        self.assertEqual(sorted(os.listdir(self.path("results"))), ["comparison"])
 
 if __name__ == "__main__":
     unittest.main()

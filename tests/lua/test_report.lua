@@ -1,14 +1,22 @@
 -- Unit tests of the report's calculations: MFU against a hand calculation, the peak
--- table, the Pareto front, knob main effects, and the Markdown and HTML escaping
--- (run by tests/lua_host).
+-- table, the Pareto front (against the definition), knob main effects, the bounded
+-- trials table, summary.json read in pieces (against a whole decode, in every layout),
+-- a failed report leaving the previous one, the interrupt hook's bookkeeping, and the
+-- Markdown and HTML escaping (run by tests/lua_host).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local t = require("t")
+local cjson = require("cjson")
+local knob = require("knob")
 local config = require("knobengine.config")
+local errors = require("knobengine.errors")
 local html = require("knobengine.report.html")
 local markdown = require("knobengine.report.markdown")
 local mfu = require("knobengine.mfu")
 local plots = require("knobengine.report.plots")
+local report = require("knobengine.report")
+local summary_file = require("knobengine.report.summary_file")
 local trials = require("knobengine.report.trials")
+local util = require("knobengine.util")
 
 local function near(got, want, what)
   if math.abs(got - want) > 1e-9 * math.max(1, math.abs(want)) then
@@ -90,6 +98,38 @@ t.test("the Pareto front keeps the trials nothing beats on both axes", function(
   t.eq(got, { "50/9", "100/10", "200/11" })
 end)
 
+-- The front by its definition: the points no other point beats on one axis and
+-- matches or beats on the other (quadratic: for checking only).
+local function front_by_definition(points)
+  local out = {}
+  for _, p in ipairs(points) do
+    local dominated = false
+    for _, o in ipairs(points) do
+      if o ~= p and o.x >= p.x and o.y <= p.y and (o.x > p.x or o.y < p.y) then dominated = true end
+    end
+    if not dominated then out[#out + 1] = p end
+  end
+  table.sort(out, function(a, b) return a.x < b.x or (a.x == b.x and a.id < b.id) end)
+  return out
+end
+
+t.test("the Pareto front by sort and sweep is the front by definition (ties, duplicates, a long front)", function()
+  math.randomseed(7)
+  for round = 1, 40 do
+    local pts = {}
+    for i = 1, 1 + (round * 7) % 60 do
+      -- few distinct values, so equal x, equal y and exact duplicates all occur
+      local x = math.random(1, round % 3 == 0 and 40 or 6)
+      local y = round % 3 == 0 and 50 - x + math.random(0, 1) or math.random(1, 6)
+      pts[i] = { x = x, y = y, id = i }
+    end
+    local got, want = {}, {}
+    for i, p in ipairs(plots.pareto_front(pts)) do got[i] = p.id end
+    for i, p in ipairs(front_by_definition(pts)) do want[i] = p.id end
+    t.eq(got, want, "round " .. round)
+  end
+end)
+
 t.test("main effects: mean p50 with each knob on minus off, valid trials only", function()
   local run = { knob_names = { "a", "b" }, summary = { trials = {
     { knob_mask = "00", valid = true, metrics = { p50_latency_ms = 10 } },
@@ -109,6 +149,160 @@ t.test("main effects: mean p50 with each knob on minus off, valid trials only", 
     } } }
   e = trials.main_effects(mixed)
   t.eq({ e[1].name, e[1].effect, e[2].name, e[2].effect }, { "seqs=8", 4.0, "seqs=64", -3.0 })
+end)
+
+local function many_trials(n)
+  local list = {}
+  for i = 1, n do
+    local invalid = i % 40 == 0
+    list[i] = { trial = i - 1, knob_mask = string.format("%d%d", i % 2, (i // 2) % 2), valid = not invalid,
+      error = invalid and "the server exited" or nil, error_rate = invalid and 1 or 0,
+      metrics = invalid and {} or { p50_latency_ms = 100 + (i * 37) % 1000, tokens_per_s = 1000 } }
+  end
+  return list
+end
+
+t.test("the trials table lists every trial up to the limit, then the best, the top, the baseline's and some invalid", function()
+  local run = { knob_names = { "a", "b" }, summary = { trials = many_trials(trials.TABLE_LIMIT),
+    objective = { metric = "p50_latency_ms", maximize = false }, best_trial = 5 } }
+  local shown, left_out = trials.shown(run)
+  t.eq(#shown, trials.TABLE_LIMIT)
+  t.eq(left_out, nil)
+  run.summary.trials = many_trials(3 * trials.TABLE_LIMIT)
+  shown, left_out = trials.shown(run)
+  local picked, invalid = {}, 0
+  for k, i in ipairs(shown) do
+    picked[run.summary.trials[i].trial] = true
+    if k > 1 then t.ok(i > shown[k - 1], "in trial order") end
+    if not run.summary.trials[i].valid then invalid = invalid + 1 end
+  end
+  t.ok(picked[5], "the best")
+  t.ok(picked[3], "the first trial of mask 00")
+  t.eq(invalid, trials.INVALID_SHOWN)
+  -- the 50 lowest p50s: 100 + (i * 37) % 1000 is lowest where i * 37 % 1000 is
+  local valid = {}
+  for _, tr in ipairs(run.summary.trials) do if tr.valid then valid[#valid + 1] = tr end end
+  table.sort(valid, function(x, y)
+    local a, b = x.metrics.p50_latency_ms, y.metrics.p50_latency_ms
+    return a < b or (a == b and x.trial < y.trial)
+  end)
+  for k = 1, trials.TOP_SHOWN do t.ok(picked[valid[k].trial], "top " .. k) end
+  t.eq(#shown, trials.TOP_SHOWN + 1 + 1 + trials.INVALID_SHOWN) -- none of those overlap here
+  t.eq(left_out, string.format("The table lists %d of the 3000 trials: the best, the 50 with the best p50_latency_ms, "
+    .. "the baseline's mask (every knob at index 0) and the first invalid ones (10 of 75); the other %d are left out "
+    .. "here. summary.csv in the run directory lists every trial.", #shown, 3000 - #shown))
+  -- maximize: the top are the highest
+  run.summary.objective = { metric = "tokens_per_s", maximize = true }
+  run.summary.trials[7].metrics.tokens_per_s = 5000
+  shown = trials.shown(run)
+  local has = false
+  for _, i in ipairs(shown) do has = has or i == 7 end
+  t.ok(has, "the highest tokens/s")
+end)
+
+local function tmp_dir(name)
+  local dir = string.format("%s/knobengine-lua-%s-%d", os.getenv("TMPDIR") or "/tmp", name, knob.getpid())
+  knob.remove_tree(dir)
+  util.mkdir(dir)
+  return dir
+end
+
+-- summary.json in another writer's layout: compact, or indented by one space or a tab.
+local function relaid(v, indent)
+  if indent == nil then return cjson.encode(v) end
+  local out = {}
+  local function enc(x, pad)
+    if type(x) ~= "table" then out[#out + 1] = cjson.encode(x); return end
+    local is_list = #x > 0 or next(x) == nil
+    out[#out + 1] = is_list and "[\n" or "{\n"
+    local keys = {}
+    if is_list then for i = 1, #x do keys[i] = i end else for k in pairs(x) do keys[#keys + 1] = k end; table.sort(keys) end
+    for i, k in ipairs(keys) do
+      out[#out + 1] = pad .. indent .. (is_list and "" or cjson.encode(k) .. ": ")
+      enc(x[k], pad .. indent)
+      out[#out + 1] = i < #keys and ",\n" or "\n"
+    end
+    out[#out + 1] = pad .. (is_list and "]" or "}")
+  end
+  enc(v, "")
+  return table.concat(out)
+end
+
+t.test("summary.json read in pieces keeps what the report reads, in every layout", function()
+  local dir = tmp_dir("summary")
+  local list = many_trials(3000)
+  for i, tr in ipairs(list) do
+    tr.config = { argv = { "serve", "--port", "1", "x\n    }\n  ]", '"[{' }, env = {} }
+    tr.metrics.ttft_ms = { p50 = 1, p99 = 2 }
+    tr.repeats = i == 8 and { { p50_latency_ms = 1 } } or nil
+  end
+  local summary = { best_trial = 7, objective = { metric = "tokens_per_s", maximize = true }, trials = list,
+    knobs = { { name = "a" }, { name = "b" } }, zz = { "]", { "[" } } }
+  -- knobengine's own; cjson's (compact, keys in any order); indented by a space, a tab
+  local layouts = { util.json(summary), relaid(summary), relaid(summary, " "), relaid(summary, "\t") }
+  for n, text in ipairs(layouts) do
+    util.write(dir .. "/summary.json", text)
+    summary_file.CHUNK = 997 -- elements, strings and escapes cut by chunk ends
+    local got = summary_file.read(dir .. "/summary.json")
+    summary_file.CHUNK = 1 << 20
+    t.eq(cjson.encode(summary_file.read(dir .. "/summary.json").trials[100]), cjson.encode(got.trials[100]))
+    t.eq(#got.trials, 3000, "layout " .. n)
+    t.eq(got.zz, summary.zz)
+    t.eq(got.knobs, summary.knobs)
+    -- the best's entry whole when best_trial comes first (sorted keys), else its repeats
+    if n ~= 2 then t.eq(got.trials[8].config, list[8].config, "the best whole") end
+    t.eq(got.trials[8].repeats, list[8].repeats)
+    for i = 1, 3000, 97 do
+      local a, b = got.trials[i], list[i]
+      t.eq({ a.trial, a.knob_mask, a.valid, a.error, a.error_rate }, { b.trial, b.knob_mask, b.valid, b.error, b.error_rate })
+      t.eq(a.metrics, { p50_latency_ms = b.metrics.p50_latency_ms, tokens_per_s = b.metrics.tokens_per_s })
+    end
+  end
+  util.write(dir .. "/summary.json", util.json(summary):sub(1, 200000))
+  t.eq(summary_file.read(dir .. "/summary.json"), nil, "cut short")
+  util.write(dir .. "/summary.json", "{\"trials\": [{\"trial\": 1}, {\"trial\": ]}")
+  t.eq(summary_file.read(dir .. "/summary.json"), nil, "not JSON")
+  t.eq(summary_file.read(dir .. "/none.json"), nil, "absent")
+  util.write(dir .. "/summary.json", "{\"strategy\": \"x\"}")
+  t.eq(summary_file.read(dir .. "/summary.json"), { strategy = "x" }, "no trials")
+  knob.remove_tree(dir)
+end)
+
+t.test("a report that fails half way leaves the previous report.md, report.html and plots/", function()
+  local dir = tmp_dir("run")
+  local run = dir .. "/search/r1"
+  util.mkdir(run .. "/plots")
+  util.write(run .. "/summary.json", util.json({ strategy = "bruteforce", best_trial = 0, knobs = { { name = "k" } },
+    objective = { metric = "p50_latency_ms", maximize = false }, baseline = { metrics = { p50_latency_ms = 2 } },
+    trials = { { trial = 0, knob_mask = "1", valid = true, error_rate = 0, metrics = { p50_latency_ms = 1 } } } }))
+  for _, f in ipairs({ "report.md", "report.html", "plots/trials.svg" }) do util.write(run .. "/" .. f, "old " .. f) end
+  -- report.html cannot be written: its staging name is taken by a directory
+  local html_stage = string.format("%s/.report.html.tmp.%d", run, knob.getpid())
+  util.mkdir(html_stage .. "/x")
+  t.ok(not pcall(report.write, run))
+  for _, f in ipairs({ "report.md", "report.html", "plots/trials.svg" }) do t.eq(util.read_file(run .. "/" .. f), "old " .. f) end
+  t.eq(knob.exists(string.format("%s/.plots.tmp.%d", run, knob.getpid())), false)
+  t.eq(knob.exists(string.format("%s/.report.md.tmp.%d", run, knob.getpid())), false)
+  knob.remove_tree(html_stage)
+  local md = report.write(run)
+  t.ok(util.read_file(md):find("## All trials", 1, true), "written once it can be")
+  t.eq(knob.is_dir(run .. "/plots"), true)
+  t.eq(knob.exists(run .. "/plots/trials.dat"), true)
+  knob.remove_tree(dir)
+end)
+
+t.test("watching_interrupts returns what the body returns and puts the previous hook back", function()
+  local outer = function() end
+  debug.sethook(outer, "", 1000000)
+  local a, b = errors.watching_interrupts("x", function(x, y) return x + y, "two" end, 1, 2)
+  t.eq({ a, b }, { 3, "two" })
+  t.eq(debug.gethook(), outer)
+  local err = t.raises(function() errors.watching_interrupts("x", function() error("boom") end) end, "boom")
+  t.eq(err.kind, "run")
+  t.eq(debug.gethook(), outer)
+  debug.sethook()
+  errors.watching_interrupts("x", function() end)
+  t.eq(debug.gethook(), nil)
 end)
 
 t.test("Markdown and HTML escape what would change the rendering", function()

@@ -5,12 +5,14 @@
 --   run.baseline, run.best: {metrics, trace, phases, overhead, kernels (every kernel),
 --     latencies (measured requests' latency_ms, unprofiled), environment, repeats}
 --   run.best_record: the best's trial entry of summary.json (nil without a best)
+--   run.summary.trials: each trial as report/summary_file.lua keeps it (the best whole)
 --   run.environment, run.manifest: this run's provenance files (or nil)
 --   run.load_sweep: the results' latest load-sweep (sweep.json), when there is one
 local cjson = require("cjson")
 local knob = require("knob")
 local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
+local summary_file = require("knobengine.report.summary_file")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
 
@@ -97,7 +99,7 @@ end
 function M.load(run_dir)
   local given = run_dir
   run_dir = knob.realpath(run_dir) or run_dir -- "RUN/", "." and "latest" name the same run
-  local summary = json_file(run_dir .. "/summary.json")
+  local summary = summary_file.read(run_dir .. "/summary.json")
   if not summary then
     errors.usage("report: %s is not a search run (no readable summary.json there)", given)
   end

@@ -7,6 +7,7 @@
 --   {kind = "figure", plot = name, caption = ...}   a plot of report/plots.lua
 -- Renderers (markdown.lua, html.lua) escape the text; nothing here is markup.
 local knob_setting = require("knobengine.knobs")
+local Space = require("knobengine.space")
 local util = require("knobengine.util")
 
 local M = {}
@@ -58,7 +59,7 @@ end
 function M.knobs_on(mask, knobs)
   local on = {}
   for i = 1, #mask do
-    local k, d = knobs[i] or {}, tonumber(mask:sub(i, i), 36)
+    local k, d = knobs[i] or {}, Space.index_of(mask:sub(i, i))
     local label = knob_setting.label({ name = k.name or ("knob " .. i), values = k.values, unset = k.unset,
       on_value = k.on_value }, d or 0)
     if label then on[#on + 1] = label end

@@ -37,19 +37,24 @@ nav a { margin-right: 12px; font-size: 13px; color: #3f5f7f; }
 }
 ]]
 
--- An SVG file ready to sit inside the page: no XML declaration or DOCTYPE, and its
--- ids prefixed so the definitions of two plots never collide.
+-- An SVG file ready to sit inside the page: no XML declaration or DOCTYPE (both come
+-- before the <svg> element) and its ids prefixed, so the definitions of two plots never
+-- collide. One pass for the ids and one for the references to them: a plot of 100,000
+-- points is tens of MB, and each pass copies it.
 function M.inline_svg(text, prefix)
-  text = text:gsub("<%?xml.-%?>", ""):gsub("<!DOCTYPE.->", "")
+  local start = text:find("<svg", 1, true) or 1
+  local prologue = text:sub(1, start - 1):gsub("<%?xml.-%?>", ""):gsub("<!DOCTYPE.->", ""):gsub("^%s+", "")
+  local body = text:sub(start)
   local ids = {}
-  for id in text:gmatch('%sid=[\'"]([^\'"]+)[\'"]') do ids[id] = true end
-  for id in pairs(ids) do
-    local pid = prefix .. id
-    local e = id:gsub("%p", "%%%0")
-    text = text:gsub("(%sid=[\'\"])" .. e .. "([\'\"])", "%1" .. pid .. "%2")
-    text = text:gsub("#" .. e .. "([\'\")])", "#" .. pid .. "%1")
-  end
-  return (text:gsub("^%s+", ""))
+  for id in body:gmatch('%sid=[\'"]([^\'"]+)[\'"]') do ids[id] = true end
+  body = body:gsub('(%sid=[\'"])([^\'"]+)([\'"])', function(open, id, close)
+    if ids[id] then return open .. prefix .. id .. close end
+  end)
+  body = body:gsub('#([^\'"%)#]+)([\'"%)])', function(id, close)
+    if ids[id] then return "#" .. prefix .. id .. close end
+  end)
+  if prologue == "" and body:find("^%s") then body = body:gsub("^%s+", "") end
+  return prologue .. body
 end
 
 local function table_html(b, out)
@@ -69,10 +74,11 @@ end
 
 local function figure_html(b, plots, run_dir, out)
   local p = plots[b.plot]
-  local svg = p and p.file and util.read_file(run_dir .. "/" .. p.file)
+  local svg = p and p.file and util.read_file(p.path or (run_dir .. "/" .. p.file))
   if svg then
-    out[#out + 1] = "<figure>" .. M.inline_svg(svg, b.plot .. "-") .. "<figcaption>" .. escape(b.caption)
-      .. "</figcaption></figure>\n"
+    out[#out + 1] = "<figure>"
+    out[#out + 1] = M.inline_svg(svg, b.plot .. "-")
+    out[#out + 1] = "<figcaption>" .. escape(b.caption) .. "</figcaption></figure>\n"
   else
     out[#out + 1] = '<p class="note">Plot skipped: ' .. escape(p and p.skipped or "not drawn") .. ".</p>\n"
   end
@@ -92,7 +98,8 @@ local function block_html(b, plots, run_dir, out)
   end
 end
 
--- doc: as for markdown.render; plots: plots.make's table; run_dir: where plots/ is.
+-- doc: as for markdown.render; plots: plots.make's table (each SVG read from its path,
+-- else from run_dir).
 function M.render(doc, plots, run_dir)
   local out = { '<!DOCTYPE html>\n<html lang="en" xmlns="http://www.w3.org/1999/xhtml"><head><meta charset="utf-8"/>',
     "<title>" .. escape(doc.title) .. "</title><style>" .. STYLE .. "</style></head>\n<body><main>\n",

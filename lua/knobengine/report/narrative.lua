@@ -92,6 +92,10 @@ end
 
 local function next_steps(run)
   local s, steps = run.summary, {}
+  if not run.baseline_missing and f.get(run.baseline.trace, "ok") == false then
+    steps[#steps + 1] = string.format("the baseline has no trace (%s): take only its trace again with knobengine "
+      .. "--reprofile-baseline (its client metrics are kept), then knobengine report", f.get(run.baseline.trace, "reason") or "?")
+  end
   if (s.trial_count or 0) < (s.mask_space or 0) then
     steps[#steps + 1] = string.format("the strategy ran %d of %d combinations: run --strategy bruteforce to check the rest",
       s.trial_count, s.mask_space)

@@ -4,6 +4,7 @@
 -- `gnuplot NAME.gp` in that directory. Without gnuplot the files are still written
 -- and the report says the plots were skipped.
 local knob = require("knob")
+local errors = require("knobengine.errors")
 local f = require("knobengine.report.fmt")
 local util = require("knobengine.util")
 
@@ -33,6 +34,32 @@ local q = M.label
 
 local function n(v) return f.known(v) and string.format("%.6f", v) or "NaN" end
 
+-- Up to this many valid trials the trials plot labels each with its mask and marks
+-- every point; beyond, labels would overlap into a black band and each marker is an
+-- SVG element the page inlines, so it draws plain lines over the trial index.
+M.MARKED_LIMIT = 1000
+
+local TRIALS_MARKED = [[
+set xlabel "trial (knob mask)"
+set ylabel "latency (ms)"
+set xtics rotate by -45
+set key outside top center horizontal
+plot "trials.dat" using 1:2:xtic(4) with linespoints lc rgb "%s" lw 2 pt 7 title "p50", \
+     "" using 1:3 with linespoints lc rgb "%s" lw 2 pt 5 title "p95", \
+     %s with lines dt 2 lc rgb "#555555" title "baseline p50", \
+     "" using 1:($5 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
+]]
+
+local TRIALS_LINES = [[
+set xlabel "trial"
+set ylabel "latency (ms)"
+set key outside top center horizontal
+plot "trials.dat" using 1:2 with lines lc rgb "%s" lw 1 title "p50", \
+     "" using 1:3 with lines lc rgb "%s" lw 1 title "p95", \
+     %s with lines dt 2 lc rgb "#555555" title "baseline p50", \
+     "" using 1:($5 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
+]]
+
 -- trials: p50 and p95 per valid trial, the best marked, the baseline's p50 dashed.
 local function trials_plot(run)
   local lines = { "# trial p50_ms p95_ms mask is_best" }
@@ -45,29 +72,37 @@ local function trials_plot(run)
   if #lines == 1 then return nil, "no valid trial" end
   local base = f.get(run.baseline.metrics, "p50_latency_ms")
   -- an unknown baseline p50 draws no line (NaN plots nothing)
-  return table.concat(lines, "\n") .. "\n", string.format([[
-set xlabel "trial (knob mask)"
-set ylabel "latency (ms)"
-set xtics rotate by -45
-set key outside top center horizontal
-plot "trials.dat" using 1:2:xtic(4) with linespoints lc rgb "%s" lw 2 pt 7 title "p50", \
-     "" using 1:3 with linespoints lc rgb "%s" lw 2 pt 5 title "p95", \
-     %s with lines dt 2 lc rgb "#555555" title "baseline p50", \
-     "" using 1:($5 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
-]], M.BASELINE, M.OTHER, n(base), M.BEST)
+  local script = #lines - 1 <= M.MARKED_LIMIT and TRIALS_MARKED or TRIALS_LINES
+  return table.concat(lines, "\n") .. "\n", string.format(script, M.BASELINE, M.OTHER, n(base), M.BEST)
 end
 
--- The trials on no other trial's dominated side: none both faster and higher-throughput.
+-- The trials on no other trial's dominated side: none both faster and higher-throughput
+-- (x: tokens/s, higher is better; y: p50, lower is better), by x. One sort and a sweep
+-- from the highest x down: a point is on the front when its y is below every y of a
+-- higher x and is the lowest of its own x.
 function M.pareto_front(points)
-  local front = {}
-  for _, p in ipairs(points) do
-    local dominated = false
-    for _, o in ipairs(points) do
-      if o ~= p and o.x >= p.x and o.y <= p.y and (o.x > p.x or o.y < p.y) then dominated = true; break end
+  local order = {}
+  for i, p in ipairs(points) do order[i] = { p = p, i = i } end
+  table.sort(order, function(a, b)
+    if a.p.x ~= b.p.x then return a.p.x > b.p.x end
+    if a.p.y ~= b.p.y then return a.p.y < b.p.y end
+    return a.i < b.i
+  end)
+  local front, lowest_right, k = {}, math.huge, 1
+  while k <= #order do
+    local x, lowest_here = order[k].p.x, order[k].p.y -- a group of equal x starts with its lowest y
+    while k <= #order and order[k].p.x == x do
+      local p = order[k].p
+      if p.y == lowest_here and p.y < lowest_right then front[#front + 1] = order[k] end
+      k = k + 1
     end
-    if not dominated then front[#front + 1] = p end
+    lowest_right = math.min(lowest_right, lowest_here)
   end
-  table.sort(front, function(a, b) return a.x < b.x end)
+  table.sort(front, function(a, b)
+    if a.p.x ~= b.p.x then return a.p.x < b.p.x end
+    return a.i < b.i
+  end)
+  for j, o in ipairs(front) do front[j] = o.p end
   return front
 end
 
@@ -162,9 +197,11 @@ end
 -- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails. gnuplot runs with
 -- dir as its working directory and the script's plain name as its only argument: no
 -- path reaches a gnuplot command (its double-quoted strings expand backquotes through
--- the shell).
+-- the shell). A Ctrl-C stops gnuplot (knob.run) and is raised here, so an interrupted
+-- report is never one with its plots quietly skipped.
 local function draw(dir, name)
   local status, err = knob.run({ "gnuplot", name .. ".gp" }, dir .. "/gnuplot.log", 60, dir)
+  errors.check_interrupted("interrupted while gnuplot drew " .. name .. ".svg")
   if not status then return nil, err end
   if status ~= 0 or not knob.exists(dir .. "/" .. name .. ".svg") then
     return nil, string.format("gnuplot exited with status %d (see plots/gnuplot.log)", status)
@@ -183,12 +220,12 @@ function M.write(dir, name, dat, script)
   return draw(dir, name)
 end
 
--- Writes every plot of the run into run_dir/plots. Returns {name = {file = "plots/NAME.svg"}
--- or {skipped = why}} and a note for the report when plots could not be drawn at all.
-function M.make(run, run_dir, side_by_side)
-  local dir = run_dir .. "/plots"
+-- Writes every plot of the run into dir, a fresh directory that becomes RUN/plots
+-- (report.lua builds it aside). Returns {name = {file = "plots/NAME.svg", path = where
+-- it is now} or {skipped = why}} and a note for the report when plots could not be
+-- drawn at all.
+function M.make(run, dir, side_by_side)
   util.mkdir(dir)
-  os.remove(dir .. "/gnuplot.log")
   local have_gnuplot = util.which("gnuplot") ~= nil
   local makers = { trials = trials_plot, pareto = pareto_plot, cdf = cdf_plot,
     kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot }
@@ -199,7 +236,7 @@ function M.make(run, run_dir, side_by_side)
       out[name] = { skipped = script }
     else
       local ok, err = M.write(dir, name, dat, script)
-      out[name] = ok and { file = "plots/" .. name .. ".svg" } or { skipped = err }
+      out[name] = ok and { file = "plots/" .. name .. ".svg", path = dir .. "/" .. name .. ".svg" } or { skipped = err }
     end
   end
   local note = not have_gnuplot and "Plots were skipped: " .. M.NO_GNUPLOT .. "; "

@@ -2,41 +2,55 @@
 -- best highlighted, invalid trials with their error), the main effect of each knob,
 -- and the load sweep when the results have one (docs/report.md).
 local f = require("knobengine.report.fmt")
+local Space = require("knobengine.space")
 
 local M = {}
+
+-- Sum and count of the p50 of the valid trials per knob and value index, in one pass
+-- over the trials (kept on the run: the table and the Summary both use it).
+local function p50_by_value(run)
+  if run.p50_by_value then return run.p50_by_value end
+  local sum, n, knobs = {}, {}, #run.knob_names
+  for i = 1, knobs do sum[i], n[i] = {}, {} end
+  for _, t in ipairs(run.summary.trials) do
+    local p50 = f.get(t, "metrics", "p50_latency_ms")
+    if t.valid and f.known(p50) then
+      local mask = t.knob_mask
+      for i = 1, knobs do
+        local c = Space.index_of(mask:sub(i, i))
+        if c then sum[i][c], n[i][c] = (sum[i][c] or 0) + p50, (n[i][c] or 0) + 1 end
+      end
+    end
+  end
+  run.p50_by_value = { sum = sum, n = n }
+  return run.p50_by_value
+end
 
 -- Mean p50 of the valid trials with knob i at value index d minus at index 0 (the
 -- baseline's): {name, on_n, off_n, on, off, effect} per on/off knob (d = 1) and per
 -- value of a knob with values (named name=value); effect nil when either side has no
 -- trial.
-local function effect_of(run, i, d, label)
-  local sum, n = { on = 0, off = 0 }, { on = 0, off = 0 }
-  for _, t in ipairs(run.summary.trials) do
-    local p50 = f.get(t, "metrics", "p50_latency_ms")
-    local c = tonumber(t.knob_mask:sub(i, i), 36)
-    if t.valid and f.known(p50) and (c == d or c == 0) then
-      local side = c == d and "on" or "off"
-      sum[side], n[side] = sum[side] + p50, n[side] + 1
-    end
-  end
-  local e = { name = label, on_n = n.on, off_n = n.off }
-  if n.on > 0 then e.on = sum.on / n.on end
-  if n.off > 0 then e.off = sum.off / n.off end
+local function effect_of(by, i, d, label)
+  local sum, n = by.sum[i], by.n[i]
+  local e = { name = label, on_n = n[d] or 0, off_n = n[0] or 0 }
+  if e.on_n > 0 then e.on = sum[d] / e.on_n end
+  if e.off_n > 0 then e.off = sum[0] / e.off_n end
   if e.on and e.off then e.effect = e.on - e.off end
   return e
 end
 
+-- A new list each call (callers sort it); the pass over the trials is made once.
 function M.main_effects(run)
-  local out = {}
+  local out, by = {}, p50_by_value(run)
   for i, name in ipairs(run.knob_names) do
     local k = (run.knobs or {})[i] or {}
     local values = type(k.values) == "table" and k.values or nil
     if not values then
-      out[#out + 1] = effect_of(run, i, 1, name)
+      out[#out + 1] = effect_of(by, i, 1, name)
     else
       local first = k.unset == false and 2 or 1 -- index 0 is the first value when unset is false
       for d = 1, #values - (first - 1) do
-        out[#out + 1] = effect_of(run, i, d, name .. "=" .. tostring(values[d + first - 1]))
+        out[#out + 1] = effect_of(by, i, d, name .. "=" .. tostring(values[d + first - 1]))
       end
     end
   end
@@ -49,34 +63,99 @@ local function status(t, best_index)
   return "ok"
 end
 
+-- A run of more trials than this shows a bounded table (docs/report.md "Large runs"):
+-- the best, the TOP_SHOWN best by the objective's metric, the baseline's mask (every
+-- knob at index 0) and the first INVALID_SHOWN invalid trials.
+M.TABLE_LIMIT, M.TOP_SHOWN, M.INVALID_SHOWN = 1000, 50, 10
+
+-- The positions (in summary.json's order) of the TOP_SHOWN valid trials with the best
+-- value of the objective's metric, ties to the earlier trial.
+local function top_by_objective(s)
+  local metric = f.get(s, "objective", "metric") or "p50_latency_ms"
+  local maximize = f.get(s, "objective", "maximize") and true or false
+  local ranked = {}
+  for i, t in ipairs(s.trials) do
+    local v = f.get(t, "metrics", metric)
+    if t.valid and f.known(v) then ranked[#ranked + 1] = { i = i, v = v } end
+  end
+  table.sort(ranked, function(x, y)
+    if x.v ~= y.v then return (x.v > y.v) == maximize end
+    return x.i < y.i
+  end)
+  local out = {}
+  for k = 1, math.min(M.TOP_SHOWN, #ranked) do out[k] = ranked[k].i end
+  return out, metric
+end
+
+-- The positions of the trials the table lists, in order, and a sentence saying what
+-- was left out (nil when every trial is listed).
+function M.shown(run)
+  local s = run.summary
+  local all = {}
+  if #s.trials <= M.TABLE_LIMIT then
+    for i = 1, #s.trials do all[i] = i end
+    return all, nil
+  end
+  local picked, invalid, invalid_shown, baseline_shown = {}, 0, 0, false
+  local top, metric = top_by_objective(s)
+  for _, i in ipairs(top) do picked[i] = true end
+  for i, t in ipairs(s.trials) do
+    if t.trial == s.best_trial then picked[i] = true end
+    if not baseline_shown and type(t.knob_mask) == "string" and not t.knob_mask:find("[^0]") then
+      picked[i], baseline_shown = true, true
+    end
+    if not t.valid then
+      invalid = invalid + 1
+      if invalid_shown < M.INVALID_SHOWN then picked[i], invalid_shown = true, invalid_shown + 1 end
+    end
+  end
+  for i = 1, #s.trials do
+    if picked[i] then all[#all + 1] = i end
+  end
+  return all, string.format("The table lists %d of the %d trials: the best, the %d with the best %s, the baseline's "
+    .. "mask (every knob at index 0) and the first invalid ones (%d of %d); the other %d are left out here. "
+    .. "summary.csv in the run directory lists every trial.", #all, #s.trials, #top, metric, invalid_shown, invalid,
+    #s.trials - #all)
+end
+
+local function trial_row(run, t, base_p50)
+  local m = t.valid and t.metrics or {}
+  return { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knobs or {}), f.num(f.get(m, "p50_latency_ms")),
+    f.num(f.get(m, "p95_latency_ms")), f.num(f.get(m, "tokens_per_s")), f.num(t.error_rate, 4),
+    t.valid and f.delta(f.get(m, "p50_latency_ms"), base_p50) or "na", status(t, run.summary.best_trial) }
+end
+
 function M.trials(run)
   local s, rows, highlight = run.summary, {}, {}
   local base_p50 = f.get(run.baseline.metrics, "p50_latency_ms")
-  for i, t in ipairs(s.trials) do
-    local m = t.valid and t.metrics or {}
-    rows[i] = { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knobs or {}), f.num(f.get(m, "p50_latency_ms")),
-      f.num(f.get(m, "p95_latency_ms")), f.num(f.get(m, "tokens_per_s")), f.num(t.error_rate, 4),
-      t.valid and f.delta(f.get(m, "p50_latency_ms"), base_p50) or "na", status(t, s.best_trial) }
-    if t.trial == s.best_trial then highlight[i] = true end
+  local shown, left_out = M.shown(run)
+  for k, i in ipairs(shown) do
+    local t = s.trials[i]
+    rows[k] = trial_row(run, t, base_p50)
+    if t.trial == s.best_trial then highlight[k] = true end
   end
   local effects = {}
   for _, e in ipairs(M.main_effects(run)) do
     effects[#effects + 1] = { e.name, f.int(e.on_n) .. " / " .. f.int(e.off_n), f.num(e.on), f.num(e.off), f.delta(e.on, e.off) }
   end
-  return { id = "trials", title = "All trials", blocks = {
+  local blocks = {
     f.p(string.format("%d trial(s) of %d combinations, strategy %s, objective: %s %s. Metrics measured without the "
       .. "profiler; Delta p50 is against the baseline (%s ms).", s.trial_count or #s.trials, s.mask_space or 0,
       tostring(s.strategy), f.get(s, "objective", "maximize") and "maximize" or "minimize",
       tostring(f.get(s, "objective", "metric")), f.num(base_p50))),
-    f.table({ "Trial", "Mask", "Knobs on", "p50 ms", "p95 ms", "tokens/s", "Error rate", "Delta p50 ms", "Status" },
-      rows, { "r", "l", "l", "r", "r", "r", "r", "r", "l" }, highlight),
-    f.figure("trials", "p50 and p95 latency of every trial; the dashed line is the baseline's p50."),
-    f.figure("pareto", "Latency against throughput; the line joins the Pareto front (no trial is both faster and higher-throughput)."),
-    f.p("Main effect of each knob: the mean p50 of the valid trials with it on minus with it off (negative is faster); "
-      .. "for a knob with values, of each value against index 0 (unset). With few trials, or knobs that interact, "
-      .. "this is an estimate."),
-    f.table({ "Knob", "Trials on / off", "Mean p50 on", "Mean p50 off", "Effect ms" }, effects, { "l", "r", "r", "r", "r" }),
-  } }
+  }
+  if left_out then blocks[#blocks + 1] = f.p(left_out) end
+  blocks[#blocks + 1] = f.table({ "Trial", "Mask", "Knobs on", "p50 ms", "p95 ms", "tokens/s", "Error rate",
+    "Delta p50 ms", "Status" }, rows, { "r", "l", "l", "r", "r", "r", "r", "r", "l" }, highlight)
+  blocks[#blocks + 1] = f.figure("trials", "p50 and p95 latency of every trial; the dashed line is the baseline's p50.")
+  blocks[#blocks + 1] = f.figure("pareto", "Latency against throughput; the line joins the Pareto front (no trial is both "
+    .. "faster and higher-throughput).")
+  blocks[#blocks + 1] = f.p("Main effect of each knob: the mean p50 of the valid trials with it on minus with it off "
+    .. "(negative is faster); for a knob with values, of each value against index 0 (unset). With few trials, or "
+    .. "knobs that interact, this is an estimate.")
+  blocks[#blocks + 1] = f.table({ "Knob", "Trials on / off", "Mean p50 on", "Mean p50 off", "Effect ms" }, effects,
+    { "l", "r", "r", "r", "r" })
+  return { id = "trials", title = "All trials", blocks = blocks }
 end
 
 -- The latest load sweep of the results (knobengine load-sweep), or nil.
