@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "replay_internal.h"
+#include "text.h"
 
 #define ERROR_BODY_MAX 512
 
@@ -98,12 +99,7 @@ static void slot_fail_error(slot *s, const char *where, const kj_value *e) {
   char msg[sizeof s->error];
   int n = snprintf(msg, sizeof msg, "error in %s: ", where);
   if (m && m->type == KJ_STR && m->len > 0) {
-    size_t i = 0, at = (size_t)n;
-    for (; i < m->len && at + 1 < sizeof msg; i++) {
-      unsigned char ch = (unsigned char)m->str[i];
-      msg[at++] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
-    }
-    msg[at] = '\0';
+    ke_text_line(m->str, m->len, msg + n, sizeof msg - (size_t)n);
   } else {
     const kj_value *code = kj_get(e, "code");
     if (code && code->type == KJ_NUM) snprintf(msg + n, sizeof msg - (size_t)n, "(no message, code %.0f)", code->num);
@@ -237,12 +233,7 @@ void kr_response_reset(slot *s) {
  * line), so the cause is in the error, not only a number. */
 static void slot_fail_http(slot *s, long code) {
   char said[201];
-  size_t n = s->body.len < 200 ? s->body.len : 200;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s->body.data[i];
-    said[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
-  }
-  said[n] = '\0';
+  size_t n = ke_text_line(s->body.data ? s->body.data : "", s->body.len < 200 ? s->body.len : 200, said, sizeof said);
   char msg[256];
   if (n) snprintf(msg, sizeof msg, "HTTP %ld: %s", code, said);
   else snprintf(msg, sizeof msg, "HTTP %ld", code);

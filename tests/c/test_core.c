@@ -18,6 +18,7 @@
 #include "rxtime.h"
 #include "sha256.h"
 #include "sse.h"
+#include "text.h"
 #include "stats.h"
 #include "supervise.h"
 
@@ -547,8 +548,24 @@ static void test_sha256(void) {
   CHECK(ke_sha256_file(path, hex, err, sizeof err) == -1 && strstr(err, path) != NULL);
 }
 
+/* Text from a server made one line of valid UTF-8: controls to spaces, bad bytes to
+ * U+FFFD, never a character cut at the end of the buffer. */
+static void test_text_line(void) {
+  char out[64];
+  const char in[] = "ok \xC3\xA9 \xFF\x01\x1B[2J\n\xC0\xAF \xED\xA0\x80 \xF4\x90\x80\x80 \xE2\x82";
+  ke_text_line(in, sizeof in - 1, out, sizeof out);
+  CHECK_STR(out, "ok \xC3\xA9 \xEF\xBF\xBD  [2J \xEF\xBF\xBD\xEF\xBF\xBD "
+                 "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD "
+                 "\xEF\xBF\xBD\xEF\xBF\xBD");
+  /* a two-byte character that does not fit whole is left out */
+  CHECK(ke_text_line("ab\xC3\xA9", 4, out, 4) == 2 && strcmp(out, "ab") == 0);
+  CHECK(ke_utf8_sequence((const unsigned char *)"\xF0\x9F\x98\x80", 4) == 4);
+  CHECK(ke_utf8_sequence((const unsigned char *)"\xE0\x80\x80", 3) == 0); /* overlong */
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  test_text_line();
   test_json();
   test_sse();
   test_usage_plausible();

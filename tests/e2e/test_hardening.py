@@ -220,6 +220,33 @@ class Hardening(Workspace):
         self.assertEqual(read(self.path("afile")), "do not delete either")
 
 
+class BytesFromAServer(Workspace):
+    def test_a_server_log_of_bad_bytes_reaches_no_file_or_terminal_raw(self):
+        """A knob makes the server write invalid UTF-8 and terminal escapes to its log and
+        exit: the trial's error quotes the log, and every output stays well-formed."""
+        wrapper = self.write("server.py", "\n".join([
+            "import os, sys",
+            "if '--die-badly' in sys.argv:",
+            "    sys.stderr.buffer.write(b'starting\\x1b[2J\\x07 \\xff\\xfe\\xc0\\xaf bad\\r\\n')",
+            "    sys.exit(3)",
+            "os.execv(sys.argv[1], sys.argv[1:])"]))
+        cfg = self.base_config(knobs=[{"name": "bad", "flag": "--die-badly"}])
+        cfg["serve_cmd"] = ["python3", wrapper] + cfg["serve_cmd"]
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = subprocess.run([KNOBENGINE, "--config", "cfg.json"], cwd=self.dir, capture_output=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode("utf-8")  # strict
+        self.assertNotIn("\x1b", err)
+        self.assertIn("starting\ufffd[2J\ufffd \ufffd\ufffd\ufffd\ufffd bad", err)
+        run = os.path.realpath(self.path("results", "search", "latest"))
+        with open(os.path.join(run, "summary.json"), "rb") as f:
+            trial = json.loads(f.read().decode("utf-8"))["trials"][1]
+        self.assertIn("starting\x1b[2J\x07 \ufffd\ufffd\ufffd\ufffd bad", trial["error"])
+        html = Hardening.assert_well_formed_report(self, run)
+        self.assertNotIn("\x1b", html)
+
+
 class ClaimsWithoutResults(Workspace):
     def test_a_baseline_that_completed_no_request_fails(self):
         cfg = self.base_config(constraints={"max_error_rate": 1})
