@@ -504,6 +504,7 @@ end
 
 return {
   name = "bayes",
+  order = 5, -- its place in --help's list of bundled strategies
   options = {
     budget = { type = "integer", min = 1, doc = "launches at most (default 3 per knob value beyond the first: 3N for on/off knobs)" },
     init = { type = "integer", min = 1, doc = "initial design size, all-off included (default N/2 + 1)" },

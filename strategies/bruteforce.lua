@@ -6,6 +6,7 @@ local BATCH = 1024
 
 return {
   name = "bruteforce",
+  order = 1, -- its place in --help's list of bundled strategies
   exhaustive = true,
   run = function(search)
     local batch = {}

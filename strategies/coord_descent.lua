@@ -4,6 +4,7 @@
 -- 1 + N + (N-1) + ... launches, usually about 2N.
 return {
   name = "coord_descent",
+  order = 2, -- its place in --help's list of bundled strategies
   options = {
     start = { type = "mask", default = 0, doc = "the mask to start from" },
   },

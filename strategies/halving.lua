@@ -3,6 +3,7 @@
 -- appear in the table but only confirmed trials can be chosen as best.
 return {
   name = "halving",
+  order = 3, -- its place in --help's list of bundled strategies
   exhaustive = true,
   options = {
     screen_requests = { type = "integer", min = 1, doc = "requests per screening trial (default request_count / 4)" },

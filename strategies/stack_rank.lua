@@ -40,6 +40,7 @@ end
 
 return {
   name = "stack_rank",
+  order = 4, -- its place in --help's list of bundled strategies
   run = function(search)
     local base = search:evaluate(0)
     local singles = {}

@@ -35,8 +35,8 @@ kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,ma
 
 options:
   --config FILE     the optimization config (default: optimizations.json)
-  --strategy FILE   a Lua search strategy (default: strategies/bruteforce.lua;
-                    bundled: bruteforce, coord_descent, halving, stack_rank, bayes)
+  --strategy FILE   a Lua search strategy (default: strategies/{default}.lua;
+{bundled}
   --results DIR     where results go (default: results)
   --dry-run         validate config, dataset, strategy and server program, print
                     the resolved server commands to stderr, touch nothing
@@ -62,6 +62,21 @@ options:
 
 exit codes: 0 done, 1 run failed, 2 bad usage or config, 130/143 interrupted
 ]]
+
+-- The usage text, with the bundled strategies as strategies/ holds them (the lines of
+-- "bundled: a, b, ...)" wrapped under --strategy's text).
+function M.usage()
+  local strategy = require("knobengine.strategy")
+  local indent = string.rep(" ", 20)
+  local lines, line = {}, indent .. "bundled:"
+  local names = strategy.bundled()
+  for i, name in ipairs(names) do
+    local word = " " .. name .. (i < #names and "," or ")")
+    if #line + #word > 86 then lines[#lines + 1], line = line, indent .. word:sub(2) else line = line .. word end
+  end
+  lines[#lines + 1] = line
+  return (M.USAGE:gsub("{(%a+)}", { default = strategy.DEFAULT, bundled = table.concat(lines, "\n") }))
+end
 
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {

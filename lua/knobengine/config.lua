@@ -4,6 +4,7 @@
 local cjson = require("cjson")
 local errors = require("knobengine.errors")
 local knobs_of = require("knobengine.knobs")
+local registry = require("knobengine.registry")
 local schema = require("knobengine.schema")
 local Space = require("knobengine.space")
 local util = require("knobengine.util")
@@ -12,10 +13,10 @@ local M = {}
 
 M.MAX_KNOBS = 16
 M.MAX_PROBE_S = 3600 -- a capacity probe (workload.request_count at one rate) lasts at most this
-M.METRICS = {
-  p50_latency_ms = true, p95_latency_ms = true, p99_latency_ms = true, mean_latency_ms = true,
-  tokens_per_s = true, requests_per_s = true, error_rate = true, goodput = true, slo_attainment_pct = true, max_rate = true,
-}
+-- The metrics an objective or a tie-breaker can name: the C metric table's objective
+-- rows (knob.metric_names), and max_rate, which a capacity trial adds (record.capacity).
+M.METRICS = { max_rate = true }
+for _, name in ipairs(require("knob").metric_names()) do M.METRICS[name] = true end
 
 -- Field checkers: each returns the (possibly converted) value or raises via bad().
 local function kind(v)
@@ -321,14 +322,14 @@ local function validate_server(c, raw)
 end
 
 -- workload.arrival: how requests are sent (docs/load.md "Arrivals"). Every key checked for
--- the chosen type; rates are requests per second.
+-- the chosen type; rates are requests per second. The type's own checks are its
+-- plug-in's (arrivals/<type>.lua), once the workload is known.
 local function validate_arrival(c, a)
   a = c:object(a or {}, "workload.arrival", schema.keys("workload.arrival"))
   local out = c:fields(a, "workload.arrival")
   local said = { required = "is required with type '%s'",
     unused = function(kind) return string.format("is not used with type '%s'", kind) end }
   for k, v in pairs(c:variant_keys(a, "workload.arrival", out.type, said)) do out[k] = v end
-  if out.type == "sinusoid" and out.min_rate > out.max_rate then c:bad("workload.arrival.min_rate", "must be <= max_rate") end
   return out
 end
 
@@ -351,10 +352,11 @@ local function validate_workload(c, raw, base_dir)
   out.dataset = out.dataset or "(synthetic)"
   out.synthetic = validate_synthetic(c, w.synthetic)
   out.arrival = validate_arrival(c, w.arrival)
-  if out.max_concurrency ~= nil and out.arrival.type == "closed" then
+  local arrival = registry.get("arrivals", out.arrival.type)
+  if arrival.validate then arrival.validate(c, out.arrival, out) end
+  if out.max_concurrency ~= nil and not arrival.open then
     c:bad("workload.max_concurrency", "caps an open-loop arrival (workload.arrival); a closed loop has workload.concurrency")
   end
-  if out.arrival.type == "trace" and out.synthetic then c:bad("workload.arrival.type", "'trace' needs a dataset with timestamps") end
   return out
 end
 
@@ -485,42 +487,6 @@ local function validate_model(c, raw)
   return out
 end
 
--- The devices of a CUDA_VISIBLE_DEVICES value: indices or UUIDs, comma-separated, each
--- once. nil and why for a value CUDA would read otherwise than it looks: an empty entry
--- or "-1" ends the list there, a repeated device is one GPU counted twice.
-function M.gpu_list(value)
-  local out, seen = {}, {}
-  if value == "" then return out end -- no GPU visible
-  for d in (value .. ","):gmatch("([^,]*),") do
-    d = d:match("^%s*(.-)%s*$")
-    if d == "" then return nil, "an empty entry (CUDA ignores every device after it)" end
-    if not (d:match("^%d+$") or d:match("^GPU%-[%x%-]+$") or d:match("^MIG%-[%w%-/]+$")) then
-      return nil, string.format("'%s' is not a device index or UUID%s", d, d == "-1" and " (-1 hides every GPU)" or "")
-    end
-    if seen[d] then return nil, string.format("device %s is listed twice", d) end
-    seen[d] = true
-    out[#out + 1] = d
-  end
-  return out
-end
-
--- Two slots must not share a GPU: each server would take the memory the other counts on.
-local function check_slot_gpus(c, slots)
-  local owner = {}
-  for i, slot in ipairs(slots) do
-    local cvd = slot.env.CUDA_VISIBLE_DEVICES
-    if cvd then
-      local path = string.format("executor.slots[%d].env.CUDA_VISIBLE_DEVICES", i - 1)
-      local gpus, why = M.gpu_list(cvd)
-      if not gpus then c:bad(path, "%s", why) end
-      for _, d in ipairs(gpus) do
-        if owner[d] then c:bad(path, "GPU %s is also slots[%d]'s; two servers would share it", d, owner[d]) end
-        owner[d] = i - 1
-      end
-    end
-  end
-end
-
 -- An environment map: variable names, string values (empty allowed).
 local function validate_env(c, v, path)
   local env = {}
@@ -531,67 +497,24 @@ local function validate_env(c, v, path)
   return env
 end
 
--- One slot of the local executor: its port and the environment its servers get.
-local function validate_slot(c, s, path)
-  c:object(s, path, schema.keys("executor.slots[]"))
-  return { port = c:value(s, "executor.slots[].port", path .. ".port"), env = validate_env(c, s.env, path .. ".env") }
-end
+-- For plug-ins' validate hooks: an environment map, and the allowed keys at a prefix.
+function Checker:env(v, path) return validate_env(self, v, path) end
 
--- The sbatch options knobengine sets itself, and those that would break its protocol.
-local SBATCH_OWN = { "^%-%-output", "^%-o", "^%-%-error", "^%-e", "^%-%-parsable" }
-local SBATCH_BREAKING = { "^%-%-array", "^%-a", "^%-%-chdir", "^%-D" }
-
-local function matches_any(s, patterns)
-  for _, p in ipairs(patterns) do if s:match(p) then return true end end
-  return false
-end
-
--- The slurm executor's settings: where and how each trial's batch job is submitted.
-local function validate_slurm(c, out)
-  for i, a in ipairs(out.sbatch_args) do
-    if matches_any(a, SBATCH_OWN) then
-      c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' is set by knobengine", a)
-    end
-    if matches_any(a, SBATCH_BREAKING) then
-      c:bad(string.format("executor.sbatch_args[%d]", i - 1), "'%s' would break the trial protocol (one job per "
-        .. "trial, run where its paths are): knobengine does not allow it", a)
-    end
-  end
-  return out
-end
-
--- The local executor: explicit slots, or one per gpus_per_trial visible GPUs.
-local function validate_local(c, e, out)
-  if e.slots == nil and e.gpus_per_trial == nil then c:bad("executor", "needs one of 'slots' or 'gpus_per_trial'") end
-  if e.slots ~= nil and e.gpus_per_trial ~= nil then c:bad("executor", "has both 'slots' and 'gpus_per_trial' (use one)") end
-  if out.gpus_per_trial then return out end
-  local list = c:array(e.slots, "executor.slots", { nonempty = true })
-  if #list > 256 then c:bad("executor.slots", "at most 256 slots are supported (got %d)", #list) end
-  out.slots = {}
-  local seen = {}
-  for i, s in ipairs(list) do
-    local path = string.format("executor.slots[%d]", i - 1)
-    local slot = validate_slot(c, s, path)
-    if seen[slot.port] then c:bad(path .. ".port", "duplicate port %d (also slots[%d])", slot.port, seen[slot.port]) end
-    seen[slot.port] = i - 1
-    out.slots[i] = slot
-  end
-  check_slot_gpus(c, out.slots)
-  return out
-end
+function Checker:keys(prefix) return schema.keys(prefix) end
 
 -- executor: where sweep trials run (docs/executors.md). Absent: one at a time, in this
--- process.
+-- process. The keys of the backend's rows are checked here, the rest by its validate
+-- hook (executors/<type>.lua).
 local function validate_executor(c, raw)
   if raw.executor == nil then return nil end
   local e = c:section(raw, "executor")
-  if e.type == nil then c:bad("executor.type", "is required ('local' or 'slurm')") end
+  if e.type == nil then c:bad("executor.type", "is required (%s)", registry.quoted("executors")) end
   local out = c:fields(e, "executor")
   local typed = c:variant_keys(e, "executor", out.type,
-    { unused = function(_, users) return string.format('is only used with "type": "%s"', users) end })
-  for k, v in pairs(typed) do if k ~= "slots" then out[k] = v end end
-  if out.type == "slurm" then return validate_slurm(c, out) end
-  return validate_local(c, e, out)
+    { required = 'is required with "type": "%s"',
+      unused = function(_, users) return string.format('is only used with "type": "%s"', users) end })
+  for k, v in pairs(typed) do if schema.row("executor." .. k).type ~= "list" then out[k] = v end end
+  return registry.get("executors", out.type).validate(c, e, out)
 end
 
 local function validate_command(c, raw)

@@ -1,70 +1,55 @@
--- Executors: sweep trials run at once, each as a `knobengine trial` process of its own
--- (trial_unit.lua) with its own server, port and devices (docs/executors.md).
---   local: one process per slot on this machine (knob.spawn);
---   slurm: one batch job per trial (sbatch), at most max_jobs at once, each on its own
---          port (server.port + k), its files in RESULTS/.slurm/run-ID/ until collected.
--- Results come back in trial order whatever order they finish in.
+-- The executor runner: sweep trials run at once, each as a `knobengine trial` process
+-- of its own (trial_unit.lua) with its own server, port and devices, on a backend
+-- (lua/knobengine/executors/<executor.type>.lua, found by knobengine.registry;
+-- docs/executors.md). Results come back in trial order whatever order they finish in.
 --
--- Ownership: the executor owns its trial processes and jobs; on any error (an
--- interrupt, a callback that raises) it stops or cancels every one before the error
--- goes on. Slurm job ids are kept in history.sqlite (jobs table): a search resumed
--- after the engine was killed re-attaches to its jobs that still run, collects the
--- ones that finished and submits the rest again. Errors: a bad executor setting is a
--- usage error; a trial process or job that ends without a result is a failed trial
--- naming how it ended (Slurm's state and reason).
+-- The backend contract (every backend declares these; registry.lua checks them):
+--   name              the executor.type value, the file's name
+--   rows, uses        its executor.* schema rows (with types = {[name] = "optional" |
+--                     "required"}) and the shared rows it uses (schema.lua adds them)
+--   validate(c, e, out)  its own checks: c the config Checker, e the raw executor
+--                     object, out its checked keys; returns the validated executor
+--   slots(cfg)        the slots trials run on, {port, env} each (port_slots helps);
+--                     a usage error when the setting cannot work here
+--   ports_here        its slots' ports are on this machine: checked free before a run
+--   resumable         its trials outlive a killed engine: their files go where the
+--                     next run finds them, their handles' ids are kept in history.sqlite
+--                     (jobs table) and a resume calls reattach before start
+--   poll_wait         seconds to sleep between polls when nothing finished
+--   reattach(ex, job, spec_path)  the handle of the trial a killed engine left running
+--                     or finished (ex:stored_handle(job), ex:has_result(job)), or nil
+--                     to start it anew
+--   start(ex, job, spec_path, log)  starts `ex.exe trial --spec spec_path --out job.out`
+--                     with its stderr in log; returns a handle: a table of the
+--                     backend's, with id (a string) for a resumable backend and files
+--                     (optional: what to remove once the trial is collected). Raises a
+--                     run error when it cannot
+--   where(handle, slot)  the progress text of where the trial runs (" on port 8000")
+--   poll(ex, running) sets r.how (how it ended, said when it left no result) on each
+--                     r of running ({job, handle}) whose trial process ended
+--   stop(ex, running) stops every running trial and returns once none runs
+--
+-- Ownership: the runner owns the trial processes and jobs its backend started; on any
+-- error (an interrupt, a callback that raises) it stops every one before the error
+-- goes on, and forgets the stored handles of those a resume must start anew. Errors:
+-- a bad executor setting is a usage error; a trial that ends without a result is a
+-- failed trial naming how it ended.
 local cjson = require("cjson")
 local knob = require("knob")
-local config = require("knobengine.config")
 local errors = require("knobengine.errors")
 local record = require("knobengine.record")
-local slurm = require("knobengine.slurm")
+local registry = require("knobengine.registry")
 local trial_unit = require("knobengine.trial_unit")
 local util = require("knobengine.util")
 
 local M = {}
 M.__index = M
 
--- The GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else nvidia-smi -L.
-local function visible_gpus()
-  local cvd = os.getenv("CUDA_VISIBLE_DEVICES")
-  local out = {}
-  if cvd then
-    local gpus, why = config.gpu_list(cvd)
-    if not gpus then errors.usage("executor.gpus_per_trial: CUDA_VISIBLE_DEVICES='%s': %s", cvd, why) end
-    return gpus, "CUDA_VISIBLE_DEVICES"
-  end
-  if not util.which("nvidia-smi") then return out, "nvidia-smi not found" end
-  local text, how = util.capture({ "nvidia-smi", "-L" }, 30)
-  for line in (text or ""):gmatch("[^\n]+") do
-    local i = line:match("^GPU (%d+):")
-    if i then out[#out + 1] = i end
-  end
-  return out, how == "exited with status 0" and "nvidia-smi -L" or "nvidia-smi -L failed"
-end
+-- The backend of a validated config's executor.
+function M.backend(cfg) return registry.get("executors", cfg.executor.type) end
 
--- The slots of the config ({port, env} each), or nil when trials run in this process.
--- gpus_per_trial: one slot per that many visible GPUs; slurm: max_jobs slots; both on
--- server.port, server.port + 1, ... Checked before anything runs (usage errors).
-function M.slots(cfg)
-  local e = cfg.executor
-  if not e then return nil end
-  if e.type == "slurm" then
-    for _, cmd in ipairs({ "sbatch", "squeue", "scancel" }) do
-      if not util.which(cmd) then errors.usage("executor.type: slurm needs '%s', which is not on PATH", cmd) end
-    end
-  end
-  if e.slots then return e.slots end
-  local count, per_slot = e.max_jobs, nil
-  if e.gpus_per_trial then
-    local gpus, from = visible_gpus()
-    if #gpus < e.gpus_per_trial then
-      errors.usage("executor.gpus_per_trial: %d GPU(s) per trial, but %d visible (%s)", e.gpus_per_trial, #gpus, from)
-    end
-    count = #gpus // e.gpus_per_trial
-    per_slot = function(s)
-      return { CUDA_VISIBLE_DEVICES = table.concat(gpus, ",", (s - 1) * e.gpus_per_trial + 1, s * e.gpus_per_trial) }
-    end
-  end
+-- count slots on server.port, server.port + 1, ...; per_slot(s) their env (default none).
+function M.port_slots(cfg, count, per_slot)
   local slots = {}
   for s = 1, count do
     local port = cfg.server.port + s - 1
@@ -74,143 +59,69 @@ function M.slots(cfg)
   return slots
 end
 
--- Local backend: a process per trial.
-local Local = {}
-
-function Local.start(ex, job, spec_path, log)
-  os.remove(log) -- an earlier attempt's; before the process opens it
-  local proc, err = knob.spawn({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }, nil, log)
-  if not proc then errors.run("cannot start a trial process: %s", err) end
-  return { proc = proc }
+-- The slots of the config ({port, env} each), or nil when trials run in this process.
+-- Checked before anything runs (usage errors).
+function M.slots(cfg)
+  if not cfg.executor then return nil end
+  return M.backend(cfg).slots(cfg)
 end
 
-function Local.poll(_, running)
-  for _, r in pairs(running) do
-    local exited, how = r.handle.proc:exited()
-    if exited then r.how = how end
-  end
+-- The slots whose ports are on this machine (a run checks they are free).
+function M.local_slots(cfg, slots)
+  return cfg.executor and M.backend(cfg).ports_here and slots or {}
 end
 
-function Local.stop(ex, running)
-  for _, r in pairs(running) do r.handle.proc:stop(ex.ctx.cfg.server.stop_timeout_s + 10) end
+-- Where a run's trials keep specs and logs when its backend's trials outlive a killed
+-- engine (found again by run id: RESULTS/.<type>/run-ID), else nil (the run's aside
+-- directory).
+function M.work_dir(ctx, run_id)
+  local e = ctx.cfg.executor
+  if not e or not M.backend(ctx.cfg).resumable then return nil end
+  return string.format("%s/.%s/run-%d", ctx.results, e.type, run_id)
 end
 
--- Slurm backend: a batch job per trial.
-local Slurm = {}
-
--- The job a killed engine submitted for this trial, when it still runs or left its
--- result (a cancelled or lost one is submitted again).
-local function reattachable(ex, job)
-  local stored = ex.history and ex.history:job_of(ex.run_id, job.index)
-  if not stored or stored.knob_mask ~= job.mask_string or stored.requests ~= job.requests then return nil end
-  local id = tostring(stored.job_id)
-  if knob.exists(job.out .. "/" .. trial_unit.RESULT) then return id end
-  local s = (slurm.states({ id }) or {})[id]
-  if s and not slurm.TERMINAL[s.state] then return id end
-end
-
-function Slurm.start(ex, job, spec_path, log)
-  local e = ex.ctx.cfg.executor
-  local attach = reattachable(ex, job)
-  if attach then return { id = attach, attached = true } end -- polled like a new one
-  os.remove(log) -- an earlier attempt's; before the job opens it
-  local script = spec_path:gsub("%.spec%.json$", ".sbatch")
-  util.write(script, slurm.script({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }), 493)
-  local args = { "--job-name=knobengine-" .. job.index, "--output=" .. log }
-  if e.partition then args[#args + 1] = "--partition=" .. e.partition end
-  if e.gres then args[#args + 1] = "--gres=" .. e.gres end
-  if e.time then args[#args + 1] = "--time=" .. e.time end
-  for _, a in ipairs(e.sbatch_args or {}) do args[#args + 1] = a end
-  local id, err = slurm.submit(args, script)
-  if not id then
-    local sig = knob.interrupted()
-    if sig then errors.interrupted(sig, "interrupted while submitting trials to Slurm") end
-    errors.run("cannot submit trial %d to Slurm: %s", job.index, err)
-  end
-  if ex.history then ex.history:record_job(ex.run_id, job.index, id, job.mask_string, job.requests) end
-  return { id = id }
-end
-
--- A shared filesystem may show a finished job's result.json a moment after Slurm says
--- it ended; a job that ended without one is given this long before it counts as failed.
-Slurm.RESULT_GRACE_S = 5
--- squeue may fail now and then on a busy controller; only this long a run of failures
--- stops the sweep.
-Slurm.SQUEUE_FAILING_S = 60
-
--- Marks the trials whose job ended (r.how), from Slurm's states.
-local function judge(running, states, now)
-  for _, r in pairs(running) do
-    if not r.how then
-      local s = states[r.handle.id]
-      local ended = not s and "is no longer known to Slurm" or slurm.TERMINAL[s.state] and string.format("ended %s%s",
-        s.state, (s.reason ~= "" and s.reason ~= "None") and (" (" .. s.reason .. ")") or "")
-      if ended then
-        r.ended_at = r.ended_at or now
-        if now - r.ended_at >= Slurm.RESULT_GRACE_S then r.how = string.format("(Slurm job %s) %s", r.handle.id, ended) end
-      end
-    end
-  end
-end
-
-function Slurm.poll(ex, running)
-  -- a trial that left its result is done: no need to wait for Slurm to finish the job
-  local left = 0
-  for _, r in pairs(running) do
-    if knob.exists(r.job.out .. "/" .. trial_unit.RESULT) then
-      r.how = string.format("(Slurm job %s) finished", r.handle.id)
-    else
-      left = left + 1
-    end
-  end
-  local now = knob.now()
-  if left == 0 or now - (ex.last_poll or 0) < ex.ctx.cfg.executor.poll_s then return end
-  ex.last_poll = now
-  local ids = {}
-  for _, r in pairs(running) do if not r.how then ids[#ids + 1] = r.handle.id end end
-  local states, err = slurm.states(ids)
-  if states then
-    ex.squeue_failing_since = nil
-    return judge(running, states, now)
-  end
-  ex.squeue_failing_since = ex.squeue_failing_since or now
-  if now - ex.squeue_failing_since > Slurm.SQUEUE_FAILING_S then
-    errors.run("cannot ask Slurm about the trials' jobs for %d s: %s", Slurm.SQUEUE_FAILING_S, err)
-  end
-end
-
--- Cancels the jobs (they stop their servers) and forgets them, and the finished ones
--- whose rows were not printed yet: a resume submits all of those anew.
-function Slurm.stop(ex, running, unprinted)
-  local ids, trials = {}, {}
-  for _, r in pairs(running) do ids[#ids + 1], trials[#trials + 1] = r.handle.id, r.job.index end
-  for _, index in ipairs(unprinted) do trials[#trials + 1] = index end
-  slurm.cancel(ids, ex.ctx.cfg.server.stop_timeout_s + 30)
-  if ex.history then ex.history:forget_jobs(ex.run_id, trials) end
-end
-
--- ctx: the run context; slots: M.slots; work_dir: where specs, logs and (slurm) the
--- trials' own directories go until collected. opts: history, run_id (slurm re-attach).
+-- ctx: the run context; slots: M.slots; work_dir: where specs, logs and (a resumable
+-- backend's) trial directories go until collected. opts: history, run_id (re-attach).
 function M.new(ctx, slots, work_dir, opts)
   util.mkdir(work_dir)
   opts = opts or {}
+  local backend = M.backend(ctx.cfg)
   return setmetatable({ ctx = ctx, slots = slots, work_dir = work_dir, exe = knob.realpath("/proc/self/exe"),
-    backend = ctx.cfg.executor.type == "slurm" and Slurm or Local, history = opts.history, run_id = opts.run_id,
-    poll_wait = ctx.cfg.executor.type == "slurm" and 0.1 or 0.02 }, M)
+    backend = backend, history = opts.history, run_id = opts.run_id, poll_wait = backend.poll_wait }, M)
 end
+
+-- For a backend: the handle id stored for this trial of the run by a killed engine,
+-- when it was this backend's and ran the same mask and requests.
+function M:stored_handle(job)
+  local stored = self.history and self.history:job_of(self.run_id, job.index)
+  if not stored or stored.backend ~= self.backend.name or stored.knob_mask ~= job.mask_string
+    or stored.requests ~= job.requests then
+    return nil
+  end
+  return tostring(stored.handle)
+end
+
+-- For a backend: whether the trial left its result in job.out.
+function M:has_result(job) return knob.exists(job.out .. "/" .. trial_unit.RESULT) end
 
 -- Starts job {index, mask, requests, dir} on a slot.
 function M:start(slot, job)
   local base = string.format("%s/%03d", self.work_dir, job.index)
+  local backend = self.backend
   job.mask_string = self.ctx.cfg.space:string(job.mask)
-  -- a slurm job writes where the next run can find it; a local one straight into place
-  job.out = self.backend == Slurm and string.format("%s-%s", base, job.mask_string) or job.dir
+  -- a resumable backend's trial writes where the next run finds it; others into place
+  job.out = backend.resumable and string.format("%s-%s", base, job.mask_string) or job.dir
   local spec_path = base .. ".spec.json"
   util.write_json(spec_path, trial_unit.spec(self.ctx, job, slot))
   local log = base .. ".log"
-  local handle = self.backend.start(self, job, spec_path, log)
-  if job.say then job.say(handle.id and string.format(" on Slurm job %s%s", handle.id, handle.attached
-    and " (re-attached)" or "") or string.format(" on port %d", slot.port)) end
+  local handle = backend.resumable and backend.reattach(self, job, spec_path)
+  if not handle then
+    handle = backend.start(self, job, spec_path, log)
+    if backend.resumable and self.history then
+      self.history:record_job(self.run_id, job.index, backend.name, handle.id, job.mask_string, job.requests)
+    end
+  end
+  if job.say then job.say(backend.where(handle, slot)) end
   return { job = job, handle = handle, log = log, spec = spec_path }
 end
 
@@ -220,7 +131,8 @@ function M:collect(r)
   for line in log:gmatch("[^\n]+") do
     if line ~= r.job.out then io.stderr:write(line, "\n") end
   end
-  os.remove(r.log); os.remove(r.spec); os.remove((r.spec:gsub("%.spec%.json$", ".sbatch")))
+  os.remove(r.log); os.remove(r.spec)
+  for _, f in ipairs(r.handle.files or {}) do os.remove(f) end
   local rec, why = trial_unit.collect(r.job.out)
   if rec and r.job.out ~= r.job.dir then
     knob.remove_tree(r.job.dir)
@@ -256,8 +168,21 @@ local function step(self, jobs, running, done, state)
   return finished
 end
 
--- Runs jobs on the slots; on_result(job, rec) is called in job order.
-function M:run(jobs, on_result)
+-- Stops every running trial; a resumable backend's stored handles of those, and of the
+-- finished ones whose rows were not printed yet, are forgotten: a resume starts all of
+-- those anew.
+function M:stop(running, done, jobs)
+  self.backend.stop(self, running)
+  if not (self.backend.resumable and self.history) then return end
+  local trials = {}
+  for _, r in pairs(running) do trials[#trials + 1] = r.job.index end
+  for k in pairs(done) do trials[#trials + 1] = jobs[k].index end
+  self.history:forget_jobs(self.run_id, trials)
+end
+
+-- The runner's loop: starts jobs on free slots, collects them, emits in order; on any
+-- error it stops every trial it started.
+local function run_loop(self, jobs, on_result)
   local running, done, state = {}, {}, { started = 0 }
   local emitted = 0
   local ok, err = xpcall(function()
@@ -274,11 +199,22 @@ function M:run(jobs, on_result)
     end
   end, errors.handler)
   if not ok then
-    local unprinted = {}
-    for k in pairs(done) do unprinted[#unprinted + 1] = jobs[k].index end
-    self.backend.stop(self, running, unprinted)
+    self:stop(running, done, jobs)
     error(err, 0)
   end
+end
+
+-- Runs jobs on the slots; on_result(job, rec) is called in job order. The count hook
+-- that turns a Ctrl-C into an error wherever Lua runs (the strategy's) is off in here:
+-- raised between a backend's start and the runner's note of it, it would leave a
+-- trial nobody stops (a queued Slurm job); the loop checks for the interrupt itself.
+-- It is put back on the way out, unless an interrupt is on its way.
+function M:run(jobs, on_result)
+  local hook, mask, count = debug.gethook()
+  debug.sethook()
+  local ok, err = xpcall(run_loop, errors.handler, self, jobs, on_result)
+  if type(hook) == "function" and (ok or err.kind ~= "interrupted") then debug.sethook(hook, mask, count) end
+  if not ok then error(err, 0) end
 end
 
 return M

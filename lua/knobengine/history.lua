@@ -23,11 +23,33 @@ local SCHEMA = {
       knob_mask TEXT NOT NULL, requests INTEGER NOT NULL, config_hash TEXT NOT NULL,
       status TEXT NOT NULL, valid INTEGER NOT NULL, error TEXT, record TEXT NOT NULL,
       started_utc TEXT NOT NULL, wall_s REAL, PRIMARY KEY (run_id, trial))]],
+  -- a trial a resumable executor backend started (executor.lua): the backend (its
+  -- executor.type) and the handle it re-attaches by; job_id is the same id as users see
+  -- it (a Slurm job id)
   [[CREATE TABLE IF NOT EXISTS jobs (
       run_id INTEGER NOT NULL REFERENCES runs(id), trial INTEGER NOT NULL, job_id TEXT NOT NULL,
       knob_mask TEXT NOT NULL, requests INTEGER NOT NULL, submitted_utc TEXT NOT NULL,
-      PRIMARY KEY (run_id, trial))]],
+      backend TEXT, handle TEXT, PRIMARY KEY (run_id, trial))]],
 }
+
+-- The columns of a table, as a set.
+local function columns(db, tbl)
+  local set = {}
+  for _, c in ipairs(db:rows("PRAGMA table_info(" .. tbl .. ")")) do set[c.name] = true end
+  return set
+end
+
+-- Tables an older knobengine made, brought to this version's columns. Runs of this
+-- version record their identity's version; an older knobengine's (NULL) named fewer
+-- keys, so they are never resumed or replayed as this config's. Its jobs table had
+-- Slurm job ids only: those rows are the slurm backend's, their handle the job id.
+local function migrate(db)
+  if not columns(db, "runs").identity then db:exec("ALTER TABLE runs ADD COLUMN identity INTEGER") end
+  local jobs = columns(db, "jobs")
+  if not jobs.backend then db:exec("ALTER TABLE jobs ADD COLUMN backend TEXT") end
+  if not jobs.handle then db:exec("ALTER TABLE jobs ADD COLUMN handle TEXT") end
+  db:exec("UPDATE jobs SET backend = 'slurm', handle = job_id WHERE backend IS NULL")
+end
 
 local function damaged(path, why, raise)
   raise("%s is damaged or unreadable (%s): move it aside (mv %s %s.damaged) and run again; its finished trials "
@@ -74,22 +96,13 @@ function M.open(path)
     local check = db:rows("PRAGMA quick_check")
     if check[1] and check[1].quick_check ~= "ok" then error(check[1].quick_check, 0) end
     for _, sql in ipairs(SCHEMA) do db:exec(sql) end
-    -- runs of this version record their identity's version; an older knobengine's
-    -- (NULL) named fewer keys, so they are never resumed or replayed as this config's
-    local has = false
-    for _, c in ipairs(db:rows("PRAGMA table_info(runs)")) do has = has or c.name == "identity" end
-    if not has then db:exec("ALTER TABLE runs ADD COLUMN identity INTEGER") end
+    migrate(db)
   end)
   if not ok then failed(path, why, errors.usage) end
   return self
 end
 
 local function now_utc() return os.date("!%Y-%m-%dT%H:%M:%SZ") end
-
--- The identity of a search (identity.lua): what decides each trial's result.
-function M.config_hash(cfg, dataset_hash)
-  return require("knobengine.identity").hash(cfg, dataset_hash, "search")
-end
 
 -- An unfinished run of this strategy recorded by an older knobengine (its identity
 -- named fewer keys) is retired (status 'superseded'): a note saying it is not resumed,
@@ -143,18 +156,21 @@ function M:mark_trial_interrupted(run_id, config_hash, trial, mask_string, reque
     run_id, trial, mask_string, requests, config_hash, now_utc())
 end
 
--- The Slurm job a trial of a run was submitted as (executor.lua), for a resume.
-function M:record_job(run_id, trial, job_id, mask_string, requests)
-  self:exec([[INSERT OR REPLACE INTO jobs (run_id, trial, job_id, knob_mask, requests, submitted_utc)
-      VALUES (?, ?, ?, ?, ?, ?)]], run_id, trial, job_id, mask_string, requests, now_utc())
+-- The trial of a run that a resumable executor backend started, and its handle (for
+-- a resume: executor.lua re-attaches to it).
+function M:record_job(run_id, trial, backend, handle, mask_string, requests)
+  self:exec([[INSERT OR REPLACE INTO jobs (run_id, trial, job_id, knob_mask, requests, submitted_utc, backend, handle)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)]], run_id, trial, handle, mask_string, requests, now_utc(), backend, handle)
 end
 
 function M:forget_jobs(run_id, trials)
   for _, t in ipairs(trials) do self:exec("DELETE FROM jobs WHERE run_id = ? AND trial = ?", run_id, t) end
 end
 
+-- {backend, handle, job_id, knob_mask, requests} of a trial's job, or nil.
 function M:job_of(run_id, trial)
-  return self:rows("SELECT job_id, knob_mask, requests FROM jobs WHERE run_id = ? AND trial = ?", run_id, trial)[1]
+  return self:rows("SELECT backend, handle, job_id, knob_mask, requests FROM jobs WHERE run_id = ? AND trial = ?",
+    run_id, trial)[1]
 end
 
 function M:finish(run_id, status, run_dir)

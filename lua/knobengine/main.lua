@@ -89,12 +89,13 @@ local function preflight(cfg, results)
   if not ok then errors.usage("--results %s: cannot write there: %s", results, (err:gsub("^cannot write '[^']*': ", ""))) end
 end
 
--- The server's port, and the local executor's slot ports, must be free (checked once
--- this run owns the results directory, so a second run is told about the first one, not
--- about its server). A Slurm job's port is on its compute node: not checked here.
+-- The server's port, and the executor's slot ports on this machine, must be free
+-- (checked once this run owns the results directory, so a second run is told about the
+-- first one, not about its server). A Slurm job's port is on its compute node: not
+-- checked here.
 local function check_port(cfg, slots)
   local ports = { { "server.port", cfg.server.port } }
-  local local_slots = cfg.executor and cfg.executor.type == "local" and slots or {}
+  local local_slots = require("knobengine.executor").local_slots(cfg, slots)
   for i, slot in ipairs(local_slots) do
     ports[#ports + 1] = { string.format("executor slot %d", i - 1), slot.port }
   end
@@ -211,7 +212,7 @@ end
 local function run(argv)
   local opts = args_.parse(argv)
   if opts.command == "summarize" or opts.command == "kernels" then return trace_command(opts.command, opts.trace) end
-  if opts.help then io.stdout:write(args_.USAGE); return 0 end
+  if opts.help then io.stdout:write(args_.usage()); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   if opts.command == "report" then return report_command(opts) end
   if opts.command == "trial" then
@@ -242,16 +243,25 @@ end
 
 -- Runs the command line; returns the exit code. Every error ends here: typed ones with
 -- their own code, anything else as exit 1 (with its traceback under KNOBENGINE_DEBUG=1).
+-- What a run stopped from outside (Ctrl-C, stdout gone, a full disk) says it did on
+-- its way out. report and compare start no server and keep their previous output.
+local function stopped_tail(result, command)
+  if command == "report" or command == "compare" then return "; the previous output is kept.\n" end
+  return "; servers stopped, nothing partial was kept. "
+    .. (result.kind == "storage" and "Free space there (or make it writable), then run" or "Run")
+    .. (result.resumable and " the same command again to resume (finished trials are kept).\n"
+      or " the same command again to start over.\n")
+end
+
 function M.main(args)
   local ok, result = xpcall(run, errors.handler, args)
   if ok then return result end
+  -- a message may quote a server's log or a path: no control character reaches the terminal
+  local message = util.clean_text(result.message, true)
   if errors.stops_run(result) then
-    io.stderr:write("knobengine: ", result.message, "; servers stopped, nothing partial was kept. ",
-      result.kind == "storage" and "Free space there (or make it writable), then run" or "Run",
-      result.resumable and " the same command again to resume (finished trials are kept).\n"
-        or " the same command again to start over.\n")
+    io.stderr:write("knobengine: ", message, stopped_tail(result, args[1]))
   else
-    io.stderr:write("knobengine: ", result.message, "\n")
+    io.stderr:write("knobengine: ", message, "\n")
   end
   if result.traceback and errors.debug_enabled() then io.stderr:write(result.traceback, "\n") end
   return result.code

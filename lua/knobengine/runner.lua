@@ -206,10 +206,9 @@ local function begin_run(ctx, baseline)
   elseif note then
     say("%s", note)
   end
-  -- where executor trials keep specs and logs: slurm jobs outlive a killed engine, so
-  -- theirs are found again by run id; local ones go with the run's aside directory
-  local work_dir = ctx.cfg.executor and ctx.cfg.executor.type == "slurm"
-    and string.format("%s/.slurm/run-%d", ctx.results, id) or nil
+  -- where executor trials keep specs and logs: a resumable backend's jobs outlive a
+  -- killed engine, so theirs are found again by run id; others go with the run's aside
+  local work_dir = require("knobengine.executor").work_dir(ctx, id)
   return { history = history, hash = hash, id = id, replay = replay, base_p50 = baseline.metrics.p50_latency_ms,
     work_dir = work_dir }
 end
@@ -226,7 +225,8 @@ local function search_body(ctx, baseline, dirs, run)
     run_trial = source.run_trial, run_batch = source.run_batch, on_trial = source.on_trial }, records)
   run_strategy(ctx.strategy, search, run)
   knob.remove_tree(run.work_dir) -- the trial processes' specs and logs
-  os.remove(ctx.results .. "/.slurm") -- only when no other run's jobs are in it
+  -- a resumable backend's RESULTS/.<backend>/ goes too, when no other run's jobs are in it
+  if run.work_dir ~= dirs.aside .. "/.slots" then os.remove(util.dirname(run.work_dir)) end
   if #records == 0 then
     run.history:finish(run.id, "failed")
     errors.run("the strategy evaluated no combination (%s)", ctx.strategy_path)

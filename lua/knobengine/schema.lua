@@ -10,7 +10,12 @@
 --   (none)                 how the engine runs (timeouts for giving up, nsys, the report's
 --                          inputs, where trials run): never changes a measured number
 -- The validator (config.lua), the defaults, docs/config.md's key table (checked by a
--- test) and identity.lua derive from these rows.
+-- test) and identity.lua derive from these rows. The rows of a plug-in's keys are the
+-- plug-in's (registry.lua: executors/, arrivals/): they are added here, in name order,
+-- and the allowed values of executor.type, workload.arrival.type and
+-- workload.dataset_format are the registered names.
+local registry = require("knobengine.registry")
+
 local M = {}
 
 M.ROWS = {}
@@ -20,6 +25,30 @@ local function row(path, t)
   t.path = path
   M.ROWS[#M.ROWS + 1] = t
   M.BY_PATH[path] = t
+end
+
+-- The rows of a kind of plug-in, plug-ins in name order (copies: the plug-ins' own
+-- tables stay as they wrote them), then each plug-in's `uses` ({key = "optional" |
+-- "required"}, keys of rows under prefix that another declares) added to those rows'
+-- `types`.
+local function plugin_rows(kind, prefix)
+  for _, r in ipairs(registry.rows(kind)) do
+    local t = {}
+    for k, v in pairs(r) do t[k] = v end
+    if r.types then
+      t.types = {}
+      for k, v in pairs(r.types) do t.types[k] = v end
+    end
+    row(r.path, t)
+  end
+  for _, p in ipairs(registry.all(kind)) do
+    for key, how in pairs(p.uses or {}) do
+      local r = M.BY_PATH[prefix .. "." .. key]
+      if not r then error(string.format("schema: plug-in %s/%s uses %s.%s, which has no row", kind, p.name, prefix, key), 0) end
+      r.types = r.types or {}
+      r.types[p.name] = how
+    end
+  end
 end
 
 -- Types: string, number, integer, boolean, enum (one_of), strings (a list of strings),
@@ -37,7 +66,7 @@ row("server.ready_timeout_s", { type = "number", default = 900, min = 0.001, max
 row("server.stop_timeout_s", { type = "number", default = 30, min = 0, max = 3600, doc = "SIGTERM, then SIGKILL after this" })
 
 row("workload.dataset", { type = "string", doc_type = "path", doc = "the prompts (a path relative to the config; required unless `workload.synthetic`): JSON Lines, mooncake or ShareGPT, see [load.md](load.md#datasets); its content (sha256) is part of the identity" })
-row("workload.dataset_format", { type = "enum", default = "auto", one_of = { "auto", "jsonl", "mooncake", "sharegpt" },
+row("workload.dataset_format", { type = "enum", default = "auto", one_of = { "auto", table.unpack(registry.names("datasets")) },
   identity = "measure", doc = "how to read the dataset; `auto`: a file that starts with `[{` is ShareGPT, otherwise each line is JSON Lines or mooncake by its keys" })
 row("workload.synthetic.input_tokens", { type = "integer", min = 1, max = 10000000, identity = "measure",
   doc = "made-up prompts instead of a dataset: words per prompt (required with `workload.synthetic`)" })
@@ -47,21 +76,11 @@ row("workload.synthetic.spread", { type = "number", default = 0, min = 0, max = 
   doc = "each length drawn uniformly within +-spread" })
 row("workload.arrival", { type = "variant", identity = "measure",
   doc = "how requests are sent (rates in requests/s), see [load.md](load.md#arrivals)" })
-row("workload.arrival.type", { type = "enum", default = "closed", identity = "measure",
-  one_of = { "closed", "constant", "gamma", "poisson", "sinusoid", "trace" },
+row("workload.arrival.type", { type = "enum", default = "closed", identity = "measure", one_of = registry.names("arrivals"),
   doc = "`closed` (`concurrency` in flight), `poisson`, `gamma`, `constant` (`rate`), `sinusoid`, `trace` (each record's `timestamp`)" })
-row("workload.arrival.rate", { type = "number", min = 1e-6, max = 1e6, identity = "measure",
-  types = { poisson = "required", constant = "required", gamma = "required" }, doc = "the mean rate" })
-row("workload.arrival.burstiness", { type = "number", default = 1, min = 1e-3, max = 1000, identity = "measure",
-  types = { gamma = "optional" }, doc = "gamma: the shape (1 is Poisson; below 1 burstier)" })
-row("workload.arrival.min_rate", { type = "number", min = 0, max = 1e6, identity = "measure",
-  types = { sinusoid = "required" }, doc = "sinusoid: the lowest rate (at most `max_rate`)" })
-row("workload.arrival.max_rate", { type = "number", min = 1e-6, max = 1e6, identity = "measure",
-  types = { sinusoid = "required" }, doc = "sinusoid: the highest rate" })
-row("workload.arrival.period_s", { type = "number", min = 1e-3, max = 1e7, identity = "measure",
-  types = { sinusoid = "required" }, doc = "sinusoid: the period" })
-row("workload.arrival.time_scale", { type = "number", default = 1, min = 1e-6, max = 1e6, identity = "measure",
-  types = { trace = "optional" }, doc = "trace: timestamps are multiplied by this" })
+-- a key several arrival types use: which, and how, is theirs to say (`uses`)
+row("workload.arrival.rate", { type = "number", min = 1e-6, max = 1e6, identity = "measure", doc = "the mean rate" })
+plugin_rows("arrivals", "workload.arrival")
 row("workload.max_concurrency", { type = "integer", min = 1, max = 16384, identity = "measure",
   doc = "open-loop arrivals only: at most this many in flight (a request that finds them all busy waits and counts in `concurrency_cap_hits`)" })
 row("workload.endpoint", { type = "enum", default = "/v1/completions", one_of = { "/v1/chat/completions", "/v1/completions" },
@@ -151,20 +170,8 @@ row("hardware.peak_tflops", { type = "number", min = 1e-3, max = 1e7, doc = "one
 row("hardware.gpu_count", { type = "integer", default = 1, min = 1, max = 4096, doc = "GPUs the server uses (MFU's peak and compare's GPU-hours)" })
 
 row("executor", { type = "variant", doc = "where sweep trials run (none: one at a time, in the engine); every key in [executors.md](executors.md)" })
-row("executor.type", { type = "enum", required = true, one_of = { "local", "slurm" }, doc = "`local` slots or `slurm` jobs" })
-row("executor.slots", { type = "list", types = { ["local"] = "optional" }, doc = "`{port, env}` per slot (at most 256)" })
-row("executor.slots[].port", { type = "integer", required = true, min = 1, max = 65535, doc = "the slot's server port, unique" })
-row("executor.slots[].env", { type = "map", default = {}, doc = "the slot's extra server environment" })
-row("executor.gpus_per_trial", { type = "integer", min = 1, max = 64, types = { ["local"] = "optional" },
-  doc = "instead of `slots`: one slot per that many visible GPUs" })
-row("executor.partition", { type = "string", types = { slurm = "optional" }, doc = "`sbatch --partition`" })
-row("executor.gres", { type = "string", types = { slurm = "optional" }, doc = "`sbatch --gres` (e.g. `gpu:1`)" })
-row("executor.time", { type = "string", types = { slurm = "optional" }, doc = "`sbatch --time` (e.g. `00:30:00`)" })
-row("executor.sbatch_args", { type = "strings", default = {}, types = { slurm = "optional" }, doc = "more sbatch options" })
-row("executor.max_jobs", { type = "integer", default = 8, min = 1, max = 4096, types = { slurm = "optional" },
-  doc = "jobs in the queue at once" })
-row("executor.poll_s", { type = "number", default = 1, min = 0.05, max = 600, types = { slurm = "optional" },
-  doc = "how often `squeue` is asked about the jobs" })
+row("executor.type", { type = "enum", required = true, one_of = registry.names("executors"), doc = "`local` slots or `slurm` jobs" })
+plugin_rows("executors", "executor")
 row("strategy_options", { type = "object", default = {}, doc = "options of the strategy, checked against the options it declares" })
 
 -- The keys directly under prefix ("" for the top level): those an object there may

@@ -1,5 +1,7 @@
--- Loading a strategy: finding its file, running it in an environment of its own, and
--- checking the options it declares before the first launch.
+-- Loading a strategy: finding its file (a path, or the name of a bundled one: the
+-- .lua files of strategies/, found by listing it), running it in an environment of its
+-- own, and checking the options it declares before the first launch (the contract:
+-- docs/strategy-api.md).
 --
 -- The environment: print and io.write go to stderr (stdout carries only the results
 -- table), and os.exit raises an error (a strategy cannot end the run and skip the
@@ -20,11 +22,17 @@ local M = {}
 -- refused on a larger space unless the run says --force.
 M.EXHAUSTIVE_LIMIT = 4096
 
+-- The strategy a run without --strategy uses.
+M.DEFAULT = "bruteforce"
+
+-- The bundled strategies' folder: every .lua file in it is one (found by listing it).
+function M.dir() return knob.root .. "/strategies" end
+
 -- A strategy named without a path ("halving") is looked up among the bundled ones.
 function M.path(name)
-  if name == nil then return knob.root .. "/strategies/bruteforce.lua" end
+  if name == nil then return M.dir() .. "/" .. M.DEFAULT .. ".lua" end
   if not name:find("/", 1, true) and not knob.exists(name) then
-    local bundled = knob.root .. "/strategies/" .. name:gsub("%.lua$", "") .. ".lua"
+    local bundled = M.dir() .. "/" .. name:gsub("%.lua$", "") .. ".lua"
     if knob.exists(bundled) then return bundled end
   end
   if not knob.exists(name) then errors.usage("strategy file '%s' not found", name) end
@@ -65,6 +73,28 @@ function M.load(path)
     errors.usage("strategy %s: 'options' must be a table of option declarations", path)
   end
   return strategy
+end
+
+-- The names of the bundled strategies, in the order each declares (`order`, lowest
+-- first; those without one after them, by name): what --help lists. A file that does
+-- not load is listed by its name, last.
+function M.bundled()
+  local list = {}
+  for _, f in ipairs(knob.list_dir(M.dir()) or {}) do
+    local name = f:match("^(.+)%.lua$")
+    if name then
+      local ok, st = pcall(M.load, M.dir() .. "/" .. f)
+      local order = ok and math.type(st.order) and st.order or math.huge
+      list[#list + 1] = { name = name, order = order }
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.order ~= b.order then return a.order < b.order end
+    return a.name < b.name
+  end)
+  local names = {}
+  for i, s in ipairs(list) do names[i] = s.name end
+  return names
 end
 
 local CHECKS = {

@@ -1,5 +1,6 @@
 -- `knobengine trial --spec SPEC.json --out DIR`: one trial as a unit of work, run in a
--- process of its own (by the local executor's slots; docs/executors.md).
+-- process of its own (by every executor backend: a local slot, a Slurm job;
+-- docs/executors.md).
 --
 -- The spec names the config (absolute path) and the hash of everything that decides a
 -- trial's outcome, so a trial never runs against a config or dataset that changed

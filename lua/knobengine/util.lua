@@ -161,15 +161,18 @@ end
 -- ran past timeout_s (it is then killed).
 function M.capture(argv, timeout_s)
   local out = os.tmpname()
-  local proc, err = knob.spawn(argv, nil, out)
-  if not proc then os.remove(out); return nil, string.format("%s: %s", argv[1], err) end
-  local deadline = knob.now() + (timeout_s or 60)
-  local exited, how = proc:exited()
-  while not exited and knob.now() < deadline do
-    knob.sleep(0.01)
+  local exited, how
+  do
+    local proc <close>, err = knob.spawn(argv, nil, out)
+    if not proc then os.remove(out); return nil, string.format("%s: %s", argv[1], err) end
+    local deadline = knob.now() + (timeout_s or 60)
     exited, how = proc:exited()
-  end
-  proc:stop(1) -- kills one that ran too long; either way the log is complete afterwards
+    while not exited and knob.now() < deadline do
+      knob.sleep(0.01)
+      exited, how = proc:exited()
+    end
+    proc:stop(1) -- kills one that ran too long
+  end -- closing the handle ends its log pump: the output is complete in the file now
   local text = M.read_file(out) or ""
   os.remove(out)
   if not exited then return nil, string.format("%s ran past %s s", argv[1], tostring(timeout_s or 60)) end

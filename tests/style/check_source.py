@@ -1,8 +1,9 @@
 """Source rules the suite enforces (run by ctest as `style`):
 
-- no function in engine/, lua/, sim/ or strategies/ is longer than MAX_LINES lines
-  (C: from the line its signature starts on to its closing brace; Lua: the line range
-  luac reports for each function, nested ones included in their parent);
+- no function in engine/, lua/ (its plug-in folders too), sim/ or strategies/ is longer
+  than MAX_LINES lines (C: from the line its signature starts on to its closing brace;
+  Lua: the line range luac reports for each function, nested ones included in their
+  parent);
 - the C core (engine/*.c, engine/*.h) never includes a Lua header: only engine/bind/
   talks to Lua;
 - every relative link in README.md, docs/*.md, tests/gpu/README.md and the manual test flows names a file that
@@ -93,11 +94,13 @@ def main():
                     if b - a + 1 > MAX_LINES:
                         problems.append("%s/%s:%d: %s is %d lines (at most %d)" % (d, f, a, name, b - a + 1, MAX_LINES))
     for d in LUA_DIRS:
-        for f in sorted(os.listdir(os.path.join(root, d))):
-            if f.endswith(".lua"):
-                for name, a, b in lua_functions(os.path.join(root, d, f), luac):
-                    if b - a + 1 > MAX_LINES:
-                        problems.append("%s/%s:%d: a function of %d lines (at most %d)" % (d, f, a, b - a + 1, MAX_LINES))
+        for sub, _, files in sorted(os.walk(os.path.join(root, d))):  # plug-in folders too
+            rel = os.path.relpath(sub, root)
+            for f in sorted(files):
+                if f.endswith(".lua"):
+                    for name, a, b in lua_functions(os.path.join(sub, f), luac):
+                        if b - a + 1 > MAX_LINES:
+                            problems.append("%s/%s:%d: a function of %d lines (at most %d)" % (rel, f, a, b - a + 1, MAX_LINES))
     problems += broken_links(root)
     for p in problems:
         print(p)
