@@ -246,24 +246,11 @@ class Summarize(Workspace):
             "OSRT_API": "skipped 1 row with end before start",
             "CUPTI_ACTIVITY_KIND_RUNTIME": "skipped 1 row with end before start",
             "NVTX_EVENTS": "skipped 1 row with end before start"})
-        # exactly the totals of the 'new' export without those rows
-        self.assertEqual((s["kernel_ms"], s["graph_trace_ms"], s["gpu_compute_ms"], s["kernel_count"],
-                          s["graph_trace_count"]), (11.0, 5.0, 16.0, 6, 1))
+        # exactly the summary of the 'new' export without those rows
+        good = self.fixture("new")
+        same = lambda summary: {k: v for k, v in summary.items() if k not in ("unreadable", "source")}
+        self.assertEqual(same(s), same(good))
         self.assertEqual(s["gpu_busy_ms"], {"0": 11.0, "1": 1.0})
-        self.assertEqual([(k["name"], k["total_ms"], k["count"], k["percent"]) for k in s["top_kernels"]], [
-            ("gemm_kernel<float, 128>(float const*, float*, int)", 6.0, 3, 37.5),
-            ("[CUDA graph 1]", 5.0, 1, 31.25), ("flash_fwd", 4.0, 1, 25.0), ("softmax(float*, int)", 1.0, 2, 6.25)])
-        self.assertEqual(s["memcpy_ms"], 6.25)
-        self.assertEqual(s["memcpy_by_kind"], {"HtoD": {"ms": 4.0, "bytes": 1500, "count": 2},
-                                               "DtoH": {"ms": 2.0, "bytes": 300, "count": 1},
-                                               "DtoD": {"ms": 0.25, "bytes": 64, "count": 1}})
-        self.assertEqual((s["memset_ms"], s["memset_bytes"], s["memset_count"]), (0.75, 4096, 1))
-        self.assertEqual((s["osrt_wait_ms"], s["osrt_total_ms"], s["osrt_calls"]), (15.0, 22.0, 6))
-        self.assertEqual((s["cuda_api_ms"], s["cuda_api_calls"]), (5.0, 5))
-        ranges = {(r["name"], r["style"]): (r["total_ms"], r["count"]) for r in s["nvtx_ranges"]}
-        self.assertEqual(ranges, {("vllm:prefill", "StartEnd"): (10.0, 1), ("vllm:decode", "StartEnd"): (5.0, 2),
-                                  ("get_batch", "PushPop"): (25.0, 2), ("other", "PushPop"): (10.0, 1)})
-        self.assertEqual(s["nvtx_phases"]["prefill"], {"total_ms": 10.0, "count": 1, "mean_ms": 10.0, "percent": 20.0})
         # shortest and longest are of the good rows too; the command exits 0
         r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
         self.assertEqual((r.returncode, r.stdout), (0, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"

@@ -19,6 +19,14 @@ function M.eq(got, want, msg)
   end
 end
 
+-- A new empty directory for a test's files.
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  require("knob").mkdir_p(d)
+  return d
+end
+
 function M.ok(v, msg) if not v then error(msg or "expected a true value", 2) end end
 
 -- Calls fn, expects an error whose message (or .message) contains `plain`.

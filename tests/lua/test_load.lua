@@ -72,13 +72,6 @@ t.test("trace: the records' timestamps, relative, scaled, wrapped", function()
   t.raises(function() schedule.draw({ type = "trace", time_scale = 1 }, 2, 0, { { line = 4 } }) end, "line 4 has none")
 end)
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  knob.mkdir_p(d)
-  return d
-end
-
 local function workload(path, over)
   local w = { dataset_path = path, dataset_format = "auto", seed = 0, endpoint = "/v1/completions", model = "m",
     max_new_tokens = 16, stream = true }
@@ -87,7 +80,7 @@ local function workload(path, over)
 end
 
 t.test("ShareGPT: the first human turn and the length of its reply", function()
-  local d = tmpdir()
+  local d = t.tmpdir()
   util.write(d .. "/sg.json", cjson.encode({
     { id = "a", conversations = { { from = "human", value = "hello there" }, { from = "gpt", value = "one two three" } } },
     { id = "b", conversations = { { from = "gpt", value = "no question" } } },
@@ -105,7 +98,7 @@ t.test("ShareGPT: the first human turn and the length of its reply", function()
 end)
 
 t.test("mooncake: prompts from 512-word blocks, shared ids share prefixes", function()
-  local d = tmpdir()
+  local d = t.tmpdir()
   util.write(d .. "/mc.jsonl", table.concat({
     cjson.encode({ timestamp = 0, input_length = 600, output_length = 7, hash_ids = { 1, 2 } }),
     cjson.encode({ timestamp = 250, input_length = 520, output_length = 3, hash_ids = { 1, 3 } }),
@@ -138,7 +131,7 @@ t.test("synthetic probes: lengths with spread, distinct prompts, reproducible", 
 end)
 
 t.test("a dataset is read a record at a time: only the records sent are kept", function()
-  local d = tmpdir()
+  local d = t.tmpdir()
   local lines = {}
   for i = 1, 5000 do lines[i] = cjson.encode({ prompt = "p" .. i }) end
   util.write(d .. "/big.jsonl", table.concat(lines, "\n") .. "\n")

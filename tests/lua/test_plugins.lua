@@ -17,13 +17,6 @@ local util = require("knobengine.util")
 
 local KINDS = { "executors", "arrivals", "datasets" }
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  knob.mkdir_p(d)
-  return d
-end
-
 -- A valid config (as text) with `over` applied to its workload and top level.
 local function config_text(workload, top)
   local raw = { serve_cmd = { "/bin/true", "--port", "{port}" }, workload = { dataset = "d.jsonl", model = "m" },
@@ -223,7 +216,7 @@ local function fields(items, want)
 end
 
 t.test("every format reads a file of its kind, by name and by auto, and refuses a bad record", function()
-  local d = tmpdir()
+  local d = t.tmpdir()
   for _, p in ipairs(registry.all("datasets")) do
     local f = FIXTURES[p.name]
     t.ok(f, "tests/lua/test_plugins.lua has a fixture for dataset format " .. p.name)
@@ -299,7 +292,7 @@ t.test("a backend with trials that die with the engine has nothing to re-attach 
 end)
 
 t.test("history's jobs table of an older knobengine: its rows become the slurm backend's", function()
-  local d = tmpdir()
+  local d = t.tmpdir()
   local path = d .. "/history.sqlite"
   local db = assert(knob.db_open(path))
   db:exec([[CREATE TABLE jobs (run_id INTEGER NOT NULL, trial INTEGER NOT NULL, job_id TEXT NOT NULL,
