@@ -15,9 +15,10 @@ all: build
 deps:
 	scripts/install-deps.sh --nsys
 
-# the tests also render the report in a real browser and run a real Slurm
+# the tests also render the report in a real browser, run a real Slurm and read the
+# reports Nsight Compute ships
 test-deps:
-	scripts/install-deps.sh --nsys --browser --slurm
+	scripts/install-deps.sh --nsys --ncu --browser --slurm
 
 build:
 	cmake -S . -B $(BUILD) -DKNOB_WERROR=ON

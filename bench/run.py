@@ -2,7 +2,7 @@
 """knobengine benchmarks, each measured side by side in one run. Prints a table; not a
 test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] [--only NAME] (--big adds a
 10M-row trace; --only runs one section: client, timing, summarize, overhead, memory,
-scale, scale_out, report).
+scale, scale_out, report, capacity).
 
 1. replay client vs wrk: requests/s against knobsim with zero modelled latency
 2. client timing error: knobsim with fixed TTFT 20 ms / TPOT 10 ms, measured p50s
@@ -16,6 +16,8 @@ scale, scale_out, report).
    executor's overhead per trial against the local one (a real one-node Slurm)
 8. report at scale: `knobengine report` of a sweep of 10,000 and 100,000 trials
    (bench/make_run.py inflates a real 4-trial run), wall time and peak RSS
+9. capacity repeatability: one config's capacity measured 5 times, with one short
+   probe per rate and with the minimum probe duration and repeats near the boundary
 """
 import collections
 import csv
@@ -443,8 +445,51 @@ def bench_report():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def capacity_runs(d, capacity, runs=5):
+    """The capacity of one config measured `runs` times: rates, probes per run, wall s."""
+    with open(os.path.join(d, "data.jsonl"), "w") as f:  # long prompts: prefill decides TTFT
+        for i in range(30):
+            f.write(json.dumps({"prompt": ("q%d " % i) * 305}) + "\n")
+    cfg = {
+        "serve_cmd": [KNOBSIM, "serve", "m", "--port", "{port}", "--load-time-s", "0", "--time-scale", "0.25",
+                      "--seed", "1"],
+        "server": {"port": free_port(), "ready_timeout_s": 10, "stop_timeout_s": 5},
+        "workload": {"dataset": "data.jsonl", "model": "m", "request_count": 30, "max_new_tokens": 8,
+                     "warmup_requests": 2},
+        "knobs": [{"name": "eager", "flag": "--enforce-eager"}],
+        "slo": {"ttft_ms": 40, "quantile": 0.9},
+        "capacity": dict({"start_rate": 64, "tolerance": 0.05}, **capacity),
+        "nsys": {"bin": "nsys-not-used-in-benchmarks"},
+    }
+    with open(os.path.join(d, "cfg.json"), "w") as f:
+        json.dump(cfg, f)
+    rates, probes, walls = [], [], []
+    for k in range(runs):
+        results = "r%d-%d" % (k, len(os.listdir(d)))
+        m = run_measured([KNOBENGINE, "capacity", "--config", "cfg.json", "--results", results], cwd=d)
+        out = json.load(open(os.path.join(d, results, "capacity", "latest", "capacity.json")))
+        rates.append(out["max_rate"])
+        probes.append(len(out["probes"]))
+        walls.append(m.wall)
+    return rates, probes, walls
+
+
+def bench_capacity():
+    section("9. capacity repeatability: the same config's capacity in 5 runs (knobsim, TTFT p90 <= 40 ms)")
+    d = tempfile.mkdtemp(dir=WORK)
+    for label, capacity in (("each probe 30 requests, one probe per rate", {"min_probe_s": 0, "repeats": 1}),
+                            ("probes of at least 2 s, 3 repeats near the boundary", {"min_probe_s": 2, "repeats": 3})):
+        rates, probes, walls = capacity_runs(d, capacity)
+        mean = sum(rates) / len(rates)
+        spread = max(abs(r - mean) / mean * 100 for r in rates)
+        print("%s: %s requests/s; mean %.1f, largest deviation %.1f%%; %s probes, %.0f s per run" % (
+            label, ", ".join("%.1f" % r for r in rates), mean, spread, "/".join(str(p) for p in probes),
+            sum(walls) / len(walls)))
+
+
 SECTIONS = {"client": bench_client, "timing": bench_timing, "summarize": bench_summarize, "overhead": bench_overhead,
-            "memory": bench_memory, "scale": bench_scale, "scale_out": bench_scale_out, "report": bench_report}
+            "memory": bench_memory, "scale": bench_scale, "scale_out": bench_scale_out, "report": bench_report,
+            "capacity": bench_capacity}
 
 if __name__ == "__main__":
     if ONLY and ONLY not in SECTIONS:

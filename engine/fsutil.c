@@ -153,6 +153,8 @@ char *ke_tail_lines(const char *path, int max_lines) {
   if (!buf) { fclose(f); return NULL; }
   n = fread(buf, 1, n, f);
   fclose(f);
+  for (size_t k = 0; k < n; k++)
+    if (buf[k] == '\0') buf[k] = ' '; /* a NUL in the log would end the text early */
   buf[n] = '\0';
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
   int lines = 0;

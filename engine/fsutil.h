@@ -23,7 +23,7 @@ int ke_is_dir(const char *path);
 /* Removes a file or a directory tree; a missing path is not an error. */
 int ke_remove_tree(const char *path, char *err, size_t errlen);
 /* Reads the last max_lines lines of a file (at most 64 KiB from its end) into a
- * malloc'd string; NULL when unreadable. */
+ * malloc'd string (a NUL byte in it becomes a space); NULL when unreadable. */
 char *ke_tail_lines(const char *path, int max_lines);
 /* Points `link` at `target` (a symlink), replacing an existing link atomically: readers
  * see the old target or the new one, never no link. */

@@ -134,6 +134,8 @@ char *ke_logpump_tail(ke_logpump *p, int max_lines) {
   char *text = p->ring_len ? ring_copy(p, &n) : NULL;
   pthread_mutex_unlock(&p->lock);
   if (!text) return NULL; /* the file holds everything so far */
+  for (size_t k = 0; k < n; k++)
+    if (text[k] == '\0') text[k] = ' '; /* a NUL in the log would end the text early */
   while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) text[--n] = '\0';
   int lines = 0;
   size_t i = n;

@@ -23,7 +23,8 @@ ke_logpump *ke_logpump_start(int in, int out, size_t head_max, size_t tail_max);
  * before reading the log of a process that just exited. */
 void ke_logpump_drain(ke_logpump *p, double timeout_s);
 /* The last max_lines lines of everything pumped so far (what is in the file, or the
- * tail kept in memory once the head is full), malloc'd; NULL when there is nothing. */
+ * tail kept in memory once the head is full), malloc'd (a NUL byte becomes a space); NULL
+ * when there is nothing. */
 char *ke_logpump_tail(ke_logpump *p, int max_lines);
 /* Stops the pump once the pipe has been quiet for a moment (or its writers are gone),
  * writes the cut line and the tail, and frees it. */

@@ -30,11 +30,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "json.h"
+#include "stats.h"
 
 /* ---------- a small open-addressing map: 64-bit key -> aggregate ---------- */
+
+/* A kernel's (or whole graph's) time on one device. */
+typedef struct {
+  int64_t device, total_ns, count, min_ns, max_ns;
+} dev_split;
 
 typedef struct {
   int64_t key;
@@ -45,6 +52,8 @@ typedef struct {
   char *label; /* NVTX: owned label when the key came from text */
   int64_t domain, process;
   int64_t min_ns, max_ns; /* kernels and CUDA API calls: the shortest and longest one */
+  dev_split *devs;        /* kernels and whole graphs: the same per device */
+  size_t n_devs;
 } agg;
 
 typedef struct {
@@ -85,7 +94,10 @@ static agg *map_get(agg_map *m, int64_t key) {
 }
 
 static void map_free(agg_map *m) {
-  for (size_t i = 0; i < m->cap; i++) free(m->slots[i].label);
+  for (size_t i = 0; i < m->cap; i++) {
+    free(m->slots[i].label);
+    free(m->slots[i].devs);
+  }
   free(m->slots);
   memset(m, 0, sizeof *m);
 }
@@ -115,12 +127,45 @@ static void add_duration(agg *a, int64_t d) {
   a->count++;
 }
 
+/* Adds one event of duration d on `device` to an aggregate's split by device. */
+static int add_device_duration(agg *a, int64_t device, int64_t d) {
+  dev_split *x = NULL;
+  for (size_t i = 0; i < a->n_devs; i++)
+    if (a->devs[i].device == device) x = &a->devs[i];
+  if (!x) {
+    dev_split *n = realloc(a->devs, (a->n_devs + 1) * sizeof *n);
+    if (!n) return -1;
+    a->devs = n;
+    x = &n[a->n_devs++];
+    *x = (dev_split){device, 0, 0, 0, 0};
+  }
+  if (!x->count || d < x->min_ns) x->min_ns = d;
+  if (!x->count || d > x->max_ns) x->max_ns = d;
+  x->total_ns += d;
+  x->count++;
+  return 0;
+}
+
 /* ---------- reading tables, with every failure recorded ---------- */
+
+/* The first start and last end of the kernels and whole graphs summed on one device. */
+typedef struct {
+  int64_t device, start, end;
+} device_span;
+
+/* An entry of the top list: a kernel's name id, or a whole graph's id. */
+typedef struct {
+  int64_t key;
+  int graph;
+} top_key;
 
 typedef struct {
   sqlite3 *db;
   sqlite3_stmt *string_lookup;
   ke_trace_summary *s;
+  device_span *spans; /* GPU metrics windows */
+  size_t n_spans;
+  top_key *top; /* the keys of s->top_kernels, in order */
   char fatal[512]; /* set when the file as a whole cannot be read */
   int oom;         /* an allocation failed: the summary is not returned */
 } ctx;
@@ -358,23 +403,29 @@ static int row_bytes(skipped_rows *k, int64_t bytes, int64_t total) {
   return 0;
 }
 
-/* The skipped rows of `table`, as its `unreadable` entry: "skipped 3 rows with end
- * before start, 1 row whose duration overflows". Nothing when none was skipped. */
+/* Counts of skipped things as `table`'s entry in `unreadable`: "skipped 3 rows with end
+ * before start, 1 row whose duration overflows" (what[i]: singular, plural). Nothing
+ * when none was skipped. */
+static void report_counts(ctx *c, const char *table, const int64_t *n, const char *const (*what)[2], int k) {
+  char reason[512];
+  size_t used = 0;
+  for (int i = 0; i < k; i++) {
+    if (!n[i] || used >= sizeof reason) continue;
+    int w = snprintf(reason + used, sizeof reason - used, "%s%lld %s", used ? ", " : "skipped ", (long long)n[i],
+                     what[i][n[i] != 1]);
+    if (w > 0) used += (size_t)w;
+  }
+  if (used) problem(c, table, "%s", reason);
+}
+
+/* The skipped rows of `table`, as its `unreadable` entry. */
 static void report_skipped(ctx *c, const char *table, const skipped_rows *k) {
   static const char *const what[SKIP_CAUSES][2] = {
       {"row with end before start", "rows with end before start"},
       {"row whose duration overflows", "rows whose durations overflow"},
       {"row with a negative byte count", "rows with a negative byte count"},
       {"row whose byte count overflows", "rows whose byte counts overflow"}};
-  char reason[512];
-  size_t used = 0;
-  for (int i = 0; i < SKIP_CAUSES; i++) {
-    if (!k->n[i] || used >= sizeof reason) continue;
-    int w = snprintf(reason + used, sizeof reason - used, "%s%lld %s", used ? ", " : "skipped ",
-                     (long long)k->n[i], what[i][k->n[i] != 1]);
-    if (w > 0) used += (size_t)w;
-  }
-  if (used) problem(c, table, "%s", reason);
+  report_counts(c, table, k->n, what, SKIP_CAUSES);
 }
 
 /* Busy time per device: the union of kernel intervals, in bounded memory.
@@ -576,6 +627,27 @@ static int by_entry_total(const void *x, const void *y) {
   return (a->a->key > b->a->key) - (a->a->key < b->a->key);
 }
 
+static int by_split_device(const void *a, const void *b) {
+  const ke_trace_split *x = a, *y = b;
+  return (x->device > y->device) - (x->device < y->device);
+}
+
+/* A top entry's time per device, by device id (kernels.csv has a row per kernel and device). */
+static void split_by_device(ctx *c, ke_trace_item *it, const agg *a, int64_t gpu_ns) {
+  if (!a->n_devs) return;
+  it->devices = calloc(a->n_devs, sizeof *it->devices);
+  if (!it->devices) { c->oom = 1; return; }
+  for (size_t j = 0; j < a->n_devs; j++) {
+    const dev_split *x = &a->devs[j];
+    it->devices[j] = (ke_trace_split){
+        .device = x->device, .count = x->count, .total_ms = ms_of(x->total_ns),
+        .mean_ms = round6((double)x->total_ns / 1e6 / (double)x->count), .min_ms = ms_of(x->min_ns),
+        .max_ms = ms_of(x->max_ns), .percent = percent_of(x->total_ns, gpu_ns)};
+  }
+  it->n_devices = a->n_devs;
+  qsort(it->devices, it->n_devices, sizeof *it->devices, by_split_device);
+}
+
 /* The top n kernels and graphs together by total time; percents are of all GPU time
  * (kernels plus whole graphs), so time inside graphs is never hidden. */
 static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
@@ -590,8 +662,9 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
   qsort(all, m, sizeof *all, by_entry_total);
   if (n > m) n = m;
   s->top_kernels = calloc(n + 1, sizeof *s->top_kernels);
-  if (!s->top_kernels) c->oom = 1;
-  for (size_t i = 0; s->top_kernels && i < n; i++) {
+  c->top = calloc(n + 1, sizeof *c->top);
+  if (!s->top_kernels || !c->top) c->oom = 1;
+  for (size_t i = 0; s->top_kernels && c->top && i < n; i++) {
     ke_trace_item *it = &s->top_kernels[i];
     char name[4096];
     if (all[i].graph) snprintf(name, sizeof name, "[CUDA graph %lld]", (long long)all[i].a->key);
@@ -600,14 +673,32 @@ static void top_kernels(ctx *c, const kernel_sums *k, size_t n) {
     it->graph = all[i].graph;
     set_timing(it, all[i].a);
     it->percent = percent_of(all[i].a->total_ns, k->gpu_ns);
+    split_by_device(c, it, all[i].a, k->gpu_ns);
+    c->top[i] = (top_key){all[i].a->key, all[i].graph};
     s->n_top_kernels = i + 1;
   }
   free(all);
 }
 
+/* Records a summed kernel or graph interval in its device's span. */
+static void span_add(ctx *c, int64_t device, int64_t start, int64_t end) {
+  for (size_t i = 0; i < c->n_spans; i++) {
+    device_span *p = &c->spans[i];
+    if (p->device != device) continue;
+    if (start < p->start) p->start = start;
+    if (end > p->end) p->end = end;
+    return;
+  }
+  device_span *n = realloc(c->spans, (c->n_spans + 1) * sizeof *n);
+  if (!n) { c->oom = 1; return; }
+  c->spans = n;
+  n[c->n_spans++] = (device_span){device, start, end};
+}
+
 /* Where rows of (start, end, device, key) go: each adds its duration to the entry of its
  * key in `by`, to *total_ns, to *also_ns when given (kernels plus graphs: never less
- * than *total_ns) and to *count, and its interval to `busy` when given. */
+ * than *total_ns) and to *count, and its interval to `busy` when given (kernels and
+ * graphs: then also to the entry's split by device and to the device's span). */
 typedef struct {
   agg_map *by;
   int64_t *total_ns, *also_ns, *count;
@@ -629,12 +720,15 @@ static int read_interval_rows(ctx *c, const char *T, const char *cols, const cha
       continue;
     }
     agg *a = map_get(to->by, v[3]);
-    if (!a) { c->oom = 1; rc = -1; break; }
+    if (!a || (to->busy && add_device_duration(a, v[2], d))) { c->oom = 1; rc = -1; break; }
     add_duration(a, d);
     *to->total_ns += d;
     if (to->also_ns) *to->also_ns += d;
     (*to->count)++;
-    if (to->busy) busy_push(to->busy, (interval){v[0], v[1], v[2]});
+    if (to->busy) {
+      busy_push(to->busy, (interval){v[0], v[1], v[2]});
+      span_add(c, v[2], v[0], v[1]);
+    }
   }
   reader_close(&r);
   if (rc == 0) report_skipped(c, T, &skip);
@@ -642,12 +736,26 @@ static int read_interval_rows(ctx *c, const char *T, const char *cols, const cha
 }
 
 /* Kernels, grouped by the id of their (demangled or short) name. */
-static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
+/* The (start, end, device, name id) columns of the kernel table (read twice when the
+ * export has GPU metrics: the same columns each time). */
+static void kernel_cols(ctx *c, const ke_trace_opts *o, char *cols, size_t len) {
   const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
   const char *name_col = o->short_kernel_names ? "shortName" : "demangledName";
   if (!has_column(c, T, name_col)) name_col = has_column(c, T, "demangledName") ? "demangledName" : "shortName";
+  snprintf(cols, len, "start, end, %s, %s", has_column(c, T, "deviceId") ? "deviceId" : "0", name_col);
+}
+
+/* The (start, end, device, graph id) columns of the whole-graph table. */
+static void graph_cols(ctx *c, char *cols, size_t len) {
+  const char *T = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE";
+  snprintf(cols, len, "start, end, %s, %s", has_column(c, T, "deviceId") ? "deviceId" : "0",
+           has_column(c, T, "graphId") ? "graphId" : "0");
+}
+
+static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
+  const char *T = "CUPTI_ACTIVITY_KIND_KERNEL";
   char cols[128];
-  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.k_dev ? "deviceId" : "0", name_col);
+  kernel_cols(c, o, cols, sizeof cols);
   interval_sink to = {&k->names, &k->kernel_ns, &k->gpu_ns, &k->count, &k->busy};
   return read_interval_rows(c, T, cols, NULL, &to);
 }
@@ -657,8 +765,7 @@ static int read_kernel_rows(ctx *c, const ke_trace_opts *o, kernel_sums *k) {
 static int read_graph_rows(ctx *c, kernel_sums *k) {
   const char *T = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE";
   char cols[128];
-  snprintf(cols, sizeof cols, "start, end, %s, %s", k->src.g_dev ? "deviceId" : "0",
-           has_column(c, T, "graphId") ? "graphId" : "0");
+  graph_cols(c, cols, sizeof cols);
   interval_sink to = {&k->graphs, &k->graph_ns, &k->gpu_ns, &k->graph_count, &k->busy};
   return read_interval_rows(c, T, cols, NULL, &to);
 }
@@ -1146,6 +1253,884 @@ static void gpus(ctx *c) {
   reader_close(&r);
 }
 
+/* ---------- GPU metrics ---------- */
+
+#define GM_MAX_METRICS 512                 /* per device: more names than any GPU has */
+#define GM_MAX_HEADLINE 8                  /* per device */
+#define GM_DEVICE(type) ((type) & 0xFF)    /* nsys numbers a metrics type's GPU in its low byte */
+
+/* The headline metrics, in this order, as nsys names them: 2022.x "SM Active", "DRAM Read
+ * Throughput"; 2023+ "SMs Active [Throughput %]", "DRAM Read Bandwidth [Throughput %]". */
+static const char *const HEADLINE[][2] = {{"SM Active", "SMs Active"},
+                                          {"Tensor Active", NULL},
+                                          {"DRAM Read Throughput", "DRAM Read Bandwidth"},
+                                          {"DRAM Write Throughput", "DRAM Write Bandwidth"}};
+#define N_HEADLINE (sizeof HEADLINE / sizeof HEADLINE[0])
+
+/* The headline group of a metric (its name alone, or followed by " [unit]" or " (unit)",
+ * in any case), or -1. */
+static int headline_group(const char *name) {
+  for (size_t g = 0; g < N_HEADLINE; g++)
+    for (size_t k = 0; k < 2 && HEADLINE[g][k]; k++) {
+      size_t n = strlen(HEADLINE[g][k]);
+      if (strncasecmp(name, HEADLINE[g][k], n) != 0) continue;
+      if (!name[n] || (name[n] == ' ' && (name[n + 1] == '[' || name[n + 1] == '('))) return (int)g;
+    }
+  return -1;
+}
+
+/* A metric's values, for the median: how often each one occurs while there are few
+ * distinct ones (percentages: at most 101), every value once there are many (clocks). */
+#define GM_DISTINCT_MAX 4096
+
+typedef struct {
+  double v;
+  int64_t n;
+} value_count;
+
+typedef struct {
+  value_count *slot; /* open addressing on the value; n == 0: empty */
+  size_t cap, distinct;
+  double *all;       /* non-NULL: every value, the table given up */
+  size_t n_all, cap_all;
+} gm_values;
+
+typedef struct {
+  char *name;
+  int64_t n, isum;
+  int integral;      /* every value a whole number and isum their exact sum */
+  double dsum, comp; /* the same sum, compensated (Neumaier), for the other case */
+  double max;
+  gm_values values;
+  int slot;          /* its place among the device's headline metrics, or -1 */
+} gm_metric;
+
+typedef struct {
+  int64_t t;
+  double v; /* the value; once sorted, the sum of the values up to this one */
+} gm_point;
+
+/* A headline metric's samples in the window, and what falls inside each top kernel. */
+typedef struct {
+  gm_point *p;
+  size_t n, cap, metric;
+  int64_t *count; /* per top kernel */
+  double *sum;
+} gm_slot;
+
+typedef struct {
+  int64_t device, start, end; /* the window: the kernel span, or (kernel_window 0) first to last sample */
+  int kernel_window, any;
+  gm_metric *m;
+  size_t n_m, cap_m, hint;
+  gm_slot slot[GM_MAX_HEADLINE];
+  size_t n_slots;
+} gm_device;
+
+/* What cannot be used, counted: values without a time or a number, of an unnamed metric. */
+enum { GM_NO_TIME, GM_NO_TIME_VALUE, GM_BAD_DATA, GM_NOT_NUMBER, GM_UNNAMED, GM_TOO_MANY, GM_CAUSES };
+
+typedef struct {
+  gm_device *dev;
+  size_t n_dev;
+  int64_t values; /* values read, inside the window or not */
+  int64_t skipped[GM_CAUSES];
+  int attributed; /* the per-kernel pass ran */
+} gm_state;
+
+static int gm_all_push(gm_values *x, double v) {
+  if (x->n_all == x->cap_all) {
+    size_t cap = x->cap_all ? 2 * x->cap_all : 1024;
+    double *n = realloc(x->all, cap * sizeof *n);
+    if (!n) return -1;
+    x->all = n;
+    x->cap_all = cap;
+  }
+  x->all[x->n_all++] = v;
+  return 0;
+}
+
+/* The table of distinct values (GM_DISTINCT_MAX of them) given up for the list of every
+ * value. */
+static int gm_values_spill(gm_values *x) {
+  for (size_t i = 0; i < x->cap; i++)
+    for (int64_t k = 0; k < x->slot[i].n; k++)
+      if (gm_all_push(x, x->slot[i].v)) return -1;
+  free(x->slot);
+  x->slot = NULL;
+  x->cap = x->distinct = 0;
+  return 0;
+}
+
+static value_count *gm_values_find(value_count *slot, size_t cap, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  size_t j = mix(bits) & (cap - 1);
+  while (slot[j].n && slot[j].v != v) j = (j + 1) & (cap - 1);
+  return &slot[j];
+}
+
+/* One more occurrence of v: 0, or -1 when memory runs out. */
+static int gm_values_add(gm_values *x, double v) {
+  if (v == 0) v = 0; /* -0 and 0 are one value */
+  if (x->all) return gm_all_push(x, v);
+  value_count *e = x->cap ? gm_values_find(x->slot, x->cap, v) : NULL;
+  if (e && e->n) {
+    e->n++;
+    return 0;
+  }
+  if (x->distinct >= GM_DISTINCT_MAX) return gm_values_spill(x) || gm_all_push(x, v) ? -1 : 0;
+  if (2 * (x->distinct + 1) > x->cap) {
+    size_t cap = x->cap ? 2 * x->cap : 64;
+    value_count *n = calloc(cap, sizeof *n);
+    if (!n) return -1;
+    for (size_t i = 0; i < x->cap; i++)
+      if (x->slot[i].n) *gm_values_find(n, cap, x->slot[i].v) = x->slot[i];
+    free(x->slot);
+    x->slot = n;
+    x->cap = cap;
+  }
+  *gm_values_find(x->slot, x->cap, v) = (value_count){v, 1};
+  x->distinct++;
+  return 0;
+}
+
+/* The device's entry (by index: the array moves as it grows), created with its window. */
+static gm_device *gm_device_of(ctx *c, gm_state *g, int64_t device, size_t *index) {
+  for (size_t i = 0; i < g->n_dev; i++)
+    if (g->dev[i].device == device) {
+      if (index) *index = i;
+      return &g->dev[i];
+    }
+  gm_device *n = realloc(g->dev, (g->n_dev + 1) * sizeof *n);
+  if (!n) { c->oom = 1; return NULL; }
+  g->dev = n;
+  gm_device *d = &n[g->n_dev];
+  memset(d, 0, sizeof *d);
+  d->device = device;
+  for (size_t i = 0; c->s->has_kernels && i < c->n_spans; i++)
+    if (c->spans[i].device == device) {
+      d->kernel_window = 1;
+      d->start = c->spans[i].start;
+      d->end = c->spans[i].end;
+    }
+  if (index) *index = g->n_dev;
+  g->n_dev++;
+  return d;
+}
+
+/* The index of the device's metric `name` into *out, created when new: 0, 1 when the
+ * device has too many names (the value is skipped), -1 when memory runs out. Names are
+ * looked for from the one after the last found, so a stable field order costs one strcmp. */
+static int gm_metric_of(ctx *c, gm_state *g, gm_device *d, const char *name, size_t *out) {
+  for (size_t k = 0; k < d->n_m; k++) {
+    size_t i = (d->hint + k) % d->n_m;
+    if (strcmp(d->m[i].name, name) != 0) continue;
+    d->hint = i + 1;
+    *out = i;
+    return 0;
+  }
+  if (d->n_m >= GM_MAX_METRICS) { g->skipped[GM_TOO_MANY]++; return 1; }
+  if (d->n_m == d->cap_m) {
+    size_t cap = d->cap_m ? 2 * d->cap_m : 32;
+    gm_metric *n = realloc(d->m, cap * sizeof *n);
+    if (!n) { c->oom = 1; return -1; }
+    d->m = n;
+    d->cap_m = cap;
+  }
+  gm_metric *m = &d->m[d->n_m];
+  memset(m, 0, sizeof *m);
+  m->name = dup_str(c, name);
+  m->integral = 1;
+  m->slot = -1;
+  if (headline_group(name) >= 0 && d->n_slots < GM_MAX_HEADLINE) {
+    m->slot = (int)d->n_slots;
+    d->slot[d->n_slots++].metric = d->n_m;
+  }
+  *out = d->n_m;
+  d->hint = ++d->n_m;
+  return m->name ? 0 : -1;
+}
+
+static int gm_push(gm_slot *s, int64_t t, double v) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 256;
+    gm_point *n = realloc(s->p, cap * sizeof *n);
+    if (!n) return -1;
+    s->p = n;
+    s->cap = cap;
+  }
+  s->p[s->n++] = (gm_point){t, v};
+  return 0;
+}
+
+/* One value of metric mi of device d at time t: counted when it is in the window. */
+static int gm_value(ctx *c, gm_device *d, size_t mi, int64_t t, double v) {
+  if (d->kernel_window && (t < d->start || t > d->end)) return 0;
+  if (!d->kernel_window) {
+    if (!d->any || t < d->start) d->start = t;
+    if (!d->any || t > d->end) d->end = t;
+    d->any = 1;
+  }
+  gm_metric *m = &d->m[mi];
+  double whole;
+  if (m->integral && (modf(v, &whole) != 0.0 || fabs(v) > 9.0e15 ||
+                      (v > 0 && m->isum > INT64_MAX - (int64_t)v) || (v < 0 && m->isum < INT64_MIN - (int64_t)v)))
+    m->integral = 0;
+  if (m->integral) m->isum += (int64_t)v;
+  double sum = m->dsum + v;
+  m->comp += fabs(m->dsum) >= fabs(v) ? (m->dsum - sum) + v : (v - sum) + m->dsum;
+  m->dsum = sum;
+  if (!m->n || v > m->max) m->max = v;
+  m->n++;
+  if (gm_values_add(&m->values, v) || (m->slot >= 0 && gm_push(&d->slot[m->slot], t, v))) {
+    c->oom = 1;
+    return -1;
+  }
+  return 0;
+}
+
+/* The causes of skipped values as `table`'s entry in `unreadable`: "skipped 2 samples
+ * whose data is not a JSON object, 1 value that is not a number". */
+static void gm_report_skipped(ctx *c, const char *table, const gm_state *g) {
+  static const char *const what[GM_CAUSES][2] = {
+      {"sample without a session timestamp", "samples without a session timestamp"},
+      {"value without a timestamp", "values without a timestamp"},
+      {"sample whose data is not a JSON object", "samples whose data is not a JSON object"},
+      {"value that is not a number", "values that are not numbers"},
+      {"value of a metric TARGET_INFO_GPU_METRICS does not name", "values of metrics TARGET_INFO_GPU_METRICS does not name"},
+      {"value past the 512 metric names a device may have", "values past the 512 metric names a device may have"}};
+  report_counts(c, table, g->skipped, what, GM_CAUSES);
+}
+
+/* nsys 2023+: a metric's name per (typeId, metricId), from TARGET_INFO_GPU_METRICS. */
+typedef struct {
+  int64_t type, metric;
+  size_t dev, m;
+} gm_name;
+
+static int by_type_metric(const void *a, const void *b) {
+  const gm_name *x = a, *y = b;
+  if (x->type != y->type) return x->type < y->type ? -1 : 1;
+  return (x->metric > y->metric) - (x->metric < y->metric);
+}
+
+static int gm_read_names(ctx *c, gm_state *g, gm_name **out, size_t *n) {
+  reader r;
+  if (reader_open(c, &r, "TARGET_INFO_GPU_METRICS", "typeId, metricId, metricName", NULL)) return -1;
+  size_t cap = 0;
+  int rc;
+  int64_t v[2];
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 2, v)) { rc = -1; break; }
+    char unnamed[64];
+    const char *name = (const char *)sqlite3_column_text(r.st, 2);
+    if (!name) snprintf(unnamed, sizeof unnamed, "[unnamed metric %lld]", (long long)v[1]);
+    size_t dev, mi;
+    gm_device *d = gm_device_of(c, g, GM_DEVICE(v[0]), &dev);
+    int got = d ? gm_metric_of(c, g, d, name ? name : unnamed, &mi) : -1;
+    if (got < 0) { rc = -1; break; }
+    if (got > 0) continue;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 64;
+      gm_name *e = realloc(*out, cap * sizeof *e);
+      if (!e) { c->oom = 1; rc = -1; break; }
+      *out = e;
+    }
+    (*out)[(*n)++] = (gm_name){v[0], v[1], dev, mi};
+  }
+  reader_close(&r);
+  if (*n) qsort(*out, *n, sizeof **out, by_type_metric);
+  return rc;
+}
+
+/* A value of GPU_METRICS as a number: 0, 1 for NULL (skipped), -1 for text or a blob
+ * (the table cannot be read). */
+static int gm_column_number(reader *r, int i, double *v) {
+  int t = sqlite3_column_type(r->st, i);
+  if (t == SQLITE_INTEGER) *v = (double)sqlite3_column_int64(r->st, i);
+  else if (t == SQLITE_FLOAT) *v = sqlite3_column_double(r->st, i);
+  else if (t == SQLITE_NULL) return 1;
+  else {
+    problem(r->c, r->table, "column '%s' holds %s in row %lld, not a number", sqlite3_column_name(r->st, i),
+            type_name(t), r->row);
+    return -1;
+  }
+  return isfinite(*v) ? 0 : 1;
+}
+
+/* GPU_METRICS rows (timestamp, typeId, metricId, value), each one value of one metric. */
+static int gm_read_new(ctx *c, gm_state *g) {
+  gm_name *names = NULL;
+  size_t n = 0;
+  int rc = gm_read_names(c, g, &names, &n);
+  reader r = {0};
+  if (rc == 0 && reader_open(c, &r, "GPU_METRICS", "timestamp, typeId, metricId, value", NULL)) rc = -1;
+  const gm_name *last = NULL;
+  while (rc == 0 && (rc = reader_next(&r)) == 1) {
+    int64_t v[3];
+    int no_time;
+    double value;
+    if (reader_int(&r, 0, &v[0], &no_time) || reader_int(&r, 1, &v[1], NULL) || reader_int(&r, 2, &v[2], NULL)) {
+      rc = -1;
+      break;
+    }
+    int num = gm_column_number(&r, 3, &value);
+    if (num < 0) { rc = -1; break; }
+    gm_name key = {v[1], v[2], 0, 0};
+    if (!last || by_type_metric(last, &key) != 0) last = n ? bsearch(&key, names, n, sizeof *names, by_type_metric) : NULL;
+    int cause = no_time ? GM_NO_TIME_VALUE : num ? GM_NOT_NUMBER : !last ? GM_UNNAMED : -1;
+    if (cause >= 0) { g->skipped[cause]++; rc = 0; continue; }
+    g->values++;
+    rc = gm_value(c, &g->dev[last->dev], last->m, v[0], value);
+  }
+  reader_close(&r);
+  free(names);
+  if (rc == 0) gm_report_skipped(c, "GPU_METRICS", g);
+  return rc;
+}
+
+/* nsys 2022.x: the event types of the source named GpuMetrics, and whether the source's
+ * raw timestamps are session nanoseconds ("TimeSource": "SessionNs", or not said). */
+typedef struct {
+  int64_t id;
+  int session_ns;
+} gm_type;
+
+/* The GpuMetrics sources of GENERIC_EVENT_SOURCES (their data is a JSON object). */
+static int gm_sources(ctx *c, gm_type **out, size_t *n) {
+  reader r;
+  if (reader_open(c, &r, "GENERIC_EVENT_SOURCES", "sourceId, data", NULL)) return -1;
+  kj_doc doc = {0};
+  int rc;
+  int64_t id;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_int(&r, 0, &id, NULL)) { rc = -1; break; }
+    const char *text = (const char *)sqlite3_column_text(r.st, 1);
+    char err[128];
+    kj_doc_reset(&doc);
+    const kj_value *v = text ? kj_parse(&doc, text, (size_t)sqlite3_column_bytes(r.st, 1), err, sizeof err) : NULL;
+    const kj_value *name = v && v->type == KJ_OBJ ? kj_get(v, "Name") : NULL, *ts = v ? kj_get(v, "TimeSource") : NULL;
+    if (!name || name->type != KJ_STR || strcmp(name->str, "GpuMetrics") != 0) continue;
+    gm_type *e = realloc(*out, (*n + 1) * sizeof *e);
+    if (!e) { c->oom = 1; rc = -1; break; }
+    *out = e;
+    e[(*n)++] = (gm_type){id, !ts || (ts->type == KJ_STR && strcmp(ts->str, "SessionNs") == 0)};
+  }
+  kj_doc_free(&doc);
+  reader_close(&r);
+  return rc;
+}
+
+/* The GENERIC_EVENT_TYPES of those sources. */
+static int gm_types(ctx *c, gm_type **types, size_t *n) {
+  gm_type *sources = NULL;
+  size_t n_sources = 0;
+  int rc = gm_sources(c, &sources, &n_sources);
+  reader r = {0};
+  if (rc == 0 && n_sources && reader_open(c, &r, "GENERIC_EVENT_TYPES", "typeId, sourceId", NULL)) rc = -1;
+  int64_t v[2];
+  while (rc == 0 && r.st && (rc = reader_next(&r)) == 1) {
+    rc = 0;
+    if (reader_ints(&r, 2, v)) { rc = -1; break; }
+    size_t i = 0;
+    while (i < n_sources && sources[i].id != v[1]) i++;
+    if (i == n_sources) continue;
+    gm_type *e = realloc(*types, (*n + 1) * sizeof *e);
+    if (!e) { c->oom = 1; rc = -1; break; }
+    *types = e;
+    e[(*n)++] = (gm_type){v[0], sources[i].session_ns};
+  }
+  reader_close(&r);
+  free(sources);
+  return rc;
+}
+
+/* A JSON member's value as a number: a number, or a string that is one whole ("97",
+ * "2330513255", "12.5"). */
+static int gm_json_number(const kj_value *v, double *out) {
+  if (v->type == KJ_NUM) *out = v->num;
+  else if (v->type == KJ_STR && v->len > 0) {
+    char *end;
+    errno = 0;
+    *out = strtod(v->str, &end);
+    if (end != v->str + v->len || errno == ERANGE) return -1;
+  } else {
+    return -1;
+  }
+  return isfinite(*out) ? 0 : -1;
+}
+
+/* One GENERIC_EVENTS sample: a JSON object of named fields (in any order) at time t. */
+static int gm_sample(ctx *c, gm_state *g, int64_t device, int64_t t, const kj_value *obj) {
+  size_t di;
+  gm_device *d = gm_device_of(c, g, device, &di);
+  if (!d) return -1;
+  for (const kj_value *f = obj->child; f; f = f->next) {
+    double v;
+    size_t mi;
+    if (gm_json_number(f, &v)) { g->skipped[GM_NOT_NUMBER]++; continue; }
+    int got = gm_metric_of(c, g, d, f->key, &mi);
+    if (got < 0) return -1;
+    if (got > 0) continue;
+    g->values++;
+    if (gm_value(c, d, mi, t, v)) return -1;
+  }
+  return 0;
+}
+
+/* The time of a sample: `timestamp` when the export converted it, else the raw one when
+ * its source counts session nanoseconds; -1 when it has neither. */
+static int gm_time(reader *r, const gm_type *type, int64_t *t) {
+  int null_raw, null_ts;
+  int64_t raw, ts;
+  if (reader_int(r, 0, &raw, &null_raw) || reader_int(r, 1, &ts, &null_ts)) return -2;
+  if (!null_ts) *t = ts;
+  else if (!null_raw && type->session_ns) *t = raw;
+  else return -1;
+  return 0;
+}
+
+/* nsys 2022.x: GENERIC_EVENTS rows of the GpuMetrics types, one sample each. */
+static int gm_read_generic(ctx *c, gm_state *g) {
+  const char *T = "GENERIC_EVENTS";
+  gm_type *types = NULL;
+  size_t n = 0;
+  int rc = gm_types(c, &types, &n);
+  char cols[128];
+  snprintf(cols, sizeof cols, "%s, %s, typeId, data", has_column(c, T, "rawTimestamp") ? "rawTimestamp" : "NULL",
+           has_column(c, T, "timestamp") ? "timestamp" : "NULL");
+  reader r = {0};
+  if (rc == 0 && n && reader_open(c, &r, T, cols, NULL)) rc = -1;
+  kj_doc doc = {0};
+  const gm_type *type = NULL;
+  while (rc == 0 && r.st && (rc = reader_next(&r)) == 1) {
+    int64_t id, t;
+    if (reader_int(&r, 2, &id, NULL)) { rc = -1; break; }
+    if (!type || type->id != id) {
+      type = NULL;
+      for (size_t i = 0; i < n && !type; i++)
+        if (types[i].id == id) type = &types[i];
+    }
+    rc = 0;
+    if (!type) continue; /* another source's event */
+    int when = gm_time(&r, type, &t);
+    if (when == -2) { rc = -1; break; }
+    const char *text = (const char *)sqlite3_column_text(r.st, 3);
+    char err[128];
+    kj_doc_reset(&doc);
+    const kj_value *obj = text ? kj_parse(&doc, text, (size_t)sqlite3_column_bytes(r.st, 3), err, sizeof err) : NULL;
+    if (when) g->skipped[GM_NO_TIME]++;
+    else if (!obj || obj->type != KJ_OBJ) g->skipped[GM_BAD_DATA]++;
+    else rc = gm_sample(c, g, GM_DEVICE(id), t, obj);
+  }
+  kj_doc_free(&doc);
+  reader_close(&r);
+  free(types);
+  if (rc == 0) gm_report_skipped(c, T, g);
+  return rc;
+}
+
+/* ---------- GPU metrics: the samples inside each top kernel's launches ---------- */
+
+/* Sorts a headline metric's points by time and turns each value into the sum up to it. */
+static int by_time(const void *a, const void *b) {
+  const gm_point *x = a, *y = b;
+  return (x->t > y->t) - (x->t < y->t);
+}
+
+static void gm_prefix(gm_slot *s) {
+  if (s->n) qsort(s->p, s->n, sizeof *s->p, by_time);
+  double sum = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    sum += s->p[i].v;
+    s->p[i].v = sum;
+  }
+}
+
+/* The index of the first point at or after t. */
+static size_t gm_first_at(const gm_slot *s, int64_t t) {
+  size_t lo = 0, hi = s->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->p[mid].t < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Adds the samples of device d's headline metrics at start <= t < end to top entry k. */
+static void gm_inside(gm_device *d, size_t k, int64_t start, int64_t end) {
+  for (size_t h = 0; h < d->n_slots; h++) {
+    gm_slot *s = &d->slot[h];
+    size_t lo = gm_first_at(s, start), hi = gm_first_at(s, end);
+    if (hi <= lo) continue;
+    s->count[k] += (int64_t)(hi - lo);
+    s->sum[k] += s->p[hi - 1].v - (lo ? s->p[lo - 1].v : 0.0);
+  }
+}
+
+static agg *map_find(const agg_map *m, int64_t key) {
+  if (!m->cap) return NULL;
+  size_t j = mix((uint64_t)key) & (m->cap - 1);
+  while (m->slots[j].used) {
+    if (m->slots[j].key == key) return &m->slots[j];
+    j = (j + 1) & (m->cap - 1);
+  }
+  return NULL;
+}
+
+/* The second pass over kernels (and whole graphs): the same rows in the same order, the
+ * same rows skipped (row_duration against the same running total). */
+typedef struct {
+  gm_state *g;
+  agg_map top; /* key: name id (kernels) or graph id; aux: index in the top list */
+  int64_t total;
+  skipped_rows skip;
+} gm_pass;
+
+static int gm_attribute_rows(ctx *c, gm_pass *p, const char *T, const char *cols) {
+  reader r;
+  if (reader_open(c, &r, T, cols, NULL)) return -1;
+  int rc;
+  int64_t v[4], d;
+  gm_device *dev = NULL;
+  while ((rc = reader_next(&r)) == 1) {
+    if (reader_ints(&r, 4, v)) { rc = -1; break; }
+    if (row_duration(&p->skip, v[0], v[1], p->total, &d)) continue;
+    p->total += d;
+    const agg *e = map_find(&p->top, v[3]);
+    if (!e) continue;
+    if (!dev || dev->device != v[2]) {
+      dev = NULL;
+      for (size_t i = 0; i < p->g->n_dev && !dev; i++)
+        if (p->g->dev[i].device == v[2]) dev = &p->g->dev[i];
+    }
+    if (dev) gm_inside(dev, (size_t)e->aux, v[0], v[1]);
+  }
+  reader_close(&r);
+  return rc;
+}
+
+/* Top entries of one kind (kernels or graphs) into the lookup of the pass. */
+static int gm_top_keys(ctx *c, gm_pass *p, int graph) {
+  map_free(&p->top);
+  for (size_t i = 0; i < c->s->n_top_kernels; i++) {
+    if (c->top[i].graph != graph) continue;
+    agg *a = map_get(&p->top, c->top[i].key);
+    if (!a) { c->oom = 1; return -1; }
+    a->aux = (int64_t)i;
+  }
+  return 0;
+}
+
+/* Counts, for each top kernel and device, the headline samples inside its launches. */
+static int gm_attribute(ctx *c, const ke_trace_opts *o, gm_state *g) {
+  size_t n_top = c->s->n_top_kernels;
+  if (!c->s->has_kernels || !n_top || !c->top) return -1;
+  for (size_t i = 0; i < g->n_dev; i++)
+    for (size_t h = 0; h < g->dev[i].n_slots; h++) {
+      gm_slot *s = &g->dev[i].slot[h];
+      gm_prefix(s);
+      s->count = calloc(n_top, sizeof *s->count);
+      s->sum = calloc(n_top, sizeof *s->sum);
+      if (!s->count || !s->sum) { c->oom = 1; return -1; }
+    }
+  gm_pass p;
+  memset(&p, 0, sizeof p);
+  p.g = g;
+  char cols[128];
+  int rc = 0;
+  if (c->s->has_kernel_table) {
+    kernel_cols(c, o, cols, sizeof cols);
+    rc = gm_top_keys(c, &p, 0) || gm_attribute_rows(c, &p, "CUPTI_ACTIVITY_KIND_KERNEL", cols) ? -1 : 0;
+  }
+  if (rc == 0 && c->s->has_graph_table) {
+    graph_cols(c, cols, sizeof cols);
+    rc = gm_top_keys(c, &p, 1) || gm_attribute_rows(c, &p, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", cols) ? -1 : 0;
+  }
+  map_free(&p.top);
+  return rc;
+}
+
+/* ---------- GPU metrics: the summary ---------- */
+
+static int by_value(const void *a, const void *b) {
+  double x = ((const value_count *)a)->v, y = ((const value_count *)b)->v;
+  return (x > y) - (x < y);
+}
+
+/* The value at 0-based rank `rank` of the sorted distinct values with their counts. */
+static double value_at(const value_count *v, size_t k, int64_t rank) {
+  int64_t seen = 0;
+  for (size_t i = 0; i < k; i++) {
+    seen += v[i].n;
+    if (seen > rank) return v[i].v;
+  }
+  return k ? v[k - 1].v : NAN;
+}
+
+/* The median with linear interpolation between closest ranks (docs/files.md): of every
+ * value, or from how often each distinct value occurs. */
+static double gm_median(ctx *c, gm_metric *m) {
+  if (!m->n) return NAN;
+  gm_values *x = &m->values;
+  if (x->all) {
+    ke_sort_doubles(x->all, x->n_all);
+    return ke_percentile_sorted(x->all, x->n_all, 50);
+  }
+  value_count *v = malloc((x->distinct + 1) * sizeof *v);
+  if (!v) { c->oom = 1; return NAN; }
+  size_t k = 0;
+  for (size_t i = 0; i < x->cap; i++)
+    if (x->slot[i].n) v[k++] = x->slot[i];
+  qsort(v, k, sizeof *v, by_value);
+  double r = 0.5 * (double)(m->n - 1), lo_rank = floor(r);
+  double lo = value_at(v, k, (int64_t)lo_rank);
+  double hi = r > lo_rank ? value_at(v, k, (int64_t)lo_rank + 1) : lo;
+  free(v);
+  return lo + (r - lo_rank) * (hi - lo);
+}
+
+static double gm_mean(const gm_metric *m) {
+  if (!m->n) return NAN;
+  return m->integral ? (double)m->isum / (double)m->n : (m->dsum + m->comp) / (double)m->n;
+}
+
+typedef struct {
+  const char *name;
+  size_t index;
+  int group;
+} gm_order;
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const gm_order *)a)->name, ((const gm_order *)b)->name);
+}
+
+static int by_group_name(const void *a, const void *b) {
+  const gm_order *x = a, *y = b;
+  if (x->group != y->group) return x->group - y->group;
+  return strcmp(x->name, y->name);
+}
+
+/* The device's metrics by name into out (their names move there); rank[i]: where metric i
+ * went. */
+static int gm_finish_metrics(ctx *c, gm_device *d, ke_trace_gpu_metrics *out, size_t *rank) {
+  gm_order *order = calloc(d->n_m + 1, sizeof *order);
+  out->metrics = calloc(d->n_m + 1, sizeof *out->metrics);
+  if (!order || !out->metrics) { free(order); c->oom = 1; return -1; }
+  for (size_t i = 0; i < d->n_m; i++) order[i] = (gm_order){d->m[i].name, i, 0};
+  qsort(order, d->n_m, sizeof *order, by_name);
+  for (size_t j = 0; j < d->n_m; j++) {
+    gm_metric *m = &d->m[order[j].index];
+    rank[order[j].index] = j;
+    out->metrics[j] = (ke_trace_metric){m->name, round6(gm_mean(m)), round6(gm_median(c, m)),
+                                        m->n ? round6(m->max) : NAN, m->n};
+    if (m->n > out->samples) out->samples = m->n;
+    m->name = NULL;
+  }
+  out->n_metrics = d->n_m;
+  free(order);
+  return 0;
+}
+
+/* The headline metrics in headline order (group, then name): into out->headline (ranks)
+ * and slots (the matching gm_slot indices). */
+static int gm_finish_headline(ctx *c, gm_device *d, ke_trace_gpu_metrics *out, const size_t *rank, size_t *slots) {
+  gm_order order[GM_MAX_HEADLINE];
+  for (size_t h = 0; h < d->n_slots; h++) {
+    const char *name = out->metrics[rank[d->slot[h].metric]].name;
+    order[h] = (gm_order){name, h, headline_group(name)};
+  }
+  qsort(order, d->n_slots, sizeof *order, by_group_name);
+  out->headline = calloc(d->n_slots + 1, sizeof *out->headline);
+  if (!out->headline) { c->oom = 1; return -1; }
+  for (size_t h = 0; h < d->n_slots; h++) {
+    slots[h] = order[h].index;
+    out->headline[h] = rank[d->slot[order[h].index].metric];
+  }
+  out->n_headline = d->n_slots;
+  return 0;
+}
+
+static int ran_on(const ke_trace_item *it, int64_t device) {
+  for (size_t j = 0; j < it->n_devices; j++)
+    if (it->devices[j].device == device) return 1;
+  return 0;
+}
+
+/* The top kernels that ran on the device, each with its headline means. */
+static int gm_finish_kernels(ctx *c, gm_device *d, ke_trace_gpu_metrics *out, const size_t *slots) {
+  ke_trace_summary *s = c->s;
+  out->kernels = calloc(s->n_top_kernels + 1, sizeof *out->kernels);
+  if (!out->kernels) { c->oom = 1; return -1; }
+  for (size_t i = 0; i < s->n_top_kernels; i++) {
+    if (!ran_on(&s->top_kernels[i], d->device)) continue;
+    ke_trace_kernel_metrics *k = &out->kernels[out->n_kernels++];
+    k->kernel = i;
+    k->means = calloc(d->n_slots + 1, sizeof *k->means);
+    if (!k->means) { c->oom = 1; return -1; }
+    for (size_t h = 0; h < d->n_slots; h++) {
+      const gm_slot *sl = &d->slot[slots[h]];
+      int64_t n = sl->count[i];
+      k->means[h] = n ? round6(sl->sum[i] / (double)n) : NAN;
+      if (n > k->samples) k->samples = n;
+    }
+  }
+  return 0;
+}
+
+static int by_gm_device(const void *a, const void *b) {
+  const gm_device *x = a, *y = b;
+  return (x->device > y->device) - (x->device < y->device);
+}
+
+/* Every device's metrics into the summary, by device id. */
+static void gm_finish(ctx *c, gm_state *g) {
+  ke_trace_summary *s = c->s;
+  qsort(g->dev, g->n_dev, sizeof *g->dev, by_gm_device);
+  s->gpu_metrics = calloc(g->n_dev + 1, sizeof *s->gpu_metrics);
+  if (!s->gpu_metrics) { c->oom = 1; return; }
+  for (size_t i = 0; i < g->n_dev && !c->oom; i++) {
+    gm_device *d = &g->dev[i];
+    ke_trace_gpu_metrics *out = &s->gpu_metrics[s->n_gpu_metrics++];
+    out->device = d->device;
+    out->kernel_window = d->kernel_window;
+    out->start_ns = d->start;
+    out->end_ns = d->end;
+    size_t *rank = calloc(d->n_m + 1, sizeof *rank), slots[GM_MAX_HEADLINE];
+    if (!rank) { c->oom = 1; break; }
+    if (gm_finish_metrics(c, d, out, rank) == 0 && gm_finish_headline(c, d, out, rank, slots) == 0 && g->attributed)
+      gm_finish_kernels(c, d, out, slots);
+    free(rank);
+  }
+}
+
+static void gm_free(gm_state *g) {
+  for (size_t i = 0; i < g->n_dev; i++) {
+    gm_device *d = &g->dev[i];
+    for (size_t j = 0; j < d->n_m; j++) {
+      free(d->m[j].name);
+      free(d->m[j].values.slot);
+      free(d->m[j].values.all);
+    }
+    free(d->m);
+    for (size_t h = 0; h < d->n_slots; h++) {
+      free(d->slot[h].p);
+      free(d->slot[h].count);
+      free(d->slot[h].sum);
+    }
+  }
+  free(g->dev);
+  memset(g, 0, sizeof *g);
+}
+
+/* ---------- GPU metrics: why there are none ---------- */
+
+/* What nsys said about GPU metrics, found in a diagnostic or a log line: the first that
+ * says the counters were not permitted, else the first about GPU metrics at all. */
+typedef struct {
+  char text[400];
+  int found, permission;
+} gm_said;
+
+/* Keeps `line` (its control characters spaces, cut at a character boundary) when it is
+ * about GPU metrics and better than what was kept. */
+static void gm_hear(gm_said *said, const char *line) {
+  int perm = strstr(line, "ERR_NVGPUCTRPERM") || strcasestr(line, "permission to access NVIDIA GPU Performance Counters");
+  if (said->permission || (!perm && (said->found || !strcasestr(line, "gpu metrics")))) return;
+  while (*line == ' ' || *line == '\t') line++;
+  size_t n = strlen(line);
+  if (n >= sizeof said->text) {
+    n = sizeof said->text - 1;
+    while (n && ((unsigned char)line[n] & 0xC0) == 0x80) n--;
+  }
+  for (size_t i = 0; i < n; i++) said->text[i] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? ' ' : line[i];
+  while (n && said->text[n - 1] == ' ') n--;
+  said->text[n] = '\0';
+  said->found = 1;
+  said->permission = perm;
+}
+
+/* Newer exports keep nsys's diagnostics in DIAGNOSTIC_EVENT (its `text` column). */
+static void gm_diagnostics(ctx *c, gm_said *said) {
+  const char *T = "DIAGNOSTIC_EVENT";
+  if (!has_table(c, T) || !has_column(c, T, "text")) return;
+  reader r;
+  if (reader_open(c, &r, T, "text", NULL)) return;
+  while (!said->permission && reader_next(&r) == 1) {
+    const char *text = (const char *)sqlite3_column_text(r.st, 0);
+    if (text) gm_hear(said, text);
+  }
+  reader_close(&r);
+}
+
+/* The capture's log (nsys 2022.x exports keep no diagnostics: its messages are there). */
+static void gm_log(const char *path, gm_said *said) {
+  FILE *f = path ? fopen(path, "r") : NULL;
+  if (!f) return;
+  char *line = NULL;
+  size_t cap = 0;
+  while (!said->permission && getline(&line, &cap, f) > 0) gm_hear(said, line);
+  free(line);
+  fclose(f);
+}
+
+/* gpu_metrics_reason of an export without GPU metrics samples. */
+static void gm_reason(ctx *c, const ke_trace_opts *o) {
+  gm_said said;
+  memset(&said, 0, sizeof said);
+  gm_diagnostics(c, &said);
+  if (!said.permission) gm_log(o->diagnostics_log, &said);
+  const char *log = o->diagnostics_log ? strrchr(o->diagnostics_log, '/') : NULL; /* its name: the directory moves */
+  log = log ? log + 1 : o->diagnostics_log;
+  char reason[1024];
+  if (said.permission)
+    snprintf(reason, sizeof reason, "nsys was not permitted to read the GPU performance counters (ERR_NVGPUCTRPERM), "
+             "so it sampled no GPU metrics; allow every user with the nvidia driver option "
+             "NVreg_RestrictProfilingToAdminUsers=0 (the line 'options nvidia NVreg_RestrictProfilingToAdminUsers=0' "
+             "in a file of /etc/modprobe.d, then reload the nvidia module or reboot), or run knobengine as root; "
+             "nsys said: %s", said.text);
+  else if (said.found)
+    snprintf(reason, sizeof reason, "nsys sampled no GPU metrics; it said: %s", said.text);
+  else if (o->gpu_metrics_wanted)
+    snprintf(reason, sizeof reason, "nsys.gpu_metrics was on, but the export holds no GPU metrics samples (no "
+             "GPU_METRICS rows, no GENERIC_EVENTS of the source GpuMetrics) and nsys said nothing about them%s%s",
+             log ? " in " : "", log ? log : "");
+  else
+    snprintf(reason, sizeof reason, "the export holds no GPU metrics samples (nsys.gpu_metrics takes them)");
+  c->s->gpu_metrics_reason = dup_str(c, reason);
+}
+
+/* GPU metrics: samples of nsys 2023+ (GPU_METRICS) or 2022.x (GENERIC_EVENTS of the source
+ * GpuMetrics); after the kernels, whose spans are the windows. */
+static void gpu_metrics(ctx *c, const ke_trace_opts *o) {
+  gm_state g;
+  memset(&g, 0, sizeof g);
+  int rc = 1; /* 1: no table of samples */
+  const char *table = NULL;
+  if (has_table(c, "GPU_METRICS") && has_table(c, "TARGET_INFO_GPU_METRICS")) {
+    table = "GPU_METRICS";
+    rc = gm_read_new(c, &g);
+  } else if (has_table(c, "GENERIC_EVENTS") && has_table(c, "GENERIC_EVENT_SOURCES") &&
+             has_table(c, "GENERIC_EVENT_TYPES")) {
+    table = "GENERIC_EVENTS";
+    rc = gm_read_generic(c, &g);
+  }
+  if (rc == 0 && g.values > 0) {
+    g.attributed = gm_attribute(c, o, &g) == 0;
+    gm_finish(c, &g);
+  } else if (rc < 0) {
+    char reason[256];
+    snprintf(reason, sizeof reason, "the GPU metrics samples cannot be read (see unreadable: %s and the tables "
+             "naming their metrics)", table);
+    c->s->gpu_metrics_reason = dup_str(c, reason);
+  } else {
+    gm_reason(c, o);
+  }
+  gm_free(&g);
+}
+
 /* ---------- the summary ---------- */
 
 /* Opens the export read-only. A writer's lock is waited for a moment, then reported.
@@ -1221,18 +2206,24 @@ int ke_trace_summarize(const char *sqlite_path, const ke_trace_opts *opts, ke_tr
     nvtx(&c, &o);
     system_env(&c);
     gpus(&c);
+    gpu_metrics(&c, &o);
     if (c.fatal[0]) snprintf(err, errlen, "cannot read '%s': %s", sqlite_path, c.fatal);
     else if (c.oom) snprintf(err, errlen, "out of memory summarizing '%s'", sqlite_path);
     if (c.fatal[0] || c.oom) rc = -1;
   }
   sqlite3_finalize(c.string_lookup);
   sqlite3_close(c.db);
+  free(c.spans);
+  free(c.top);
   if (rc) ke_trace_summary_free(out);
   return rc;
 }
 
 static void free_items(ke_trace_item *items, size_t n) {
-  for (size_t i = 0; items && i < n; i++) free(items[i].name);
+  for (size_t i = 0; items && i < n; i++) {
+    free(items[i].name);
+    free(items[i].devices);
+  }
   free(items);
 }
 
@@ -1254,6 +2245,16 @@ void ke_trace_summary_free(ke_trace_summary *s) {
     free(s->gpus[i].bus);
   }
   free(s->gpus);
+  for (size_t i = 0; i < s->n_gpu_metrics; i++) {
+    ke_trace_gpu_metrics *g = &s->gpu_metrics[i];
+    for (size_t j = 0; j < g->n_metrics; j++) free(g->metrics[j].name);
+    for (size_t j = 0; j < g->n_kernels; j++) free(g->kernels[j].means);
+    free(g->metrics);
+    free(g->headline);
+    free(g->kernels);
+  }
+  free(s->gpu_metrics);
+  free(s->gpu_metrics_reason);
   free(s->phases);
   free(s->missing_tables);
   for (size_t i = 0; i < s->n_unreadable; i++) {

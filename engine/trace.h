@@ -17,6 +17,14 @@
  *    summed").
  * A name id with no StringIds row is named "[unknown string id N]".
  * An empty table is a measurement (nothing happened): zero totals and zero counts.
+ * GPU metrics samples (nsys 2023+: GPU_METRICS with TARGET_INFO_GPU_METRICS; 2022.x:
+ * GENERIC_EVENTS of the source GpuMetrics, one JSON object per sample) give per device
+ * the mean, median and largest value of each metric over a window (the device's kernel
+ * span), and per top kernel the mean of the headline metrics over the samples inside
+ * its launches (docs/nsys.md "GPU metrics"). An export without samples has none
+ * (n_gpu_metrics 0) and gpu_metrics_reason says why: nsys's own diagnostics (the
+ * DIAGNOSTIC_EVENT table, else opts.diagnostics_log) when they name one, e.g. counters
+ * not permitted (ERR_NVGPUCTRPERM).
  * Durations are milliseconds rounded to 6 decimals (one nanosecond), as are percents
  * and means.
  * Ownership: ke_trace_summarize fills a caller-owned ke_trace_summary whose strings and
@@ -30,7 +38,16 @@ typedef struct {
   int short_kernel_names;    /* group by base name rather than demangled name */
   int top_kernels;           /* how many kernels to list (default 5; INT_MAX: every one) */
   int top_api;               /* how many CUDA API functions to list (default 10) */
+  int gpu_metrics_wanted;    /* the capture asked nsys for GPU metrics (only changes the reason) */
+  const char *diagnostics_log; /* nsys's output of the capture, searched for why it has no GPU
+                                  metrics; NULL: none */
 } ke_trace_opts;
+
+/* A kernel (or whole graph) of the top list on one device. */
+typedef struct {
+  long long device, count;
+  double total_ms, mean_ms, min_ms, max_ms, percent; /* percent of all GPU time */
+} ke_trace_split;
 
 /* A named aggregate: a kernel, an OS-runtime function, an NVTX range or phase. */
 typedef struct {
@@ -40,7 +57,37 @@ typedef struct {
   double total_ms, percent, mean_ms;
   double min_ms, max_ms; /* kernels and CUDA API calls: the shortest and the longest */
   long long count;
+  ke_trace_split *devices; /* top kernels: the same per device, by device id (else NULL) */
+  size_t n_devices;
 } ke_trace_item;
+
+/* One GPU metric of a device over its window; mean, p50 and max are NAN without samples. */
+typedef struct {
+  char *name; /* as the export names it ("SM Active", "DRAM Read Bandwidth [Throughput %]") */
+  double mean, p50, max;
+  long long samples;
+} ke_trace_metric;
+
+/* A top kernel's headline metrics on one device: means over the samples inside its launches. */
+typedef struct {
+  size_t kernel;     /* index into top_kernels */
+  long long samples; /* the most samples any headline metric had inside its launches */
+  double *means;     /* one per headline metric, in headline order; NAN: no sample inside */
+} ke_trace_kernel_metrics;
+
+/* The GPU metrics of one device (typeId & 0xFF, as nsys numbers its GPUs). */
+typedef struct {
+  long long device;
+  long long start_ns, end_ns; /* the window, inclusive */
+  int kernel_window;          /* 1: the device's kernel span; 0: all its samples (no kernels ran on it) */
+  long long samples;          /* sampling instants in the window: the most samples of any metric */
+  ke_trace_metric *metrics;   /* every metric the export names for the device, by name */
+  size_t n_metrics;
+  size_t *headline;           /* indices into metrics: SM Active, Tensor Active, DRAM read, DRAM write */
+  size_t n_headline;
+  ke_trace_kernel_metrics *kernels; /* the top kernels that ran on this device, in top order */
+  size_t n_kernels;
+} ke_trace_gpu_metrics;
 
 /* A GPU of TARGET_INFO_GPU; a value the export does not have is -1 (strings NULL). */
 typedef struct {
@@ -118,6 +165,10 @@ typedef struct {
   size_t n_gpus;
   ke_trace_env *system_env; /* TARGET_INFO_SYSTEM_ENV, the names of SYSTEM_ENV_NAMES */
   size_t n_system_env;
+
+  ke_trace_gpu_metrics *gpu_metrics; /* by device id; none: gpu_metrics_reason says why */
+  size_t n_gpu_metrics;
+  char *gpu_metrics_reason;
 
   const char **missing_tables; /* static names */
   size_t n_missing;

@@ -2,6 +2,8 @@
 # Installs the Debian packages knobengine needs, only those that are missing.
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
+#   scripts/install-deps.sh --ncu     also Nsight Compute from Debian non-free (the ncu
+#                                     pass; its tests read the reports it ships)
 #   scripts/install-deps.sh --bench   also wrk for bench/
 #   scripts/install-deps.sh --browser also Chromium, which the report tests render with
 #   scripts/install-deps.sh --slurm   also Slurm and munge, whose daemons the executor
@@ -10,14 +12,15 @@
 # Needs root (or sudo). Safe to run again: it does nothing when all is present.
 set -euo pipefail
 
-want_nsys=0 want_bench=0 want_browser=0 want_slurm=0
+want_nsys=0 want_ncu=0 want_bench=0 want_browser=0 want_slurm=0
 for arg in "$@"; do
   case "$arg" in
     --nsys) want_nsys=1 ;;
+    --ncu) want_ncu=1 ;;
     --bench) want_bench=1 ;;
     --browser) want_browser=1 ;;
     --slurm) want_slurm=1 ;;
-    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --bench, --browser, --slurm)" >&2; exit 2 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (use --nsys, --ncu, --bench, --browser, --slurm)" >&2; exit 2 ;;
   esac
 done
 
@@ -57,10 +60,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   [ "$added_rc" = 1 ] && $SUDO rm -f "$rc"
 fi
 
-if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
-  # nsight-systems lives in Debian's non-free component; its libcuda1 dependency pulls
-  # nvidia-support from contrib. Add a source for the same mirror and suite this
-  # machine already uses, with components contrib and non-free.
+# nsight-systems and nsight-compute live in Debian's non-free component; their libcuda1
+# dependency pulls nvidia-support from contrib. Adds a source for the same mirror and
+# suite this machine already uses, with components contrib and non-free.
+add_nonfree() {
   src=/etc/apt/sources.list.d/knobengine-nonfree.sources
   if [ ! -e "$src" ]; then
     uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -73,6 +76,10 @@ if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
     updated=0
   fi
   apt_update
+}
+
+if [ "$want_nsys" = 1 ] && ! command -v nsys >/dev/null 2>&1; then
+  add_nonfree
   echo "install-deps.sh: installing nsight-systems (about 170 MB)" >&2
   # nsys is optional: without it runs complete with trace metrics 'na' and the nsys
   # tests are skipped, so a failure here is a warning, not an error
@@ -104,6 +111,15 @@ if [ "$want_nsys" = 1 ] && command -v nsys >/dev/null 2>&1; then
     echo "install-deps.sh: installing libdw1 libelf1 (needed by $importer)" >&2
     apt_update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends libdw1 libelf1 >&2
+  fi
+fi
+if [ "$want_ncu" = 1 ] && ! command -v ncu >/dev/null 2>&1; then
+  add_nonfree
+  echo "install-deps.sh: installing nsight-compute (about 350 MB)" >&2
+  # ncu is optional too: without it the ncu pass is skipped with the reason and the ncu
+  # tests are skipped
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nsight-compute >&2; then
+    echo "install-deps.sh: WARNING: could not install nsight-compute; the ncu pass will be skipped" >&2
   fi
 fi
 echo "install-deps.sh: dependencies present" >&2

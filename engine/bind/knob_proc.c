@@ -37,10 +37,11 @@ static int l_spawn(lua_State *L) {
  * message. */
 static int l_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  const char **argv = ke_string_list(L, 1);
   const char *log = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 3, 60);
   const char *cwd = luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4); /* the argv array below is pushed above the arguments, never read as one */
+  const char **argv = ke_string_list(L, 1);
   char err[1024];
   int status = ke_run_command(argv, NULL, cwd, log, timeout, err, sizeof err);
   if (status < 0) {

@@ -3,9 +3,11 @@
  * The summary struct becomes the table of docs/nsys.md "Trace summary": a section whose
  * table is missing or unreadable is null (lists are empty), exactly as its keys are
  * documented; a table whose rows were skipped in part keeps the other rows' totals and
- * its reason in `unreadable` ("skipped N rows ..."). */
+ * its reason in `unreadable` ("skipped N rows ..."). GPU metrics: `gpu_metrics` keyed by
+ * device id, or null with `gpu_metrics_reason` (docs/nsys.md "GPU metrics"). */
 #include <lauxlib.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,30 @@
 
 /* Which fields an item list carries besides name, [style], [graph], total_ms. */
 enum { WITH_MEAN = 1, WITH_PERCENT = 2, WITH_RANGE = 4 };
+
+/* A number, or null for NAN (no sample). */
+static void set_sampled(lua_State *L, const char *key, double v) {
+  if (isnan(v)) ke_set_null(L, key);
+  else ke_set_num(L, key, v);
+}
+
+/* A top kernel's split by device: [{device, count, total_ms, mean_ms, min_ms, max_ms, percent}]. */
+static void push_devices(lua_State *L, const ke_trace_item *it) {
+  lua_createtable(L, (int)it->n_devices, 0);
+  for (size_t j = 0; j < it->n_devices; j++) {
+    const ke_trace_split *d = &it->devices[j];
+    lua_createtable(L, 0, 7);
+    ke_set_int(L, "device", d->device);
+    ke_set_int(L, "count", d->count);
+    ke_set_num(L, "total_ms", d->total_ms);
+    ke_set_num(L, "mean_ms", d->mean_ms);
+    ke_set_num(L, "min_ms", d->min_ms);
+    ke_set_num(L, "max_ms", d->max_ms);
+    ke_set_num(L, "percent", d->percent);
+    lua_rawseti(L, -2, (lua_Integer)j + 1);
+  }
+  lua_setfield(L, -2, "devices");
+}
 
 /* An array of items; the count under count_key ("count" or "calls"). */
 static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const char *count_key, int fields) {
@@ -35,6 +61,7 @@ static void push_items(lua_State *L, const ke_trace_item *items, size_t n, const
       ke_set_num(L, "max_ms", it->max_ms);
     }
     if (fields & WITH_PERCENT) ke_set_num(L, "percent", it->percent);
+    if (it->devices) push_devices(L, it);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
 }
@@ -182,6 +209,78 @@ static void push_environment(lua_State *L, const ke_trace_summary *s) {
   lua_setfield(L, -2, "environment");
 }
 
+/* window = {start_ns, end_ns, duration_ms, basis}: the kernel span, or every sample. */
+static void push_window(lua_State *L, const ke_trace_gpu_metrics *g) {
+  if (!g->kernel_window && !g->samples) {
+    ke_set_null(L, "window");
+    return;
+  }
+  lua_createtable(L, 0, 4);
+  ke_set_int(L, "start_ns", g->start_ns);
+  ke_set_int(L, "end_ns", g->end_ns);
+  ke_set_num(L, "duration_ms", (double)(g->end_ns - g->start_ns) / 1e6);
+  ke_set_str(L, "basis", g->kernel_window ? "kernels" : "samples");
+  lua_setfield(L, -2, "window");
+}
+
+/* kernels = [{name, [graph], samples, means = {headline name = mean | null}}] */
+static void push_kernel_metrics(lua_State *L, const ke_trace_summary *s, const ke_trace_gpu_metrics *g) {
+  lua_createtable(L, (int)g->n_kernels, 0);
+  for (size_t i = 0; i < g->n_kernels; i++) {
+    const ke_trace_kernel_metrics *k = &g->kernels[i];
+    lua_createtable(L, 0, 4);
+    ke_set_str(L, "name", s->top_kernels[k->kernel].name);
+    if (s->top_kernels[k->kernel].graph) ke_set_bool(L, "graph", 1);
+    ke_set_int(L, "samples", k->samples);
+    lua_createtable(L, 0, (int)g->n_headline);
+    for (size_t h = 0; h < g->n_headline; h++) set_sampled(L, g->metrics[g->headline[h]].name, k->means[h]);
+    lua_setfield(L, -2, "means");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "kernels");
+}
+
+/* One device: window, samples, metrics = {name = {mean, p50, max, samples}}, headline, kernels. */
+static void push_device_metrics(lua_State *L, const ke_trace_summary *s, const ke_trace_gpu_metrics *g) {
+  lua_createtable(L, 0, 5);
+  push_window(L, g);
+  ke_set_int(L, "samples", g->samples);
+  lua_createtable(L, 0, (int)g->n_metrics);
+  for (size_t j = 0; j < g->n_metrics; j++) {
+    const ke_trace_metric *m = &g->metrics[j];
+    lua_createtable(L, 0, 4);
+    set_sampled(L, "mean", m->mean);
+    set_sampled(L, "p50", m->p50);
+    set_sampled(L, "max", m->max);
+    ke_set_int(L, "samples", m->samples);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_setfield(L, -2, "metrics");
+  lua_createtable(L, (int)g->n_headline, 0);
+  for (size_t h = 0; h < g->n_headline; h++) {
+    lua_pushstring(L, g->metrics[g->headline[h]].name);
+    lua_rawseti(L, -2, (lua_Integer)h + 1);
+  }
+  lua_setfield(L, -2, "headline");
+  push_kernel_metrics(L, s, g);
+}
+
+static void push_gpu_metrics(lua_State *L, const ke_trace_summary *s) {
+  if (!s->n_gpu_metrics) {
+    ke_set_null(L, "gpu_metrics");
+    ke_set_str(L, "gpu_metrics_reason", s->gpu_metrics_reason);
+    return;
+  }
+  lua_createtable(L, 0, (int)s->n_gpu_metrics);
+  for (size_t i = 0; i < s->n_gpu_metrics; i++) {
+    char device[32];
+    snprintf(device, sizeof device, "%lld", s->gpu_metrics[i].device);
+    push_device_metrics(L, s, &s->gpu_metrics[i]);
+    lua_setfield(L, -2, device);
+  }
+  lua_setfield(L, -2, "gpu_metrics");
+}
+
 /* The whole summary as a table (docs/nsys.md "Trace summary"). */
 static void push_summary(lua_State *L, const char *path, const ke_trace_summary *s) {
   lua_createtable(L, 0, 32);
@@ -194,6 +293,7 @@ static void push_summary(lua_State *L, const char *path, const ke_trace_summary 
   push_osrt(L, s);
   push_nvtx(L, s);
   push_cuda_api(L, s);
+  push_gpu_metrics(L, s);
   push_environment(L, s);
   lua_createtable(L, (int)s->n_missing, 0);
   for (size_t i = 0; i < s->n_missing; i++) {
@@ -210,7 +310,7 @@ static void push_summary(lua_State *L, const char *path, const ke_trace_summary 
 
 static int l_trace_summary(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  ke_trace_opts o = {NULL, 0, 5, 10};
+  ke_trace_opts o = {NULL, 0, 5, 10, 0, NULL};
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "phases");
     if (lua_istable(L, -1)) o.phases = ke_string_list(L, -1);
@@ -220,6 +320,8 @@ static int l_trace_summary(lua_State *L) {
     lua_pop(L, 1);
     o.top_kernels = all ? INT_MAX : (int)ke_opt_number(L, 2, "top_kernels", 5);
     o.top_api = (int)ke_opt_number(L, 2, "top_api", 10);
+    o.gpu_metrics_wanted = ke_opt_bool(L, 2, "gpu_metrics", 0);
+    o.diagnostics_log = ke_opt_string(L, 2, "diagnostics_log", NULL);
   }
   ke_trace_summary s;
   char err[1024];

@@ -16,6 +16,7 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine trial --spec SPEC.json --out DIR
        knobengine summarize TRACE.sqlite
        knobengine kernels TRACE.sqlite
+       knobengine ncu REPORT.ncu-rep
        knobengine --help | --version
 
 Finds the fastest combination of serving knobs for an LLM server.
@@ -31,7 +32,9 @@ config in RESULTS/history.sqlite (or synthetic landscapes), over many seeds, and
 compares their cost and accuracy; writes RESULTS/comparison/.
 trial: runs one trial from a spec the engine wrote (what an executor slot runs).
 summarize: the trace summary of an nsys SQLite export, as JSON.
-kernels: every kernel of an export as CSV (name,calls,total_ms,mean_ms,min_ms,max_ms,percent).
+kernels: every kernel of an export as CSV, a row per kernel and device
+(name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent).
+ncu: every profiled launch of an Nsight Compute report as CSV (docs/ncu.md).
 
 options:
   --config FILE     the optimization config (default: optimizations.json)
@@ -132,7 +135,7 @@ end
 
 -- An integer option in [lo, hi].
 local function integer(name, s, lo, hi)
-  local v = math.tointeger(tonumber(s))
+  local v = s:match("^%d+$") and math.tointeger(tonumber(s))
   if not v or v < lo or v > hi then errors.usage("%s: '%s' is not an integer in %d..%d", name, s, lo, hi) end
   return v
 end
@@ -143,7 +146,7 @@ local function check_compare(opts)
   opts.synthetic = opts.synthetic and integer("--synthetic", opts.synthetic, 2, 12)
   if opts.synthetic and opts.config_given then errors.usage("--synthetic replays made-up landscapes: it takes no --config") end
   if opts.noise then
-    local v = tonumber(opts.noise)
+    local v = decimal(opts.noise)
     if not v or v < 0 or v > 1 then errors.usage("--noise: '%s' is not a coefficient of variation in 0..1", opts.noise) end
     opts.noise = v
   end
@@ -180,6 +183,10 @@ function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then
     if #args ~= 2 or args[2]:sub(1, 2) == "--" then errors.usage("usage: knobengine %s TRACE.sqlite", args[1]) end
     return { command = args[1], trace = args[2] }
+  end
+  if args[1] == "ncu" then
+    if #args ~= 2 or args[2]:sub(1, 2) == "--" then errors.usage("usage: knobengine ncu REPORT.ncu-rep") end
+    return { command = "ncu", report = args[2] }
   end
   local opts = { command = "run", config = "optimizations.json", results = "results" }
   local i = 1

@@ -1,5 +1,6 @@
 -- The baseline: the all-OFF config measured without nsys (its client metrics are the
--- reference of every comparison), then profiled in a second launch for its trace;
+-- reference of every comparison), then profiled in a second launch for its trace (and,
+-- with an `ncu` section, a third under ncu for its top kernels: ncu.lua);
 -- results/baseline/ as a search reads it back (checked, its identity compared); and
 -- --reprofile-baseline, which takes its trace again.
 local cjson = require("cjson")
@@ -7,6 +8,7 @@ local knob = require("knob")
 local errors = require("knobengine.errors")
 local identity = require("knobengine.identity")
 local knobs = require("knobengine.knobs")
+local ncu = require("knobengine.ncu")
 local output = require("knobengine.output")
 local profiling = require("knobengine.profiling")
 local progress = require("knobengine.progress")
@@ -48,7 +50,9 @@ function M.run(ctx, rebaseline)
     conf.identity = identity.of(cfg, ctx.dataset_hash, "measure")
     util.write_json(aside .. "/config.json", conf)
     util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
-    profiling.write(cfg, rec, profiling.run(ctx, 0, aside, "baseline"), "baseline")
+    local prof = profiling.run(ctx, 0, aside, "baseline")
+    profiling.write(cfg, rec, prof, "baseline")
+    ncu.pass(ctx, 0, aside, "baseline", prof, rec)
     provenance.write(aside, ctx)
     if rebaseline and knob.exists(final) then
       local old = string.format("%s/baseline.replaced-%s", results, os.date("!%Y%m%dT%H%M%SZ"))
@@ -128,8 +132,9 @@ function M.reprofile(ctx)
         tostring(prof.profile_error or (prof.trace and prof.trace.reason) or prof.error or "?"), baseline.dir)
     end
     local wall = type(baseline.overhead) == "table" and baseline.overhead.unprofiled_wall_s or nil
-    profiling.write(ctx.cfg, { metrics = baseline.metrics, wall_s = type(wall) == "number" and wall or nil }, prof,
-      "baseline")
+    local plain = { metrics = baseline.metrics, wall_s = type(wall) == "number" and wall or nil }
+    profiling.write(ctx.cfg, plain, prof, "baseline")
+    ncu.pass(ctx, 0, aside, "baseline", prof, plain)
     rundir.swap_in(aside, baseline.dir)
     output.line("BASELINE_DONE")
     return 0

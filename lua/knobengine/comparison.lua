@@ -77,14 +77,15 @@ local function summary_text(result)
   local s = result.source
   local lines = {
     "knobengine compare: search methods replayed offline, no server started",
-    s.kind == "history" and string.format("world: the sweep of run %d in %s (%d combinations, best %s)", s.run_id, s.path,
+    s.kind == "history" and string.format("world: the sweep of run %d in %s (%d combinations, best %s)", s.run_id,
+      util.clean_text(s.path),
       s.masks, s.best_mask or "none") or string.format("world: synthetic landscapes of %d on/off knobs, one per seed", s.knobs),
     string.format("noise: CV %.4f from %s; %d seeds from %d", result.noise.cv, result.noise.from, result.seeds, result.seed),
     "",
   }
   for _, m in ipairs(result.methods) do
     lines[#lines + 1] = string.format("%-14s %s launches (median), found the best in %s%% of seeds, median regret %s%%, "
-      .. "p90 %s%%%s", m.name, fixed(m.launches.median, 1), fixed(100 * m.found_best, 0), fixed(m.regret_pct.median, 2),
+      .. "p90 %s%%%s", util.clean_text(m.name), fixed(m.launches.median, 1), fixed(100 * m.found_best, 0), fixed(m.regret_pct.median, 2),
       fixed(m.regret_pct.p90, 2), m.predict_mape_pct and (", predicts with MAPE " .. fixed(m.predict_mape_pct, 2) .. "%") or "")
   end
   return table.concat(lines, "\n") .. "\n"

@@ -51,9 +51,10 @@ function Checker:string(v, path, opts)
   if not opts.empty and v == "" then self:bad(path, "must not be empty") end
   if v:find("%z") then self:bad(path, "must not contain NUL bytes") end
   if not utf8.len(v) then self:bad(path, "is not valid UTF-8") end
-  local ctl = v:find("[%c\127]")
+  local ctl, bytes = util.control_at(v)
   if ctl then
-    self:bad(path, "must not contain control characters (byte 0x%02x at offset %d)", v:byte(ctl), ctl - 1)
+    self:bad(path, "must not contain control characters (%s at offset %d)", #bytes == 1 and
+      string.format("byte 0x%02x", bytes:byte()) or string.format("U+%04X", utf8.codepoint(bytes)), ctl - 1)
   end
   if opts.one_of and not opts.one_of[v] then
     local names = {}
@@ -68,7 +69,10 @@ end
 local function shown(v)
   local i = math.tointeger(v)
   if i then return tostring(i) end
-  return string.format("%.17g", v)
+  for digits = 15, 17 do -- the shortest that reads back as the same number: 1e-06, 1.1
+    local s = string.format("%." .. digits .. "g", v)
+    if tonumber(s) == v then return s end
+  end
 end
 
 function Checker:number(v, path, opts)
@@ -117,6 +121,20 @@ function Checker:array(v, path, opts)
   end
   if k ~= "array" then self:bad(path, "expected array") end
   return v
+end
+
+-- false, true (every device) or a non-empty list of distinct device indices.
+function Checker:devices(v, path)
+  if type(v) == "boolean" then return v end
+  local list = self:array(v, path, { nonempty = true })
+  local seen = {}
+  for i, d in ipairs(list) do
+    local p = string.format("%s[%d]", path, i - 1)
+    local n = self:number(d, p, { integer = true, min = 0, max = 1023 })
+    if seen[n] then self:bad(p, "device %d is listed twice", n) end
+    seen[n] = true
+  end
+  return list
 end
 
 function Checker:string_list(v, path, opts)
@@ -240,7 +258,8 @@ end
 
 -- Values of rows, checked ---------------------------------------------------------
 
-local SCALAR = { string = true, enum = true, number = true, integer = true, boolean = true, strings = true, object = true }
+local SCALAR = { string = true, enum = true, number = true, integer = true, boolean = true, strings = true, object = true,
+  devices = true }
 
 local function set_of(list)
   local s = {}
@@ -256,6 +275,7 @@ function Checker:typed(r, v, cpath)
   if t == "number" or t == "integer" then return self:number(v, cpath, { integer = t == "integer", min = r.min, max = r.max }) end
   if t == "boolean" then return self:boolean(v, cpath) end
   if t == "strings" then return self:string_list(v, cpath, { nonempty = r.nonempty }) end
+  if t == "devices" then return self:devices(v, cpath) end
   if t == "object" then return self:object(v, cpath) end
   return v -- list, map, variant, command: their own validators check them
 end
@@ -535,6 +555,11 @@ end
 local function validate_constraints(c, raw, cfg)
   cfg.constraints = c:fields(c:section(raw, "constraints"), "constraints")
   if cfg.constraints.slo and not cfg.slo then c:bad("constraints.slo", "needs an slo") end
+  for _, k in ipairs({ "ttft_ms", "tpot_ms", "itl_ms" }) do
+    if cfg.slo and cfg.slo[k] and not cfg.workload.stream then
+      c:bad("slo." .. k, "needs workload.stream (TTFT, TPOT and inter-token gaps are measured on a stream)")
+    end
+  end
   local m = cfg.objective.metric
   if (m == "goodput" or m == "slo_attainment_pct" or m == "max_rate") and not cfg.slo then
     c:bad(cfg.objective.maximize and "objective.maximize" or "objective.minimize", "'%s' needs an slo", m)
@@ -550,6 +575,9 @@ local function validate_together(c, cfg)
   if cfg.workload.request_count / cap.start_rate > M.MAX_PROBE_S then
     c:bad("capacity.start_rate", "a probe of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
       cfg.workload.request_count, shown(cap.start_rate), cfg.workload.request_count / cap.start_rate, M.MAX_PROBE_S)
+  end
+  if cfg.ncu and cfg.ncu.requests > cfg.workload.request_count then
+    c:bad("ncu.requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
   end
   if cfg.nsys.capture_requests and cfg.nsys.capture_requests > cfg.workload.request_count then
     c:bad("nsys.capture_requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
@@ -593,6 +621,7 @@ function M.parse(text, path)
   cfg.workload = validate_workload(c, raw, base_dir)
   cfg.knobs, cfg.space = validate_knobs(c, raw)
   cfg.nsys = validate_nsys(c, raw)
+  cfg.ncu = raw.ncu ~= nil and c:fields(c:section(raw, "ncu"), "ncu") or nil
   cfg.objective = validate_objective(c, raw)
   cfg.strategy_options = c:value(raw, "strategy_options")
   cfg.slo = validate_slo(c, raw)

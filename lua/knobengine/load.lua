@@ -17,7 +17,11 @@ local util = require("knobengine.util")
 
 local M = {}
 
-M.CAPACITY_HEADER = "rate,ttft_p99_ms,tpot_p99_ms,e2e_p99_ms,tokens_per_s,goodput,slo_met"
+-- A probe row: the rate, the requests it sent, each SLO metric at slo.quantile, what
+-- was served, whether the SLO held and on which metrics it did not.
+M.CAPACITY_HEADER = "rate,requests,ttft_q_ms,tpot_q_ms,itl_q_ms,e2e_q_ms,tokens_per_s,goodput,slo_met,failed_on"
+M.SLO_METRICS = { "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms" } -- slo's thresholds, slo_at_percentile's keys
+M.MAX_PROBE_REQUESTS = 1000000
 M.KNEE_FACTOR = 1.5
 
 -- The capacity search as a state machine (unit-tested without a server): start at
@@ -32,9 +36,10 @@ end
 
 -- What the result of a finished search is: "exact" (lo and hi within the tolerance),
 -- "lower" (the SLO held at every rate probed: the capacity is at least lo), "bracket"
--- (the probes ran out between lo and hi) or "none" (it held at no rate probed).
+-- (the probes ran out between lo and hi) or "upper" (it held at no rate probed: the
+-- capacity is below the lowest).
 function M.capacity_bound(s)
-  if not s.lo then return "none" end
+  if not s.lo then return "upper" end
   if not s.hi then return "lower" end
   return (s.hi - s.lo) / s.hi <= s.tolerance and "exact" or "bracket"
 end
@@ -58,6 +63,37 @@ function M.capacity_step(s, met)
   return s.next
 end
 
+-- The verdict at a rate near the boundary (both a rate that held and one that did not
+-- are known), from its votes ({pass = n, fail = n}): true or false once one side has a
+-- majority of `repeats`, nil while more probes are needed. Far from the boundary (bisecting
+-- = false) one probe decides.
+function M.capacity_vote(votes, met, repeats, bisecting)
+  votes.pass, votes.fail = (votes.pass or 0) + (met and 1 or 0), (votes.fail or 0) + (met and 0 or 1)
+  if not bisecting then return met end
+  local majority = repeats // 2 + 1
+  if votes.pass >= majority then return true end
+  if votes.fail >= majority then return false end
+  return nil
+end
+
+-- The requests of a probe at rate: enough for min_probe_s, at least request_count.
+function M.probe_requests(cfg, rate)
+  local n = math.max(cfg.workload.request_count, math.ceil(rate * cfg.capacity.min_probe_s - 1e-9))
+  return math.min(n, M.MAX_PROBE_REQUESTS)
+end
+
+-- The SLO metrics over their threshold at the quantile ("itl_ms", "ttft_ms+e2e_ms"),
+-- "" when none is, nil when the probe has no value to judge.
+function M.failed_on(slo, m)
+  local at, out = m.slo_at_percentile, {}
+  if util.is_null(at) or type(at) ~= "table" then return nil end
+  for _, k in ipairs(M.SLO_METRICS) do
+    local v = at[k]
+    if slo[k] and type(v) == "number" and v > slo[k] then out[#out + 1] = k end
+  end
+  return table.concat(out, "+")
+end
+
 -- The knee of a sweep: the first level whose p99 E2E latency is more than
 -- KNEE_FACTOR times the lowest level's; nil when none is.
 function M.knee(levels)
@@ -75,14 +111,16 @@ local function flag(v)
   return v and "1" or "0"
 end
 
--- The replay table of one probe: open loop at `rate`, or closed at `concurrency`.
+-- The replay table of one probe: open loop at `rate`, or closed at `concurrency`;
+-- level.requests measured requests (default workload.request_count).
 local function probe_replay(ctx, level, csv)
   local w = ctx.cfg.workload
+  local n = level.requests or w.request_count
   return {
-    url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = ctx.bodies, request_count = w.request_count,
+    url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = ctx.bodies, request_count = n,
     concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
     request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
-    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate }, w.request_count, w.seed),
+    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate }, n, w.seed),
     max_concurrency = level.rate and w.max_concurrency or nil, slo = trial.slo_spec(ctx.cfg.slo),
   }
 end
@@ -108,6 +146,39 @@ local function run_probes(ctx, mask, dir, next_level, on_probe)
   return rec
 end
 
+-- One probe row of the capacity table (M.CAPACITY_HEADER).
+local function probe_row(p)
+  local m, at = p.metrics, p.metrics.slo_at_percentile
+  local function q(k) return format.ms(type(at) == "table" and at[k] or nil) end
+  return table.concat({ format.fixed(p.rate, 3), tostring(p.requests), q("ttft_ms"), q("tpot_ms"), q("itl_ms"),
+    q("e2e_ms"), format.ms(m.tokens_per_s), format.ms(m.goodput), flag(m.slo_met),
+    format.line_field(p.failed_on or "na") }, ",")
+end
+
+-- The search's levels and verdicts: next_level(k) gives the next probe (a repeat at
+-- the same rate while its vote is open), record(level, metrics) takes its result.
+local function capacity_driver(cfg, state, probes, quiet)
+  local votes, unstable = {}, {}
+  local function next_level(k)
+    if k > 1 and not state.next then return nil end
+    return { rate = state.next, arrival = cfg.capacity.arrival, requests = M.probe_requests(cfg, state.next) }
+  end
+  local function record(level, m)
+    local met = m.slo_met == true
+    local p = { rate = level.rate, requests = level.requests, slo_met = met, failed_on = M.failed_on(cfg.slo, m),
+      metrics = m }
+    probes[#probes + 1] = p
+    if not quiet then output.line(probe_row(p)) end
+    local v = votes[level.rate] or {}
+    votes[level.rate] = v
+    local verdict = M.capacity_vote(v, met, cfg.capacity.repeats, state.lo ~= nil and state.hi ~= nil)
+    if verdict == nil then return end -- the same rate again
+    if v.pass > 0 and v.fail > 0 then unstable[#unstable + 1] = level.rate end
+    state.next = M.capacity_step(state, verdict)
+  end
+  return next_level, record, unstable
+end
+
 -- The capacity search of one mask: rows as probes finish, then MAX_RATE; the
 -- capacity.json of every probe. Returns the result table.
 function M.capacity(ctx, mask, opts)
@@ -119,22 +190,12 @@ function M.capacity(ctx, mask, opts)
   return rundir.guard(d, function()
     local state, probes = M.capacity_state(cfg.capacity, cfg.workload.request_count / config.MAX_PROBE_S), {}
     if not quiet then output.line(M.CAPACITY_HEADER) end
-    local function next_level(k)
-      if k > 1 and not state.next then return nil end
-      return { rate = state.next, arrival = cfg.capacity.arrival }
-    end
-    local rec = run_probes(ctx, mask, d.aside, next_level, function(level, m)
-      local met = m.slo_met == true
-      probes[#probes + 1] = { rate = level.rate, slo_met = met, metrics = m }
-      if not quiet then
-        output.line(table.concat({ format.fixed(level.rate, 3), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p99),
-          format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s), format.ms(m.goodput), flag(m.slo_met) }, ","))
-      end
-      state.next = M.capacity_step(state, met)
-    end)
+    local next_level, record, unstable = capacity_driver(cfg, state, probes, quiet)
+    local rec = run_probes(ctx, mask, d.aside, next_level, record)
     local result = { knob_mask = cfg.space:string(mask), max_rate = state.lo or cjson.null,
-      bound = M.capacity_bound(state), failed_rate = state.hi or cjson.null,
-      slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes), config = rec.config }
+      bound = M.capacity_bound(state), failed_rate = state.hi or cjson.null, stable = #unstable == 0,
+      unstable_rates = util.array(unstable), slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes),
+      config = rec.config }
     util.write_json(d.aside .. "/capacity.json", result)
     if not quiet then
       require("knobengine.provenance").write(d.aside, ctx)

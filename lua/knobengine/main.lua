@@ -33,6 +33,11 @@ local function dry_run(ctx)
   local why = require("knobengine.trial").nsys_unavailable(cfg) or select(2, knob.nsys_check_importer(cfg.nsys.bin))
   io.stderr:write(why and string.format("nsys: %s; profiled launches will be skipped (trace metrics na)\n", why)
     or string.format("nsys: %s\n", util.which(cfg.nsys.bin)))
+  if cfg.ncu then
+    local nwhy = require("knobengine.ncu").unavailable(cfg)
+    io.stderr:write(nwhy and string.format("ncu: %s; the ncu passes will be skipped\n", nwhy)
+      or string.format("ncu: %s (the top %d kernels of each profiled side)\n", util.which(cfg.ncu.bin), cfg.ncu.kernels))
+  end
   for i, slot in ipairs(ctx.slots or {}) do
     local env = {}
     for k, v in pairs(slot.env) do env[#env + 1] = k .. "=" .. util.shell_quote(v) end
@@ -114,10 +119,35 @@ local function trace_command(command, path)
   local phases = { "get_batch", "prefill", "decode" }
   local summary, err = trace.read(path, phases, nil, command == "kernels" and "all" or nil)
   if not summary then errors.run("%s: %s", command, err) end
+  if command == "kernels" then -- the table is the kernels: one that cannot be read is no empty list
+    for _, t in ipairs({ "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_GRAPH_TRACE" }) do
+      local why = type(summary.unreadable) == "table" and summary.unreadable[t]
+      if why and not why:find("^skipped") then errors.run("kernels: %s of %s cannot be read (%s)", t, path, why) end
+      if why then io.stderr:write("knobengine: kernels: ", t, ": ", util.clean_text(why), "\n") end
+    end
+  end
   local text = command == "kernels" and require("knobengine.tables").kernels_csv(summary) or trace.json(summary, phases)
   local ok, werr = io.stdout:write(text)
   if ok then ok, werr = io.stdout:flush() end
   if not ok then errors.run("%s: cannot write to stdout (%s)", command, tostring(werr)) end
+  return 0
+end
+
+-- knobengine ncu REPORT: every profiled launch of an Nsight Compute report as CSV
+-- (docs/ncu.md); the ncu on PATH reads it.
+local function ncu_command(path)
+  if not knob.exists(path) then errors.run("ncu: '%s' not found", path) end
+  if knob.is_dir(path) then errors.run("ncu: '%s' is a directory, not a report", path) end
+  if not util.which("ncu") then
+    errors.run("ncu: Nsight Compute's ncu is not on PATH, and it reads the report; install it "
+      .. "(scripts/install-deps.sh --ncu) or put its directory on PATH")
+  end
+  local ncu_report = require("knobengine.ncu_report")
+  local launches, err = ncu_report.read("ncu", path, 600)
+  if not launches then errors.run("ncu: cannot read '%s': %s", path, err) end
+  local ok, werr = io.stdout:write(ncu_report.csv(launches, require("knobengine.format").line_field))
+  if ok then ok, werr = io.stdout:flush() end
+  if not ok then errors.run("ncu: cannot write to stdout (%s)", tostring(werr)) end
   return 0
 end
 
@@ -185,6 +215,13 @@ local function load_command(ctx, opts)
   local cfg = ctx.cfg
   local mask = chosen_mask(cfg, opts)
   if opts.command == "capacity" and not cfg.slo then errors.usage("capacity needs an slo in the config") end
+  for _, r in ipairs(opts.rates or {}) do -- a level lasts workload.request_count / rate
+    local s = cfg.workload.request_count / r
+    if s > config.MAX_PROBE_S then
+      errors.usage("--rates: a level of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
+        cfg.workload.request_count, tostring(r), s, config.MAX_PROBE_S)
+    end
+  end
   take_results(cfg, opts.results)
   local load = require("knobengine.load")
   if opts.command == "capacity" then
@@ -212,6 +249,7 @@ end
 local function run(argv)
   local opts = args_.parse(argv)
   if opts.command == "summarize" or opts.command == "kernels" then return trace_command(opts.command, opts.trace) end
+  if opts.command == "ncu" then return ncu_command(opts.report) end
   if opts.help then io.stdout:write(args_.usage()); return 0 end
   if opts.version then io.stdout:write("knobengine ", knob.version, "\n"); return 0 end
   if opts.command == "report" then return report_command(opts) end
@@ -256,8 +294,9 @@ end
 function M.main(args)
   local ok, result = xpcall(run, errors.handler, args)
   if ok then return result end
-  -- a message may quote a server's log or a path: no control character reaches the terminal
-  local message = util.clean_text(result.message, true)
+  -- a message may quote a server's log, a key or a path: no control character reaches
+  -- the terminal, and a usage error stays one line
+  local message = util.clean_text(result.message, result.kind ~= "usage")
   if errors.stops_run(result) then
     io.stderr:write("knobengine: ", message, stopped_tail(result, args[1]))
   else

@@ -65,6 +65,7 @@ end
 -- these and keeps every other file (the plain run's metrics, requests, log, provenance).
 M.FILES = { ["trace.nsys-rep"] = true, ["trace.sqlite"] = true, ["trace_summary.json"] = true,
   ["nvtx_phases.json"] = true, ["kernels.csv"] = true, ["nvtx.csv"] = true, ["profiling_overhead.json"] = true }
+for _, name in ipairs(require("knobengine.ncu").FILES) do M.FILES[name] = true end -- the ncu pass's (ncu.lua)
 
 -- A copy of the baseline directory without its profile files, in aside.
 function M.copy_unprofiled(dir, aside)

@@ -98,7 +98,12 @@ local function prompt_words(item)
   if item.input_length then return item.input_length end
   if item.prompt then return words(item.prompt) end
   local n = 0
-  for _, m in ipairs(item.messages or {}) do n = n + (type(m.content) == "string" and words(m.content) or 0) end
+  for _, m in ipairs(item.messages or {}) do
+    if type(m.content) == "string" then n = n + words(m.content) end
+    for _, part in ipairs(type(m.content) == "table" and m.content or {}) do -- a list of parts: its text parts
+      if part.type == "text" and type(part.text) == "string" then n = n + words(part.text) end
+    end
+  end
   return n
 end
 

@@ -25,7 +25,10 @@ M.KINDS = {
     prefix = "executor",
     fields = { name = "string", rows = "table", uses = "table?", validate = "function",
       slots = "function", ports_here = "boolean", resumable = "boolean", poll_wait = "number",
-      start = "function", where = "function", poll = "function", stop = "function", reattach = "function" },
+      start = "function", where = "function", poll = "function", stop = "function", reattach = "function?" },
+    -- a backend whose jobs outlive the engine re-attaches to them
+    valid = function(p) return p.resumable and type(p.reattach) ~= "function" and "'reattach' must be a function "
+      .. "(the backend is resumable)" or nil end,
   },
   arrivals = {
     prefix = "workload.arrival",
@@ -57,6 +60,8 @@ local function check(kind, name, p)
     end
   end
   if p.name ~= name then error(string.format("plug-in %s: its name is '%s', not its file's", file, tostring(p.name)), 0) end
+  local why = M.KINDS[kind].valid and M.KINDS[kind].valid(p)
+  if why then error(string.format("plug-in %s: %s", file, why), 0) end
   return p
 end
 

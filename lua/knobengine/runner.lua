@@ -32,6 +32,17 @@ local function summary_csv(records, baseline_p50)
   return table.concat(lines, "\n") .. "\n"
 end
 
+-- Says on stderr when no valid trial has a value of the objective (max_rate without a
+-- strategy that runs search:capacity, goodput of an SLO nothing measured): the best then
+-- comes from the tie-breakers alone.
+local function warn_if_objective_unmeasured(records, obj)
+  for _, t in ipairs(records) do
+    if t.valid and t.full and type(t.metrics[obj.metric]) == "number" then return end
+  end
+  say("no valid trial has a value of the objective %s%s; the best is chosen by the tie-breakers alone", obj.metric,
+    obj.metric == "max_rate" and " (only trials a strategy runs with search:capacity measure it)" or "")
+end
+
 -- Says on stderr when the best and the runner-up are closer than their noise.
 local function warn_if_within_noise(records, best, obj)
   local runner, gap, noise = objective.within_noise(records, obj)
@@ -144,8 +155,16 @@ local function copy_sweep_files(best, dir)
   end
 end
 
--- Profiles the best, writes its files into the run and moves the run into place. The
--- best's client metrics stay those of its sweep trial (unprofiled, like the baseline's).
+-- The baseline's ncu_overhead.json (its ncu pass, docs/ncu.md), or null.
+local function ncu_overhead_of(dir)
+  local text = util.read_file(dir .. "/ncu_overhead.json")
+  local ok, v = pcall(cjson.decode, text or "")
+  return ok and type(v) == "table" and v or cjson.null
+end
+
+-- Profiles the best (and, with an `ncu` section, runs its ncu pass), writes its files
+-- into the run and moves the run into place. The best's client metrics stay those of
+-- its sweep trial (unprofiled, like the baseline's).
 local function finish_with_best(ctx, dirs, best, summary)
   local cfg = ctx.cfg
   local dir = dirs.aside .. "/best"
@@ -156,6 +175,10 @@ local function finish_with_best(ctx, dirs, best, summary)
   local prof = profiling.run(ctx, best.mask, dir, "best")
   if prof.ran and not prof.valid then say("the profiled re-run of the best failed: %s", prof.error or "invalid") end
   summary.profiling_overhead.best = profiling.write(cfg, best, prof, "best")
+  if cfg.ncu then
+    summary.ncu_overhead = { baseline = ncu_overhead_of(ctx.results .. "/baseline"),
+      best = require("knobengine.ncu").pass(ctx, best.mask, dir, "best", prof, best) }
+  end
   summary.best_profiled = { ok = prof.ok or false, valid = prof.valid or false, error = prof.error or cjson.null,
     metrics = prof.metrics }
   util.write_json(dirs.aside .. "/summary.json", summary)
@@ -243,6 +266,7 @@ local function search_body(ctx, baseline, dirs, run)
     errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",
       cfg.constraints.max_error_rate, dirs.final)
   end
+  warn_if_objective_unmeasured(records, cfg.objective)
   warn_if_within_noise(records, best, cfg.objective)
   local prof = finish_with_best(ctx, dirs, best, summary)
   run.history:finish(run.id, "complete", dirs.final)

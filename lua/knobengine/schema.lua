@@ -52,9 +52,10 @@ local function plugin_rows(kind, prefix)
 end
 
 -- Types: string, number, integer, boolean, enum (one_of), strings (a list of strings),
--- map (object of strings), object (free-form), command (serve_cmd), list (an array of
--- objects whose keys have rows of their own), variant (an object whose keys depend on
--- its type).
+-- devices (false, true or a list of device indices), map (object of strings), object
+-- (free-form), command (serve_cmd), list (an array of objects whose keys have rows of
+-- their own), variant (an object whose keys depend on its type), section (an optional
+-- object whose keys have rows of their own: absent, the feature is off).
 row("serve_cmd", { type = "command", required = true, identity = "measure",
   doc = "the server command: an argv array, or a string split like a shell would (never run through one); `{port}` is replaced by `server.port` and must appear in `serve_cmd` or `env`" })
 row("env", { type = "map", default = {}, identity = "measure", doc = "extra environment for the server; `{port}` is replaced" })
@@ -133,6 +134,22 @@ row("nsys.cuda_graph_trace", { type = "enum", default = "node", one_of = { "grap
 row("nsys.max_trace_mb", { type = "number", default = 4096, min = 0, max = 1e7,
   doc = "the capture is stopped, and the profile marked `partial`, once it passes this many MB; `0`: no limit" })
 
+row("nsys.gpu_metrics", { type = "devices", default = false,
+  doc = "GPU metrics sampling in the profiled launches (SM, tensor and DRAM activity per device): `true` (every GPU), a list of device indices, or `false`; see [nsys.md](nsys.md#gpu-metrics)" })
+row("nsys.gpu_metrics_frequency", { type = "integer", default = 10000, min = 10, max = 200000,
+  doc = "GPU metrics samples per second" })
+row("ncu", { type = "section", doc = "an Nsight Compute pass for the top kernels after the baseline's and the best's nsys profile (no `ncu`: none); see [ncu.md](ncu.md)" })
+row("ncu.bin", { type = "string", default = "ncu", doc = "the ncu to run" })
+row("ncu.kernels", { type = "integer", default = 3, min = 1, max = 50, doc = "how many kernels: the top K by nsys time" })
+row("ncu.launch_count", { type = "integer", default = 1, min = 1, max = 100, doc = "launches profiled per kernel" })
+row("ncu.sections", { type = "strings", default = { "SpeedOfLight", "Occupancy", "LaunchStats", "MemoryWorkloadAnalysis" },
+  nonempty = true, doc = "`--section` names" })
+row("ncu.requests", { type = "integer", default = 16, min = 1, max = 10000000,
+  doc = "measured requests of the ncu launch (at most `workload.request_count`): ncu replays each profiled kernel many times" })
+row("ncu.timeout_s", { type = "number", default = 1800, min = 1, max = 86400,
+  doc = "the time budget of the ncu launch: past it the launch is stopped and what ncu wrote is kept" })
+row("ncu.extra_args", { type = "strings", default = {}, doc = "more ncu options" })
+
 row("objective.minimize", { type = "string", default = "p50_latency_ms",
   doc = "the metric to minimize: p50/p95/p99/mean_latency_ms, tokens_per_s, requests_per_s, error_rate; with an `slo` also `goodput`, `slo_attainment_pct`, and `max_rate` (the capacity of trials a strategy ran with `search:capacity`)" })
 row("objective.maximize", { type = "string", doc = "or the metric to maximize (one of `objective.minimize`'s; not both)" })
@@ -158,6 +175,10 @@ row("capacity.tolerance", { type = "number", default = 0.05, min = 1e-4, max = 1
 row("capacity.max_probes", { type = "integer", default = 12, min = 1, max = 100, identity = "search", doc = "at most this many probes" })
 row("capacity.max_rate", { type = "number", default = 1e6, min = 1e-6, max = 1e6, identity = "search",
   doc = "never probe above this (a search whose SLO held up to it ends there: a lower bound)" })
+row("capacity.min_probe_s", { type = "number", default = 10, min = 0, max = 3600, identity = "search",
+  doc = "a probe lasts at least this long: at rate r it sends max(`workload.request_count`, r x this) requests, so a fast rate is not judged on a fraction of a second" })
+row("capacity.repeats", { type = "integer", default = 3, min = 1, max = 9, identity = "search",
+  doc = "near the boundary (a rate that held and one that did not known) a rate is probed until one verdict has a majority of this many; a split vote marks it unstable" })
 row("capacity.arrival", { type = "enum", default = "poisson", one_of = { "constant", "poisson" }, identity = "search",
   doc = "the arrivals of capacity probes and of `load-sweep --rates`" })
 

@@ -72,6 +72,7 @@ function M.load(path)
   if strategy.options ~= nil and type(strategy.options) ~= "table" then
     errors.usage("strategy %s: 'options' must be a table of option declarations", path)
   end
+  if strategy.name == nil then strategy.name = path:match("([^/]+)$"):gsub("%.lua$", "") end
   return strategy
 end
 

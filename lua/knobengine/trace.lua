@@ -19,29 +19,71 @@ function M.empty(cfg, reason)
   return summary, phases
 end
 
+-- Lists of the GPU metrics (and of the top kernels' split by device) as JSON arrays.
+local function mark_arrays(s)
+  for _, k in ipairs(s.top_kernels) do
+    if type(k.devices) == "table" then util.array(k.devices) end
+  end
+  if type(s.gpu_metrics) ~= "table" then return end
+  for _, d in pairs(s.gpu_metrics) do
+    util.array(d.headline)
+    util.array(d.kernels)
+  end
+end
+
 -- The summary table of an export (lists marked as JSON arrays), or nil, message.
--- top_kernels: how many kernels to list (default 5; "all": every one).
-function M.read(path, phases, kernel_names, top_kernels)
-  local s, err = knob.trace_summary(path, { phases = phases, kernel_names = kernel_names, top_kernels = top_kernels })
+-- top_kernels: how many kernels to list (default 5; "all": every one). gpu_metrics
+-- (optional): {wanted = the capture asked for them, log = nsys's output of the capture},
+-- which say why an export has none (docs/nsys.md "GPU metrics").
+function M.read(path, phases, kernel_names, top_kernels, gpu_metrics)
+  local gm = gpu_metrics or {}
+  local s, err = knob.trace_summary(path, { phases = phases, kernel_names = kernel_names, top_kernels = top_kernels,
+    gpu_metrics = gm.wanted == true, diagnostics_log = gm.log })
   if not s then return nil, err end
   for _, k in ipairs(LISTS) do
     if type(s[k]) == "table" then util.array(s[k]) end
   end
   util.array(s.environment.gpus)
+  mark_arrays(s)
   return s
 end
 
 M.TOP_KERNELS = 5 -- kernels in a trace summary (kernels.csv has every one)
 
+-- The GPU metrics of a summary with only the kernels of its top list.
+local function gpu_metrics_of_top(gm, top)
+  if type(gm) ~= "table" then return gm end
+  local listed, out = {}, {}
+  for _, k in ipairs(top) do listed[k.name] = true end
+  for device, d in pairs(gm) do
+    local copy = {}
+    for k, v in pairs(d) do copy[k] = v end
+    copy.kernels = util.array({})
+    for _, k in ipairs(d.kernels) do
+      if listed[k.name] then copy.kernels[#copy.kernels + 1] = k end
+    end
+    out[device] = copy
+  end
+  return out
+end
+
 -- Summarizes a trial's export, read once: summary (without phases, its top kernels
 -- only), phases, and the whole read (every kernel: the tables' source). Never raises: a
--- trace that cannot be read gives the empty summary with the reason.
-function M.summarize(cfg, sqlite_path)
-  local all, err = M.read(sqlite_path, cfg.nsys.phases, cfg.nsys.kernel_names, "all")
+-- trace that cannot be read gives the empty summary with the reason. nsys (optional):
+-- the trial's nsys spec (trial.lua), whose log_path says why a capture that asked for
+-- GPU metrics has none, and gpu_metrics_unsupported why this nsys could not ask.
+function M.summarize(cfg, sqlite_path, nsys)
+  local wanted = cfg.nsys.gpu_metrics ~= false and cfg.nsys.gpu_metrics ~= nil
+  local all, err = M.read(sqlite_path, cfg.nsys.phases, cfg.nsys.kernel_names, "all",
+    { wanted = wanted, log = wanted and nsys and nsys.log_path or nil })
   if not all then return M.empty(cfg, err) end
   local summary = {}
   for k, v in pairs(all) do summary[k] = v end
   summary.top_kernels = util.array({ table.unpack(all.top_kernels, 1, math.min(#all.top_kernels, M.TOP_KERNELS)) })
+  summary.gpu_metrics = gpu_metrics_of_top(all.gpu_metrics, summary.top_kernels)
+  if util.is_null(summary.gpu_metrics) and nsys and nsys.gpu_metrics_unsupported then
+    summary.gpu_metrics_reason = nsys.gpu_metrics_unsupported
+  end
   local phases = summary.nvtx_phases
   summary.nvtx_phases = nil
   return summary, phases, all
@@ -121,6 +163,45 @@ local function phases_text(s, names)
   return "{" .. table.concat(parts, ", ") .. "}" -- the export has no NVTX ranges: one line
 end
 
+-- gpu_metrics: per device (by id), the window, samples, each metric, the headline
+-- metrics and the top kernels' means of them; null, then gpu_metrics_reason says why.
+local WINDOW_KEYS = { "start_ns", "end_ns", "duration_ms", "basis" }
+local METRIC_KEYS = { "mean", "p50", "max", "samples" }
+
+local function device_text(d)
+  local ind = "        "
+  local names = {}
+  for name in pairs(d.metrics) do names[#names + 1] = name end
+  table.sort(names)
+  local metrics = {}
+  for i, name in ipairs(names) do metrics[i] = ind .. str(name) .. ": " .. inline(d.metrics[name], METRIC_KEYS) end
+  local headline = {}
+  for i, name in ipairs(d.headline) do headline[i] = str(name) end
+  local kernels = {}
+  for i, k in ipairs(d.kernels) do
+    kernels[i] = ind .. "{" .. str("name") .. ": " .. str(k.name) .. (k.graph and ', "graph": true' or "")
+      .. ', "samples": ' .. num(k.samples) .. ', "means": ' .. inline(k.means, d.headline) .. "}"
+  end
+  local function block(open, lines, close)
+    return #lines == 0 and open .. close or open .. "\n" .. table.concat(lines, ",\n") .. "\n      " .. close
+  end
+  return "{\n      \"window\": " .. (util.is_null(d.window) and "null" or inline(d.window, WINDOW_KEYS))
+    .. ",\n      \"samples\": " .. num(d.samples)
+    .. ",\n      \"metrics\": " .. block("{", metrics, "}")
+    .. ",\n      \"headline\": [" .. table.concat(headline, ", ") .. "]"
+    .. ",\n      \"kernels\": " .. block("[", kernels, "]") .. "\n    }"
+end
+
+local function gpu_metrics_text(gm)
+  if util.is_null(gm) then return "null" end
+  local devices = {}
+  for d in pairs(gm) do devices[#devices + 1] = d end
+  table.sort(devices, function(x, y) return tonumber(x) < tonumber(y) end)
+  local lines = {}
+  for i, d in ipairs(devices) do lines[i] = "    " .. str(d) .. ": " .. device_text(gm[d]) end
+  return "{\n" .. table.concat(lines, ",\n") .. "\n  }"
+end
+
 local GPU_KEYS = { "id", "name", "bus", "memory_bytes", "memory_bandwidth_bytes_per_s", "clock_hz", "sm_count",
   "compute_capability" }
 
@@ -160,6 +241,8 @@ local function fields(s, phase_names)
   f[#f + 1] = { "cuda_api_ms", num(s.cuda_api_ms) }
   f[#f + 1] = { "cuda_api_calls", num(s.cuda_api_calls) }
   f[#f + 1] = { "cuda_api_top", list(s.cuda_api_top, { "name", "total_ms", "percent", "calls", "mean_ms", "min_ms", "max_ms" }) }
+  f[#f + 1] = { "gpu_metrics", gpu_metrics_text(s.gpu_metrics) }
+  if s.gpu_metrics_reason ~= nil then f[#f + 1] = { "gpu_metrics_reason", str(s.gpu_metrics_reason) } end
   f[#f + 1] = { "environment", environment_text(s.environment) }
   if s.unreadable then
     local tables = {}

@@ -107,14 +107,74 @@ end
 -- The capture directory (nsys's TMPDIR) of a profiled run in dir.
 local function capture_dir(dir) return dir .. "/nsys-tmp" end
 
+-- `nsys COMMAND --help` of this nsys, read once per run (cached), or nil.
+local nsys_help_text = {}
+
+local function nsys_help(bin, command)
+  local key = bin .. "\0" .. command
+  if nsys_help_text[key] == nil then
+    local log = os.tmpname()
+    local status = knob.run({ bin, command, "--help" }, log, 60)
+    nsys_help_text[key] = status == 0 and util.read_file(log) or false
+    os.remove(log)
+  end
+  return nsys_help_text[key] or nil
+end
+
+-- GPU metrics sampling of a profiled launch as the installed nsys spells it (docs/nsys.md
+-- "GPU metrics"): {args, command} with args for `nsys start` (session capture; `nsys
+-- launch` when only its help lists them) or `nsys profile` (process capture), or
+-- {unsupported = why} when this nsys has no such option; nil when nsys.gpu_metrics is off.
+-- nsys 2022.x: --gpu-metrics-device; 2023 and later: --gpu-metrics-devices.
+function M.gpu_metrics_args(n)
+  if not n.gpu_metrics then return nil end
+  local devices = {}
+  for i, d in ipairs(n.gpu_metrics == true and {} or n.gpu_metrics) do devices[i] = string.format("%d", d) end
+  local value = n.gpu_metrics == true and "all" or table.concat(devices, ",")
+  local commands = n.capture == "process" and { "profile" } or { "start", "launch" }
+  for _, command in ipairs(commands) do
+    local help = nsys_help(n.bin, command) or ""
+    local name = help:find("--gpu-metrics-devices=", 1, true) and "--gpu-metrics-devices"
+      or help:find("--gpu-metrics-device=", 1, true) and "--gpu-metrics-device"
+    if name then
+      local args = { name .. "=" .. value }
+      if help:find("--gpu-metrics-frequency=", 1, true) then
+        args[2] = string.format("--gpu-metrics-frequency=%d", n.gpu_metrics_frequency)
+      end
+      return { args = args, command = command }
+    end
+  end
+  local asked = {}
+  for i, command in ipairs(commands) do asked[i] = string.format("'%s %s --help'", n.bin, command) end
+  return { unsupported = string.format("nsys.gpu_metrics is on, but %s %s no --gpu-metrics-device or "
+    .. "--gpu-metrics-devices option: this nsys cannot sample GPU metrics (a newer Nsight Systems can)",
+    table.concat(asked, " and "), #asked > 1 and "list" or "lists") }
+end
+
+local function plus(list, more)
+  local out = table.move(list or {}, 1, #(list or {}), 1, {})
+  return table.move(more, 1, #more, #out + 1, out)
+end
+
 local function nsys_spec(cfg, opts)
   local n = cfg.nsys
+  local gm = M.gpu_metrics_args(n) or {}
+  local launch_args = gm.command == "launch" and gm.args or {}
+  local start_args = gm.args and gm.command ~= "launch" and gm.args or {}
   return {
-    bin = n.bin, trace = n.trace, extra_args = n.extra_args, capture_args = n.capture_args,
-    capture = n.capture, output = opts.dir .. "/trace", session = opts.session, log_path = (files(opts)),
-    timeout_s = n.timeout_s, cuda_graph_trace = n.cuda_graph_trace, tmp_dir = capture_dir(opts.dir),
-    capture_requests = n.capture_requests, max_trace_mb = n.max_trace_mb,
+    bin = n.bin, trace = n.trace, extra_args = plus(n.extra_args, launch_args),
+    capture_args = plus(n.capture_args, start_args), capture = n.capture, output = opts.dir .. "/trace",
+    session = opts.session, log_path = (files(opts)), timeout_s = n.timeout_s,
+    cuda_graph_trace = n.cuda_graph_trace, tmp_dir = capture_dir(opts.dir), capture_requests = n.capture_requests,
+    max_trace_mb = n.max_trace_mb, gpu_metrics_unsupported = gm.unsupported,
   }
+end
+
+-- Says on stderr when a profile that asked for GPU metrics has none, and why.
+function M.warn_if_no_gpu_metrics(label, cfg, summary)
+  if cfg.nsys.gpu_metrics and summary.ok and util.is_null(summary.gpu_metrics) then
+    io.stderr:write(string.format("knobengine: %s: no GPU metrics: %s\n", label, summary.gpu_metrics_reason or "?"))
+  end
 end
 
 local function ms(v) return type(v) == "number" and string.format("%.3f", v) or "na" end
@@ -155,14 +215,18 @@ function M.warn_if_miscounted(label, m)
 end
 
 -- Runs one trial. opts: dir (its directory, created), requests, profile (bool),
--- session (unique nsys session name), label (for progress lines). Returns the record
--- (record.lua); raises only on interrupt.
+-- session (unique nsys session name), label (for progress lines), wrap (an argv
+-- prefix the server runs under, e.g. ncu and its options; config.json keeps the
+-- server's own argv). Returns the record (record.lua); raises only on interrupt.
 function M.run(ctx, mask, opts)
   local cfg = ctx.cfg
   local resolved = knobs.resolve(cfg, mask)
   util.mkdir(opts.dir)
   local requests = opts.requests or cfg.workload.request_count
   local spec = trial_spec(ctx, resolved, opts, requests)
+  if opts.wrap then
+    spec.argv = table.move(resolved.argv, 1, #resolved.argv, #opts.wrap + 1, table.move(opts.wrap, 1, #opts.wrap, 1, {}))
+  end
   local profile = opts.profile
   if profile then
     spec.nsys = nsys_spec(cfg, opts)
@@ -193,7 +257,8 @@ function M.run(ctx, mask, opts)
   if opts.profile then
     local p = r.profile or {}
     if p.ok then
-      rec.trace, rec.phases, rec.trace_tables = trace.summarize(cfg, p.sqlite_path)
+      rec.trace, rec.phases, rec.trace_tables = trace.summarize(cfg, p.sqlite_path, spec.nsys)
+      M.warn_if_no_gpu_metrics(opts.label or ("mask " .. resolved.mask_string), cfg, rec.trace)
     else
       -- why there is no report: nsys said so, or the profiled server never ran
       rec.profile_error = p.error or rec.error or "profiling failed"

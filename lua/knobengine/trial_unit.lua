@@ -72,6 +72,25 @@ local function absolute(path)
   return parent and (parent == "/" and "" or parent) .. "/" .. path:match("([^/]*)/*$")
 end
 
+-- The files a trial directory holds: a retry may replace a directory of these only.
+local function trial_file(name)
+  return name == M.RESULT or name == M.SPEC or name == "logs.txt" or name:match("^requests[%-%d]*%.csv$") ~= nil
+end
+
+-- The earlier trial directory at out, with this spec, holding nothing but a trial's own
+-- files (and not reached through a symbolic link): a retry may replace it.
+local function earlier_trial(out, abs, spec)
+  local parent = knob.realpath(util.dirname(out))
+  if not knob.is_dir(out) or not parent or abs ~= (parent == "/" and "" or parent) .. "/" .. out:match("([^/]*)/*$") then
+    return false
+  end
+  for _, name in ipairs(knob.list_dir(out) or {}) do
+    if not trial_file(name) then return false end
+  end
+  local ok, was = pcall(cjson.decode, util.read_file(out .. "/" .. M.SPEC) or "")
+  return knob.exists(out .. "/" .. M.RESULT) and ok and util.json(was) == util.json(spec)
+end
+
 -- --out must be a new directory, or an earlier trial directory of this same spec (a
 -- retry replaces it); never ".", "..", "/", or the working directory or a parent of it.
 local function check_out(out, spec)
@@ -83,9 +102,7 @@ local function check_out(out, spec)
   local cwd = knob.realpath(".") or ""
   if cwd == abs or cwd:sub(1, #abs + 1) == abs .. "/" then refuse("is the working directory or a parent of it") end
   if not knob.exists(out) then return end
-  local earlier = util.read_file(out .. "/" .. M.SPEC)
-  local ok, was = pcall(cjson.decode, earlier or "")
-  if not knob.is_dir(out) or not knob.exists(out .. "/" .. M.RESULT) or not ok or util.json(was) ~= util.json(spec) then
+  if not earlier_trial(out, abs, spec) then
     refuse("exists and is not an earlier trial of this spec; remove it or name another directory")
   end
 end
@@ -118,7 +135,7 @@ function M.run(opts, context)
   knob.remove_tree(out) -- an earlier attempt of this spec (check_out)
   local okr, err = os.rename(tmp, out)
   if not okr then errors.run("cannot move the trial into %s: %s", out, err) end
-  io.stdout:write(out, "\n")
+  io.stdout:write(util.clean_text(out), "\n") -- one line, whatever the name holds
   return 0
 end
 

@@ -32,13 +32,32 @@ function M.valid_utf8(s)
   return table.concat(out)
 end
 
--- valid_utf8(s) with every control character (C0 and DEL) also U+FFFD, tab and
+-- The characters that are not plain text, as UTF-8 patterns: C0 controls and DEL, C1
+-- controls (U+0080-U+009F: NEL, CSI), the line and paragraph separators, and the
+-- noncharacters U+FFFE and U+FFFF, which XML forbids. Tab and newline come last.
+local NOT_TEXT = { "[\0-\8\11-\31\127]", "\194[\128-\159]", "\226\128[\168\169]", "\239\191[\190\191]" }
+local LINES = "[\9\10]"
+
+-- The first character of s that is not plain text (NOT_TEXT, tab and newline too):
+-- its position and bytes, or nil.
+function M.control_at(s)
+  local at, bytes
+  for _, p in ipairs({ LINES, table.unpack(NOT_TEXT) }) do
+    local i, j = s:find(p)
+    if i and (not at or i < at) then at, bytes = i, s:sub(i, j) end
+  end
+  return at, bytes
+end
+
+-- valid_utf8(s) with every character that is not plain text (NOT_TEXT) U+FFFD, tab and
 -- newline too unless keep_lines: a name from outside can then neither split a line of
--- output nor put a byte in an XML document that XML forbids.
+-- output, move a terminal's cursor, nor put a character in an XML document that XML
+-- forbids.
 function M.clean_text(s, keep_lines)
   s = M.valid_utf8(tostring(s))
-  if keep_lines then return (s:gsub("[\0-\8\11\12\14-\31\127]", M.REPLACEMENT)) end
-  return (s:gsub("[%c\127]", M.REPLACEMENT))
+  for _, p in ipairs(NOT_TEXT) do s = s:gsub(p, M.REPLACEMENT) end
+  if not keep_lines then s = s:gsub(LINES, M.REPLACEMENT) end
+  return s
 end
 
 -- Sorted keys, so JSON output is stable across runs and easy to diff.

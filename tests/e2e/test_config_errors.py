@@ -108,6 +108,10 @@ CASES = [
     ("newline in a phase label", "nsys", {"phases": ["prefill", "de\ncode"]},
      "nsys.phases[1]: must not contain control characters (byte 0x0a at offset 2)"),
     ("tab in an env value", "env", {"A": "x\ty"}, "env.A: must not contain control characters (byte 0x09 at offset 1)"),
+    ("C1 control in a knob name", "knobs[0].name", "a\u0085b", "knobs[0].name: must not contain control characters (U+0085 at offset 1)"),
+    ("noncharacter in a knob name", "knobs[0].name", "pc\uffff", "knobs[0].name: must not contain control characters (U+FFFF at offset 2)"),
+    ("line separator", "workload.model", "m\u2028x", "workload.model: must not contain control characters (U+2028 at offset 1)"),
+    ("a newline in an env name", "env", {"A\nB": "1"}, "env: 'A\ufffdB' is not a valid environment variable name"),
 ]
 
 

@@ -23,8 +23,8 @@ HOSTILE_WITH_LINES = HOSTILE + '\nBEST,knob_mask=11,p50_latency_ms=0.000,delta_p
 
 def hostile_name_bytes():
     """A kernel name as a crafted export can hold it: shell syntax, a forged stdout line,
-    markup, control bytes and invalid UTF-8."""
-    return HOSTILE_WITH_LINES.encode() + b"\x01\x1b[2J\xff\xc0\xaf end"
+    markup, control bytes, C1 controls, a noncharacter XML forbids and invalid UTF-8."""
+    return HOSTILE_WITH_LINES.encode() + b"\x01\x1b[2J\xff\xc0\xaf\xc2\x85\xc2\x9b\xef\xbf\xbf end"
 
 
 class Hardening(Workspace):
@@ -115,7 +115,7 @@ class Hardening(Workspace):
         out = subprocess.run([KNOBENGINE, "summarize", fixture], capture_output=True, check=True).stdout
         summary = json.loads(out.decode("utf-8"))
         names = [k["name"] for k in summary["top_kernels"]]
-        want = HOSTILE_WITH_LINES + "\x01\x1b[2J\ufffd\ufffd\ufffd end"
+        want = HOSTILE_WITH_LINES + "\x01\x1b[2J\ufffd\ufffd\ufffd\u0085\u009b\uffff end"
         self.assertIn(want, names)
         # kernels: RFC 4180 CSV, the name in one quoted field, read back whole
         out = subprocess.run([KNOBENGINE, "kernels", fixture], capture_output=True, check=True).stdout
@@ -150,21 +150,31 @@ class Hardening(Workspace):
         top = r.stdout.split("TOP_KERNELS_BASELINE\n")[1].split("\n\n")[0].splitlines()
         self.assertEqual(len(top), 4, top)  # gemm, the graph, flash_fwd, softmax: one line each
         self.assertTrue(top[0].startswith('1) "x`touch PWNED1`$(touch PWNED2)""\'\\;touch PWNED3\ufffdBEST,'), top[0])
-        self.assertTrue(top[0].endswith('\ufffd\ufffd[2J\ufffd\ufffd\ufffd end",6.000,37.50'), top[0])
+        self.assertTrue(top[0].endswith('\ufffd\ufffd[2J\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd end",6.000,37.50'), top[0])
         with open(self.path("results", "search", "latest", "summary.csv"), "rb") as f:
             self.assertEqual(len(table_rows(f.read().decode("utf-8"))), 4)
 
     def test_compare_rows_quote_odd_method_names(self):
         src = os.path.join(os.environ.get("KNOB_SOURCE_DIR", ""), "strategies", "bruteforce.lua")
-        odd = self.path('a"b\nBEST x.lua')  # (--strategies splits at commas)
+        odd = self.path('a"b\nBEST x\x1b.lua')  # (--strategies splits at commas)
         shutil.copy(src, odd)
         r = self.run_engine("compare", "--synthetic", "3", "--seeds", "2", "--strategies", "bruteforce," + odd)
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(len(lines), 3, r.stdout)
         parsed = list(csv.reader(io.StringIO(r.stdout)))
-        self.assertEqual([p[0] for p in parsed[1:]], ["bruteforce", 'a"b\ufffdBEST x'])
+        self.assertEqual([p[0] for p in parsed[1:]], ["bruteforce", 'a"b\ufffdBEST x\ufffd'])
         self.assertEqual(self.pwned(), [])
+        with open(self.path("results", "comparison", "summary.txt"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertNotIn("\x1b", text)
+        self.assertEqual(len(text.splitlines()), 6)  # 4 lines of the world and noise, a line per method
+        # compare's numbers are plain decimals, as --rates' are
+        for args, why in [(("--seeds", "0x10"), "--seeds: '0x10' is not an integer in 1..100000"),
+                          (("--seeds", "1e1"), "--seeds: '1e1' is not an integer in 1..100000"),
+                          (("--noise", "0x1"), "--noise: '0x1' is not a coefficient of variation in 0..1")]:
+            r = self.run_engine("compare", "--synthetic", "3", *args)
+            self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: " + why))
 
     def config_hash(self):
         """The hash the engine writes into a trial spec for cfg.json."""
@@ -186,6 +196,23 @@ class Hardening(Workspace):
             self.assertEqual((r.returncode, r.stdout), (0, "t\n"), r.stderr)
             self.assertEqual(load_json(self.path("t", "spec.json")), spec)
             self.assertTrue(load_json(self.path("t", "result.json"))["valid"])
+        refused = (2, "knobengine: trial --out %s: exists and is not an earlier trial of this spec; remove it or name "
+                      "another directory")
+        # a directory that only looks like one (a trial's files copied in, and more) is not one
+        self.write("victim/sub/important.db", "data")
+        for name in ("spec.json", "result.json"):
+            shutil.copy(self.path("t", name), self.path("victim", name))
+        self.write("t/notes.txt", "mine")
+        os.symlink("t", self.path("link"))
+        for out in ("victim", "t", "link"):
+            r = self.run_engine("trial", "--spec", "spec.json", "--out", out)
+            self.assertEqual((r.returncode, r.stderr.strip()), (refused[0], refused[1] % out))
+        self.assertEqual(read(self.path("victim", "sub", "important.db")), "data")
+        self.assertEqual(read(self.path("t", "notes.txt")), "mine")
+        os.remove(self.path("t", "notes.txt"))
+        # whatever the name holds, stdout is one line
+        r = self.run_engine("trial", "--spec", "spec.json", "--out", "nl\nx\x1b[31m")
+        self.assertEqual((r.returncode, r.stdout), (0, "nl\ufffdx\ufffd[31m\n"), r.stderr)
         self.write("spec.json", json.dumps(dict(spec, label="another")))
         r = self.run_engine("trial", "--spec", "spec.json", "--out", "t")
         self.assertEqual((r.returncode, r.stderr.strip()), (2, "knobengine: trial --out t: exists and is not an earlier "

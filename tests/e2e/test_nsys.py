@@ -1,11 +1,13 @@
 """Real Nsight Systems: the baseline and the best are profiled (session capture and the
 process fallback), the workload's NVTX phases and OS-runtime waits are found, sweep
-trials are never profiled, and every number agrees with `nsys stats`."""
+trials are never profiled, every number agrees with `nsys stats`, and GPU metrics are
+asked for as the installed nsys spells them (through a stand-in that logs each command)."""
 import csv
 import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,7 +57,7 @@ class Profiling(Workspace):
             nvtx = list(csv.DictReader(f))
         self.assertEqual([(r["name"], int(r["calls"])) for r in nvtx], [(r["name"], r["count"]) for r in summary["nvtx_ranges"]])
         with open(os.path.join(d, "kernels.csv")) as f:
-            self.assertEqual(f.readline(), "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n")
+            self.assertEqual(f.readline(), "name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent\n")
         self.assertIn("ppoll", [w["name"] for w in summary["osrt_top_waits"]])
         return phases, summary
 
@@ -209,8 +211,14 @@ class Profiling(Workspace):
             t[1] += int(r["Total Time (ns)"])
             t[2] = min(int(r["Min (ns)"]), t[2] if t[2] is not None else 1 << 62)
             t[3] = max(int(r["Max (ns)"]), t[3] or 0)
-        self.assertEqual({r["name"]: [int(r["calls"]), round(float(r["total_ms"]) * 1e6), round(float(r["min_ms"]) * 1e6),
-                                      round(float(r["max_ms"]) * 1e6)] for r in rows}, theirs)
+        ours = {}  # our rows are per kernel and device: summed per name too
+        for r in rows:
+            o = ours.setdefault(r["name"], [0, 0, None, None])
+            o[0] += int(r["calls"])
+            o[1] += round(float(r["total_ms"]) * 1e6)
+            o[2] = min(round(float(r["min_ms"]) * 1e6), o[2] if o[2] is not None else 1 << 62)
+            o[3] = max(round(float(r["max_ms"]) * 1e6), o[3] or 0)
+        self.assertEqual(ours, theirs)
         api = [(r["Name"], int(r["Total Time (ns)"]), int(r["Num Calls"])) for r in nsys_stats("cudaapisum", sqlite)]
         self.assertEqual(round((s["cuda_api_ms"] or 0) * 1e6), sum(a[1] for a in api))
         for a in s["cuda_api_top"]:  # each of our top functions is one of nsys's rows, exactly
@@ -237,6 +245,171 @@ class Profiling(Workspace):
         if os.path.exists(saxpy):
             shutil.copy(saxpy, self.path("saxpy.sqlite"))  # nsys stats may write beside it
             self.compare_with_nsys_stats(self.path("saxpy.sqlite"))
+
+
+# A stand-in for nsys, for the GPU metrics capture (this machine has no GPU, so the real
+# nsys cannot sample one): it logs each command line, answers `COMMAND --help` from a
+# given text when it has one, prints a given line on `start`/`profile` (as nsys reports a
+# problem), drops the GPU metrics options the real nsys here would refuse, optionally
+# replaces the export by a given one, and otherwise runs the real nsys.
+STAND_IN = r"""#!/usr/bin/env python3
+import json, os, shutil, subprocess, sys
+conf = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin.json")))
+args = sys.argv[1:]
+with open(conf["log"], "a") as f:
+    f.write(json.dumps(args) + "\n")
+if "help" in conf and len(args) == 2 and args[1] == "--help":
+    sys.stdout.write(conf["help"])
+    sys.exit(0)
+if conf.get("say") and args[:1] in (["start"], ["profile"]):
+    sys.stderr.write(conf["say"] + "\n")
+    sys.stderr.flush()
+if conf.get("strip"):
+    args = [a for a in args if not a.startswith("--gpu-metrics-")]
+if conf.get("export_from") and args[:1] == ["export"]:
+    rc = subprocess.call([conf["real"]] + args)
+    shutil.copy(conf["export_from"], next(a.split("=", 1)[1] for a in args if a.startswith("--output=")))
+    sys.exit(rc)
+os.execv(conf["real"], [conf["real"]] + args)
+"""
+
+# The GPU metrics options as nsys 2023 and later name them in `nsys start --help` (the
+# device option renamed --gpu-metrics-devices); written for this test after 2022.4's text.
+HELP_2023 = """usage: nsys start [<args>]
+
+\t--gpu-metrics-devices=
+
+\t   Collect GPU Metrics from specified devices.
+\t   The option argument must be 'none', 'cuda-visible', 'all' or a list of GPU IDs.
+\t   Default is 'none'. System scope.
+
+\t--gpu-metrics-frequency=
+
+\t   Specify GPU Metrics sampling frequency.
+\t   Default is '10000'. System scope.
+"""
+
+
+class GpuMetricsCapture(Workspace):
+    """nsys.gpu_metrics: the profiled launches (never sweep trials) ask nsys for GPU metrics
+    as the installed nsys spells them, where it takes them (2022.4: `nsys start` and
+    `nsys profile`, not `nsys launch`)."""
+
+    def stand_in(self, **conf):
+        real = os.path.realpath(NSYS)
+        importers = [os.path.join(os.path.dirname(real), "..", "host-linux-x64", "QdstrmImporter"),
+                     "/usr/lib/nsight-systems/host-linux-x64/QdstrmImporter"]
+        importer = next((p for p in importers if os.access(p, os.X_OK)), None)
+        if not importer:
+            self.skipTest("nsys's QdstrmImporter is not installed where scripts/install-deps.sh --nsys puts it")
+        d = self.path("nsys-bin")
+        os.makedirs(d, exist_ok=True)
+        path = self.write("nsys-bin/nsys", STAND_IN)
+        os.chmod(path, 0o755)
+        if not os.path.exists(os.path.join(d, "QdstrmImporter")):
+            os.symlink(importer, os.path.join(d, "QdstrmImporter"))  # knobengine looks for it beside nsys
+        self.write("nsys-bin/standin.json", json.dumps(dict({"log": self.path("nsys-argv.log"), "real": NSYS}, **conf)))
+        return path
+
+    def commands(self, verb=None):
+        with open(self.path("nsys-argv.log")) as f:
+            cmds = [json.loads(l) for l in f]
+        return [c for c in cmds if verb is None or (c[:1] == [verb] and c[1:] != ["--help"])]
+
+    def helps(self):
+        return [c[0] for c in self.commands() if c[1:] == ["--help"]]
+
+    def baseline(self, bin, **nsys):
+        cfg = self.base_config()
+        cfg["serve_cmd"][cfg["serve_cmd"].index("0.05")] = "0.2"
+        cfg["nsys"] = dict({"bin": bin, "trace": "nvtx,osrt", "timeout_s": 120}, **nsys)
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual((r.returncode, r.stdout), (0, "BASELINE_DONE\n"), r.stderr)
+        return r, load_json(self.path("results", "baseline", "trace_summary.json"))
+
+    def test_session_capture_as_nsys_2022_spells_it(self):
+        bin = self.stand_in()  # Debian's nsys 2022.4 takes `all` without a GPU
+        r, trace = self.baseline(bin, gpu_metrics=True, gpu_metrics_frequency=20000)
+        self.assertEqual(self.helps(), ["start"])
+        start, launch = self.commands("start")[0], self.commands("launch")[0]
+        self.assertEqual(start[-2:], ["--gpu-metrics-device=all", "--gpu-metrics-frequency=20000"])
+        self.assertEqual([a for a in launch if "gpu-metrics" in a], [])
+        self.assertTrue(trace["ok"])
+        self.assertIsNone(trace["gpu_metrics"])
+        self.assertEqual(trace["gpu_metrics_reason"], "nsys.gpu_metrics was on, but the export holds no GPU metrics "
+                         "samples (no GPU_METRICS rows, no GENERIC_EVENTS of the source GpuMetrics) and nsys said "
+                         "nothing about them in profiled_logs.txt")
+        self.assertIn("knobengine: baseline under nsys: no GPU metrics: nsys.gpu_metrics was on", r.stderr)
+        # the search: sweep trials never run nsys; the best's profiled launch asks again
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.commands("launch")), 2)  # the baseline's and the best's
+        self.assertEqual([c[-2:] for c in self.commands("start")],
+                         [["--gpu-metrics-device=all", "--gpu-metrics-frequency=20000"]] * 2)
+        self.assertEqual(self.helps(), ["start", "start"])  # once per run
+
+    def test_process_capture_with_a_device_list(self):
+        bin = self.stand_in(strip=True)  # the real nsys here has no GPU 0 or 1
+        _, trace = self.baseline(bin, capture="process", gpu_metrics=[0, 1])
+        self.assertEqual(self.helps(), ["profile"])
+        profile = self.commands("profile")[0]
+        self.assertIn("--gpu-metrics-device=0,1", profile)
+        self.assertIn("--gpu-metrics-frequency=10000", profile)
+        self.assertTrue(trace["ok"])
+
+    def test_nsys_2023_spelling(self):
+        bin = self.stand_in(help=HELP_2023, strip=True)
+        self.baseline(bin, gpu_metrics=[1])
+        self.assertEqual(self.commands("start")[0][-2:], ["--gpu-metrics-devices=1", "--gpu-metrics-frequency=10000"])
+
+    def test_an_nsys_without_gpu_metrics_profiles_without_them(self):
+        bin = self.stand_in(help="usage: nsys start [<args>]\n")
+        r, trace = self.baseline(bin, gpu_metrics=True)
+        self.assertEqual(self.helps(), ["start", "launch"])
+        self.assertEqual([a for c in self.commands() for a in c if "gpu-metrics" in a], [])
+        self.assertTrue(trace["ok"])
+        why = ("nsys.gpu_metrics is on, but '%s start --help' and '%s launch --help' list no --gpu-metrics-device or "
+               "--gpu-metrics-devices option: this nsys cannot sample GPU metrics (a newer Nsight Systems can)"
+               % (bin, bin))
+        self.assertEqual((trace["gpu_metrics"], trace["gpu_metrics_reason"]), (None, why))
+        self.assertIn("no GPU metrics: " + why, r.stderr)
+
+    def test_counters_not_permitted_are_said_with_the_fix(self):
+        """nsys 2022.4 exports keep no diagnostics: what it printed is read from the log."""
+        bin = self.stand_in(say=trace_fixtures.PERMISSION_TEXT)
+        r, trace = self.baseline(bin, gpu_metrics=True)
+        self.assertIsNone(trace["gpu_metrics"])
+        self.assertTrue(trace["gpu_metrics_reason"].startswith(
+            "nsys was not permitted to read the GPU performance counters (ERR_NVGPUCTRPERM)"), trace["gpu_metrics_reason"])
+        self.assertIn("NVreg_RestrictProfilingToAdminUsers=0", trace["gpu_metrics_reason"])
+        self.assertIn("or run knobengine as root; nsys said: " + trace_fixtures.PERMISSION_TEXT, trace["gpu_metrics_reason"])
+        self.assertIn("knobengine: baseline under nsys: no GPU metrics: nsys was not permitted", r.stderr)
+
+    def test_gpu_trace_files_of_a_profiled_launch(self):
+        """A profiled launch whose export holds GPU metrics (the stand-in hands over a
+        fixture): trace_summary.json has them for its top 5 kernels, kernels.csv a row per
+        kernel and device."""
+        fixture = self.path("gpu.sqlite")
+        trace_fixtures.make_gpu_metrics(fixture, "2023")
+        db = sqlite3.connect(fixture)  # five more kernels on GPU 0: eight in all
+        db.executemany("INSERT INTO StringIds VALUES (?, ?)", [(10 + i, "tiny%d" % i) for i in range(5)])
+        db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, 0, ?, ?)",
+                       [(20000, 20000 + 10 * (i + 1), 10 + i, 10 + i) for i in range(5)])
+        db.commit()
+        db.close()
+        bin = self.stand_in(export_from=fixture)
+        _, trace = self.baseline(bin, gpu_metrics=True)
+        top = [k["name"] for k in trace["top_kernels"]]
+        self.assertEqual(top, ["gemm", "copy", "softmax", "tiny4", "tiny3"])
+        self.assertEqual([k["name"] for k in trace["gpu_metrics"]["0"]["kernels"]], ["gemm", "softmax", "tiny4", "tiny3"])
+        self.assertEqual(trace["gpu_metrics"]["1"]["kernels"][1]["means"]["SMs Active [Throughput %]"], 52.5)
+        self.assertEqual(trace["gpu_metrics"]["2"]["metrics"]["SM Issue [Throughput %]"]["mean"], 0.5)
+        with open(self.path("results", "baseline", "kernels.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([(r["name"], r["device"]) for r in rows],
+                         [("gemm", "0"), ("gemm", "1"), ("copy", "1"), ("softmax", "0")] +
+                         [("tiny%d" % i, "0") for i in (4, 3, 2, 1, 0)])
 
 
 class KilledUnderNsys(Workspace):

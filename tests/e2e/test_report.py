@@ -128,6 +128,24 @@ class Report(Workspace):
         if GNUPLOT:
             self.assertIn("](plots/kernels.svg)", md)
 
+    def test_a_kernel_on_two_gpus_is_one_row(self):
+        """kernels.csv has a row per kernel and device; the report shows a kernel once, its
+        calls, time and percent over every GPU (gemm: 25 us on GPU 0, 20 us on GPU 1)."""
+        _, run, _ = self.search()
+        fixture = self.path("gpu.sqlite")
+        trace_fixtures.make_gpu_metrics(fixture, "2023")
+        for d in (self.path("results", "baseline"), os.path.join(run, "best")):
+            for command, name in (("summarize", "trace_summary.json"), ("kernels", "kernels.csv")):
+                out = subprocess.run([KNOBENGINE, command, fixture], capture_output=True, text=True, check=True).stdout
+                with open(os.path.join(d, name), "w") as f:
+                    f.write(out)
+        r = subprocess.run([KNOBENGINE, "report", "--results", self.path("results")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [md_cells(l)[:5] for l in read(os.path.join(run, "report.md")).splitlines()
+                if l.startswith("| gemm |") or l.startswith("| copy |") or l.startswith("| softmax |")]
+        self.assertEqual(rows, [["gemm", "0.045", "3", "0.015", "68.2"], ["copy", "0.020", "1", "0.020", "30.3"],
+                                ["softmax", "0.001", "1", "0.001", "1.5"]])
+
     def test_without_gnuplot_the_report_says_so(self):
         cfg, run, _ = self.search()
         bin_dir = self.path("bin")  # a PATH without gnuplot

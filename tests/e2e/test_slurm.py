@@ -104,6 +104,16 @@ class SlurmExecutor(Workspace):
         self.assertEqual(db.execute("SELECT count(*) FROM jobs WHERE trial >= ?", (done,)).fetchone(), (0,),
                          (out, err, db.execute("SELECT * FROM jobs").fetchall()))
 
+    def test_a_results_path_with_slurm_pattern_characters(self):
+        """sbatch --output reads %j and a backslash as its filename pattern: the job's log
+        is opened by its script instead, so such a path is only a path."""
+        results = "pct%j\\x"
+        self.assertEqual(self.engine("--config", "cfg.json", "--results", results).stdout, "BASELINE_DONE\n")
+        r = self.engine("--config", "cfg.json", "--results", results)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len([l for l in rows(r.stdout) if ",na,na,na,1.0000," not in l]), 4)  # the 4 masks x0x ran
+        self.no_jobs_left()
+
     def test_a_job_slurm_cancels_is_a_failed_trial(self):
         cfg = load_json(self.path("cfg.json"))
         cfg["executor"]["max_jobs"] = 1

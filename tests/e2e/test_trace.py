@@ -1,7 +1,12 @@
 """Trace parsing: exact values on generated fixtures in three schema variants, the
-real A100 export in ../shared/traces, and errors for files that are not traces."""
+real A100 export in ../shared/traces, and errors for files that are not traces. GPU
+metrics: both export schemas on generated fixtures, a capture whose counters were not
+permitted, and the real RTX 3090 report, exported with the installed nsys."""
 import json
+import math
 import os
+import shutil
+import sqlite3
 import subprocess
 import unittest
 
@@ -64,11 +69,11 @@ class Summarize(Workspace):
         trace_fixtures.make(path, "new")
         r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
-                         '"gemm_kernel<float, 128>(float const*, float*, int)",3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
-                         "[CUDA graph 1],1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
-                         "flash_fwd,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
-                         '"softmax(float*, int)",2,1.000000,0.500000,0.500000,0.500000,6.250000\n')
+        self.assertEqual(r.stdout, "name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         '"gemm_kernel<float, 128>(float const*, float*, int)",0,3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
+                         "[CUDA graph 1],0,1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
+                         "flash_fwd,0,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
+                         '"softmax(float*, int)",1,2,1.000000,0.500000,0.500000,0.500000,6.250000\n')
         r = subprocess.run([KNOBENGINE, "kernels", self.path("absent.sqlite")], capture_output=True, text=True)
         self.assertEqual((r.returncode, r.stdout), (2, ""))
         self.assertIn("absent.sqlite' not found", r.stderr)
@@ -175,7 +180,8 @@ class Summarize(Workspace):
         return path
 
     def test_a_column_of_the_wrong_type_is_null_with_a_reason(self):
-        s = self.summarize(self.damaged("wrong_type"))
+        path = self.damaged("wrong_type")
+        s = self.summarize(path)
         for k in ("gpu_compute_ms", "kernel_ms", "kernel_count", "gpu_busy_ms"):
             self.assertIsNone(s[k], k)  # never a partial sum
         self.assertEqual(s["top_kernels"], [])
@@ -183,6 +189,11 @@ class Summarize(Workspace):
                                            "column 'start' holds text in row 7, not an integer"})
         self.assertEqual(s["memcpy_ms"], 6.25)  # the other tables are still read
         self.assertNotIn("CUPTI_ACTIVITY_KIND_KERNEL", s["missing_tables"])
+        # `kernels` cannot list what it cannot read: an error, never an empty table
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True)
+        self.assertEqual((r.returncode, r.stdout), (1, ""))
+        self.assertIn("kernels: CUPTI_ACTIVITY_KIND_KERNEL of ", r.stderr)
+        self.assertIn(" cannot be read (column 'start' holds text in row 7, not an integer)", r.stderr)
 
     def test_a_missing_column_is_null_with_a_reason(self):
         s = self.summarize(self.damaged("missing_column"))
@@ -253,11 +264,11 @@ class Summarize(Workspace):
         self.assertEqual(s["gpu_busy_ms"], {"0": 11.0, "1": 1.0})
         # shortest and longest are of the good rows too; the command exits 0
         r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
-        self.assertEqual((r.returncode, r.stdout), (0, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
-                         '"gemm_kernel<float, 128>(float const*, float*, int)",3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
-                         "[CUDA graph 1],1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
-                         "flash_fwd,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
-                         '"softmax(float*, int)",2,1.000000,0.500000,0.500000,0.500000,6.250000\n'))
+        self.assertEqual((r.returncode, r.stdout), (0, "name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         '"gemm_kernel<float, 128>(float const*, float*, int)",0,3,6.000000,2.000000,2.000000,2.000000,37.500000\n'
+                         "[CUDA graph 1],0,1,5.000000,5.000000,5.000000,5.000000,31.250000\n"
+                         "flash_fwd,0,1,4.000000,4.000000,4.000000,4.000000,25.000000\n"
+                         '"softmax(float*, int)",1,2,1.000000,0.500000,0.500000,0.500000,6.250000\n'))
 
     def test_durations_that_overflow_a_total_are_skipped(self):
         """start=0 end=INT64_MAX twice: the first fits and is kept, the second would wrap
@@ -279,8 +290,8 @@ class Summarize(Workspace):
         self.assertEqual([(r["name"], r["total_ms"], r["count"], r["percent"]) for r in s["nvtx_ranges"]],
                          [("a", float("%.6f" % (2**62 / 1e6)), 1, 100.0)])
         r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
-        self.assertEqual((r.returncode, r.stdout), (0, "name,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
-                         "huge,1,%.6f,%.6f,%.6f,%.6f,100.000000\n" % ((big,) * 4)))
+        self.assertEqual((r.returncode, r.stdout), (0, "name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         "huge,0,1,%.6f,%.6f,%.6f,%.6f,100.000000\n" % ((big,) * 4)))
 
     def test_a_name_id_missing_from_string_ids_is_named_so(self):
         path = self.path("unknown_strings.sqlite")
@@ -296,8 +307,8 @@ class Summarize(Workspace):
         self.assertNotIn("unreadable", s)
         r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
         self.assertEqual((r.returncode, r.stdout.splitlines()[1:]), (0, [
-            "[unknown string id 999],1,3.000000,3.000000,3.000000,3.000000,75.000000",
-            "known_kernel,1,1.000000,1.000000,1.000000,1.000000,25.000000"]))
+            "[unknown string id 999],0,1,3.000000,3.000000,3.000000,3.000000,75.000000",
+            "known_kernel,0,1,1.000000,1.000000,1.000000,1.000000,25.000000"]))
 
     def test_without_a_readable_string_ids_every_name_is_unknown(self):
         for variant, unreadable in (("absent", None), ("bad", {"StringIds": "no such column: value"})):
@@ -346,3 +357,238 @@ class Summarize(Workspace):
                          ("AMD EPYC 7763 64-Core Processor", "52510517"))
         # the file is only read: no journal or lock files appear next to it
         self.assertEqual(sorted(os.listdir(SHARED_TRACES)), sorted(set(os.listdir(SHARED_TRACES))))
+
+
+NSYS = shutil.which("nsys")
+RTX_REPORT = os.path.join(SHARED_TRACES, "gpu-metrics-rtx3090.nsys-rep")
+
+SM, TENSOR, READ, WRITE, CLOCK, ISSUE = trace_fixtures.GPU_METRIC_NAMES
+HEADLINE = [SM, TENSOR, READ, WRITE]
+
+
+def metric(mean, p50, top, samples):
+    return {"mean": mean, "p50": p50, "max": top, "samples": samples}
+
+
+def kernel(name, samples, *means):
+    return {"name": name, "samples": samples, "means": dict(zip(HEADLINE, means))}
+
+
+# gpu_metric_samples() in the kernel spans: GPU 0 [10, 52] us (k = 2..10), GPU 1 [10, 60] us
+# (k = 2..12), GPU 2 without kernels: every sample (0..70 us); k = t / 5 us
+FIXTURE_GPU_METRICS = {
+    "0": {"window": {"start_ns": 10000, "end_ns": 52000, "duration_ms": 0.042, "basis": "kernels"}, "samples": 9,
+          "metrics": {SM: metric(30.0, 30.0, 50.0, 9), TENSOR: metric(0.444444, 0.0, 1.0, 9),
+                      READ: metric(13.0, 13.0, 21.0, 9), WRITE: metric(3.0, 3.0, 3.0, 9),
+                      CLOCK: metric(1410000006.0, 1410000006.0, 1410000010.0, 9)},
+          "headline": HEADLINE,
+          # gemm [10, 20) and [30, 45) us: k = 2, 3, 6, 7, 8; softmax [51, 52) us: none
+          "kernels": [kernel("gemm", 5, 26.0, 0.4, 11.4, 3.0), kernel("softmax", 0, None, None, None, None)]},
+    "1": {"window": {"start_ns": 10000, "end_ns": 60000, "duration_ms": 0.05, "basis": "kernels"}, "samples": 11,
+          # DRAM read: 4, 6, ..., 20, 40 (none at k = 12): median (12 + 14) / 2
+          "metrics": {SM: metric(65.0, 65.0, 90.0, 11), TENSOR: metric(50.0, 50.0, 50.0, 11),
+                      READ: metric(14.8, 13.0, 40.0, 10), WRITE: metric(7.0, 7.0, 12.0, 11),
+                      CLOCK: metric(1980000000.0, 1980000000.0, 1980000000.0, 11)},
+          "headline": HEADLINE,
+          # gemm [10, 30) us: k = 2..5; copy [40, 60) us: k = 8..11
+          "kernels": [kernel("gemm", 4, 82.5, 50.0, 7.0, 3.5), kernel("copy", 4, 52.5, 50.0, 23.5, 9.5)]},
+    "2": {"window": {"start_ns": 0, "end_ns": 70000, "duration_ms": 0.07, "basis": "samples"}, "samples": 15,
+          "metrics": {ISSUE: metric(0.5, 0.5, 0.5, 15), SM: metric(7.0, 7.0, 7.0, 15)},
+          "headline": [SM], "kernels": []},
+}
+
+
+def rounded(x):
+    return float("%.6f" % x)
+
+
+def median(values):
+    """Linear interpolation between closest ranks (numpy's default)."""
+    v = sorted(values)
+    r = 0.5 * (len(v) - 1)
+    lo = math.floor(r)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (r - lo) * (v[hi] - v[lo])
+
+
+def rtx_expected(sqlite_path, top_names):
+    """The gpu_metrics of a 2022.4 export computed here, from its tables: GENERIC_EVENTS of
+    the GpuMetrics source, one JSON object per sample; the window is the device's kernel
+    span; a kernel's means are over the samples at start <= t < end of its launches."""
+    db = sqlite3.connect(sqlite_path)
+    sources = [sid for sid, data in db.execute("SELECT sourceId, data FROM GENERIC_EVENT_SOURCES")
+               if json.loads(data).get("Name") == "GpuMetrics"]
+    types = {tid for tid, src in db.execute("SELECT typeId, sourceId FROM GENERIC_EVENT_TYPES") if src in sources}
+    spans = {d: (a, b) for d, a, b in db.execute(
+        "SELECT deviceId, min(start), max(end) FROM CUPTI_ACTIVITY_KIND_KERNEL GROUP BY deviceId")}
+    launches = db.execute("SELECT k.start, k.end, k.deviceId, s.value FROM CUPTI_ACTIVITY_KIND_KERNEL k "
+                          "JOIN StringIds s ON s.id = k.demangledName").fetchall()
+    samples = {}
+    for raw, ts, tid, data in db.execute("SELECT rawTimestamp, timestamp, typeId, data FROM GENERIC_EVENTS"):
+        if tid in types:
+            samples.setdefault(tid & 0xFF, []).append((ts if ts is not None else raw, json.loads(data)))
+    db.close()
+    out = {}
+    for device, rows in samples.items():
+        start, end = spans[device]
+        inside = [(t, fields) for t, fields in rows if start <= t <= end]
+        values = {}
+        for _, fields in inside:
+            for name, v in fields.items():
+                values.setdefault(name, []).append(float(v))
+        headline = ["SM Active", "Tensor Active", "DRAM Read Throughput", "DRAM Write Throughput"]
+        kernels = []
+        for name in top_names:
+            mine = [(a, b) for a, b, d, n in launches if n == name and d == device]
+            if not mine:
+                continue
+            hits = [fields for a, b in mine for t, fields in inside if a <= t < b]
+            kernels.append({"name": name, "samples": len(hits), "means": {
+                h: rounded(sum(float(f[h]) for f in hits) / len(hits)) if hits else None for h in headline}})
+        out[str(device)] = {
+            "window": {"start_ns": start, "end_ns": end, "duration_ms": rounded((end - start) / 1e6), "basis": "kernels"},
+            "samples": max(len(v) for v in values.values()),
+            "metrics": {n: metric(rounded(sum(v) / len(v)), rounded(median(v)), rounded(max(v)), len(v))
+                        for n, v in values.items()},
+            "headline": headline, "kernels": kernels}
+    return out
+
+
+class GpuMetrics(Workspace):
+    def summarize(self, path):
+        r = subprocess.run([KNOBENGINE, "summarize", path], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout, json.loads(r.stdout)
+
+    def test_both_export_schemas_per_device(self):
+        """nsys 2023+ (GPU_METRICS) and 2022.x (GENERIC_EVENTS, fields in any order, values
+        as strings) give the same numbers: per device, never summed across devices."""
+        for schema, unreadable in (
+                ("2023", {"GPU_METRICS": "skipped 1 value without a timestamp, 1 value of a metric "
+                                         "TARGET_INFO_GPU_METRICS does not name"}),
+                ("2022", {"GENERIC_EVENTS": "skipped 1 sample whose data is not a JSON object, "
+                                            "1 value that is not a number"})):
+            with self.subTest(schema):
+                path = self.path("gm%s.sqlite" % schema)
+                trace_fixtures.make_gpu_metrics(path, schema)
+                _, s = self.summarize(path)
+                self.assertEqual(s["gpu_metrics"], FIXTURE_GPU_METRICS)
+                self.assertNotIn("gpu_metrics_reason", s)
+                self.assertEqual(s["unreadable"], unreadable)
+                # the kernels themselves: a kernel on two GPUs is one entry, split by device
+                gemm = s["top_kernels"][0]
+                self.assertEqual((gemm["name"], gemm["total_ms"], gemm["count"]), ("gemm", 0.045, 3))
+
+    def test_summarize_text_of_gpu_metrics(self):
+        """After cuda_api_top, before environment; devices by id, metrics by name, kernels'
+        means in headline order; every other field as it was."""
+        path = self.path("gm.sqlite")
+        trace_fixtures.make_gpu_metrics(path, "2023")
+        text, s = self.summarize(path)
+        keys = list(json.loads(text, object_pairs_hook=lambda kv: kv)[i][0] for i in range(len(s)))
+        self.assertEqual(keys[keys.index("cuda_api_top"):keys.index("environment") + 1],
+                         ["cuda_api_top", "gpu_metrics", "environment"])
+        self.assertIn('\n    "2": {\n'
+                      '      "window": {"start_ns": 0, "end_ns": 70000, "duration_ms": 0.070000, "basis": "samples"},\n'
+                      '      "samples": 15,\n'
+                      '      "metrics": {\n'
+                      '        "SM Issue [Throughput %]": {"mean": 0.500000, "p50": 0.500000, "max": 0.500000, "samples": 15},\n'
+                      '        "SMs Active [Throughput %]": {"mean": 7.000000, "p50": 7.000000, "max": 7.000000, "samples": 15}\n'
+                      '      },\n'
+                      '      "headline": ["SMs Active [Throughput %]"],\n'
+                      '      "kernels": []\n'
+                      '    }\n'
+                      '  },\n'
+                      '  "environment": {', text)
+        self.assertIn('        {"name": "softmax", "samples": 0, "means": {"SMs Active [Throughput %]": null, '
+                      '"Tensor Active [Throughput %]": null, "DRAM Read Bandwidth [Throughput %]": null, '
+                      '"DRAM Write Bandwidth [Throughput %]": null}}\n', text)
+
+    def test_kernels_table_has_a_row_per_kernel_and_device(self):
+        path = self.path("gm.sqlite")
+        trace_fixtures.make_gpu_metrics(path, "2022")
+        r = subprocess.run([KNOBENGINE, "kernels", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, "name,device,calls,total_ms,mean_ms,min_ms,max_ms,percent\n"
+                         "gemm,0,2,0.025000,0.012500,0.010000,0.015000,37.878788\n"
+                         "gemm,1,1,0.020000,0.020000,0.020000,0.020000,30.303030\n"  # ties: the kernel's rank
+                         "copy,1,1,0.020000,0.020000,0.020000,0.020000,30.303030\n"
+                         "softmax,0,1,0.001000,0.001000,0.001000,0.001000,1.515152\n"))
+
+    def test_counters_not_permitted(self):
+        """Asked for, named, never sampled: null, with what nsys said and what to grant."""
+        path = self.path("denied.sqlite")
+        trace_fixtures.make_gpu_metrics_denied(path)
+        _, s = self.summarize(path)
+        self.assertIsNone(s["gpu_metrics"])
+        self.assertEqual(s["gpu_metrics_reason"],
+                         "nsys was not permitted to read the GPU performance counters (ERR_NVGPUCTRPERM), so it "
+                         "sampled no GPU metrics; allow every user with the nvidia driver option "
+                         "NVreg_RestrictProfilingToAdminUsers=0 (the line 'options nvidia "
+                         "NVreg_RestrictProfilingToAdminUsers=0' in a file of /etc/modprobe.d, then reload the nvidia "
+                         "module or reboot), or run knobengine as root; nsys said: " + trace_fixtures.PERMISSION_TEXT)
+        self.assertEqual(s["kernel_count"], 5)  # the rest of the trace is there
+        self.assertNotIn("unreadable", s)
+
+    def test_an_export_without_samples(self):
+        path = self.path("new.sqlite")
+        trace_fixtures.make(path, "new")
+        text, s = self.summarize(path)
+        self.assertIsNone(s["gpu_metrics"])
+        self.assertEqual(s["gpu_metrics_reason"], "the export holds no GPU metrics samples (nsys.gpu_metrics takes them)")
+        self.assertIn('\n  "gpu_metrics": null,\n  "gpu_metrics_reason": "the export holds', text)
+        self.assertEqual(s["missing_tables"], [])  # no sample table is a missing table
+
+    def test_samples_that_cannot_be_read_are_null_never_partial(self):
+        path = self.path("gm.sqlite")
+        trace_fixtures.make_gpu_metrics(path, "2023")
+        db = sqlite3.connect(path)
+        db.execute("UPDATE GPU_METRICS SET value = 'abc' WHERE rowid = 3")
+        db.commit()
+        db.close()
+        _, s = self.summarize(path)
+        self.assertIsNone(s["gpu_metrics"])
+        self.assertEqual(s["gpu_metrics_reason"], "the GPU metrics samples cannot be read (see unreadable: GPU_METRICS "
+                                                  "and the tables naming their metrics)")
+        self.assertEqual(s["unreadable"], {"GPU_METRICS": "column 'value' holds text in row 3, not a number"})
+        self.assertEqual(s["kernel_count"], 5)
+
+    def test_many_distinct_values(self):
+        """Past 4096 distinct values (clocks) the median is of every value kept: still exact."""
+        path = self.path("clock.sqlite")
+        values = [(i * 7919) % 10007 + 0.25 * (i % 4) for i in range(6001)]
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE TARGET_INFO_GPU_METRICS (typeId INTEGER, sourceId INTEGER, typeName TEXT, "
+                   "metricId INTEGER, metricName TEXT)")
+        db.execute("INSERT INTO TARGET_INFO_GPU_METRICS VALUES (3, 3, 'GPU 3', 0, 'GPC Clock Frequency [MHz]')")
+        db.execute("CREATE TABLE GPU_METRICS (timestamp INTEGER, typeId INTEGER, metricId INTEGER, value REAL)")
+        db.executemany("INSERT INTO GPU_METRICS VALUES (?, 3, 0, ?)", [(1000 * i, v) for i, v in enumerate(values)])
+        db.commit()
+        db.close()
+        _, s = self.summarize(path)
+        self.assertEqual(s["gpu_metrics"]["3"]["metrics"]["GPC Clock Frequency [MHz]"],
+                         metric(rounded(math.fsum(values) / len(values)), rounded(median(values)), max(values), 6001))
+        self.assertEqual(median(values), 5003.0)
+
+    @unittest.skipUnless(NSYS, "nsys is not installed: the RTX 3090 report cannot be exported "
+                               "(scripts/install-deps.sh --nsys installs it)")
+    @unittest.skipUnless(os.path.exists(RTX_REPORT), "../shared/traces/gpu-metrics-rtx3090.nsys-rep is not present")
+    def test_real_rtx3090_report(self):
+        """The report in place, exported here by the installed nsys (2022.4: GENERIC_EVENTS);
+        every figure equals the one computed from its tables in this test."""
+        before = sorted(os.listdir(SHARED_TRACES))
+        sqlite = self.path("rtx3090.sqlite")
+        r = subprocess.run([NSYS, "export", "--type", "sqlite", "-o", sqlite, RTX_REPORT],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        _, s = self.summarize(sqlite)
+        self.assertEqual(sorted(os.listdir(SHARED_TRACES)), before)  # read in place, nothing written beside it
+        self.assertEqual(s["gpu_metrics"], rtx_expected(sqlite, [k["name"] for k in s["top_kernels"]]))
+        d = s["gpu_metrics"]["0"]
+        self.assertEqual(list(s["gpu_metrics"]), ["0"])
+        self.assertEqual((d["window"]["start_ns"], d["window"]["end_ns"], d["samples"], len(d["metrics"])),
+                         (330314888, 352136492, 218, 18))
+        self.assertEqual(d["metrics"]["SM Active"], metric(95.96789, 100.0, 100.0, 218))
+        self.assertEqual(d["metrics"]["Tensor Active"], metric(0.004587, 0.0, 1.0, 218))
+        self.assertEqual(d["metrics"]["DRAM Read Throughput"], metric(1.165138, 1.0, 6.0, 218))
+        self.assertEqual(d["kernels"][0]["samples"], 2)  # generate_seed_pseudo: 157 us at 10 kHz
+        self.assertEqual(d["kernels"][0]["means"]["SM Active"], 47.0)

@@ -221,3 +221,111 @@ def make_unknown_strings(path, strings_table="good"):
     db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (?, ?, ?)", [(0, 2 * MS, 996), (0, MS, 3)])
     db.commit()
     db.close()
+
+
+# ---- GPU metrics -----------------------------------------------------------------
+
+GPU_METRICS_TYPE = 0x0001000100000000  # nsys's GPU metrics type id; its low byte is the GPU
+GPU_METRIC_NAMES = ["SMs Active [Throughput %]", "Tensor Active [Throughput %]", "DRAM Read Bandwidth [Throughput %]",
+                    "DRAM Write Bandwidth [Throughput %]", "GPC Clock Frequency [MHz]", "SM Issue [Throughput %]"]
+
+
+def gpu_metric_samples():
+    """{(device, t): {metric: value}}: every 5 us from 0 to 70 us on GPUs 0, 1 and 2.
+    GPU 0: SM 5k, tensor k%2, DRAM read 2k+1, write 3, clock 1410000000+k (k = t / 5 us);
+    GPU 1: SM 100-5k, tensor 50, DRAM read 2k (40 at k=11, none at k=12), write k, clock
+    1980000000; GPU 2 (no kernels): SM 7, SM Issue 0.5."""
+    out = {}
+    for k in range(15):
+        t = k * 5000
+        sm, tensor, read, write, clock = GPU_METRIC_NAMES[:5]
+        out[(0, t)] = {sm: 5 * k, tensor: k % 2, read: 2 * k + 1, write: 3, clock: 1410000000 + k}
+        out[(1, t)] = {sm: 100 - 5 * k, tensor: 50, read: 40 if k == 11 else 2 * k, write: k, clock: 1980000000}
+        if k == 12:
+            del out[(1, t)][read]
+        out[(2, t)] = {sm: 7, GPU_METRIC_NAMES[5]: 0.5}
+    return out
+
+
+def _gpu_metrics_kernels(db):
+    """gemm on GPU 0 [10, 20) and [30, 45) us and on GPU 1 [10, 30) us, copy on GPU 1 [40,
+    60) us, softmax on GPU 0 [51, 52) us (no sample inside)."""
+    _strings(db, {1: "gemm", 2: "copy", 3: "softmax"})
+    db.execute("CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER NOT NULL, end INTEGER NOT NULL, "
+               "deviceId INTEGER NOT NULL, demangledName INTEGER NOT NULL, shortName INTEGER NOT NULL)")
+    db.executemany("INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL VALUES (?, ?, ?, ?, ?)", [
+        (10000, 20000, 0, 1, 1), (10000, 30000, 1, 1, 1), (30000, 45000, 0, 1, 1), (40000, 60000, 1, 2, 2),
+        (51000, 52000, 0, 3, 3)])
+
+
+def make_gpu_metrics(path, schema):
+    """The samples of gpu_metric_samples() and the kernels above, as nsys 2023+ writes them
+    (schema '2023': GPU_METRICS with TARGET_INFO_GPU_METRICS, plus a value without a
+    timestamp and one of a metric id that has no name) or as 2022.x does ('2022':
+    GENERIC_EVENTS of the source GpuMetrics, one JSON object of strings per sample in
+    an order that changes from sample to sample, plus a sample that is not JSON, a value
+    that is not a number and an event of another source)."""
+    db = sqlite3.connect(path)
+    _gpu_metrics_kernels(db)
+    samples = gpu_metric_samples()
+    if schema == "2023":
+        db.execute("CREATE TABLE TARGET_INFO_GPU_METRICS (typeId INTEGER NOT NULL, sourceId INTEGER NOT NULL, "
+                   "typeName TEXT NOT NULL, metricId INTEGER NOT NULL, metricName TEXT NOT NULL)")
+        db.execute("CREATE TABLE GPU_METRICS (timestamp INTEGER, typeId INTEGER NOT NULL, metricId INTEGER NOT NULL, "
+                   "value INTEGER NOT NULL)")
+        for gpu in (0, 1, 2):
+            names = GPU_METRIC_NAMES[:5] if gpu < 2 else [GPU_METRIC_NAMES[0], GPU_METRIC_NAMES[5]]
+            db.executemany("INSERT INTO TARGET_INFO_GPU_METRICS VALUES (?, ?, ?, ?, ?)", [
+                (GPU_METRICS_TYPE + gpu, GPU_METRICS_TYPE, "GPU %d" % gpu, i, n) for i, n in enumerate(names)])
+            ids = {n: i for i, n in enumerate(names)}
+            db.executemany("INSERT INTO GPU_METRICS VALUES (?, ?, ?, ?)", [
+                (t, GPU_METRICS_TYPE + gpu, ids[n], v) for (g, t), fields in sorted(samples.items()) if g == gpu
+                for n, v in fields.items()])
+        db.executemany("INSERT INTO GPU_METRICS VALUES (?, ?, ?, ?)",
+                       [(None, GPU_METRICS_TYPE, 0, 99), (20000, GPU_METRICS_TYPE, 42, 99)])
+    else:
+        import json
+        db.execute("CREATE TABLE GENERIC_EVENT_SOURCES (sourceId INTEGER NOT NULL PRIMARY KEY, data TEXT NOT NULL)")
+        db.execute("CREATE TABLE GENERIC_EVENT_TYPES (typeId INTEGER NOT NULL PRIMARY KEY, sourceId INTEGER NOT NULL, "
+                   "data TEXT NOT NULL)")
+        db.execute("CREATE TABLE GENERIC_EVENTS (rawTimestamp INTEGER NOT NULL, timestamp INTEGER, "
+                   "typeId INTEGER NOT NULL, data TEXT NOT NULL)")
+        db.executemany("INSERT INTO GENERIC_EVENT_SOURCES VALUES (?, ?)", [
+            (GPU_METRICS_TYPE, '{\n "Name": "GpuMetrics",\n "TimeSource": "SessionNs",\n "SourceGroup": "Unknown"\n}'),
+            (7, '{"Name": "SomethingElse"}')])
+        db.executemany("INSERT INTO GENERIC_EVENT_TYPES VALUES (?, ?, ?)", [
+            (GPU_METRICS_TYPE + gpu, GPU_METRICS_TYPE, '{"Name": "", "Fields": []}') for gpu in (0, 1, 2)]
+            + [(70, 7, '{"Name": "x"}')])
+        for i, ((gpu, t), fields) in enumerate(sorted(samples.items())):
+            items = [(n, str(v)) for n, v in fields.items()]
+            data = json.dumps(dict(items[::-1] if i % 2 else items), indent=4).replace("/", "\\/")
+            db.execute("INSERT INTO GENERIC_EVENTS VALUES (?, NULL, ?, ?)", (t, GPU_METRICS_TYPE + gpu, data))
+        db.executemany("INSERT INTO GENERIC_EVENTS VALUES (?, NULL, ?, ?)", [
+            (20000, GPU_METRICS_TYPE, "{not json"), (20000, GPU_METRICS_TYPE, '{"SMs Active [Throughput %]": "n/a"}'),
+            (20000, 70, '{"SMs Active [Throughput %]": "100"}')])
+    db.commit()
+    db.close()
+
+
+PERMISSION_TEXT = ("GPU Metrics [0]: The user running Nsight Systems does not have permission to access NVIDIA GPU "
+                   "Performance Counters on the target device. For more details, please visit "
+                   "https://developer.nvidia.com/ERR_NVGPUCTRPERM")
+
+
+def make_gpu_metrics_denied(path):
+    """A capture that asked for GPU metrics where the counters are reserved to root: the
+    metrics are named but there is no sample, and DIAGNOSTIC_EVENT says why."""
+    db = sqlite3.connect(path)
+    _gpu_metrics_kernels(db)
+    db.execute("CREATE TABLE TARGET_INFO_GPU_METRICS (typeId INTEGER NOT NULL, sourceId INTEGER NOT NULL, "
+               "typeName TEXT NOT NULL, metricId INTEGER NOT NULL, metricName TEXT NOT NULL)")
+    db.execute("INSERT INTO TARGET_INFO_GPU_METRICS VALUES (?, ?, 'GPU 0', 0, 'SMs Active [Throughput %]')",
+               (GPU_METRICS_TYPE, GPU_METRICS_TYPE))
+    db.execute("CREATE TABLE GPU_METRICS (timestamp INTEGER, typeId INTEGER NOT NULL, metricId INTEGER NOT NULL, "
+               "value INTEGER NOT NULL)")
+    db.execute("CREATE TABLE DIAGNOSTIC_EVENT (timestamp INTEGER NOT NULL, timestampType INTEGER NOT NULL, "
+               "source INTEGER NOT NULL, severity INTEGER NOT NULL, text TEXT NOT NULL, globalPid INTEGER)")
+    db.executemany("INSERT INTO DIAGNOSTIC_EVENT VALUES (?, 0, 1, ?, ?, 0)", [
+        (0, 1, "Process was launched by the profiler"), (5, 3, PERMISSION_TEXT)])
+    db.commit()
+    db.close()

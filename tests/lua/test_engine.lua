@@ -410,6 +410,35 @@ t.test("pretty JSON is sorted and keeps nulls", function()
   t.eq(util.shell_join({ "a", "b c", "$x" }), "a 'b c' '$x'")
 end)
 
+t.test("GPU metrics options are spelled as the installed nsys's help says, read once per run", function()
+  local trial = require("knobengine.trial")
+  local dir = t.tmpdir()
+  local function fake_nsys(name, help)
+    local path = dir .. "/" .. name
+    assert(knob.write_atomic(path, string.format("#!/bin/sh\necho \"$@\" >> %s/calls\ncat <<'EOF'\n%s\nEOF\n",
+      dir, help), 493)) -- 0755
+    return path
+  end
+  local old = fake_nsys("nsys-2022", "\t--gpu-metrics-device=\n\t--gpu-metrics-frequency=\n")
+  local new = fake_nsys("nsys-2024", "\t--gpu-metrics-devices=\n\t--gpu-metrics-frequency=\n")
+  local base = { capture = "session", gpu_metrics_frequency = 5000 }
+  local function args(bin, over)
+    local n = util.copy(base)
+    n.bin = bin
+    for k, v in pairs(over) do n[k] = v end
+    return trial.gpu_metrics_args(n)
+  end
+  t.eq(args(old, { gpu_metrics = false }), nil)
+  t.eq(args(old, { gpu_metrics = true }), { args = { "--gpu-metrics-device=all", "--gpu-metrics-frequency=5000" },
+    command = "start" })
+  t.eq(args(old, { gpu_metrics = { 0, 3 } }).args[1], "--gpu-metrics-device=0,3")
+  t.eq(args(new, { gpu_metrics = { 1 } }), { args = { "--gpu-metrics-devices=1", "--gpu-metrics-frequency=5000" },
+    command = "start" })
+  t.eq(args(new, { gpu_metrics = true, capture = "process" }).command, "profile")
+  t.eq(util.read_file(dir .. "/calls"), "start --help\nstart --help\nprofile --help\n") -- each once per nsys
+  knob.remove_tree(dir)
+end)
+
 t.test("docs/lua-api.md documents exactly the knob module's functions", function()
   local f = assert(io.open(knob.root .. "/docs/lua-api.md"))
   local doc = f:read("a")

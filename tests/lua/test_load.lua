@@ -187,9 +187,30 @@ t.test("capacity: bisection within the tolerance, bounds said, never above max_r
   probed, lo, bound = capacity_run({ start_rate = 50, tolerance = 0.1, max_probes = 20, max_rate = 20 }, 100)
   t.eq(probed[1], 20) -- a start above max_rate starts at max_rate
   probed, lo, bound = capacity_run(base, 1, 2)
-  t.eq({ probed, lo, bound }, { { 8, 4, 2 }, nil, "none" }) -- no probe slower than min_rate
+  t.eq({ probed, lo, bound }, { { 8, 4, 2 }, nil, "upper" }) -- no probe slower than min_rate
   probed, lo, bound = capacity_run({ start_rate = 8, tolerance = 0.01, max_probes = 7, max_rate = 1e6 }, 100)
   t.eq({ lo, bound }, { 96, "bracket" }) -- between 96 and 112 when the probes ran out
+end)
+
+t.test("capacity: near the boundary a rate is probed until a majority of repeats agrees", function()
+  local load = require("knobengine.load")
+  local v = {}
+  t.eq(load.capacity_vote(v, true, 3, false), true) -- far from the boundary: one probe decides
+  v = {}
+  t.eq(load.capacity_vote(v, true, 3, true), nil)
+  t.eq(load.capacity_vote(v, false, 3, true), nil) -- 1:1, one more
+  t.eq(load.capacity_vote(v, false, 3, true), false)
+  t.eq(v, { pass = 1, fail = 2 })
+  v = {}
+  t.eq(load.capacity_vote(v, true, 3, true), nil)
+  t.eq(load.capacity_vote(v, true, 3, true), true) -- two agree: no third probe
+  t.eq(load.capacity_vote({}, false, 1, true), false)
+  local cfg = { workload = { request_count = 30 }, capacity = { min_probe_s = 10 } }
+  t.eq({ load.probe_requests(cfg, 2), load.probe_requests(cfg, 64), load.probe_requests(cfg, 1e9) }, { 30, 640, 1000000 })
+  local slo = { ttft_ms = 50, itl_ms = 10 }
+  t.eq(load.failed_on(slo, { slo_at_percentile = { ttft_ms = 60, tpot_ms = 99, itl_ms = 11, e2e_ms = 1 } }), "ttft_ms+itl_ms")
+  t.eq(load.failed_on(slo, { slo_at_percentile = { ttft_ms = 40, itl_ms = 9 } }), "")
+  t.eq(load.failed_on(slo, { slo_at_percentile = cjson.null }), nil)
 end)
 
 t.done()

@@ -146,12 +146,15 @@ function M.cancel(ids, wait_s)
   end
 end
 
--- The batch script of a trial: exec knobengine trial, nothing else (its arguments are
--- quoted; the script is a file sbatch runs, not a command line of ours).
-function M.script(argv)
+-- The batch script of a trial: exec knobengine trial, its output appended to log,
+-- nothing else (every argument and the log path are quoted; the script is a file
+-- sbatch runs, not a command line of ours). The log is opened here, not by sbatch
+-- --output, which would read `%` and `\` in a path as its filename pattern.
+function M.script(argv, log)
   local quoted = {}
   for i, a in ipairs(argv) do quoted[i] = util.shell_quote(a) end
-  return "#!/bin/sh\n# written by knobengine: one trial of a search\nexec " .. table.concat(quoted, " ") .. "\n"
+  return "#!/bin/sh\n# written by knobengine: one trial of a search\nexec " .. table.concat(quoted, " ")
+    .. " >> " .. util.shell_quote(log) .. " 2>&1\n"
 end
 
 -- The backend ---------------------------------------------------------------------
@@ -173,8 +176,8 @@ function M.start(ex, job, spec_path, log)
   local e = ex.ctx.cfg.executor
   os.remove(log) -- an earlier attempt's; before the job opens it
   local script = script_of(spec_path)
-  util.write(script, M.script({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }), 493)
-  local args = { "--job-name=knobengine-" .. job.index, "--output=" .. log }
+  util.write(script, M.script({ ex.exe, "trial", "--spec", spec_path, "--out", job.out }, log), 493)
+  local args = { "--job-name=knobengine-" .. job.index, "--output=/dev/null" }
   if e.partition then args[#args + 1] = "--partition=" .. e.partition end
   if e.gres then args[#args + 1] = "--gres=" .. e.gres end
   if e.time then args[#args + 1] = "--time=" .. e.time end

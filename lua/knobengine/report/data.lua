@@ -49,16 +49,44 @@ function M.latencies(path)
   return out
 end
 
+-- A kernel's row for another device added to its first row (the report shows a kernel
+-- once, over every GPU).
+local function merge_kernel_row(k, r)
+  local sum = function(a, b) return a and b and a + b or nil end
+  k.count, k.total_ms, k.percent = sum(k.count, r.count), sum(k.total_ms, r.total_ms), sum(k.percent, r.percent)
+  k.min_ms = k.min_ms and r.min_ms and math.min(k.min_ms, r.min_ms) or nil
+  k.max_ms = k.max_ms and r.max_ms and math.max(k.max_ms, r.max_ms) or nil
+  k.mean_ms = k.total_ms and k.count and k.count > 0 and k.total_ms / k.count or nil
+end
+
 -- kernels.csv of a profiled directory (written with the config's nsys.kernel_names),
--- or nil when there is none or it cannot be parsed.
+-- or nil when there is none or it cannot be parsed. Its rows are per kernel and device
+-- (files of older runs: per kernel); the rows of one name are summed into one.
 local function kernels_csv(path)
   local rows = csv.read(path)
   if not rows then return nil end
-  local out = {}
+  local out, by_name, merged = {}, {}, false
   for _, r in ipairs(rows) do
-    out[#out + 1] = { name = r.name, count = tonumber(r.calls), total_ms = tonumber(r.total_ms),
+    local row = { name = r.name, count = tonumber(r.calls), total_ms = tonumber(r.total_ms),
       mean_ms = tonumber(r.mean_ms), min_ms = tonumber(r.min_ms), max_ms = tonumber(r.max_ms),
       percent = tonumber(r.percent) }
+    local k = r.name and by_name[r.name]
+    if k then
+      merge_kernel_row(k, row)
+      merged = true
+    else
+      out[#out + 1] = row
+      if r.name then by_name[r.name] = row end
+    end
+  end
+  if merged then -- largest total first again (ties: the file's order)
+    local rank = {}
+    for i, k in ipairs(out) do rank[k] = i end
+    table.sort(out, function(a, b)
+      local x, y = a.total_ms or -math.huge, b.total_ms or -math.huge
+      if x ~= y then return x > y end
+      return rank[a] < rank[b]
+    end)
   end
   return out
 end
