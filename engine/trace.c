@@ -1314,6 +1314,7 @@ typedef struct {
 typedef struct {
   gm_point *p;
   size_t n, cap, metric;
+  int prefixed;   /* sorted by time, v the running sum (gm_prefix) */
   int64_t *count; /* per top kernel */
   double *sum;
 } gm_slot;
@@ -1740,6 +1741,8 @@ static int by_time(const void *a, const void *b) {
 }
 
 static void gm_prefix(gm_slot *s) {
+  if (s->prefixed) return;
+  s->prefixed = 1;
   if (s->n) qsort(s->p, s->n, sizeof *s->p, by_time);
   double sum = 0;
   for (size_t i = 0; i < s->n; i++) {
@@ -1985,6 +1988,30 @@ static int by_gm_device(const void *a, const void *b) {
   return (x->device > y->device) - (x->device < y->device);
 }
 
+/* The headline metrics over time into out: bucket means from each slot's running sums. */
+static int gm_finish_timeline(ctx *c, gm_device *d, ke_trace_gpu_metrics *out, const size_t *slots) {
+  size_t b = out->samples < KE_TRACE_TIMELINE ? (size_t)out->samples : KE_TRACE_TIMELINE;
+  if (b == 0 || out->n_headline == 0) return 0;
+  out->timeline_ms = calloc(b, sizeof *out->timeline_ms);
+  out->timeline = calloc(out->n_headline, sizeof *out->timeline);
+  if (!out->timeline_ms || !out->timeline) { c->oom = 1; return -1; }
+  double span = (double)(d->end - d->start) + 1, width = span / (double)b;
+  for (size_t k = 0; k < b; k++) out->timeline_ms[k] = round6(((double)k + 0.5) * width / 1e6);
+  out->n_timeline = b;
+  for (size_t h = 0; h < out->n_headline; h++) {
+    gm_slot *s = &d->slot[slots[h]];
+    gm_prefix(s);
+    double *v = out->timeline[h] = calloc(b, sizeof *v);
+    if (!v) { c->oom = 1; return -1; }
+    for (size_t k = 0; k < b; k++) {
+      int64_t from = d->start + (int64_t)floor((double)k * width), to = d->start + (int64_t)floor((double)(k + 1) * width);
+      size_t lo = gm_first_at(s, from), hi = k + 1 == b ? s->n : gm_first_at(s, to);
+      v[k] = hi > lo ? round6((s->p[hi - 1].v - (lo ? s->p[lo - 1].v : 0)) / (double)(hi - lo)) : NAN;
+    }
+  }
+  return 0;
+}
+
 /* Every device's metrics into the summary, by device id. */
 static void gm_finish(ctx *c, gm_state *g) {
   ke_trace_summary *s = c->s;
@@ -2000,8 +2027,10 @@ static void gm_finish(ctx *c, gm_state *g) {
     out->end_ns = d->end;
     size_t *rank = calloc(d->n_m + 1, sizeof *rank), slots[GM_MAX_HEADLINE];
     if (!rank) { c->oom = 1; break; }
-    if (gm_finish_metrics(c, d, out, rank) == 0 && gm_finish_headline(c, d, out, rank, slots) == 0 && g->attributed)
-      gm_finish_kernels(c, d, out, slots);
+    if (gm_finish_metrics(c, d, out, rank) == 0 && gm_finish_headline(c, d, out, rank, slots) == 0) {
+      if (g->attributed) gm_finish_kernels(c, d, out, slots);
+      gm_finish_timeline(c, d, out, slots);
+    }
     free(rank);
   }
 }
@@ -2249,6 +2278,9 @@ void ke_trace_summary_free(ke_trace_summary *s) {
     ke_trace_gpu_metrics *g = &s->gpu_metrics[i];
     for (size_t j = 0; j < g->n_metrics; j++) free(g->metrics[j].name);
     for (size_t j = 0; j < g->n_kernels; j++) free(g->kernels[j].means);
+    for (size_t h = 0; g->timeline && h < g->n_headline; h++) free(g->timeline[h]);
+    free(g->timeline);
+    free(g->timeline_ms);
     free(g->metrics);
     free(g->headline);
     free(g->kernels);

@@ -87,7 +87,16 @@ typedef struct {
   size_t n_headline;
   ke_trace_kernel_metrics *kernels; /* the top kernels that ran on this device, in top order */
   size_t n_kernels;
+  /* The headline metrics over time: the window cut into n_timeline equal buckets (at
+   * most KE_TRACE_TIMELINE, no more than the samples), each bucket's mean per headline
+   * metric (NAN: no sample in it), timeline_ms the buckets' middles from the window's
+   * start. */
+  size_t n_timeline;
+  double *timeline_ms;
+  double **timeline; /* [n_headline][n_timeline] */
 } ke_trace_gpu_metrics;
+
+#define KE_TRACE_TIMELINE 120
 
 /* A GPU of TARGET_INFO_GPU; a value the export does not have is -1 (strings NULL). */
 typedef struct {

@@ -240,7 +240,37 @@ static void push_kernel_metrics(lua_State *L, const ke_trace_summary *s, const k
   lua_setfield(L, -2, "kernels");
 }
 
-/* One device: window, samples, metrics = {name = {mean, p50, max, samples}}, headline, kernels. */
+/* timeline = {t_ms = [...], series = {headline name = [mean | null, ...]}}, or null
+ * without samples. */
+static void push_timeline(lua_State *L, const ke_trace_gpu_metrics *g) {
+  if (!g->n_timeline) {
+    lua_pushlightuserdata(L, NULL); /* cjson.null */
+    lua_setfield(L, -2, "timeline");
+    return;
+  }
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, (int)g->n_timeline, 0);
+  for (size_t k = 0; k < g->n_timeline; k++) {
+    lua_pushnumber(L, g->timeline_ms[k]);
+    lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  lua_setfield(L, -2, "t_ms");
+  lua_createtable(L, 0, (int)g->n_headline);
+  for (size_t h = 0; h < g->n_headline; h++) {
+    lua_createtable(L, (int)g->n_timeline, 0);
+    for (size_t k = 0; k < g->n_timeline; k++) {
+      if (isnan(g->timeline[h][k])) lua_pushlightuserdata(L, NULL); /* cjson.null */
+      else lua_pushnumber(L, g->timeline[h][k]);
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, g->metrics[g->headline[h]].name);
+  }
+  lua_setfield(L, -2, "series");
+  lua_setfield(L, -2, "timeline");
+}
+
+/* One device: window, samples, metrics = {name = {mean, p50, max, samples}}, headline,
+ * kernels, timeline. */
 static void push_device_metrics(lua_State *L, const ke_trace_summary *s, const ke_trace_gpu_metrics *g) {
   lua_createtable(L, 0, 5);
   push_window(L, g);
@@ -263,6 +293,7 @@ static void push_device_metrics(lua_State *L, const ke_trace_summary *s, const k
   }
   lua_setfield(L, -2, "headline");
   push_kernel_metrics(L, s, g);
+  push_timeline(L, g);
 }
 
 static void push_gpu_metrics(lua_State *L, const ke_trace_summary *s) {

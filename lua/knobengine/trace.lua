@@ -28,6 +28,10 @@ local function mark_arrays(s)
   for _, d in pairs(s.gpu_metrics) do
     util.array(d.headline)
     util.array(d.kernels)
+    if type(d.timeline) == "table" then
+      util.array(d.timeline.t_ms)
+      for _, series in pairs(d.timeline.series) do util.array(series) end
+    end
   end
 end
 
@@ -164,9 +168,26 @@ local function phases_text(s, names)
 end
 
 -- gpu_metrics: per device (by id), the window, samples, each metric, the headline
--- metrics and the top kernels' means of them; null, then gpu_metrics_reason says why.
+-- metrics, the top kernels' means of them and the headline metrics' timeline; null,
+-- then gpu_metrics_reason says why.
 local WINDOW_KEYS = { "start_ns", "end_ns", "duration_ms", "basis" }
 local METRIC_KEYS = { "mean", "p50", "max", "samples" }
+
+-- The timeline: t_ms, then the series: each headline metric's bucket means, a line each.
+local function timeline_text(tl, headline, ind)
+  if type(tl) ~= "table" then return "null" end
+  local function list(values)
+    local out = {}
+    for i, v in ipairs(values) do out[i] = num(v) end
+    return "[" .. table.concat(out, ", ") .. "]"
+  end
+  local series = {}
+  for _, name in ipairs(headline) do
+    if tl.series[name] then series[#series + 1] = ind .. "  " .. str(name) .. ": " .. list(tl.series[name]) end
+  end
+  return "{\n" .. ind .. str("t_ms") .. ": " .. list(tl.t_ms) .. ",\n" .. ind .. str("series") .. ": {\n"
+    .. table.concat(series, ",\n") .. "\n" .. ind .. "}\n      }"
+end
 
 local function device_text(d)
   local ind = "        "
@@ -189,7 +210,8 @@ local function device_text(d)
     .. ",\n      \"samples\": " .. num(d.samples)
     .. ",\n      \"metrics\": " .. block("{", metrics, "}")
     .. ",\n      \"headline\": [" .. table.concat(headline, ", ") .. "]"
-    .. ",\n      \"kernels\": " .. block("[", kernels, "]") .. "\n    }"
+    .. ",\n      \"kernels\": " .. block("[", kernels, "]")
+    .. ",\n      \"timeline\": " .. timeline_text(d.timeline, d.headline, ind) .. "\n    }"
 end
 
 local function gpu_metrics_text(gm)

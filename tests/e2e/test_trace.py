@@ -445,13 +445,34 @@ def rtx_expected(sqlite_path, top_names):
             hits = [fields for a, b in mine for t, fields in inside if a <= t < b]
             kernels.append({"name": name, "samples": len(hits), "means": {
                 h: rounded(sum(float(f[h]) for f in hits) / len(hits)) if hits else None for h in headline}})
+        samples_n = max(len(v) for v in values.values())
         out[str(device)] = {
             "window": {"start_ns": start, "end_ns": end, "duration_ms": rounded((end - start) / 1e6), "basis": "kernels"},
-            "samples": max(len(v) for v in values.values()),
+            "samples": samples_n,
             "metrics": {n: metric(rounded(sum(v) / len(v)), rounded(median(v)), rounded(max(v)), len(v))
                         for n, v in values.items()},
-            "headline": headline, "kernels": kernels}
+            "headline": headline, "kernels": kernels,
+            "timeline": timeline_expected(inside, start, end, headline, min(120, samples_n))}
     return out
+
+
+def timeline_expected(inside, start, end, headline, buckets):
+    """The headline metrics' timeline: the window [start, end] cut into equal buckets, each
+    bucket's mean (None: no sample), t_ms the buckets' middles from the start."""
+    width = (end - start + 1) / buckets
+    edges = [start + math.floor(k * width) for k in range(buckets)] + [math.inf]
+    series = {}
+    for h in headline:
+        means = []
+        for k in range(buckets):
+            vs = [float(f[h]) for t, f in inside if edges[k] <= t < edges[k + 1] and h in f]
+            means.append(rounded(sum(vs) / len(vs)) if vs else None)
+        series[h] = means
+    return {"t_ms": [rounded((k + 0.5) * width / 1e6) for k in range(buckets)], "series": series}
+
+
+def without_timeline(gm):
+    return {d: {k: v for k, v in m.items() if k != "timeline"} for d, m in gm.items()}
 
 
 class GpuMetrics(Workspace):
@@ -472,7 +493,12 @@ class GpuMetrics(Workspace):
                 path = self.path("gm%s.sqlite" % schema)
                 trace_fixtures.make_gpu_metrics(path, schema)
                 _, s = self.summarize(path)
-                self.assertEqual(s["gpu_metrics"], FIXTURE_GPU_METRICS)
+                self.assertEqual(without_timeline(s["gpu_metrics"]), FIXTURE_GPU_METRICS)
+                # device 0's samples every 5 us, one per bucket: the timeline is the samples
+                tl = s["gpu_metrics"]["0"]["timeline"]
+                self.assertEqual(tl["series"]["SMs Active [Throughput %]"], [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0])
+                self.assertEqual(tl["t_ms"][0], 0.002333)
+                self.assertIsNone(s["gpu_metrics"]["1"]["timeline"]["series"]["DRAM Read Bandwidth [Throughput %]"][-1])
                 self.assertNotIn("gpu_metrics_reason", s)
                 self.assertEqual(s["unreadable"], unreadable)
                 # the kernels themselves: a kernel on two GPUs is one entry, split by device
@@ -496,7 +522,14 @@ class GpuMetrics(Workspace):
                       '        "SMs Active [Throughput %]": {"mean": 7.000000, "p50": 7.000000, "max": 7.000000, "samples": 15}\n'
                       '      },\n'
                       '      "headline": ["SMs Active [Throughput %]"],\n'
-                      '      "kernels": []\n'
+                      '      "kernels": [],\n'
+                      '      "timeline": {\n'
+                      '        "t_ms": [0.002333, 0.007000, 0.011667, 0.016334, 0.021000, 0.025667, 0.030334, 0.035000, '
+                      '0.039667, 0.044334, 0.049001, 0.053667, 0.058334, 0.063001, 0.067668],\n'
+                      '        "series": {\n'
+                      '          "SMs Active [Throughput %]": [' + ", ".join(["7.000000"] * 15) + ']\n'
+                      '        }\n'
+                      '      }\n'
                       '    }\n'
                       '  },\n'
                       '  "environment": {', text)
