@@ -5,6 +5,7 @@
 local knob = require("knob")
 local errors = require("knobengine.errors")
 local progress = require("knobengine.progress")
+local counters = require("knobengine.report.counters")
 local data = require("knobengine.report.data")
 local html = require("knobengine.report.html")
 local markdown = require("knobengine.report.markdown")
@@ -32,7 +33,7 @@ function M.document(run, final_dir)
     headline = narrative.headline(run),
     sections = {
       sections.environment(run), sections.aggregates(run), sections.stages(run), sections.mfu(run),
-      profile.operators(run), profile.kernels(run), trials.trials(run),
+      profile.operators(run), profile.kernels(run), counters.utilisation(run), trials.trials(run),
     },
   }
   local load = trials.load_sweep(run)
@@ -72,7 +73,7 @@ local function build(run_dir, final_dir, staged)
   local run = data.load(run_dir)
   say("report: %d trial(s); writing report.md, report.html and plots/ ...", #(run.summary.trials or {}))
   local doc = M.document(run, final_dir)
-  local drawn, note = plots.make(run, staged.plots, profile.side_by_side)
+  local drawn, note = plots.make(run, staged.plots, profile.side_by_side, counters.devices(run))
   doc.note = note
   util.write(staged.md, markdown.render(doc, drawn))
   util.write(staged.html, html.render(doc, drawn, run_dir))

@@ -224,9 +224,9 @@ FILTER = r"regex:^(gemm_kernel<float, 128>\(float const\*, float\*, int\)|flash_
 
 
 class Pass(Workspace):
-    def stand_ins(self, variant="new", slower=()):
+    def stand_ins(self, variant="new", slower=(), export=None):
         trace = self.path("fixture.sqlite")
-        trace_fixtures.make(trace, variant)
+        (export or (lambda path: trace_fixtures.make(path, variant)))(trace)
         nsys = self.write("fake/nsys", FAKE_NSYS % trace)
         importer = self.write("fake/QdstrmImporter", "#!/bin/sh\nexit 0\n")
         ncu = self.write("fake/ncu", FAKE_NCU % (self.path("ncu-argv.log"), NCU, REPORT, KNOBSIM, list(slower)))
@@ -234,8 +234,8 @@ class Pass(Workspace):
             os.chmod(f, 0o755)
         return nsys, ncu
 
-    def config(self, variant="new", slower=(), **ncu):
-        nsys, fake_ncu = self.stand_ins(variant, slower)
+    def config(self, variant="new", slower=(), export=None, **ncu):
+        nsys, fake_ncu = self.stand_ins(variant, slower, export)
         cfg = self.base_config()
         cfg["nsys"] = {"bin": nsys, "trace": "nvtx", "capture": "process"}
         cfg["ncu"] = dict({"bin": fake_ncu, "kernels": 2, "launch_count": 3, "requests": 6}, **ncu)
@@ -305,6 +305,42 @@ class Pass(Workspace):
         for root, _, names in os.walk(os.path.join(run, "trials")):
             self.assertEqual([n for n in names if "ncu" in n], [], root)
         self.assertEqual(servers_on(cfg["server"]["port"]), [])
+
+    def test_the_report_shows_the_counters_utilisation_and_bottleneck(self):
+        """Both sides' export has GPU metrics on GPUs 0, 1 and 2 (test_trace's fixture) and
+        ncu profiled addConstDouble on GPU 0: Top Kernels gains its counters, GPU
+        Utilisation a table and a plot per GPU, the Summary names the bottleneck."""
+        self.config(export=lambda path: trace_fixtures.make_gpu_metrics(path, "2023"))
+        for _ in range(2):
+            r = self.run_engine("--config", "cfg.json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        run = os.path.realpath(self.path("results", "search", "latest"))
+        md = read(os.path.join(run, "report.md"))
+        self.assertIn("| Kernel | GPU | Base occupancy % | Base SM % | Base DRAM % | Base bound | Best occupancy % "
+                      "| Best SM % | Best DRAM % | Best bound |", md)
+        self.assertIn("| addConstDouble(int, double \\*, double, double \\*) | 0 | 74.5 | 46.5 | 91.7 | memory "
+                      "| 74.5 | 46.5 | 91.7 | memory |", md)
+        self.assertIn("- Bottleneck on GPU 0 (Nsight Compute): in the baseline the top kernel is memory-bound: DRAM "
+                      "91.7% of peak, SM 46.5%, achieved occupancy 74.5%; in the best the top kernel is memory-bound: "
+                      "DRAM 91.7% of peak, SM 46.5%, achieved occupancy 74.5%. The best keeps the bottleneck "
+                      "memory-bound; SM +0.0, DRAM +0.0, achieved occupancy +0.0 points.", md)
+        # GPU 1's window means (test_trace's FIXTURE_GPU_METRICS), the same export on both sides
+        self.assertIn("GPU 1: baseline window 0.050 ms (the kernel span), 11 samples; best window 0.050 ms "
+                      "(the kernel span), 11 samples.", md)
+        self.assertIn("| DRAM Read Bandwidth \\[Throughput %\\] | 14.8 | 13.0 | 40.0 | 14.8 | 13.0 | 40.0 | +0.0 |", md)
+        self.assertIn("GPU 2: baseline window 0.070 ms (every sample: no kernel ran on it), 15 samples", md)
+        html = read(os.path.join(run, "report.html"))
+        for dev in ("0", "1", "2"):
+            self.assertIn("(plots/gpu-%s.svg)" % dev, md)
+            self.assertIn('id="gpu-%s-' % dev, html)
+        # GPU 0: a sample every 5 us in its 42 us window, one per bucket; a block per side
+        dat = read(os.path.join(run, "plots", "gpu-0.dat")).split("\n\n\n")
+        self.assertEqual(len(dat), 2)
+        lines = dat[1].strip().splitlines()
+        self.assertEqual(lines[0], '"t_ms" "SMs Active [Throughput %]" "Tensor Active [Throughput %]" '
+                                   '"DRAM Read Bandwidth [Throughput %]" "DRAM Write Bandwidth [Throughput %]"')
+        self.assertEqual(lines[1], "0.002333 10.000000 0.000000 5.000000 3.000000")
+        self.assertEqual(len(lines), 10)
 
     def test_reprofile_baseline_runs_the_pass_again(self):
         cfg = self.config()

@@ -21,8 +21,8 @@ from common import Workspace, KNOBENGINE, SOURCE_DIR, load_json, read
 sys.path.insert(0, os.path.join(SOURCE_DIR, "bench"))
 import make_run  # noqa: E402  (bench/make_run.py: a finished run of N trials from a real one)
 
-SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "All trials",
-            "Summary"]
+SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "GPU Utilisation",
+            "All trials", "Summary"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 GNUPLOT = shutil.which("gnuplot")
 BASELINE_RGB, BEST_RGB = (0x1f, 0x77, 0xb4), (0xd6, 0x27, 0x28)  # report/plots.lua's series colours
@@ -84,6 +84,7 @@ class Report(Workspace):
                 self.assertIn("](plots/%s.svg)" % name, md)
         # no nsys here: the profile sections say why they are empty
         self.assertIn("## Top Kernels\n\nna: the profiles hold no GPU kernels (nsys not found", md)
+        self.assertIn("## GPU Utilisation\n\nna: nsys not found", md)
         self.assertNotIn("kernels.svg", md)
 
     def check_html(self, path):

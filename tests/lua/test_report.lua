@@ -1,13 +1,14 @@
 -- Unit tests of the report's calculations: MFU against a hand calculation, the peak
 -- table, the Pareto front (against the definition), knob main effects, the bounded
 -- trials table, summary.json read in pieces (against a whole decode, in every layout),
--- a failed report leaving the previous one, the interrupt hook's bookkeeping, and the
--- Markdown and HTML escaping (run by tests/lua_host).
+-- a failed report leaving the previous one, the interrupt hook's bookkeeping, the
+-- Markdown and HTML escaping, and the hardware counters' words (run by tests/lua_host).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local t = require("t")
 local cjson = require("cjson")
 local knob = require("knob")
 local config = require("knobengine.config")
+local counters = require("knobengine.report.counters")
 local errors = require("knobengine.errors")
 local html = require("knobengine.report.html")
 local markdown = require("knobengine.report.markdown")
@@ -313,6 +314,58 @@ t.test("Markdown and HTML escape what would change the rendering", function()
 <svg><defs><circle id='gpDot' r='1'/></defs><use xlink:href='#gpDot'/><path fill="url(#gpDot)"/></svg>]]
   t.eq(html.inline_svg(svg, "p-"),
     [[<svg><defs><circle id='p-gpDot' r='1'/></defs><use xlink:href='#p-gpDot'/><path fill="url(#p-gpDot)"/></svg>]])
+end)
+
+-- An ncu entry as report/data.lua makes it.
+local function ncu_kernel(name, device, sm, mem, dram, occ, bound)
+  return { name = name, device = device, launches = 1, sm_throughput_pct = sm, memory_throughput_pct = mem,
+    dram_throughput_pct = dram, achieved_occupancy_pct = occ, bound = bound }
+end
+
+t.test("the bottleneck in words: one bound, mixed bounds (means per group), memory beyond DRAM", function()
+  t.eq(counters.describe({ ncu_kernel("a", "0", 47, 92, 92, 60, "memory"), ncu_kernel("b", "0", 45, 90, 90, 70, "memory"),
+    ncu_kernel("c", "0", 49, 94, 94, nil, "memory") }),
+    "the top 3 kernels are memory-bound: DRAM 92.0% of peak, SM 47.0%, achieved occupancy 65.0%")
+  t.eq(counters.describe({ ncu_kernel("a", "0", 30, 80, 40, 50, "memory"), ncu_kernel("b", "0", 85, 20, 10, 90, "compute"),
+    ncu_kernel("c", "0", 10, 5, 5, 20, "latency"), ncu_kernel("d", "0", 82, 30, 30, 80, "compute"),
+    ncu_kernel("e", "0", nil, nil, nil, nil, nil) }),
+    "of the top 5 kernels, 1 is memory-bound (memory 80.0% (DRAM 40.0%) of peak, SM 30.0%, achieved occupancy 50.0%), "
+    .. "2 are compute-bound (SM 83.5% of peak, memory 25.0%, achieved occupancy 85.0%), 1 is latency-bound "
+    .. "(SM 10.0%, memory 5.0% of peak, achieved occupancy 20.0%), 1 is unclassified (speed-of-light figures missing)")
+  t.eq(counters.describe({ ncu_kernel("a", "0", 10, 5, 5, nil, "latency") }),
+    "the top kernel is latency-bound: SM 10.0%, memory 5.0% of peak")
+end)
+
+t.test("the bottleneck per GPU, what the best changed, and nsys GPU metrics when there is no ncu", function()
+  local run = {
+    baseline = { kernels = { { name = "b" }, { name = "a" } },
+      ncu = { ncu_kernel("a", "0", 40, 90, 90, 50, "memory"), ncu_kernel("b", "0", 45, 95, 95, 60, "memory"),
+        ncu_kernel("a", "1", 20, 10, 10, 30, "latency") } },
+    best = { kernels = {}, ncu = { ncu_kernel("a", "0", 85, 40, 40, 70, "compute"), ncu_kernel("c", "0", 88, 20, 20, 80, "compute") },
+      ncu_overhead = { reason = "ncu profiled no kernel" } },
+  }
+  t.eq(counters.findings(run), {
+    "Bottleneck on GPU 0 (Nsight Compute): in the baseline the top 2 kernels are memory-bound: DRAM 92.5% of peak, "
+      .. "SM 42.5%, achieved occupancy 55.0%; in the best the top 2 kernels are compute-bound: SM 86.5% of peak, "
+      .. "memory 30.0%, achieved occupancy 75.0%. The best moves the bottleneck from memory-bound to compute-bound; "
+      .. "SM +44.0, DRAM -62.5, achieved occupancy +20.0 points; 1 of its top kernels is new, 1 of the baseline's left the top.",
+    "Bottleneck on GPU 1 (Nsight Compute): in the baseline the top kernel is latency-bound: SM 20.0%, memory 10.0% of "
+      .. "peak, achieved occupancy 30.0%; the best has none (ncu profiled no kernel).",
+  })
+  local rows = counters.kernel_blocks(run)[2].rows
+  -- the baseline's nsys order (b before a), GPU by GPU as listed; the best's new kernel last
+  t.eq(rows[1], { "b", "0", "60.0", "45.0", "95.0", "memory", "na", "na", "na", "na" })
+  t.eq(rows[2], { "a", "0", "50.0", "40.0", "90.0", "memory", "70.0", "85.0", "40.0", "compute" })
+  t.eq(rows[4], { "c", "0", "na", "na", "na", "na", "80.0", "88.0", "20.0", "compute" })
+  local gm = { ["0"] = { headline = { "SM Active", "Tensor Active" },
+    metrics = { ["SM Active"] = { mean = 96.5 }, ["Tensor Active"] = { mean = 0 } } } }
+  local plain = { baseline = { trace = { gpu_metrics = gm } }, best = { trace = { gpu_metrics = gm } } }
+  t.eq(counters.findings(plain), { "GPU 0 utilisation (nsys GPU metrics, mean over the kernel span): baseline SM "
+    .. "Active 96.5%, Tensor Active 0.0%; best SM Active 96.5%, Tensor Active 0.0%." })
+  t.eq(counters.kernel_blocks(plain)[1].text:match("^Hardware counters per kernel") ~= nil, true)
+  plain.baseline.ncu_overhead = { reason = "ncu not found" }
+  t.eq(counters.kernel_blocks(plain)[1].text,
+    "Hardware counters: na (Nsight Compute: baseline: ncu not found; best: no ncu pass).")
 end)
 
 t.done()

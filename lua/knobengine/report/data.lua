@@ -3,7 +3,8 @@
 --
 --   run.dir, run.summary (summary.json), run.knobs (its knobs), run.knob_names
 --   run.baseline, run.best: {metrics, trace, phases, overhead, kernels (every kernel),
---     latencies (measured requests' latency_ms, unprofiled), environment, repeats}
+--     latencies (measured requests' latency_ms, unprofiled), environment, repeats,
+--     ncu (ncu_kernels.csv per kernel and device, or nil), ncu_overhead}
 --   run.best_record: the best's trial entry of summary.json (nil without a best)
 --   run.summary.trials: each trial as report/summary_file.lua keeps it (the best whole)
 --   run.environment, run.manifest: this run's provenance files (or nil)
@@ -12,6 +13,7 @@ local cjson = require("cjson")
 local knob = require("knob")
 local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
+local ncu_report = require("knobengine.ncu_report")
 local summary_file = require("knobengine.report.summary_file")
 local trace = require("knobengine.trace")
 local util = require("knobengine.util")
@@ -104,6 +106,43 @@ local function all_kernels(dir, summary)
   return summary and not util.is_null(summary.top_kernels) and summary.top_kernels or {}
 end
 
+-- The mean of the known values, nil without any.
+local function mean(values)
+  local sum, n = 0, 0
+  for _, v in ipairs(values) do sum, n = sum + v, n + 1 end
+  return n > 0 and sum / n or nil
+end
+
+-- ncu_kernels.csv (a row per profiled launch) as one entry per kernel and device, in
+-- the order of first appearance: {name, device, launches, and each figure of
+-- ncu_report.FIGURES as the mean over its launches where known}, bound classified
+-- from those means by ncu_report's rule. nil when the file is absent or unreadable.
+local function ncu_kernels(path)
+  local rows = csv.read(path)
+  if not rows then return nil end
+  local out, by_key = {}, {}
+  for _, r in ipairs(rows) do
+    local key = tostring(r.name) .. "\0" .. tostring(r.device)
+    local k = by_key[key]
+    if not k then
+      k = { name = r.name or "na", device = r.device or "na", launches = 0, values = {} }
+      for _, fig in ipairs(ncu_report.FIGURES) do k.values[fig.key] = {} end
+      by_key[key], out[#out + 1] = k, k
+    end
+    k.launches = k.launches + 1
+    for _, fig in ipairs(ncu_report.FIGURES) do
+      local v = tonumber(r[fig.key])
+      if v and v == v then table.insert(k.values[fig.key], v) end
+    end
+  end
+  for _, k in ipairs(out) do
+    for _, fig in ipairs(ncu_report.FIGURES) do k[fig.key] = mean(k.values[fig.key]) end
+    k.values = nil
+    k.bound = ncu_report.bound(k.sm_throughput_pct, k.memory_throughput_pct or k.dram_throughput_pct)
+  end
+  return out
+end
+
 -- One profiled side: the baseline directory or the run's best/.
 local function side(dir, requests_csv)
   local t = json_file(dir .. "/trace_summary.json")
@@ -113,6 +152,7 @@ local function side(dir, requests_csv)
     overhead = json_file(dir .. "/profiling_overhead.json"), kernels = all_kernels(dir, t),
     latencies = requests_csv and M.latencies(requests_csv), environment = json_file(dir .. "/environment.json"),
     repeats = type(metrics.repeats) == "table" and metrics.repeats or nil,
+    ncu = ncu_kernels(dir .. "/ncu_kernels.csv"), ncu_overhead = json_file(dir .. "/ncu_overhead.json"),
   }
 end
 

@@ -1,6 +1,7 @@
 -- The report's generated text: a headline for the top, and the Summary section (what
 -- the best changes, which knobs matter, where GPU time goes, whether the win is beyond
 -- noise, what to try next). Rules over the run's numbers, no judgement beyond them.
+local counters = require("knobengine.report.counters")
 local f = require("knobengine.report.fmt")
 local sections = require("knobengine.report.sections")
 local trials = require("knobengine.report.trials")
@@ -120,6 +121,7 @@ end
 
 function M.summary(run)
   local items = { M.headline(run), knobs_that_matter(run), gpu_time(run) }
+  for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = noise(run)
   items[#items + 1] = next_steps(run)
   return { id = "summary", title = "Summary", blocks = { f.list(items) } }

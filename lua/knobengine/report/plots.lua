@@ -1,4 +1,5 @@
--- The report's plots (docs/report.md "Plots"): for each, NAME.dat (the numbers) and
+-- The report's plots (docs/report.md "Plots"), gpu-DEV one per GPU with GPU metrics:
+-- for each, NAME.dat (the numbers) and
 -- NAME.gp (a gnuplot script) in RUN/plots/, and NAME.svg drawn by gnuplot run as a
 -- process. The .dat and .gp files stay so a user can restyle a plot and run
 -- `gnuplot NAME.gp` in that directory. Without gnuplot the files are still written
@@ -194,6 +195,66 @@ plot "load.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "%s" title "p50", \
 ]], sw.by == "rate" and "request rate (req/s)" or "concurrency", M.BASELINE, M.OTHER, M.BEST)
 end
 
+-- The headline metrics' colours in a GPU plot, in headline order.
+local METRIC_COLOURS = { M.BASELINE, M.OTHER, "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf" }
+
+-- One side's timeline of a device as a .dat block (its first line names the columns:
+-- gnuplot reads them with columnheader, as data, never as script) and how many metric
+-- columns it has; nil when the side has none. A metric without any sample in the
+-- window is left out (a line of NaN alone would stop gnuplot).
+local function timeline_block(side, dev)
+  local d = side and f.get(side.trace, "gpu_metrics", dev)
+  local tl = d and f.get(d, "timeline")
+  if not tl then return nil end
+  local names, columns = {}, {}
+  for _, name in ipairs(f.get(d, "headline") or {}) do
+    local series = f.get(tl, "series", name)
+    local any = false
+    for _, v in ipairs(series or {}) do any = any or f.known(v) end
+    if any then names[#names + 1] = q(name); columns[#columns + 1] = series end
+  end
+  if #columns == 0 then return nil end
+  local lines = { q("t_ms") .. " " .. table.concat(names, " ") }
+  for k, t in ipairs(tl.t_ms) do
+    local row = { n(t) }
+    for _, series in ipairs(columns) do row[#row + 1] = n(series[k]) end
+    lines[#lines + 1] = table.concat(row, " ")
+  end
+  return table.concat(lines, "\n"), #columns
+end
+
+-- gpu-DEV: the headline metrics of one GPU over its window, a panel per side.
+local function gpu_plot(run, dev)
+  local panels, blocks = {}, {}
+  for _, pair in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
+    local block, count = timeline_block(pair[2], dev)
+    if block then
+      blocks[#blocks + 1] = block
+      panels[#panels + 1] = { title = pair[1], count = count, index = #blocks - 1 }
+    end
+  end
+  if #panels == 0 then return nil, "no GPU metrics timeline for GPU " .. dev end
+  local script = { string.format([[
+set terminal svg size 760,%d dynamic noenhanced font "sans,11" background rgb "white"
+set multiplot layout %d,1
+set ylabel "%% of peak"
+set yrange [0:*]
+set key below horizontal]], 280 * #panels, #panels) }
+  for _, p in ipairs(panels) do
+    local series = {}
+    for i = 1, p.count do
+      series[i] = string.format([[%s index %d using 1:%d with lines lw 2 lc rgb "%s" title columnheader(%d)]],
+        i == 1 and string.format('"gpu-%s.dat"', dev) or '""', p.index, i + 1, METRIC_COLOURS[(i - 1) % #METRIC_COLOURS + 1], i + 1)
+    end
+    script[#script + 1] = string.format('set title "%s: ms from the start of its window"\nplot %s', p.title,
+      table.concat(series, ", \\\n     "))
+  end
+  script[#script + 1] = "unset multiplot\n"
+  return "# t_ms and the headline metrics (% of peak); a block per side (" .. panels[1].title
+    .. (panels[2] and ", then " .. panels[2].title or "") .. "), its first line names the columns\n"
+    .. table.concat(blocks, "\n\n\n") .. "\n", table.concat(script, "\n")
+end
+
 -- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails. gnuplot runs with
 -- dir as its working directory and the script's plain name as its only argument: no
 -- path reaches a gnuplot command (its double-quoted strings expand backquotes through
@@ -224,13 +285,18 @@ end
 -- (report.lua builds it aside). Returns {name = {file = "plots/NAME.svg", path = where
 -- it is now} or {skipped = why}} and a note for the report when plots could not be
 -- drawn at all.
-function M.make(run, dir, side_by_side)
+function M.make(run, dir, side_by_side, gpu_devices)
   util.mkdir(dir)
   local have_gnuplot = util.which("gnuplot") ~= nil
   local makers = { trials = trials_plot, pareto = pareto_plot, cdf = cdf_plot,
     kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot }
+  local names = { "trials", "pareto", "cdf", "kernels", "load" }
+  for _, dev in ipairs(gpu_devices or {}) do
+    names[#names + 1] = "gpu-" .. dev
+    makers["gpu-" .. dev] = function(r) return gpu_plot(r, dev) end
+  end
   local out = {}
-  for _, name in ipairs({ "trials", "pareto", "cdf", "kernels", "load" }) do
+  for _, name in ipairs(names) do
     local dat, script = makers[name](run)
     if not dat then
       out[name] = { skipped = script }

@@ -1,5 +1,7 @@
 -- The report's profile sections, baseline and best side by side: Top Operators (NVTX
--- ranges and CUDA API calls) and Top Kernels (docs/report.md).
+-- ranges and CUDA API calls) and Top Kernels (docs/report.md), with the kernels'
+-- hardware counters (report/counters.lua).
+local counters = require("knobengine.report.counters")
 local f = require("knobengine.report.fmt")
 
 local M = {}
@@ -96,6 +98,9 @@ function M.kernels(run)
     blocks[2] = f.table({ "Kernel", "Base total ms", "Base calls", "Base mean ms", "Base %", "Best total ms", "Best calls",
       "Best mean ms", "Best %", "Delta ms" }, rows, { "l", "r", "r", "r", "r", "r", "r", "r", "r", "r" })
     blocks[3] = f.figure("kernels", "Time of the top kernels, baseline vs best.")
+  end
+  if #rows > 0 or run.baseline.ncu or (run.best and run.best.ncu) then
+    for _, b in ipairs(counters.kernel_blocks(run)) do blocks[#blocks + 1] = b end
   end
   return { id = "kernels", title = "Top Kernels", blocks = blocks }
 end
