@@ -5,6 +5,9 @@ local util = require("knobengine.util")
 local M = {}
 
 M.TABLE_HEADER = "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms"
+-- The metrics the table shows; an objective on another metric adds a column of it to
+-- summary.csv (never to stdout's table).
+M.TABLE_METRICS = { p50_latency_ms = true, p95_latency_ms = true, tokens_per_s = true, error_rate = true }
 
 local function missing(v) return util.is_null(v) or v ~= v or v == math.huge or v == -math.huge end
 
@@ -48,6 +51,21 @@ function M.table_row(t, baseline_p50)
     tostring(t.trial), t.mask_string, M.ms(m.p50_latency_ms), M.ms(m.p95_latency_ms),
     M.ms(m.tokens_per_s), M.rate(t.error_rate), t.valid and M.delta(m.p50_latency_ms, baseline_p50) or "na",
   }, ",")
+end
+
+-- A metric's value as the table prints it: error_rate at 4 decimals, others at 3.
+function M.metric_value(metric, v)
+  return metric == "error_rate" and M.rate(v) or M.ms(v)
+end
+
+-- The OBJECTIVE line of an objective other than the SPEC's (README "What it prints"):
+-- the baseline's and the best's value of its metric, measured the same way.
+function M.objective_line(obj, base_value, best_value)
+  local d = M.delta(best_value, base_value)
+  if obj.metric == "error_rate" and d ~= "na" then d = (d:sub(1, 1) == "-" and "-" or "+") .. M.rate(math.abs(best_value - base_value)) end
+  return string.format("OBJECTIVE,metric=%s,direction=%s,baseline=%s,best=%s,delta=%s", obj.metric,
+    obj.maximize and "maximize" or "minimize", M.metric_value(obj.metric, base_value),
+    M.metric_value(obj.metric, best_value), d)
 end
 
 function M.best_line(t, baseline_p50)

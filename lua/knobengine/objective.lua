@@ -24,6 +24,18 @@ local function compare_metric(a, b, metric, maximize)
   return x < y and -1 or 1
 end
 
+-- The SPEC's objective: stdout is exactly the SPEC's for it, other objectives add
+-- their OBJECTIVE line (format.objective_line).
+function M.is_default(obj) return obj.metric == "p50_latency_ms" and not obj.maximize end
+function M.direction(obj) return obj.maximize and "maximize" or "minimize" end
+
+-- The objective's value of a record (its metrics), nil when it has none.
+function M.value(rec, obj)
+  local v = rec and rec.metrics and rec.metrics[obj.metric]
+  if type(v) ~= "number" or v ~= v then return nil end
+  return v
+end
+
 function M.better(a, b, objective)
   local c = compare_metric(a, b, objective.metric, objective.maximize)
   if c ~= 0 then return c < 0 end

@@ -73,7 +73,8 @@ local function build(run_dir, final_dir, staged)
   local run = data.load(run_dir)
   say("report: %d trial(s); writing report.md, report.html and plots/ ...", #(run.summary.trials or {}))
   local doc = M.document(run, final_dir)
-  local drawn, note = plots.make(run, staged.plots, profile.side_by_side, counters.devices(run))
+  local drawn, note = plots.make(run, staged.plots, profile.side_by_side, counters.devices(run),
+    require("knobengine.report.objective").of(run))
   doc.note = note
   util.write(staged.md, markdown.render(doc, drawn))
   util.write(staged.html, html.render(doc, drawn, run_dir))

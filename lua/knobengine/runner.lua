@@ -6,6 +6,7 @@
 local cjson = require("cjson")
 local knob = require("knob")
 local baseline_of = require("knobengine.baseline")
+local baseline_capacity = require("knobengine.baseline_capacity")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
 local History = require("knobengine.history")
@@ -26,10 +27,27 @@ local M = {}
 
 local say, out = output.say, output.line
 
-local function summary_csv(records, baseline_p50)
-  local lines = { format.TABLE_HEADER }
-  for _, t in ipairs(records) do lines[#lines + 1] = format.table_row(t, baseline_p50) end
+-- The table as printed; an objective on a metric the table does not show adds a
+-- last column of it (named by the metric).
+local function summary_csv(records, baseline_p50, obj)
+  local extra = not format.TABLE_METRICS[obj.metric] and obj.metric or nil
+  local lines = { format.TABLE_HEADER .. (extra and "," .. extra or "") }
+  for _, t in ipairs(records) do
+    lines[#lines + 1] = format.table_row(t, baseline_p50)
+      .. (extra and "," .. format.metric_value(extra, t.valid and objective.value(t, obj) or nil) or "")
+  end
   return table.concat(lines, "\n") .. "\n"
+end
+
+-- The baseline's side of the objective, measured as the trials' was: for max_rate the
+-- baseline's capacity (baseline_capacity.lua) when the best has one, else its client
+-- metrics. Returns the metrics and where they came from.
+local function objective_baseline(ctx, baseline, records, best)
+  if ctx.cfg.objective.metric ~= "max_rate" or not objective.value(best, ctx.cfg.objective) then
+    return baseline.metrics, "client_metrics"
+  end
+  local rec, source = baseline_capacity.get(ctx, records)
+  return rec.metrics, source == "trial" and "capacity_trial" or "capacity"
 end
 
 -- Says on stderr when no valid trial has a value of the objective (max_rate without a
@@ -133,7 +151,10 @@ local function summary_of(ctx, strategy, baseline, records, best)
     model = cfg.model or cjson.null, -- the report's MFU inputs
     hardware = cfg.hardware,
   }
-  for i, t in ipairs(records) do summary.trials[i] = record.summary_entry(t) end
+  for i, t in ipairs(records) do
+    summary.trials[i] = record.summary_entry(t)
+    summary.trials[i].objective_value = objective.value(t, cfg.objective) or cjson.null
+  end
   summary.profiling_overhead = { baseline = baseline.overhead, best = cjson.null }
   return summary
 end
@@ -190,11 +211,17 @@ local function finish_with_best(ctx, dirs, best, summary)
   return prof
 end
 
-local function print_best(cfg, baseline, best, prof)
+-- BEST, the OBJECTIVE line (an objective other than the SPEC's) and BEST_VS_BASELINE,
+-- whose client metrics compare the best with base_metrics (objective_baseline).
+local function print_best(cfg, baseline, best, prof, base_metrics)
   local base_p50 = baseline.metrics.p50_latency_ms
   out(format.best_line(best, base_p50))
+  if not objective.is_default(cfg.objective) then
+    out(format.objective_line(cfg.objective, objective.value({ metrics = base_metrics }, cfg.objective),
+      objective.value(best, cfg.objective)))
+  end
   local lines = format.best_vs_baseline(
-    { metrics = baseline.metrics, trace = baseline.trace, phases = baseline.phases },
+    { metrics = base_metrics, trace = baseline.trace, phases = baseline.phases },
     { metrics = best.metrics, trace = prof.trace, phases = prof.phases },
     cfg.nsys.phases)
   for _, l in ipairs(lines) do out(l) end
@@ -256,7 +283,7 @@ local function search_body(ctx, baseline, dirs, run)
   end
   local best = objective.choose(records, cfg.objective)
   local summary = summary_of(ctx, ctx.strategy, baseline, records, best)
-  util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50))
+  util.write(dirs.aside .. "/summary.csv", summary_csv(records, run.base_p50, cfg.objective))
   provenance.write(dirs.aside, ctx)
   if not best then
     util.write_json(dirs.aside .. "/summary.json", summary)
@@ -268,9 +295,14 @@ local function search_body(ctx, baseline, dirs, run)
   end
   warn_if_objective_unmeasured(records, cfg.objective)
   warn_if_within_noise(records, best, cfg.objective)
+  local base_metrics, source = objective_baseline(ctx, baseline, records, best)
+  summary.objective.baseline_value = objective.value({ metrics = base_metrics }, cfg.objective) or cjson.null
+  summary.objective.best_value = objective.value(best, cfg.objective) or cjson.null
+  summary.objective.baseline_source = source
+  if source ~= "client_metrics" then summary.baseline_capacity = { metrics = base_metrics } end
   local prof = finish_with_best(ctx, dirs, best, summary)
   run.history:finish(run.id, "complete", dirs.final)
-  print_best(cfg, baseline, best, prof)
+  print_best(cfg, baseline, best, prof, base_metrics)
   return 0
 end
 

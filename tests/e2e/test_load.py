@@ -5,8 +5,9 @@ import csv
 import json
 import os
 import re
+import shutil
 
-from common import Workspace, load_json
+from common import Workspace, load_json, read
 
 
 def rows(path):
@@ -95,6 +96,65 @@ class Slo(Workspace):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("no valid trial has a value of the objective max_rate (only trials a strategy runs with "
                       "search:capacity measure it); the best is chosen by the tie-breakers alone", r.stderr)
+
+    def test_a_goodput_objective_is_printed_and_kept_per_trial(self):
+        cfg = self.base_config(slo={"ttft_ms": 10000, "e2e_ms": 100000}, objective={"maximize": "goodput"})
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        out, summary = self.search()
+        lines = out.splitlines()
+        base = load_json(self.path("results", "baseline", "client_metrics.json"))
+        best = next(t for t in summary["trials"] if t["trial"] == summary["best_trial"])
+        # the SPEC's lines as they are, one OBJECTIVE line after BEST
+        self.assertTrue(lines[5].startswith("BEST,knob_mask="), lines)
+        self.assertEqual(lines[6], "OBJECTIVE,metric=goodput,direction=maximize,baseline=%.3f,best=%.3f,delta=%+.3f" % (
+            base["goodput"], best["metrics"]["goodput"], best["metrics"]["goodput"] - base["goodput"]))
+        self.assertEqual(lines[7], "BEST_VS_BASELINE")
+        for t in summary["trials"]:
+            self.assertEqual(t["objective_value"], t["metrics"]["goodput"])
+        self.assertEqual((summary["objective"]["baseline_value"], summary["objective"]["best_value"],
+                          summary["objective"]["baseline_source"]), (base["goodput"], best["metrics"]["goodput"], "client_metrics"))
+        table = read(self.path("results", "search", "latest", "summary.csv")).splitlines()
+        self.assertEqual(table[0], "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms,goodput")
+        for row, printed, t in zip(table[1:], lines[1:5], summary["trials"]):
+            self.assertEqual(row, printed + ",%.3f" % t["metrics"]["goodput"])
+        # the report leads with it: headline, Aggregates' first row, a column and a plot of it
+        md = read(self.path("results", "search", "latest", "report.md"))
+        b, w = "%.3f" % base["goodput"], "%.3f" % best["metrics"]["goodput"]
+        verb = "keeps" if b == w else "raises" if float(w) > float(b) else "lowers"
+        self.assertIn(("it keeps goodput (req/s), the objective, at %s;" % w) if verb == "keeps" else
+                      "it %s goodput (req/s), the objective, from %s to %s (" % (verb, b, w), md.split("\n\n")[2])
+        self.assertRegex(md, r"\| Metric \| Baseline \| Best \| Delta \| Change \|\n[^\n]+\n\| goodput \(req/s\), the objective \| %s \| %s \|" % (b, w))
+        self.assertIn("| Trial | Mask | Knobs on | Objective: goodput (req/s) | p50 ms |", md)
+        self.assertIn("Knobs by the size of their main effect on goodput (req/s): ", md)
+        if shutil.which("gnuplot"):
+            self.assertIn("](plots/objective.svg)", md)
+
+    def test_a_max_rate_objective_compares_with_the_baselines_capacity_measured_once(self):
+        cfg = self.base_config(slo={"ttft_ms": 10000}, objective={"maximize": "max_rate"},
+                               capacity={"start_rate": 50, "max_rate": 100, "max_probes": 2, "min_probe_s": 0})
+        self.write_config(cfg)
+        self.write("cap.lua", 'return { name = "capacity_of_one", run = function(search) search:capacity("10") end }\n')
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json", "--strategy", "cap.lua")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("measuring the baseline's capacity once for the objective max_rate (kept in ", r.stderr)
+        kept = load_json(self.path("results", "baseline", "capacity", "capacity.json"))
+        self.assertEqual((kept["knob_mask"], kept["max_rate"], kept["bound"]), ("00", 100.0, "lower"))
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[3], "OBJECTIVE,metric=max_rate,direction=maximize,baseline=100.000,best=100.000,delta=+0.000")
+        # BEST_VS_BASELINE: the baseline's probe at its capacity, not its closed-loop run
+        at = [p for p in kept["probes"] if p["rate"] == 100.0][0]["metrics"]
+        self.assertEqual(lines[5], "p50_latency_ms: %.3f -> " % at["p50_latency_ms"] + lines[5].split(" -> ")[1])
+        summary = load_json(self.path("results", "search", "latest", "summary.json"))
+        self.assertEqual(summary["objective"]["baseline_source"], "capacity")
+        self.assertEqual(summary["trials"][0]["objective_value"], 100.0)
+        self.assertEqual(read(self.path("results", "search", "latest", "summary.csv")).splitlines()[0],
+                         "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms,max_rate")
+        r = self.run_engine("--config", "cfg.json", "--strategy", "cap.lua")  # kept: not measured again
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("measuring the baseline's capacity", r.stderr)
+        self.assertEqual(r.stdout.splitlines()[3], lines[3])
 
     def test_goodput_attainment_and_the_constraint(self):
         cfg = self.base_config()

@@ -5,6 +5,8 @@
 --   run.baseline, run.best: {metrics, trace, phases, overhead, kernels (every kernel),
 --     latencies (measured requests' latency_ms, unprofiled), environment, repeats,
 --     ncu (ncu_kernels.csv per kernel and device, or nil), ncu_overhead}
+--   run.baseline.at_capacity: true when the objective is max_rate; its metrics are
+--     then those of its probe at capacity (closed_loop_metrics: its plain run's)
 --   run.best_record: the best's trial entry of summary.json (nil without a best)
 --   run.summary.trials: each trial as report/summary_file.lua keeps it (the best whole)
 --   run.environment, run.manifest: this run's provenance files (or nil)
@@ -156,6 +158,13 @@ local function side(dir, requests_csv)
   }
 end
 
+-- The baseline's metrics at its capacity (summary.json's baseline_capacity, written for
+-- the objective max_rate), or nil.
+local function baseline_capacity(summary)
+  local c = type(summary.baseline_capacity) == "table" and summary.baseline_capacity.metrics
+  return type(c) == "table" and c or nil
+end
+
 -- The best's sweep trial directory (its unprofiled requests), when this run measured it.
 local function best_trial_requests(run_dir, entry)
   if not entry or entry.resumed or entry.kind == "capacity" then return nil end
@@ -189,6 +198,12 @@ function M.load(run_dir)
   if run.best_record then
     run.best = side(run_dir .. "/best", best_trial_requests(run_dir, run.best_record))
     run.best.repeats = run.best_record and run.best_record.repeats or nil
+  end
+  local capacity = baseline_capacity(summary)
+  if capacity then
+    -- objective max_rate: the baseline is compared at its capacity, as the best is
+    run.baseline.closed_loop_metrics, run.baseline.metrics = run.baseline.metrics, capacity
+    run.baseline.latencies, run.baseline.at_capacity = nil, true
   end
   run.environment = json_file(run_dir .. "/environment.json")
   run.manifest = json_file(run_dir .. "/inputs_manifest.json")

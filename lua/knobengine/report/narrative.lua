@@ -3,6 +3,7 @@
 -- noise, what to try next). Rules over the run's numbers, no judgement beyond them.
 local counters = require("knobengine.report.counters")
 local f = require("knobengine.report.fmt")
+local objective = require("knobengine.report.objective")
 local sections = require("knobengine.report.sections")
 local trials = require("knobengine.report.trials")
 
@@ -28,22 +29,27 @@ function M.headline(run)
     or with_values and string.format("The best configuration is the baseline's, every knob at value index 0 (mask %s): "
       .. "no combination tried beat it.", mask)
     or string.format("The best configuration keeps every knob off (mask %s): no combination tried beat the defaults.", mask)
-  return string.format("%s Against the baseline (%s) it %s and %s.", what,
-    with_values and "every knob at value index 0" or "all knobs off",
-    change("p50 latency", f.get(b, "p50_latency_ms"), f.get(w, "p50_latency_ms"), " ms"),
-    change("throughput", f.get(b, "tokens_per_s"), f.get(w, "tokens_per_s"), " tokens/s"))
+  local against = with_values and "every knob at value index 0" or "all knobs off"
+  local p50 = change("p50 latency", f.get(b, "p50_latency_ms"), f.get(w, "p50_latency_ms"), " ms")
+  local throughput = change("throughput", f.get(b, "tokens_per_s"), f.get(w, "tokens_per_s"), " tokens/s")
+  local obj = objective.of(run)
+  if obj.default then return string.format("%s Against the baseline (%s) it %s and %s.", what, against, p50, throughput) end
+  return string.format("%s Against the baseline (%s%s) it %s; it %s and %s.", what, against,
+    run.baseline.at_capacity and ", each at its capacity" or "", objective.change(obj), p50, throughput)
 end
 
 local function knobs_that_matter(run)
-  local effects = trials.main_effects(run)
+  local effects, metric = trials.main_effects(run)
   table.sort(effects, function(x, y) return math.abs(x.effect or 0) > math.abs(y.effect or 0) end)
   local parts = {}
+  local unit = metric == "p50_latency_ms" and " ms" or ""
   for i, e in ipairs(effects) do
     if i > 3 or not e.effect then break end
-    parts[#parts + 1] = string.format("%s %s ms", e.name, f.delta(e.on, e.off))
+    parts[#parts + 1] = string.format("%s %s%s", e.name, f.delta(e.on, e.off), unit)
   end
   if #parts == 0 then return "Knob effects cannot be estimated: no knob was seen both on and off in valid trials." end
-  return "Knobs by the size of their main effect on p50: " .. table.concat(parts, ", ") .. "."
+  return string.format("Knobs by the size of their main effect on %s: %s.",
+    metric == "p50_latency_ms" and "p50" or objective.label(metric), table.concat(parts, ", "))
 end
 
 local function gpu_time(run)

@@ -77,6 +77,31 @@ local function trials_plot(run)
   return table.concat(lines, "\n") .. "\n", string.format(script, M.BASELINE, M.OTHER, n(base), M.BEST)
 end
 
+-- objective: the objective's metric per valid trial (an objective other than p50 or
+-- p95, which the trials plot draws), the best marked, the baseline's dashed.
+local function objective_plot(run, obj)
+  if obj.default or obj.metric == "p95_latency_ms" then return nil, "the trials plot shows the objective" end
+  local lines = { "# trial value mask is_best" }
+  for _, t in ipairs(run.summary.trials) do
+    local v = f.get(t, "metrics", obj.metric)
+    if t.valid and f.known(v) then
+      lines[#lines + 1] = string.format("%d %s %s %d", t.trial, n(v), q(t.knob_mask), t.trial == run.summary.best_trial and 1 or 0)
+    end
+  end
+  if #lines == 1 then return nil, "no valid trial has a value of " .. obj.metric end
+  local marked = #lines - 1 <= M.MARKED_LIMIT
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set xlabel "%s"
+set ylabel "%s"
+%sset key outside top center horizontal
+plot "objective.dat" using 1:2%s with %s lc rgb "%s" lw 2 %stitle "%s", \
+     %s with lines dt 2 lc rgb "#555555" title "baseline", \
+     "" using 1:($4 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
+]], marked and "trial (knob mask)" or "trial", q(obj.label):sub(2, -2), marked and "set xtics rotate by -45\n" or "",
+    marked and ":xtic(3)" or "", marked and "linespoints" or "lines", M.BASELINE, marked and "pt 7 " or "",
+    q(obj.metric):sub(2, -2), n(obj.base), M.BEST)
+end
+
 -- The trials on no other trial's dominated side: none both faster and higher-throughput
 -- (x: tokens/s, higher is better; y: p50, lower is better), by x. One sort and a sweep
 -- from the highest x down: a point is on the front when its y is below every y of a
@@ -141,6 +166,9 @@ end
 -- cdf: every measured request's latency, baseline and best (both unprofiled).
 local function cdf_plot(run)
   local a, b = run.baseline.latencies, run.best and run.best.latencies
+  if run.baseline.at_capacity then
+    return nil, "the objective is max_rate: each side's requests at its capacity are in its capacity probe files"
+  end
   if not a or #a == 0 then return nil, "the baseline has no requests.csv with completed requests" end
   local text = "# latency_ms fraction (index 0: baseline, 1: best)\n" .. cdf_block(a) .. "\n"
   local script = string.format([[
@@ -285,12 +313,13 @@ end
 -- (report.lua builds it aside). Returns {name = {file = "plots/NAME.svg", path = where
 -- it is now} or {skipped = why}} and a note for the report when plots could not be
 -- drawn at all.
-function M.make(run, dir, side_by_side, gpu_devices)
+function M.make(run, dir, side_by_side, gpu_devices, obj)
   util.mkdir(dir)
   local have_gnuplot = util.which("gnuplot") ~= nil
   local makers = { trials = trials_plot, pareto = pareto_plot, cdf = cdf_plot,
-    kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot }
-  local names = { "trials", "pareto", "cdf", "kernels", "load" }
+    kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot,
+    objective = function(r) return objective_plot(r, obj) end }
+  local names = { "objective", "trials", "pareto", "cdf", "kernels", "load" }
   for _, dev in ipairs(gpu_devices or {}) do
     names[#names + 1] = "gpu-" .. dev
     makers["gpu-" .. dev] = function(r) return gpu_plot(r, dev) end

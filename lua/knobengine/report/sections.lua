@@ -2,6 +2,7 @@
 -- (docs/report.md). Each function takes the run (report/data.lua) and returns a section.
 local mfu = require("knobengine.mfu")
 local f = require("knobengine.report.fmt")
+local objective = require("knobengine.report.objective")
 
 local M = {}
 
@@ -84,12 +85,20 @@ local AGGREGATES = {
   { "tokens/s", "tokens_per_s" }, { "requests/s", "requests_per_s" }, { "error rate", "error_rate", d = 4 },
 }
 
+-- The rows, the objective's first (named so) when it is not the SPEC's p50.
 local function aggregates_table(run)
-  local rows = {}
+  local rows, obj = {}, objective.of(run)
   local b, w = run.baseline.metrics, run.best and run.best.metrics or {}
+  if not obj.default then
+    local d = obj.decimals
+    rows[1] = { obj.label .. ", the objective", f.num(obj.base, d), f.num(obj.best, d), f.delta(obj.best, obj.base, d),
+      f.pct_change(obj.best, obj.base) }
+  end
   for _, a in ipairs(AGGREGATES) do
-    local x, y = f.get(b, a[2], a[3]), f.get(w, a[2], a[3])
-    rows[#rows + 1] = { a[1], f.num(x, a.d), f.num(y, a.d), f.delta(y, x, a.d), f.pct_change(y, x) }
+    if obj.default or a[2] ~= obj.metric or a[3] then
+      local x, y = f.get(b, a[2], a[3]), f.get(w, a[2], a[3])
+      rows[#rows + 1] = { a[1], f.num(x, a.d), f.num(y, a.d), f.delta(y, x, a.d), f.pct_change(y, x) }
+    end
   end
   return f.table({ "Metric", "Baseline", "Best", "Delta", "Change" }, rows, { "l", "r", "r", "r", "r" })
 end
@@ -137,7 +146,9 @@ function M.aggregates(run)
   local blocks = {
     f.p("Client metrics of the baseline (all knobs off) and the best, each measured without the profiler on the "
       .. "same workload. Delta is best minus baseline; lower is better for latencies, higher for throughput; "
-      .. "tokens/s counts generated tokens." .. (run.baseline_missing and (" The baseline directory "
+      .. "tokens/s counts generated tokens." .. (run.baseline.at_capacity and (" The objective is the capacity "
+      .. "within the SLO: both columns are each config's capacity probe at its highest rate that held (the "
+      .. "baseline's in baseline/capacity/), not a closed-loop run.") or "") .. (run.baseline_missing and (" The baseline directory "
       .. run.baseline_missing .. " is missing: its figures come from summary.json and its profile is na.") or "")),
     aggregates_table(run),
     f.figure("cdf", "Latency of every measured request, baseline vs best (cumulative)."),

@@ -2,18 +2,20 @@
 -- best highlighted, invalid trials with their error), the main effect of each knob,
 -- and the load sweep when the results have one (docs/report.md).
 local f = require("knobengine.report.fmt")
+local objective = require("knobengine.report.objective")
 local Space = require("knobengine.space")
 
 local M = {}
 
--- Sum and count of the p50 of the valid trials per knob and value index, in one pass
--- over the trials (kept on the run: the table and the Summary both use it).
-local function p50_by_value(run)
-  if run.p50_by_value then return run.p50_by_value end
+-- Sum and count of the objective's metric of the valid trials per knob and value
+-- index, in one pass over the trials (kept on the run: the table and the Summary both
+-- use it).
+local function by_value(run, metric)
+  if run.by_value then return run.by_value end
   local sum, n, knobs = {}, {}, #run.knob_names
   for i = 1, knobs do sum[i], n[i] = {}, {} end
   for _, t in ipairs(run.summary.trials) do
-    local p50 = f.get(t, "metrics", "p50_latency_ms")
+    local p50 = f.get(t, "metrics", metric)
     if t.valid and f.known(p50) then
       local mask = t.knob_mask
       for i = 1, knobs do
@@ -22,11 +24,11 @@ local function p50_by_value(run)
       end
     end
   end
-  run.p50_by_value = { sum = sum, n = n }
-  return run.p50_by_value
+  run.by_value = { sum = sum, n = n }
+  return run.by_value
 end
 
--- Mean p50 of the valid trials with knob i at value index d minus at index 0 (the
+-- Mean objective metric of the valid trials with knob i at value index d minus at index 0 (the
 -- baseline's): {name, on_n, off_n, on, off, effect} per on/off knob (d = 1) and per
 -- value of a knob with values (named name=value); effect nil when either side has no
 -- trial.
@@ -39,9 +41,11 @@ local function effect_of(by, i, d, label)
   return e
 end
 
--- A new list each call (callers sort it); the pass over the trials is made once.
+-- A new list each call (callers sort it), and the metric (the objective's); the pass
+-- over the trials is made once.
 function M.main_effects(run)
-  local out, by = {}, p50_by_value(run)
+  local metric = objective.of(run).metric
+  local out, by = {}, by_value(run, metric)
   for i, name in ipairs(run.knob_names) do
     local k = (run.knobs or {})[i] or {}
     local values = type(k.values) == "table" and k.values or nil
@@ -54,7 +58,7 @@ function M.main_effects(run)
       end
     end
   end
-  return out
+  return out, metric
 end
 
 local function status(t, best_index)
@@ -118,24 +122,47 @@ function M.shown(run)
     #s.trials - #all)
 end
 
-local function trial_row(run, t, base_p50)
+-- The metrics the table always shows; an objective on another adds its column.
+local SHOWN = { p50_latency_ms = true, p95_latency_ms = true, tokens_per_s = true, error_rate = true }
+
+local function trial_row(run, t, base_p50, extra)
   local m = t.valid and t.metrics or {}
-  return { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knobs or {}), f.num(f.get(m, "p50_latency_ms")),
-    f.num(f.get(m, "p95_latency_ms")), f.num(f.get(m, "tokens_per_s")), f.num(t.error_rate, 4),
-    t.valid and f.delta(f.get(m, "p50_latency_ms"), base_p50) or "na", status(t, run.summary.best_trial) }
+  local row = { f.int(t.trial), t.knob_mask, f.knobs_on(t.knob_mask, run.knobs or {}) }
+  if extra then row[#row + 1] = f.num(f.get(m, extra.metric), extra.decimals) end
+  for _, v in ipairs({ f.num(f.get(m, "p50_latency_ms")), f.num(f.get(m, "p95_latency_ms")),
+    f.num(f.get(m, "tokens_per_s")), f.num(t.error_rate, 4),
+    t.valid and f.delta(f.get(m, "p50_latency_ms"), base_p50) or "na", status(t, run.summary.best_trial) }) do
+    row[#row + 1] = v
+  end
+  return row
+end
+
+-- The table's header and alignment, the objective's column after the knobs when the
+-- table does not show its metric anyway.
+local function trials_header(extra)
+  local header, align = { "Trial", "Mask", "Knobs on" }, { "r", "l", "l" }
+  if extra then header[#header + 1], align[#align + 1] = "Objective: " .. extra.label, "r" end
+  for _, h in ipairs({ "p50 ms", "p95 ms", "tokens/s", "Error rate", "Delta p50 ms" }) do
+    header[#header + 1], align[#align + 1] = h, "r"
+  end
+  header[#header + 1], align[#align + 1] = "Status", "l"
+  return header, align
 end
 
 function M.trials(run)
   local s, rows, highlight = run.summary, {}, {}
-  local base_p50 = f.get(run.baseline.metrics, "p50_latency_ms")
+  local base_p50 = f.get(run.baseline.closed_loop_metrics or run.baseline.metrics, "p50_latency_ms")
+  local obj = objective.of(run)
+  local extra = not SHOWN[obj.metric] and obj or nil
   local shown, left_out = M.shown(run)
   for k, i in ipairs(shown) do
     local t = s.trials[i]
-    rows[k] = trial_row(run, t, base_p50)
+    rows[k] = trial_row(run, t, base_p50, extra)
     if t.trial == s.best_trial then highlight[k] = true end
   end
   local effects = {}
-  for _, e in ipairs(M.main_effects(run)) do
+  local main, metric = M.main_effects(run)
+  for _, e in ipairs(main) do
     effects[#effects + 1] = { e.name, f.int(e.on_n) .. " / " .. f.int(e.off_n), f.num(e.on), f.num(e.off), f.delta(e.on, e.off) }
   end
   local blocks = {
@@ -145,16 +172,23 @@ function M.trials(run)
       tostring(f.get(s, "objective", "metric")), f.num(base_p50))),
   }
   if left_out then blocks[#blocks + 1] = f.p(left_out) end
-  blocks[#blocks + 1] = f.table({ "Trial", "Mask", "Knobs on", "p50 ms", "p95 ms", "tokens/s", "Error rate",
-    "Delta p50 ms", "Status" }, rows, { "r", "l", "l", "r", "r", "r", "r", "r", "l" }, highlight)
+  local header, align = trials_header(extra)
+  blocks[#blocks + 1] = f.table(header, rows, align, highlight)
+  if not obj.default and obj.metric ~= "p95_latency_ms" then
+    blocks[#blocks + 1] = f.figure("objective", string.format("%s, the objective, of every trial; the dashed line is "
+      .. "the baseline's.", obj.label))
+  end
   blocks[#blocks + 1] = f.figure("trials", "p50 and p95 latency of every trial; the dashed line is the baseline's p50.")
   blocks[#blocks + 1] = f.figure("pareto", "Latency against throughput; the line joins the Pareto front (no trial is both "
     .. "faster and higher-throughput).")
-  blocks[#blocks + 1] = f.p("Main effect of each knob: the mean p50 of the valid trials with it on minus with it off "
-    .. "(negative is faster); for a knob with values, of each value against index 0 (unset). With few trials, or "
-    .. "knobs that interact, this is an estimate.")
-  blocks[#blocks + 1] = f.table({ "Knob", "Trials on / off", "Mean p50 on", "Mean p50 off", "Effect ms" }, effects,
-    { "l", "r", "r", "r", "r" })
+  local p50 = metric == "p50_latency_ms"
+  local name = p50 and "p50" or objective.label(metric)
+  blocks[#blocks + 1] = f.p(string.format("Main effect of each knob: the mean %s of the valid trials with it on minus "
+    .. "with it off%s; for a knob with values, of each value against index 0 (unset). With few trials, or knobs that "
+    .. "interact, this is an estimate.", name, p50 and " (negative is faster)" or (obj.maximize
+      and " (positive is better)" or " (negative is better)")))
+  blocks[#blocks + 1] = f.table({ "Knob", "Trials on / off", "Mean " .. name .. " on", "Mean " .. name .. " off",
+    p50 and "Effect ms" or "Effect" }, effects, { "l", "r", "r", "r", "r" })
   return { id = "trials", title = "All trials", blocks = blocks }
 end
 
