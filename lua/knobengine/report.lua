@@ -5,6 +5,7 @@
 local knob = require("knob")
 local errors = require("knobengine.errors")
 local progress = require("knobengine.progress")
+local context = require("knobengine.report.context")
 local counters = require("knobengine.report.counters")
 local data = require("knobengine.report.data")
 local html = require("knobengine.report.html")
@@ -30,12 +31,13 @@ function M.document(run, final_dir)
         (s.objective or {}).maximize and "maximize" or "minimize", tostring((s.objective or {}).metric)),
       "Generated: " .. os.date("!%Y-%m-%d %H:%M UTC"),
     },
-    headline = narrative.headline(run),
+    headline = narrative.headline(run) .. (context.confidence(run) and " " .. context.confidence(run) or ""),
     sections = {
       sections.environment(run), sections.aggregates(run), sections.stages(run), sections.mfu(run),
       profile.operators(run), profile.kernels(run), counters.utilisation(run), trials.trials(run),
     },
   }
+  for _, line in ipairs(context.meta(run)) do doc.meta[#doc.meta + 1] = line end
   local load = trials.load_sweep(run)
   if load then doc.sections[#doc.sections + 1] = load end
   doc.sections[#doc.sections + 1] = narrative.summary(run)

@@ -82,6 +82,14 @@ class Report(Workspace):
                 for ext in ("dat", "gp", "svg"):
                     self.assertTrue(os.path.exists(os.path.join(run, "plots", name + "." + ext)), name + "." + ext)
                 self.assertIn("](plots/%s.svg)" % name, md)
+        # what was tested, the best's command, how sure, better and worse marked
+        self.assertIn("Model: %s (workload.model)  \n" % cfg["workload"]["model"], md)
+        self.assertRegex(md, r"Workload: \d+ measured requests \(\+\d+ warm-up\) from data\.jsonl, closed loop at "
+                             r"concurrency \d+; prompts \d+-\d+ words \(mean \d+\); up to \d+ output tokens")
+        self.assertIn("Best command: %s (best\\_command.sh)" % " ".join(best["argv"]).replace("_", "\\_"), md)
+        self.assertIn("How sure: noise not measured (workload.repeats = 1)", md.split("\n\n")[2])
+        self.assertRegex(md, r"\| p50 latency \(ms\) \| [\d.]+ \| [\d.]+ \| [-+][\d.]+ \((better|worse)\) \|")
+        self.assertRegex(read(os.path.join(run, "report.html")), r'<td class="r (better|worse)" title="(better|worse)">')
         # no nsys here: the profile sections say why they are empty
         self.assertIn("## Top Kernels\n\nna: the profiles hold no GPU kernels (nsys not found", md)
         self.assertIn("## GPU Utilisation\n\nna: nsys not found", md)

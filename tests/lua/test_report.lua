@@ -8,6 +8,7 @@ local t = require("t")
 local cjson = require("cjson")
 local knob = require("knob")
 local config = require("knobengine.config")
+local context = require("knobengine.report.context")
 local counters = require("knobengine.report.counters")
 local errors = require("knobengine.errors")
 local html = require("knobengine.report.html")
@@ -366,6 +367,35 @@ t.test("the bottleneck per GPU, what the best changed, and nsys GPU metrics when
   plain.baseline.ncu_overhead = { reason = "ncu not found" }
   t.eq(counters.kernel_blocks(plain)[1].text,
     "Hardware counters: na (Nsight Compute: baseline: ncu not found; best: no ncu pass).")
+end)
+
+t.test("how sure: a bootstrap interval over the repeats, within or beyond noise, or not measured", function()
+  t.eq({ context.bootstrap_interval({ 10, 10, 10 }, { 8, 8, 8 }) }, { -2.0, -2.0 })
+  t.eq(context.bootstrap_interval({ 10 }, { 8, 8 }), nil)
+  local lo, hi = context.bootstrap_interval({ 10, 12, 11 }, { 10, 12, 11 })
+  t.eq(lo < 0 and hi > 0, true)
+  local function run_with(base, best)
+    local function reps(v) local r = {} for i, x in ipairs(v) do r[i] = { p50_latency_ms = x } end return r end
+    return { summary = { objective = { metric = "p50_latency_ms" } }, best_record = { trial = 1 },
+      baseline = { metrics = {}, repeats = base and reps(base) }, best = { metrics = {}, repeats = best and reps(best) } }
+  end
+  t.eq(context.confidence(run_with({ 10, 10.2, 10.1 }, { 8, 8.1, 8.2 })):match("^Beyond noise: the 95%% bootstrap "
+    .. "interval of the p50 latency %(ms%) difference over the repeats is %[%-2%.%d+, %-1%.%d+%] %(3 and 3 repeats%)%.$") ~= nil, true)
+  t.eq(context.confidence(run_with({ 10, 12, 11 }, { 11, 10, 12 })):match("^Within noise: .* includes 0 %(3 and 3 repeats%)%.$") ~= nil, true)
+  t.eq(context.confidence(run_with(nil, nil)), "How sure: noise not measured (workload.repeats = 1); repeat with "
+    .. "workload.repeats >= 3.")
+end)
+
+t.test("the Pareto alternatives to the best, in words", function()
+  local function trial(i, mask, p50, p95, tps)
+    return { trial = i, knob_mask = mask, valid = true, metrics = { p50_latency_ms = p50, p95_latency_ms = p95, tokens_per_s = tps } }
+  end
+  local trials = { trial(0, "00", 100, 200, 1000), trial(1, "01", 120, 128, 1070), trial(2, "10", 130, 300, 900) }
+  local run = { summary = { trials = trials }, best_record = trials[1] }
+  t.eq(context.alternatives(run, plots.pareto_front),
+    "Alternatives on the Pareto front (p50 against tokens/s), against the best: 01: p50 +20.0%, p95 -36.0%, tokens/s +7.0%.")
+  run.summary.trials = { trials[1], trials[3] } -- 10 is dominated: the best is alone on the front
+  t.eq(context.alternatives(run, plots.pareto_front), nil)
 end)
 
 t.done()

@@ -3,7 +3,9 @@
 --   {kind = "p", text = ...}             a paragraph of plain text
 --   {kind = "list", items = {...}}       a bulleted list of plain text
 --   {kind = "table", header = {...}, rows = {{...}}, align = {"l", "r", ...},
---    highlight = {[row index] = true}}   cells are plain text
+--    highlight = {[row index] = true},
+--    marks = {[row index] = {[column index] = "better" | "worse"}}}   cells are plain text;
+--    a marked cell renders with the word (Markdown) or in colour (HTML)
 --   {kind = "figure", plot = name, caption = ...}   a plot of report/plots.lua
 -- Renderers (markdown.lua, html.lua) escape the text; nothing here is markup.
 local knob_setting = require("knobengine.knobs")
@@ -79,8 +81,15 @@ end
 function M.p(text) return { kind = "p", text = text } end
 function M.list(items) return { kind = "list", items = items } end
 function M.figure(plot, caption) return { kind = "figure", plot = plot, caption = caption } end
-function M.table(header, rows, align, highlight)
-  return { kind = "table", header = header, rows = rows, align = align, highlight = highlight or {} }
+function M.table(header, rows, align, highlight, marks)
+  return { kind = "table", header = header, rows = rows, align = align, highlight = highlight or {}, marks = marks or {} }
+end
+
+-- "better" or "worse" for a change from old to new of a figure where lower (or, with
+-- higher_better, higher) is better; nil when unchanged at d decimals or unknown.
+function M.judge(new, old, higher_better, d)
+  if not known(new) or not known(old) or M.num(new, d) == M.num(old, d) then return nil end
+  return ((new > old) == (higher_better and true or false)) and "better" or "worse"
 end
 
 return M

@@ -24,6 +24,8 @@ th, td { border: 1px solid #d4d4d8; padding: 4px 8px; vertical-align: top; }
 th { background: #f4f4f5; text-align: left; }
 td.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.best td { background: #fff1c2; font-weight: bold; }
+td.better { color: #15803d; }
+td.worse { color: #b91c1c; }
 figure { margin: 12px 0 20px; }
 figure svg { width: 100%; max-width: 760px; height: auto; display: block; border: 1px solid #e4e4e7; }
 figcaption { font-size: 13px; color: #52525b; margin-top: 4px; }
@@ -63,9 +65,14 @@ local function table_html(b, out)
   out[#out + 1] = "</tr></thead><tbody>\n"
   for i, r in ipairs(b.rows) do
     out[#out + 1] = b.highlight[i] and '<tr class="best">' or "<tr>"
+    local marks = (b.marks or {})[i] or {}
     for j = 1, #b.header do
-      local right = (b.align or {})[j] == "r"
-      out[#out + 1] = (right and '<td class="r">' or "<td>") .. escape(r[j] or "") .. "</td>"
+      local classes = {}
+      if (b.align or {})[j] == "r" then classes[#classes + 1] = "r" end
+      if marks[j] then classes[#classes + 1] = marks[j] end
+      local attr = #classes > 0 and ' class="' .. table.concat(classes, " ") .. '"' or ""
+      if marks[j] then attr = attr .. ' title="' .. marks[j] .. '"' end
+      out[#out + 1] = "<td" .. attr .. ">" .. escape(r[j] or "") .. "</td>"
     end
     out[#out + 1] = "</tr>\n"
   end

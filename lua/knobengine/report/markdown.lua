@@ -19,10 +19,11 @@ M.escape = escape
 local RULE = { l = ":--", r = "--:", c = ":-:" }
 
 local function table_lines(b, out)
-  local function row(cells, bold)
+  local function row(cells, bold, marks)
     local parts = {}
     for i = 1, #b.header do
       local c = escape(cells[i] or "")
+      if marks and marks[i] then c = c .. " (" .. marks[i] .. ")" end
       parts[i] = (bold and c ~= "") and ("**" .. c .. "**") or c
     end
     return "| " .. table.concat(parts, " | ") .. " |"
@@ -31,7 +32,7 @@ local function table_lines(b, out)
   local rule = {}
   for i = 1, #b.header do rule[i] = RULE[(b.align or {})[i] or "l"] end
   out[#out + 1] = "| " .. table.concat(rule, " | ") .. " |"
-  for i, r in ipairs(b.rows) do out[#out + 1] = row(r, b.highlight[i]) end
+  for i, r in ipairs(b.rows) do out[#out + 1] = row(r, b.highlight[i], (b.marks or {})[i]) end
   out[#out + 1] = ""
 end
 

@@ -1,9 +1,11 @@
 -- The report's generated text: a headline for the top, and the Summary section (what
 -- the best changes, which knobs matter, where GPU time goes, whether the win is beyond
 -- noise, what to try next). Rules over the run's numbers, no judgement beyond them.
+local context = require("knobengine.report.context")
 local counters = require("knobengine.report.counters")
 local f = require("knobengine.report.fmt")
 local objective = require("knobengine.report.objective")
+local plots = require("knobengine.report.plots")
 local sections = require("knobengine.report.sections")
 local trials = require("knobengine.report.trials")
 
@@ -126,7 +128,9 @@ local function next_steps(run)
 end
 
 function M.summary(run)
-  local items = { M.headline(run), knobs_that_matter(run), gpu_time(run) }
+  local items = { M.headline(run), knobs_that_matter(run) }
+  items[#items + 1] = context.alternatives(run, plots.pareto_front)
+  items[#items + 1] = gpu_time(run)
   for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = noise(run)
   items[#items + 1] = next_steps(run)

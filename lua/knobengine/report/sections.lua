@@ -82,25 +82,25 @@ local AGGREGATES = {
   { "TTFT p50 (ms)", "ttft_ms", "p50" }, { "TTFT p95 (ms)", "ttft_ms", "p95" }, { "TTFT p99 (ms)", "ttft_ms", "p99" },
   { "TPOT p50 (ms)", "tpot_ms", "p50" }, { "TPOT p95 (ms)", "tpot_ms", "p95" },
   { "ITL p50 (ms)", "itl_ms", "p50" }, { "ITL p95 (ms)", "itl_ms", "p95" },
-  { "tokens/s", "tokens_per_s" }, { "requests/s", "requests_per_s" }, { "error rate", "error_rate", d = 4 },
+  { "tokens/s", "tokens_per_s", higher = true }, { "requests/s", "requests_per_s", higher = true },
+  { "error rate", "error_rate", d = 4 },
 }
 
--- The rows, the objective's first (named so) when it is not the SPEC's p50.
+-- The rows, the objective's first (named so) when it is not the SPEC's p50; each
+-- delta marked better or worse.
 local function aggregates_table(run)
-  local rows, obj = {}, objective.of(run)
+  local rows, marks, obj = {}, {}, objective.of(run)
   local b, w = run.baseline.metrics, run.best and run.best.metrics or {}
-  if not obj.default then
-    local d = obj.decimals
-    rows[1] = { obj.label .. ", the objective", f.num(obj.base, d), f.num(obj.best, d), f.delta(obj.best, obj.base, d),
-      f.pct_change(obj.best, obj.base) }
+  local function add(label, x, y, d, higher)
+    rows[#rows + 1] = { label, f.num(x, d), f.num(y, d), f.delta(y, x, d), f.pct_change(y, x) }
+    local verdict = f.judge(y, x, higher, d)
+    if verdict then marks[#rows] = { [4] = verdict } end
   end
+  if not obj.default then add(obj.label .. ", the objective", obj.base, obj.best, obj.decimals, obj.maximize) end
   for _, a in ipairs(AGGREGATES) do
-    if obj.default or a[2] ~= obj.metric or a[3] then
-      local x, y = f.get(b, a[2], a[3]), f.get(w, a[2], a[3])
-      rows[#rows + 1] = { a[1], f.num(x, a.d), f.num(y, a.d), f.delta(y, x, a.d), f.pct_change(y, x) }
-    end
+    if obj.default or a[2] ~= obj.metric or a[3] then add(a[1], f.get(b, a[2], a[3]), f.get(w, a[2], a[3]), a.d, a.higher) end
   end
-  return f.table({ "Metric", "Baseline", "Best", "Delta", "Change" }, rows, { "l", "r", "r", "r", "r" })
+  return f.table({ "Metric", "Baseline", "Best", "Delta", "Change" }, rows, { "l", "r", "r", "r", "r" }, nil, marks)
 end
 
 local function overhead_table(run)

@@ -155,10 +155,13 @@ function M.trials(run)
   local obj = objective.of(run)
   local extra = not SHOWN[obj.metric] and obj or nil
   local shown, left_out = M.shown(run)
+  local marks, delta_column = {}, extra and 9 or 8
   for k, i in ipairs(shown) do
     local t = s.trials[i]
     rows[k] = trial_row(run, t, base_p50, extra)
     if t.trial == s.best_trial then highlight[k] = true end
+    local verdict = t.valid and f.judge(f.get(t, "metrics", "p50_latency_ms"), base_p50, false)
+    if verdict then marks[k] = { [delta_column] = verdict } end
   end
   local effects = {}
   local main, metric = M.main_effects(run)
@@ -173,7 +176,7 @@ function M.trials(run)
   }
   if left_out then blocks[#blocks + 1] = f.p(left_out) end
   local header, align = trials_header(extra)
-  blocks[#blocks + 1] = f.table(header, rows, align, highlight)
+  blocks[#blocks + 1] = f.table(header, rows, align, highlight, marks)
   if not obj.default and obj.metric ~= "p95_latency_ms" then
     blocks[#blocks + 1] = f.figure("objective", string.format("%s, the objective, of every trial; the dashed line is "
       .. "the baseline's.", obj.label))
