@@ -8,6 +8,8 @@ M.USAGE = [[
 usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
                   [--rebaseline | --reprofile-baseline] [--force]
        knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine capacity --grid [--masks M,M,...] [--time-limit S] [--no-prune]
+                  [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
                   [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
@@ -23,7 +25,9 @@ Finds the fastest combination of serving knobs for an LLM server.
 First run (no RESULTS/baseline/): measures the server with no knobs and profiles it,
 prints BASELINE_DONE. Later runs: evaluate knob combinations with the strategy, print
 the results table, profile the best and compare it with the baseline.
-capacity: the highest arrival rate at which the config's SLO holds, for one mask.
+capacity: the highest arrival rate at which the config's SLO holds, for one mask;
+with --grid, for every mask x SLO (slos) x workload (workloads), in parallel on the
+executor's slots, resuming finished cells; writes RESULTS/capacity-grid/.
 load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
 report: writes report.md and report.html (with plots) of a search run (default: the
 latest in RESULTS/search); every search writes them at its end.
@@ -51,6 +55,11 @@ options:
                     4096 combinations
   --mask MASK       the knob mask to load (default: all knobs off)
   --best            the best mask of the latest search
+  --grid            capacity of every cell of masks x slos x workloads
+  --masks M,...     the grid's masks (default: every mask, at most 256)
+  --time-limit S    the grid starts no cell after S seconds (cells not measured
+                    are said; the same command later measures only those)
+  --no-prune        measure every cell of the grid, also those that cannot win
   --rates R,...     request rates (requests/s) for load-sweep, ascending
   --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
   --strategies S,...  compare: the methods (default: bruteforce, halving,
@@ -92,6 +101,10 @@ local OPTIONS = {
   ["--force"] = { commands = { run = 1 } },
   ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1 } },
   ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1 } },
+  ["--grid"] = { commands = { capacity = 1 } },
+  ["--masks"] = { value = true, commands = { capacity = 1 } },
+  ["--time-limit"] = { value = true, commands = { capacity = 1 } },
+  ["--no-prune"] = { commands = { capacity = 1 } },
   ["--rates"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--strategies"] = { value = true, commands = { compare = 1 } },
@@ -164,6 +177,23 @@ local function check(opts)
   if opts.command == "compare" then check_compare(opts) end
   if opts.command == "trial" and not (opts.spec and opts.out) then errors.usage("trial needs --spec and --out") end
   if opts.mask and opts.best then errors.usage("--mask and --best cannot be used together") end
+  if (opts.masks or opts.time_limit or opts.no_prune) and not opts.grid then
+    errors.usage("--masks, --time-limit and --no-prune go with --grid")
+  end
+  if opts.grid and (opts.mask or opts.best) then errors.usage("--grid measures every mask (--masks chooses them), not --mask or --best") end
+  if opts.time_limit then
+    local v = decimal(opts.time_limit)
+    if not v or v <= 0 or v > 1e7 then errors.usage("--time-limit: '%s' is not a number of seconds in (0, 1e7]", opts.time_limit) end
+    opts.time_limit = v
+  end
+  if opts.masks then
+    local list = {}
+    for part in (opts.masks .. ","):gmatch("([^,]*),") do
+      if part == "" then errors.usage("--masks: an empty mask in '%s'", opts.masks) end
+      list[#list + 1] = part
+    end
+    opts.masks = list
+  end
   if opts.rebaseline and opts.reprofile_baseline then
     errors.usage("--rebaseline measures the whole baseline again; --reprofile-baseline only its trace (use one)")
   end

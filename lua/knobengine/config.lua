@@ -41,7 +41,16 @@ Checker.__index = Checker
 
 local function new_checker(file) return setmetatable({ file = file }, Checker) end
 
+-- A path as messages name it: while an element of `workloads` is checked as a
+-- workload, "workload.x" is "workloads[i].x" (self.renamed = {from, to}).
+function Checker:named(path)
+  local r = self.renamed
+  if r and (path == r[1] or path:sub(1, #r[1] + 1) == r[1] .. ".") then return r[2] .. path:sub(#r[1] + 1) end
+  return path
+end
+
 function Checker:bad(path, fmt, ...)
+  path = self:named(path)
   errors.usage("config %s: %s%s", self.file, path == "" and "" or path .. ": ", string.format(fmt, ...))
 end
 
@@ -105,7 +114,7 @@ function Checker:object(v, path, allowed)
     end
     table.sort(unknown)
     if #unknown > 0 then
-      local prefix = path == "" and "" or path .. "."
+      local prefix = path == "" and "" or self:named(path) .. "."
       errors.usage("config %s: %s%s: unknown key", self.file, prefix, unknown[1])
     end
   end
@@ -495,6 +504,62 @@ local function validate_slo(c, raw)
   return out
 end
 
+-- A list of named entries (slos, workloads): each an object with a unique `name` of
+-- at most 64 characters; check(entry, path) validates the rest.
+local function named_list(c, raw, key, check)
+  if raw[key] == nil then return nil end
+  local list, out, seen = c:array(raw[key], key, { nonempty = true }), {}, {}
+  for i, entry in ipairs(list) do
+    local path = string.format("%s[%d]", key, i - 1)
+    c:object(entry, path)
+    local name = c:value(entry, key .. "[].name", path .. ".name")
+    if #name > 64 then c:bad(path .. ".name", "is longer than 64 characters") end
+    if seen[name] then c:bad(path .. ".name", "duplicate name '%s' (also %s[%d])", name, key, seen[name]) end
+    seen[name] = i - 1
+    out[i] = { name = name, index = i - 1 }
+    check(entry, path, out[i])
+  end
+  return out
+end
+
+-- slos: several SLOs for the capacity grid, each a name and the keys of `slo`.
+local function validate_slos(c, raw)
+  local allowed = schema.keys("slo")
+  allowed.name = 1
+  return named_list(c, raw, "slos", function(entry, path, out)
+    c:object(entry, path, allowed)
+    local slo = c:fields(entry, "slo", path)
+    if not (slo.ttft_ms or slo.tpot_ms or slo.itl_ms or slo.e2e_ms) then
+      c:bad(path, "needs at least one of ttft_ms, tpot_ms, itl_ms, e2e_ms")
+    end
+    out.slo = slo
+  end)
+end
+
+-- The workload keys an entry of `workloads` may replace (not model, endpoint, seed,
+-- stream, timeouts or repeats: those are the server's and the client's, one per config).
+M.WORKLOAD_SHAPE = { "dataset", "dataset_format", "synthetic", "arrival", "max_concurrency", "concurrency",
+  "request_count", "max_new_tokens", "warmup_requests" }
+
+-- workloads: several workloads for the capacity grid, each a name and the workload
+-- keys it replaces (a dataset replaces the config's synthetic prompts and back),
+-- checked as the workload they make (messages name workloads[i]).
+local function validate_workloads(c, raw, base_dir)
+  local allowed = { name = 1 }
+  for _, k in ipairs(M.WORKLOAD_SHAPE) do allowed[k] = 1 end
+  return named_list(c, raw, "workloads", function(entry, path, out)
+    c:object(entry, path, allowed)
+    local merged = {}
+    for k, v in pairs(raw.workload or {}) do merged[k] = v end
+    if entry.dataset ~= nil then merged.synthetic = nil end
+    if entry.synthetic ~= nil then merged.dataset = nil end
+    for k, v in pairs(entry) do if k ~= "name" then merged[k] = v end end
+    c.renamed = { "workload", path }
+    out.workload = validate_workload(c, { workload = merged }, base_dir)
+    c.renamed = nil
+  end)
+end
+
 -- model and hardware: inputs of the report's MFU (docs/report.md "MFU"), nothing else.
 local function validate_model(c, raw)
   if raw.model == nil then return nil end
@@ -559,6 +624,11 @@ local function validate_constraints(c, raw, cfg)
     if cfg.slo and cfg.slo[k] and not cfg.workload.stream then
       c:bad("slo." .. k, "needs workload.stream (TTFT, TPOT and inter-token gaps are measured on a stream)")
     end
+    for _, e in ipairs(cfg.slos or {}) do
+      if e.slo[k] and not cfg.workload.stream then
+        c:bad(string.format("slos[%d].%s", e.index, k), "needs workload.stream (TTFT, TPOT and inter-token gaps are measured on a stream)")
+      end
+    end
   end
   local m = cfg.objective.metric
   if (m == "goodput" or m == "slo_attainment_pct" or m == "max_rate") and not cfg.slo then
@@ -572,9 +642,14 @@ local function validate_together(c, cfg)
   if cap.start_rate > cap.max_rate then
     c:bad("capacity.start_rate", "must be <= capacity.max_rate (%s)", shown(cap.max_rate))
   end
-  if cfg.workload.request_count / cap.start_rate > M.MAX_PROBE_S then
-    c:bad("capacity.start_rate", "a probe of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
-      cfg.workload.request_count, shown(cap.start_rate), cfg.workload.request_count / cap.start_rate, M.MAX_PROBE_S)
+  local shapes = { { w = cfg.workload } }
+  for _, e in ipairs(cfg.workloads or {}) do shapes[#shapes + 1] = { w = e.workload, name = e.name } end
+  for _, shape in ipairs(shapes) do
+    local n = shape.w.request_count
+    if n / cap.start_rate > M.MAX_PROBE_S then
+      c:bad("capacity.start_rate", "a probe of %d requests%s at %s requests/s would last %.0f s; at most %d s (raise the rate)",
+        n, shape.name and (" (workload '" .. shape.name .. "')") or "", shown(cap.start_rate), n / cap.start_rate, M.MAX_PROBE_S)
+    end
   end
   if cfg.ncu and cfg.ncu.requests > cfg.workload.request_count then
     c:bad("ncu.requests", "must be <= workload.request_count (%d)", cfg.workload.request_count)
@@ -598,6 +673,17 @@ local function validate_together(c, cfg)
       end
     end
   end
+end
+
+-- The config of one cell of the capacity grid: cfg with its slo and workload replaced
+-- (entries of cfg.slos and cfg.workloads, or nil for the config's own). A shallow copy:
+-- the rest is shared and read-only.
+function M.cell(cfg, slo, workload)
+  local out = {}
+  for k, v in pairs(cfg) do out[k] = v end
+  if slo then out.slo = slo.slo end
+  if workload then out.workload = workload.workload end
+  return out
 end
 
 -- Loads and validates; returns the resolved config table.
@@ -625,6 +711,8 @@ function M.parse(text, path)
   cfg.objective = validate_objective(c, raw)
   cfg.strategy_options = c:value(raw, "strategy_options")
   cfg.slo = validate_slo(c, raw)
+  cfg.slos = validate_slos(c, raw)
+  cfg.workloads = validate_workloads(c, raw, base_dir)
   cfg.capacity = c:fields(c:section(raw, "capacity"), "capacity")
   cfg.model = validate_model(c, raw)
   cfg.hardware = c:fields(c:section(raw, "hardware"), "hardware")

@@ -151,10 +151,22 @@ function M:collect(r)
   })
 end
 
+-- Past the run's deadline (Executor:run's), no job starts: once none runs, the ones
+-- never started are done with no record (false).
+local function past_deadline(state, running, done, jobs)
+  if not state.deadline or knob.now() < state.deadline then return false end
+  if next(running) == nil then
+    for k = state.started + 1, #jobs do done[k] = false end
+    state.started = #jobs
+  end
+  return true
+end
+
 -- Starts jobs on free slots, collects the finished ones; true when any finished.
 local function step(self, jobs, running, done, state)
+  local stopping = past_deadline(state, running, done, jobs)
   for s, slot in ipairs(self.slots) do
-    if not running[s] and state.started < #jobs then
+    if not stopping and not running[s] and state.started < #jobs then
       state.started = state.started + 1
       running[s] = self:start(slot, jobs[state.started])
       running[s].k = state.started
@@ -182,13 +194,13 @@ end
 
 -- The runner's loop: starts jobs on free slots, collects them, emits in order; on any
 -- error it stops every trial it started.
-local function run_loop(self, jobs, on_result)
-  local running, done, state = {}, {}, { started = 0 }
+local function run_loop(self, jobs, on_result, deadline)
+  local running, done, state = {}, {}, { started = 0, deadline = deadline }
   local emitted = 0
   local ok, err = xpcall(function()
     while emitted < #jobs do
       local finished = step(self, jobs, running, done, state)
-      while done[emitted + 1] do
+      while done[emitted + 1] ~= nil do
         emitted = emitted + 1
         on_result(jobs[emitted], done[emitted])
         done[emitted] = nil
@@ -204,15 +216,17 @@ local function run_loop(self, jobs, on_result)
   end
 end
 
--- Runs jobs on the slots; on_result(job, rec) is called in job order. The count hook
+-- Runs jobs on the slots; on_result(job, rec) is called in job order. With a deadline
+-- (knob.now() seconds), no job starts past it and those never started get rec false.
+-- The count hook
 -- that turns a Ctrl-C into an error wherever Lua runs (the strategy's) is off in here:
 -- raised between a backend's start and the runner's note of it, it would leave a
 -- trial nobody stops (a queued Slurm job); the loop checks for the interrupt itself.
 -- It is put back on the way out, unless an interrupt is on its way.
-function M:run(jobs, on_result)
+function M:run(jobs, on_result, deadline)
   local hook, mask, count = debug.gethook()
   debug.sethook()
-  local ok, err = xpcall(run_loop, errors.handler, self, jobs, on_result)
+  local ok, err = xpcall(run_loop, errors.handler, self, jobs, on_result, deadline)
   if type(hook) == "function" and (ok or err.kind ~= "interrupted") then debug.sethook(hook, mask, count) end
   if not ok then error(err, 0) end
 end

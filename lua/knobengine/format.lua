@@ -60,12 +60,19 @@ end
 
 -- The OBJECTIVE line of an objective other than the SPEC's (README "What it prints"):
 -- the baseline's and the best's value of its metric, measured the same way.
-function M.objective_line(obj, base_value, best_value)
+-- bounds (objective max_rate): {baseline = bound, best = bound} of the two capacities,
+-- appended as baseline_bound= and best_bound=.
+function M.objective_line(obj, base_value, best_value, bounds)
   local d = M.delta(best_value, base_value)
-  if obj.metric == "error_rate" and d ~= "na" then d = (d:sub(1, 1) == "-" and "-" or "+") .. M.rate(math.abs(best_value - base_value)) end
-  return string.format("OBJECTIVE,metric=%s,direction=%s,baseline=%s,best=%s,delta=%s", obj.metric,
+  if obj.metric == "error_rate" and d ~= "na" then
+    d = M.rate(best_value - base_value)
+    if d:sub(1, 1) ~= "-" then d = "+" .. d end
+  end
+  local line = string.format("OBJECTIVE,metric=%s,direction=%s,baseline=%s,best=%s,delta=%s", obj.metric,
     obj.maximize and "maximize" or "minimize", M.metric_value(obj.metric, base_value),
     M.metric_value(obj.metric, best_value), d)
+  if bounds then line = line .. string.format(",baseline_bound=%s,best_bound=%s", bounds.baseline or "na", bounds.best or "na") end
+  return line
 end
 
 function M.best_line(t, baseline_p50)

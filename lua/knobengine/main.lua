@@ -6,9 +6,7 @@ local knob = require("knob")
 local args_ = require("knobengine.args")
 local config = require("knobengine.config")
 local knobs = require("knobengine.knobs")
-local dataset = require("knobengine.dataset")
 local errors = require("knobengine.errors")
-local schedule = require("knobengine.schedule")
 local rundir = require("knobengine.rundir")
 local strategy = require("knobengine.strategy")
 local trace = require("knobengine.trace")
@@ -151,31 +149,9 @@ local function ncu_command(path)
   return 0
 end
 
--- The run context: the config, its dataset and schedule, the strategy and the
--- executor's slots (a search). What every command starts from; read-only once made
--- (a key added later is an error), so no module hands state to another through it.
+-- The run context of the command's config (run_context.lua).
 local function context(opts)
-  local cfg = config.load(opts.config)
-  local w = cfg.workload
-  local data = dataset.load(w, math.max(w.request_count, w.warmup_requests))
-  local ctx = {
-    cfg = cfg,
-    dataset_hash = data.hash,
-    dataset_count = data.count,
-    items = data.items,
-    bodies = dataset.bodies(data.items, w),
-    schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
-    results = opts.results,
-    force = opts.force,
-  }
-  if opts.command == "run" then
-    ctx.strategy_path = strategy.path(opts.strategy)
-    ctx.strategy = strategy.load(ctx.strategy_path)
-    ctx.options = strategy.options(ctx.strategy, cfg.strategy_options, cfg)
-    -- the executor's slots, found once (a bad setting is exit 2 before anything runs)
-    ctx.slots = require("knobengine.executor").slots(cfg)
-  end
-  return setmetatable(ctx, { __newindex = function(_, k) error("the run context is read-only (" .. tostring(k) .. ")", 2) end })
+  return require("knobengine.run_context").of(config.load(opts.config), opts)
 end
 
 -- Pre-flight, then this process owns the results directory. A second run on the same
@@ -214,6 +190,10 @@ end
 local function load_command(ctx, opts)
   local cfg = ctx.cfg
   local mask = chosen_mask(cfg, opts)
+  if opts.grid then
+    take_results(cfg, opts.results, ctx.slots)
+    return require("knobengine.grid").run(ctx, opts)
+  end
   if opts.command == "capacity" and not cfg.slo then errors.usage("capacity needs an slo in the config") end
   for _, r in ipairs(opts.rates or {}) do -- a level lasts workload.request_count / rate
     local s = cfg.workload.request_count / r

@@ -62,6 +62,7 @@ function M.capacity(result, f)
   local rec = M.from_result({ ok = #result.probes > 0, metrics = at and copy(at.metrics), timing = {},
     error = not at and "the SLO held at no rate probed" or nil }, f)
   rec.kind = "capacity"
+  rec.capacity_bound = result.bound -- what max_rate is: exact, lower, bracket or upper (load.capacity_bound)
   rec.metrics.max_rate = result.max_rate
   rec.valid = at ~= nil
   return rec
@@ -74,7 +75,7 @@ function M.stored(rec)
     trial = rec.trial, mask = rec.mask, mask_string = rec.mask_string, full = rec.full, requests = rec.requests,
     ok = rec.ok, valid = rec.valid, error = rec.error or cjson.null, error_rate = rec.error_rate,
     metrics = rec.metrics, config = rec.config, timing = rec.timing, wall_s = rec.wall_s, dir = rec.dir,
-    repeats = rec.repeats, kind = rec.kind,
+    repeats = rec.repeats, kind = rec.kind, capacity_bound = rec.capacity_bound,
   }
 end
 
@@ -84,6 +85,7 @@ function M.decode(s)
   local rec = copy(s)
   if rec.error == cjson.null then rec.error = nil end
   if rec.kind == cjson.null then rec.kind = nil end
+  if rec.capacity_bound == cjson.null then rec.capacity_bound = nil end
   rec.mask = math.tointeger(rec.mask)
   return rec
 end

@@ -40,6 +40,8 @@ function M.document(run, final_dir)
   for _, line in ipairs(context.meta(run)) do doc.meta[#doc.meta + 1] = line end
   local load = trials.load_sweep(run)
   if load then doc.sections[#doc.sections + 1] = load end
+  local grid = trials.capacity_grid(run)
+  if grid then doc.sections[#doc.sections + 1] = grid end
   doc.sections[#doc.sections + 1] = narrative.summary(run)
   return doc
 end

@@ -17,6 +17,7 @@ M.KINDS = {
   search = { parent = "/search", aside = ".run.tmp" },
   capacity = { parent = "/capacity", aside = ".capacity.tmp" },
   ["load-sweep"] = { parent = "/load-sweep", aside = ".load-sweep.tmp" },
+  ["capacity-grid"] = { parent = "/capacity-grid", aside = ".capacity-grid.tmp" },
 }
 
 -- A run of `kind` in results: {root, final, aside, latest}. Nothing is created but the

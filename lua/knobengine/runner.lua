@@ -42,12 +42,19 @@ end
 -- The baseline's side of the objective, measured as the trials' was: for max_rate the
 -- baseline's capacity (baseline_capacity.lua) when the best has one, else its client
 -- metrics. Returns the metrics and where they came from.
+-- A capacity that cannot be measured is said, and the objective's baseline value is
+-- then null (the search's results stand).
 local function objective_baseline(ctx, baseline, records, best)
   if ctx.cfg.objective.metric ~= "max_rate" or not objective.value(best, ctx.cfg.objective) then
     return baseline.metrics, "client_metrics"
   end
-  local rec, source = baseline_capacity.get(ctx, records)
-  return rec.metrics, source == "trial" and "capacity_trial" or "capacity"
+  local ok, rec, source = xpcall(baseline_capacity.get, errors.handler, ctx, records)
+  if not ok then
+    if errors.stops_run(rec) then error(rec, 0) end
+    say("the baseline's capacity could not be measured (%s); the objective's baseline value is na", rec.message or "?")
+    return {}, "capacity", nil
+  end
+  return rec.metrics, source == "trial" and "capacity_trial" or "capacity", rec.capacity_bound
 end
 
 -- Says on stderr when no valid trial has a value of the objective (max_rate without a
@@ -213,12 +220,12 @@ end
 
 -- BEST, the OBJECTIVE line (an objective other than the SPEC's) and BEST_VS_BASELINE,
 -- whose client metrics compare the best with base_metrics (objective_baseline).
-local function print_best(cfg, baseline, best, prof, base_metrics)
+local function print_best(cfg, baseline, best, prof, base_metrics, bounds)
   local base_p50 = baseline.metrics.p50_latency_ms
   out(format.best_line(best, base_p50))
   if not objective.is_default(cfg.objective) then
     out(format.objective_line(cfg.objective, objective.value({ metrics = base_metrics }, cfg.objective),
-      objective.value(best, cfg.objective)))
+      objective.value(best, cfg.objective), bounds))
   end
   local lines = format.best_vs_baseline(
     { metrics = base_metrics, trace = baseline.trace, phases = baseline.phases },
@@ -295,14 +302,17 @@ local function search_body(ctx, baseline, dirs, run)
   end
   warn_if_objective_unmeasured(records, cfg.objective)
   warn_if_within_noise(records, best, cfg.objective)
-  local base_metrics, source = objective_baseline(ctx, baseline, records, best)
-  summary.objective.baseline_value = objective.value({ metrics = base_metrics }, cfg.objective) or cjson.null
-  summary.objective.best_value = objective.value(best, cfg.objective) or cjson.null
-  summary.objective.baseline_source = source
-  if source ~= "client_metrics" then summary.baseline_capacity = { metrics = base_metrics } end
+  local base_metrics, source, base_bound = objective_baseline(ctx, baseline, records, best)
+  local o = summary.objective
+  o.baseline_value = objective.value({ metrics = base_metrics }, cfg.objective) or cjson.null
+  o.best_value = objective.value(best, cfg.objective) or cjson.null
+  o.baseline_source = source
+  local bounds = cfg.objective.metric == "max_rate" and { baseline = base_bound, best = best.capacity_bound } or nil
+  if bounds then o.baseline_bound, o.best_bound = base_bound or cjson.null, best.capacity_bound or cjson.null end
+  if source ~= "client_metrics" then summary.baseline_capacity = { metrics = base_metrics, bound = base_bound or cjson.null } end
   local prof = finish_with_best(ctx, dirs, best, summary)
   run.history:finish(run.id, "complete", dirs.final)
-  print_best(cfg, baseline, best, prof, base_metrics)
+  print_best(cfg, baseline, best, prof, base_metrics, bounds)
   return 0
 end
 

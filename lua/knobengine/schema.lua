@@ -168,6 +168,13 @@ row("slo.quantile", { type = "number", default = 0.99, min = 0, max = 1, identit
 row("slo.combine", { type = "enum", default = "and", one_of = { "and", "or" }, identity = "measure",
   doc = "a request (and the quantile check) needs every threshold met, or any" })
 
+row("slos", { type = "list",
+  doc = "several SLOs for `knobengine capacity --grid`: each `{\"name\", ...}` with the keys of `slo`, see [load.md](load.md#capacity-grid)" })
+row("slos[].name", { type = "string", required = true, doc = "unique, at most 64 characters: names the SLO in the grid's files" })
+row("workloads", { type = "list",
+  doc = "several workloads for `knobengine capacity --grid`: each `{\"name\", ...}` with the `workload` keys it replaces (`dataset` or `synthetic`, `dataset_format`, `arrival`, `max_concurrency`, `concurrency`, `request_count`, `max_new_tokens`, `warmup_requests`), see [load.md](load.md#capacity-grid)" })
+row("workloads[].name", { type = "string", required = true, doc = "unique, at most 64 characters: names the workload in the grid's files" })
+
 row("capacity.start_rate", { type = "number", default = 1, min = 1e-6, max = 1e6, identity = "search",
   doc = "requests/s of the first probe; at most `capacity.max_rate`, and a probe lasts at most an hour" })
 row("capacity.tolerance", { type = "number", default = 0.05, min = 1e-4, max = 1, identity = "search",

@@ -33,6 +33,13 @@ local function read_spec(path)
   end
   need("config", "string"); need("config_hash", "string"); need("mask", "string"); need("requests", "number")
   if spec.port ~= nil then need("port", "number") end
+  if spec.cell ~= nil then
+    need("cell", "table")
+    for _, key in ipairs({ "slo", "workload" }) do
+      local v = spec.cell[key]
+      if v ~= nil and not math.tointeger(v) then errors.usage("trial --spec %s: cell.%s: expected an index", path, key) end
+    end
+  end
   if spec.env ~= nil then
     need("env", "table")
     for k, v in pairs(spec.env) do
@@ -42,17 +49,45 @@ local function read_spec(path)
   return spec
 end
 
--- The spec of a trial (the engine's side): what read_spec reads.
+-- The spec of a trial (the engine's side): what read_spec reads. A job of the capacity
+-- grid names its cell (job.cell: indices into the config's slos and workloads, 0-based,
+-- absent for the config's own) and that cell's hash (job.hash); its trial is the
+-- cell's capacity search.
 function M.spec(ctx, job, slot)
+  local mask = ctx.cfg.space:string(job.mask)
   return {
     config = knob.realpath(ctx.cfg.path) or ctx.cfg.path,
-    config_hash = identity.hash(ctx.cfg, ctx.dataset_hash, "search"),
-    mask = ctx.cfg.space:string(job.mask),
+    config_hash = job.hash or identity.hash(ctx.cfg, ctx.dataset_hash, "search"),
+    mask = mask,
     requests = job.requests,
     port = slot.port,
     env = next(slot.env) and slot.env or nil,
-    label = string.format("trial %d (mask %s)", job.index, ctx.cfg.space:string(job.mask)),
+    cell = job.cell,
+    label = job.label or string.format("trial %d (mask %s)", job.index, mask),
   }
+end
+
+-- The context of the spec's cell of the capacity grid (the config's own without one).
+local function cell_context(ctx, spec)
+  if not spec.cell then return ctx end
+  local cfg = ctx.cfg
+  local function entry(list, i, what)
+    if i == nil then return nil end
+    local e = (list or {})[math.tointeger(i) + 1]
+    if not e then errors.usage("trial: the config has no %s[%d]", what, i) end
+    return e
+  end
+  local cell = require("knobengine.config").cell(cfg, entry(cfg.slos, spec.cell.slo, "slos"),
+    entry(cfg.workloads, spec.cell.workload, "workloads"))
+  return require("knobengine.run_context").of(cell, { results = ctx.results })
+end
+
+-- The trial proper into dir: a workload's trial, or a cell's capacity search.
+local function run_into(ctx, spec, mask, requests, dir)
+  if not spec.cell then return trial.run(ctx, mask, { dir = dir, requests = requests, label = spec.label }) end
+  local result = require("knobengine.load").capacity(ctx, mask, { quiet = true, dir = dir })
+  return record.capacity(result, { mask = mask, mask_string = result.knob_mask, requests = requests, full = true,
+    config = result.config, dir = dir, wall_s = 0, max_error_rate = 1 })
 end
 
 local function apply_slot(cfg, spec)
@@ -74,7 +109,8 @@ end
 
 -- The files a trial directory holds: a retry may replace a directory of these only.
 local function trial_file(name)
-  return name == M.RESULT or name == M.SPEC or name == "logs.txt" or name:match("^requests[%-%d]*%.csv$") ~= nil
+  return name == M.RESULT or name == M.SPEC or name == "logs.txt" or name == "capacity.json"
+    or name:match("^requests[%-%d]*%.csv$") ~= nil
 end
 
 -- The earlier trial directory at out, with this spec, holding nothing but a trial's own
@@ -111,7 +147,7 @@ end
 function M.run(opts, context)
   local spec = read_spec(opts.spec)
   check_out(opts.out, spec)
-  local ctx = context(spec.config)
+  local ctx = cell_context(context(spec.config), spec)
   local cfg = ctx.cfg
   if identity.hash(cfg, ctx.dataset_hash, "search") ~= spec.config_hash then
     errors.usage("trial --spec %s: %s or its dataset changed since the spec was written", opts.spec, spec.config)
@@ -126,8 +162,7 @@ function M.run(opts, context)
   local out = opts.out
   local tmp = string.format("%s.partial.%d", out, knob.getpid())
   knob.remove_tree(tmp)
-  local ok, rec = xpcall(trial.run, errors.handler, ctx, mask,
-    { dir = tmp, requests = requests, label = spec.label })
+  local ok, rec = xpcall(run_into, errors.handler, ctx, spec, mask, requests, tmp)
   if not ok then knob.remove_tree(tmp); error(rec, 0) end
   rec.dir = out
   util.write_json(tmp .. "/" .. M.SPEC, spec)

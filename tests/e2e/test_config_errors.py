@@ -112,6 +112,22 @@ CASES = [
     ("noncharacter in a knob name", "knobs[0].name", "pc\uffff", "knobs[0].name: must not contain control characters (U+FFFF at offset 2)"),
     ("line separator", "workload.model", "m\u2028x", "workload.model: must not contain control characters (U+2028 at offset 1)"),
     ("a newline in an env name", "env", {"A\nB": "1"}, "env: 'A\ufffdB' is not a valid environment variable name"),
+    # the capacity grid's lists: each entry named, checked as what it stands for
+    ("slos not a list", "slos", {"name": "a"}, "slos: expected array"),
+    ("an slo without a name", "slos", [{"ttft_ms": 5}], "slos[0].name: is required"),
+    ("two slos of one name", "slos", [{"name": "a", "ttft_ms": 5}, {"name": "a", "ttft_ms": 9}],
+     "slos[1].name: duplicate name 'a' (also slos[0])"),
+    ("an slo with no threshold", "slos", [{"name": "a", "quantile": 0.5}], "slos[0]: needs at least one of ttft_ms"),
+    ("an unknown slo key", "slos", [{"name": "a", "ttft": 5}], "slos[0].ttft: unknown key"),
+    ("an slo threshold out of range", "slos", [{"name": "a", "ttft_ms": -1}], "slos[0].ttft_ms: must be >= 0 (got -1)"),
+    ("a workload key that is not its shape", "workloads", [{"name": "w", "model": "x"}], "workloads[0].model: unknown key"),
+    ("a workload entry's bad value", "workloads", [{"name": "w"}, {"name": "v", "max_new_tokens": 0}],
+     "workloads[1].max_new_tokens: must be >= 1 (got 0)"),
+    ("a workload entry's bad arrival", "workloads", [{"name": "w", "arrival": {"type": "poisson"}}],
+     "workloads[0].arrival.rate: is required with type 'poisson'"),
+    ("a workload entry with both prompt sources", "workloads",
+     [{"name": "w", "synthetic": {"input_tokens": 5, "output_tokens": 2}, "dataset": "data.jsonl"}],
+     "workloads[0].synthetic: cannot be used with workload.dataset"),
 ]
 
 

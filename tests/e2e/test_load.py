@@ -142,12 +142,18 @@ class Slo(Workspace):
         kept = load_json(self.path("results", "baseline", "capacity", "capacity.json"))
         self.assertEqual((kept["knob_mask"], kept["max_rate"], kept["bound"]), ("00", 100.0, "lower"))
         lines = r.stdout.splitlines()
-        self.assertEqual(lines[3], "OBJECTIVE,metric=max_rate,direction=maximize,baseline=100.000,best=100.000,delta=+0.000")
+        # both held at every rate probed up to capacity.max_rate: each only "at least" (bound lower)
+        self.assertEqual(lines[3], "OBJECTIVE,metric=max_rate,direction=maximize,baseline=100.000,best=100.000,delta=+0.000,"
+                                   "baseline_bound=lower,best_bound=lower")
         # BEST_VS_BASELINE: the baseline's probe at its capacity, not its closed-loop run
         at = [p for p in kept["probes"] if p["rate"] == 100.0][0]["metrics"]
         self.assertEqual(lines[5], "p50_latency_ms: %.3f -> " % at["p50_latency_ms"] + lines[5].split(" -> ")[1])
         summary = load_json(self.path("results", "search", "latest", "summary.json"))
         self.assertEqual(summary["objective"]["baseline_source"], "capacity")
+        self.assertEqual((summary["objective"]["baseline_bound"], summary["trials"][0]["capacity_bound"]), ("lower", "lower"))
+        md = read(self.path("results", "search", "latest", "report.md"))
+        self.assertIn("it keeps capacity (req/s), the objective, at 100.000 (baseline at least: the SLO held at every rate "
+                      "probed; best at least: the SLO held at every rate probed)", md)
         self.assertEqual(summary["trials"][0]["objective_value"], 100.0)
         self.assertEqual(read(self.path("results", "search", "latest", "summary.csv")).splitlines()[0],
                          "trial,knob_mask,p50_latency_ms,p95_latency_ms,tokens_per_s,error_rate,delta_p50_ms,max_rate")

@@ -168,6 +168,26 @@ class Report(Workspace):
         self.assertTrue(os.path.exists(os.path.join(run, "plots", "trials.gp")))
         self.assertEqual(re.findall(r"^## (.+)$", md, re.M), SECTIONS)
 
+    def test_an_objective_name_from_summary_json_is_data_to_gnuplot(self):
+        """summary.json is a file anyone can edit: an objective named with backquotes and
+        quotes reaches the objective plot as a column header, never as script."""
+        cfg, run, _ = self.search()
+        path = os.path.join(run, "summary.json")
+        summary = load_json(path)
+        summary["objective"] = {"metric": 'x`touch PWNED`"$(touch PWNED2)', "maximize": True}
+        for t in summary["trials"]:
+            t["metrics"]['x`touch PWNED`"$(touch PWNED2)'] = 1.0
+        with open(path, "w") as f:
+            json.dump(summary, f)
+        r = self.run_engine("report", run)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in ("PWNED", "PWNED2"):
+            self.assertFalse(os.path.exists(os.path.join(run, "plots", name)), name)
+            self.assertFalse(os.path.exists(self.path(name)), name)
+        self.assertNotIn("touch", read(os.path.join(run, "plots", "objective.gp")))
+        if GNUPLOT:
+            self.assertTrue(os.path.exists(os.path.join(run, "plots", "objective.svg")))
+
     def test_report_command_errors(self):
         r = self.run_engine("report")
         self.assertEqual(r.returncode, 2)

@@ -1,10 +1,11 @@
--- Unit tests of realistic load: arrival schedules (their statistics, reproducibility)
--- and the dataset formats (run by tests/lua_host).
+-- Unit tests of realistic load: arrival schedules (their statistics, reproducibility),
+-- the dataset formats and the capacity grid's plan (run by tests/lua_host).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local t = require("t")
 local cjson = require("cjson")
 local knob = require("knob")
 local dataset = require("knobengine.dataset")
+local grid_plan = require("knobengine.grid_plan")
 local schedule = require("knobengine.schedule")
 local util = require("knobengine.util")
 
@@ -211,6 +212,42 @@ t.test("capacity: near the boundary a rate is probed until a majority of repeats
   t.eq(load.failed_on(slo, { slo_at_percentile = { ttft_ms = 60, tpot_ms = 99, itl_ms = 11, e2e_ms = 1 } }), "ttft_ms+itl_ms")
   t.eq(load.failed_on(slo, { slo_at_percentile = { ttft_ms = 40, itl_ms = 9 } }), "")
   t.eq(load.failed_on(slo, { slo_at_percentile = cjson.null }), nil)
+end)
+
+local function slo(t) return { combine = t.combine or "and", quantile = t.quantile or 0.99, ttft_ms = t.ttft_ms,
+  tpot_ms = t.tpot_ms, itl_ms = t.itl_ms, e2e_ms = t.e2e_ms } end
+
+t.test("grid: an SLO is stricter when every request meeting it meets the other", function()
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 50 }), slo({ ttft_ms = 100 })), true)
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 100 }), slo({ ttft_ms = 50 })), false)
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 50, itl_ms = 20 }), slo({ ttft_ms = 100 })), true) -- one more threshold
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 50 }), slo({ ttft_ms = 100, itl_ms = 20 })), false) -- one fewer
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 50, quantile = 0.9 }), slo({ ttft_ms = 100 })), false) -- a lower quantile
+  t.eq(grid_plan.stricter(slo({ ttft_ms = 50, combine = "or" }), slo({ ttft_ms = 100 })), false)
+  -- loosest first, the config's order among the incomparable
+  t.eq(grid_plan.order({ slo({ ttft_ms = 10 }), slo({ itl_ms = 5 }), slo({ ttft_ms = 100 }), slo({ ttft_ms = 50 }) }),
+    { 2, 3, 4, 1 })
+end)
+
+t.test("grid: a cell is pruned only when its capacity under a looser SLO is below one proved under its own", function()
+  local slos = { slo({ ttft_ms = 100 }), slo({ ttft_ms = 50 }) } -- 2 is stricter than 1
+  local results = {
+    [1] = { [0] = { max_rate = 400, bound = "exact", failed_rate = 420 }, [1] = { max_rate = 100, bound = "exact", failed_rate = 110 },
+      [2] = { max_rate = 800, bound = "lower" }, [3] = { max_rate = 150, bound = "bracket", failed_rate = 300 } },
+    [2] = { [0] = { max_rate = 200, bound = "exact", failed_rate = 210 } },
+  }
+  local function measured(w, s, mask) return w == 1 and results[s][mask] or nil end
+  -- measured under slo 2: mask 0 at 200 req/s; mask 1 fails at 110 under the looser slo 1: it cannot win
+  local pruned = grid_plan.prune(slos, 2, 1, { 1, 2, 3 }, measured, { 0 })
+  t.eq(pruned[1], { upper = 110, from = 1, leader = 0, leader_rate = 200 })
+  t.eq(pruned[2], nil) -- held everywhere it was probed under slo 1: no upper bound
+  t.eq(pruned[3], nil) -- may reach up to 300
+  t.eq(grid_plan.prune(slos, 1, 1, { 1 }, measured, { 0 }), {}) -- nothing looser than slo 1
+  t.eq(grid_plan.prune(slos, 2, 1, { 1 }, measured, {}), {})    -- nothing proved under slo 2 yet
+  -- the likeliest winners first: no upper bound, then the highest
+  t.eq(grid_plan.by_promise(slos, 2, 1, { 1, 2, 3 }, measured), { 2, 3, 1 })
+  t.eq(grid_plan.best({ { result = results[1][1] }, { result = results[1][0] }, { result = { max_rate = cjson.null } } }).result,
+    results[1][0])
 end)
 
 t.done()

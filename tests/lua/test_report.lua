@@ -361,8 +361,13 @@ t.test("the bottleneck per GPU, what the best changed, and nsys GPU metrics when
   local gm = { ["0"] = { headline = { "SM Active", "Tensor Active" },
     metrics = { ["SM Active"] = { mean = 96.5 }, ["Tensor Active"] = { mean = 0 } } } }
   local plain = { baseline = { trace = { gpu_metrics = gm } }, best = { trace = { gpu_metrics = gm } } }
-  t.eq(counters.findings(plain), { "GPU 0 utilisation (nsys GPU metrics, mean over the kernel span): baseline SM "
+  t.eq(counters.findings(plain), { "GPU 0 utilisation (nsys GPU metrics, mean over its kernel span): baseline SM "
     .. "Active 96.5%, Tensor Active 0.0%; best SM Active 96.5%, Tensor Active 0.0%." })
+  -- a GPU with ncu figures gets its bottleneck, one with GPU metrics only its utilisation
+  run.baseline.trace = { gpu_metrics = { ["1"] = gm["0"], ["2"] = gm["0"] } }
+  local said = counters.findings(run)
+  t.eq(#said, 3)
+  t.eq(said[3]:match("^GPU 2 utilisation") ~= nil, true)
   t.eq(counters.kernel_blocks(plain)[1].text:match("^Hardware counters per kernel") ~= nil, true)
   plain.baseline.ncu_overhead = { reason = "ncu not found" }
   t.eq(counters.kernel_blocks(plain)[1].text,
@@ -379,9 +384,15 @@ t.test("how sure: a bootstrap interval over the repeats, within or beyond noise,
     return { summary = { objective = { metric = "p50_latency_ms" } }, best_record = { trial = 1 },
       baseline = { metrics = {}, repeats = base and reps(base) }, best = { metrics = {}, repeats = best and reps(best) } }
   end
-  t.eq(context.confidence(run_with({ 10, 10.2, 10.1 }, { 8, 8.1, 8.2 })):match("^Beyond noise: the 95%% bootstrap "
-    .. "interval of the p50 latency %(ms%) difference over the repeats is %[%-2%.%d+, %-1%.%d+%] %(3 and 3 repeats%)%.$") ~= nil, true)
-  t.eq(context.confidence(run_with({ 10, 12, 11 }, { 11, 10, 12 })):match("^Within noise: .* includes 0 %(3 and 3 repeats%)%.$") ~= nil, true)
+  t.eq(context.confidence(run_with({ 10, 10.2, 10.1, 10.3, 10.0 }, { 8, 8.1, 8.2, 8.0, 8.1 })):match("^Beyond noise: the 95%% "
+    .. "bootstrap interval of the p50 latency %(ms%) difference over the repeats is %[%-2%.%d+, %-1%.%d+%] %(5 and 5 "
+    .. "repeats%)%.$") ~= nil, true)
+  t.eq(context.confidence(run_with({ 10, 12, 11, 10, 12 }, { 11, 10, 12, 12, 10 })):match("^Within noise: .* includes 0 "
+    .. "%(5 and 5 repeats%)%.$") ~= nil, true)
+  -- fewer than 5 a side: the spread rule (a bootstrap of 3 values is far too narrow)
+  t.eq(context.confidence(run_with({ 10, 11, 12 }, { 8.6, 9.6, 10.6 })), "Within noise: the p50 latency (ms) difference "
+    .. "of the means (1.400) is within the larger spread of the repeats (2.000; 3 and 3 repeats, too few for an interval).")
+  t.eq(context.confidence(run_with({ 10, 10.2, 10.1 }, { 8, 8.1, 8.2 })):match("^Beyond noise: ") ~= nil, true)
   t.eq(context.confidence(run_with(nil, nil)), "How sure: noise not measured (workload.repeats = 1); repeat with "
     .. "workload.repeats >= 3.")
 end)

@@ -77,6 +77,10 @@ local CHANGE = {
   ["server.ready_path"] = function(c) c.server = { ready_path = "/ready" } end,
   ["nsys.gpu_metrics"] = function(c) c.nsys = { gpu_metrics = { 0, 1 } } end,
   ncu = function(c) c.ncu = {} end,
+  slos = function(c) c.slos = { { name = "tight", ttft_ms = 50 } } end,
+  ["slos[].name"] = function(c) c.slos = { { name = "other", ttft_ms = 50 } } end,
+  workloads = function(c) c.workloads = { { name = "short", max_new_tokens = 2 } } end,
+  ["workloads[].name"] = function(c) c.workloads = { { name = "other", max_new_tokens = 2 } } end,
 }
 
 local function get(c, path)

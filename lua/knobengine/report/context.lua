@@ -5,6 +5,7 @@
 local f = require("knobengine.report.fmt")
 local objective = require("knobengine.report.objective")
 local rng = require("knobengine.rng")
+local util = require("knobengine.util")
 
 local M = {}
 
@@ -31,7 +32,7 @@ end
 local function lengths_text(manifest)
   local p, o = f.get(manifest, "prompt_words"), f.get(manifest, "max_output_tokens")
   local parts = {}
-  if p then parts[#parts + 1] = string.format("prompts %s-%s words (mean %s)", f.int(p.min), f.int(p.max), f.int(p.mean)) end
+  if p then parts[#parts + 1] = string.format("prompts %s-%s words (mean %s)", f.int(p.min), f.int(p.max), f.num(p.mean, 0)) end
   if o then parts[#parts + 1] = string.format("up to %s output tokens (mean %s)", f.int(o.max), f.num(o.mean, 1)) end
   return parts
 end
@@ -52,13 +53,23 @@ end
 function M.meta(run)
   local lines = { model_line(run), workload_line(run) }
   local cmd = f.get(run.best_record, "config", "command")
-  if cmd then lines[#lines + 1] = "Best command: " .. tostring(cmd) .. " (best_command.sh)" end
+  if cmd then
+    local env, keys = f.get(run.best_record, "config", "env") or {}, {}
+    for k in pairs(env) do keys[#keys + 1] = k end
+    table.sort(keys)
+    local prefix = {}
+    for i, k in ipairs(keys) do prefix[i] = k .. "=" .. util.shell_quote(tostring(env[k])) .. " " end
+    lines[#lines + 1] = "Best command: " .. table.concat(prefix) .. tostring(cmd) .. " (best_command.sh)"
+  end
   return lines
 end
 
 -- ---------- how sure ----------
 
-M.BOOTSTRAP_SAMPLES, M.BOOTSTRAP_SEED = 2000, 1
+-- With at least this many repeats on each side the interval is a bootstrap's; with
+-- fewer, resampling 2-4 values gives intervals far too narrow, so the rule is the
+-- spread's: the difference against the larger side's max - min.
+M.BOOTSTRAP_MIN_REPEATS, M.BOOTSTRAP_SAMPLES, M.BOOTSTRAP_SEED = 5, 2000, 1
 
 local function values_of(repeats, metric)
   local v = {}
@@ -86,19 +97,43 @@ function M.bootstrap_interval(a, b)
   return diffs[math.max(1, math.floor(0.025 * n + 0.5))], diffs[math.min(n, math.floor(0.975 * n + 0.5))]
 end
 
--- The headline's last sentence: the win beyond the noise, within it, or unmeasured.
+local function spread(v)
+  local lo, hi = math.huge, -math.huge
+  for _, x in ipairs(v) do lo, hi = math.min(lo, x), math.max(hi, x) end
+  return hi - lo
+end
+
+local function mean(v)
+  local sum = 0
+  for _, x in ipairs(v) do sum = sum + x end
+  return sum / #v
+end
+
+-- "Within noise: the difference of the means (0.300) is within the repeats' spread (1.000; 3 and 3 repeats)".
+local function spread_rule(obj, a, b)
+  local gap, noise = math.abs(mean(b) - mean(a)), math.max(spread(a), spread(b))
+  return string.format("%s: the %s difference of the means (%s) is %s the larger spread of the repeats (%s; %d and %d "
+    .. "repeats, too few for an interval)", gap > noise and "Beyond noise" or "Within noise", obj.label,
+    f.num(gap, obj.decimals), gap > noise and "beyond" or "within", f.num(noise, obj.decimals), #a, #b)
+end
+
+-- The sentence on how sure the win is: beyond the noise, within it, or unmeasured;
+-- the headline ends with it and the Summary's noise bullet is it. nil without a best
+-- or a value of the objective.
 function M.confidence(run)
   if not run.best_record then return nil end
   local obj = objective.of(run)
   if obj.metric == "max_rate" then
+    if not (f.known(obj.base) and f.known(obj.best)) then return nil end
     return "How sure: each capacity is decided by a majority of capacity.repeats probes at each rate near its boundary "
       .. "(capacity.json: stable, unstable_rates)."
   end
   local a, b = values_of(run.baseline.repeats, obj.metric), values_of(run.best and run.best.repeats, obj.metric)
-  local lo, hi = M.bootstrap_interval(a, b)
-  if not lo then
+  if #a < 2 or #b < 2 then
     return "How sure: noise not measured (workload.repeats = 1); repeat with workload.repeats >= 3."
   end
+  if #a < M.BOOTSTRAP_MIN_REPEATS or #b < M.BOOTSTRAP_MIN_REPEATS then return spread_rule(obj, a, b) .. "." end
+  local lo, hi = M.bootstrap_interval(a, b)
   local d = obj.decimals
   local interval = string.format("[%s, %s]", f.delta(lo, 0, d), f.delta(hi, 0, d))
   if lo <= 0 and hi >= 0 then

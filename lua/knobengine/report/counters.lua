@@ -164,7 +164,8 @@ local function device_blocks(run, dev)
     f.table({ "Metric (% of peak)", "Base mean", "Base p50", "Base max", "Best mean", "Best p50", "Best max", "Delta mean" },
       rows, { "l", "r", "r", "r", "r", "r", "r", "r" }),
     f.figure("gpu-" .. dev, "GPU " .. dev .. ": the headline metrics over the measured window, baseline (top) and best "
-      .. "(bottom), each point the mean of the samples in 1/120 of the window."),
+      .. "(bottom), each point the mean of the samples in one of the window's equal buckets (120, or one per sample "
+      .. "when there are fewer)."),
   }
 end
 
@@ -172,13 +173,15 @@ function M.utilisation(run)
   local devices = M.devices(run)
   local blocks = {}
   if #devices == 0 then
-    local why = run.baseline.trace and (f.get(run.baseline.trace, "gpu_metrics_reason") or f.get(run.baseline.trace, "reason"))
+    local t = run.baseline.trace
+    local why = t and (f.get(t, "gpu_metrics_reason") or f.get(t, "reason") or "the profiles hold no GPU metrics samples")
       or "the baseline has no trace_summary.json"
     blocks[1] = f.p("na: " .. why .. ". With nsys.gpu_metrics on, this section shows each GPU's SM, tensor and DRAM "
       .. "activity over the profiled launches (docs/nsys.md).")
   else
     blocks[1] = f.p("GPU metrics sampled by nsys in the profiled launches (trace_summary.json gpu_metrics), per GPU: "
-      .. "mean, p50 and max over the window, the kernel span of that GPU (docs/nsys.md).")
+      .. "mean, p50 and max over the window, the kernel span of that GPU (the samples' span on a GPU no kernel ran "
+      .. "on; docs/nsys.md).")
     for _, dev in ipairs(devices) do
       for _, block in ipairs(device_blocks(run, dev)) do blocks[#blocks + 1] = block end
     end
@@ -297,7 +300,7 @@ end
 
 -- "baseline SM Active 96.0%, Tensor Active 0.0%; best ...": the window means.
 local function utilisation_sentence(run, dev)
-  local parts = {}
+  local parts, basis = {}, nil
   for _, pair in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
     local d = device_of(pair[2], dev)
     if d then
@@ -306,19 +309,24 @@ local function utilisation_sentence(run, dev)
         means[#means + 1] = name .. " " .. pct(f.get(d, "metrics", name, "mean"))
       end
       parts[#parts + 1] = pair[1] .. " " .. table.concat(means, ", ")
+      basis = basis or f.get(d, "window", "basis")
     end
   end
-  return string.format("GPU %s utilisation (nsys GPU metrics, mean over the kernel span): %s.", dev,
-    table.concat(parts, "; "))
+  return string.format("GPU %s utilisation (nsys GPU metrics, mean over %s): %s.", dev,
+    basis == "samples" and "the samples' span: no kernel ran on it" or "its kernel span", table.concat(parts, "; "))
 end
 
--- The Summary's sentences: a bottleneck per GPU from ncu, else the utilisation per GPU
--- from nsys GPU metrics, else none.
+-- The Summary's sentences, one per GPU: the bottleneck from ncu where that GPU has ncu
+-- figures, else its utilisation from nsys GPU metrics.
 function M.findings(run)
-  local out = {}
-  for _, dev in ipairs(ncu_devices(run)) do out[#out + 1] = bottleneck(run, dev) end
-  if #out > 0 then return out end
-  for _, dev in ipairs(M.devices(run)) do out[#out + 1] = utilisation_sentence(run, dev) end
+  local out, said = {}, {}
+  for _, dev in ipairs(ncu_devices(run)) do
+    out[#out + 1] = bottleneck(run, dev)
+    said[dev] = true
+  end
+  for _, dev in ipairs(M.devices(run)) do
+    if not said[dev] then out[#out + 1] = utilisation_sentence(run, dev) end
+  end
   return out
 end
 

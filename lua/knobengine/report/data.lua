@@ -11,6 +11,7 @@
 --   run.summary.trials: each trial as report/summary_file.lua keeps it (the best whole)
 --   run.environment, run.manifest: this run's provenance files (or nil)
 --   run.load_sweep: the results' latest load-sweep (sweep.json), when there is one
+--   run.capacity_grid: the results' latest capacity grid (capacity_grid.json), or nil
 local cjson = require("cjson")
 local knob = require("knob")
 local csv = require("knobengine.csv")
@@ -208,6 +209,7 @@ function M.load(run_dir)
   run.environment = json_file(run_dir .. "/environment.json")
   run.manifest = json_file(run_dir .. "/inputs_manifest.json")
   run.load_sweep = json_file(results .. "/load-sweep/latest/sweep.json")
+  run.capacity_grid = json_file(results .. "/capacity-grid/latest/capacity_grid.json")
   return run
 end
 

@@ -40,14 +40,26 @@ function M.headline(run)
     run.baseline.at_capacity and ", each at its capacity" or "", objective.change(obj), p50, throughput)
 end
 
+-- Whether any valid trial has a value of the metric.
+local function measured(run, metric)
+  for _, t in ipairs(run.summary.trials or {}) do
+    if t.valid and f.known(f.get(t, "metrics", metric)) then return true end
+  end
+  return false
+end
+
 local function knobs_that_matter(run)
   local effects, metric = trials.main_effects(run)
   table.sort(effects, function(x, y) return math.abs(x.effect or 0) > math.abs(y.effect or 0) end)
   local parts = {}
   local unit = metric == "p50_latency_ms" and " ms" or ""
+  local d = metric == "error_rate" and 4 or 3
   for i, e in ipairs(effects) do
     if i > 3 or not e.effect then break end
-    parts[#parts + 1] = string.format("%s %s%s", e.name, f.delta(e.on, e.off), unit)
+    parts[#parts + 1] = string.format("%s %s%s", e.name, f.delta(e.on, e.off, d), unit)
+  end
+  if #parts == 0 and not measured(run, metric) then
+    return string.format("Knob effects on %s cannot be estimated: no valid trial has a value of it.", objective.label(metric))
   end
   if #parts == 0 then return "Knob effects cannot be estimated: no knob was seen both on and off in valid trials." end
   return string.format("Knobs by the size of their main effect on %s: %s.",
@@ -73,30 +85,16 @@ local function gpu_time(run)
   return "Where time goes is unknown: the " .. (run.best and "best" or "baseline") .. " has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
 end
 
+-- The Summary's noise bullet: the headline's sentence on how sure (context.lua), and
+-- whether some figures vary over 10% between repeats.
 local function noise(run)
-  if not run.best_record then return nil end
-  local b, w = f.get(run.baseline.metrics, "p50_latency_ms"), f.get(run.best.metrics, "p50_latency_ms")
-  if not (run.baseline.repeats and run.best.repeats) then
-    return "Noise: not measured (workload.repeats = 1). Treat a difference of a few percent as unconfirmed; "
-      .. "repeat with workload.repeats >= 3."
+  local sentence = context.confidence(run)
+  if not sentence then return nil end
+  if run.baseline.repeats and run.best and run.best.repeats then
+    local _, flagged = sections.spreads(run)
+    if #flagged > 0 then sentence = sentence:gsub("%.$", "") .. "; some figures vary over 10% between repeats." end
   end
-  local rows, flagged = sections.spreads(run)
-  local base_spread = rows[1][2]
-  if f.known(b) and f.known(w) then
-    local gap = math.abs(w - b)
-    local spread_ms = 0
-    for _, s in ipairs({ run.baseline.repeats, run.best.repeats }) do
-      local lo, hi = math.huge, -math.huge
-      for _, r in ipairs(s) do
-        if f.known(r.p50_latency_ms) then lo, hi = math.min(lo, r.p50_latency_ms), math.max(hi, r.p50_latency_ms) end
-      end
-      if hi >= lo then spread_ms = math.max(spread_ms, hi - lo) end
-    end
-    return string.format("Noise: the p50 difference (%s ms) is %s the repeat spread (%s ms; baseline p50 spread %s)%s.",
-      f.num(gap), gap > spread_ms and "beyond" or "within", f.num(spread_ms), base_spread,
-      #flagged > 0 and "; some figures vary over 10% between repeats" or "")
-  end
-  return nil
+  return sentence
 end
 
 local function next_steps(run)

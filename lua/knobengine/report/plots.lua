@@ -71,7 +71,7 @@ local function trials_plot(run)
     end
   end
   if #lines == 1 then return nil, "no valid trial" end
-  local base = f.get(run.baseline.metrics, "p50_latency_ms")
+  local base = f.get(run.baseline.closed_loop_metrics or run.baseline.metrics, "p50_latency_ms")
   -- an unknown baseline p50 draws no line (NaN plots nothing)
   local script = #lines - 1 <= M.MARKED_LIMIT and TRIALS_MARKED or TRIALS_LINES
   return table.concat(lines, "\n") .. "\n", string.format(script, M.BASELINE, M.OTHER, n(base), M.BEST)
@@ -81,25 +81,26 @@ end
 -- p95, which the trials plot draws), the best marked, the baseline's dashed.
 local function objective_plot(run, obj)
   if obj.default or obj.metric == "p95_latency_ms" then return nil, "the trials plot shows the objective" end
-  local lines = { "# trial value mask is_best" }
+  -- the first line names the columns: the objective's label reaches gnuplot as data
+  local lines = { "# trial value mask is_best", q("trial") .. " " .. q(obj.label) .. " " .. q("mask") .. " " .. q("is_best") }
   for _, t in ipairs(run.summary.trials) do
     local v = f.get(t, "metrics", obj.metric)
     if t.valid and f.known(v) then
       lines[#lines + 1] = string.format("%d %s %s %d", t.trial, n(v), q(t.knob_mask), t.trial == run.summary.best_trial and 1 or 0)
     end
   end
-  if #lines == 1 then return nil, "no valid trial has a value of " .. obj.metric end
-  local marked = #lines - 1 <= M.MARKED_LIMIT
+  if #lines == 2 then return nil, "no valid trial has a value of the objective" end
+  local marked = #lines - 2 <= M.MARKED_LIMIT
   return table.concat(lines, "\n") .. "\n", string.format([[
 set xlabel "%s"
-set ylabel "%s"
+set ylabel "the objective (see the key)"
 %sset key outside top center horizontal
-plot "objective.dat" using 1:2%s with %s lc rgb "%s" lw 2 %stitle "%s", \
+plot "objective.dat" using 1:2%s with %s lc rgb "%s" lw 2 %stitle columnheader(2), \
      %s with lines dt 2 lc rgb "#555555" title "baseline", \
      "" using 1:($4 == 1 ? $2 : 1/0) with points pt 7 ps 2.2 lc rgb "%s" title "best"
-]], marked and "trial (knob mask)" or "trial", q(obj.label):sub(2, -2), marked and "set xtics rotate by -45\n" or "",
+]], marked and "trial (knob mask)" or "trial", marked and "set xtics rotate by -45\n" or "",
     marked and ":xtic(3)" or "", marked and "linespoints" or "lines", M.BASELINE, marked and "pt 7 " or "",
-    q(obj.metric):sub(2, -2), n(obj.base), M.BEST)
+    n(obj.base), M.BEST)
 end
 
 -- The trials on no other trial's dominated side: none both faster and higher-throughput
@@ -230,16 +231,16 @@ local METRIC_COLOURS = { M.BASELINE, M.OTHER, "#2ca02c", "#9467bd", "#8c564b", "
 -- gnuplot reads them with columnheader, as data, never as script) and how many metric
 -- columns it has; nil when the side has none. A metric without any sample in the
 -- window is left out (a line of NaN alone would stop gnuplot).
-local function timeline_block(side, dev)
+local function timeline_block(side, dev, colour_of)
   local d = side and f.get(side.trace, "gpu_metrics", dev)
   local tl = d and f.get(d, "timeline")
   if not tl then return nil end
-  local names, columns = {}, {}
+  local names, columns, colours = {}, {}, {}
   for _, name in ipairs(f.get(d, "headline") or {}) do
     local series = f.get(tl, "series", name)
     local any = false
     for _, v in ipairs(series or {}) do any = any or f.known(v) end
-    if any then names[#names + 1] = q(name); columns[#columns + 1] = series end
+    if any then names[#names + 1] = q(name); columns[#columns + 1] = series; colours[#colours + 1] = colour_of(name) end
   end
   if #columns == 0 then return nil end
   local lines = { q("t_ms") .. " " .. table.concat(names, " ") }
@@ -248,17 +249,30 @@ local function timeline_block(side, dev)
     for _, series in ipairs(columns) do row[#row + 1] = n(series[k]) end
     lines[#lines + 1] = table.concat(row, " ")
   end
-  return table.concat(lines, "\n"), #columns
+  return table.concat(lines, "\n"), colours
+end
+
+-- A colour per headline metric of a device, the same in both panels: by its place in
+-- the baseline's headline list, then the best's.
+local function metric_colours(run, dev)
+  local index, k = {}, 0
+  for _, side in ipairs({ run.baseline, run.best }) do
+    for _, name in ipairs(f.get(side and side.trace, "gpu_metrics", dev, "headline") or {}) do
+      if not index[name] then k = k + 1; index[name] = k end
+    end
+  end
+  return function(name) return METRIC_COLOURS[((index[name] or 1) - 1) % #METRIC_COLOURS + 1] end
 end
 
 -- gpu-DEV: the headline metrics of one GPU over its window, a panel per side.
 local function gpu_plot(run, dev)
   local panels, blocks = {}, {}
+  local colour_of = metric_colours(run, dev)
   for _, pair in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
-    local block, count = timeline_block(pair[2], dev)
+    local block, colours = timeline_block(pair[2], dev, colour_of)
     if block then
       blocks[#blocks + 1] = block
-      panels[#panels + 1] = { title = pair[1], count = count, index = #blocks - 1 }
+      panels[#panels + 1] = { title = pair[1], colours = colours, index = #blocks - 1 }
     end
   end
   if #panels == 0 then return nil, "no GPU metrics timeline for GPU " .. dev end
@@ -270,9 +284,9 @@ set yrange [0:*]
 set key below horizontal]], 280 * #panels, #panels) }
   for _, p in ipairs(panels) do
     local series = {}
-    for i = 1, p.count do
+    for i, colour in ipairs(p.colours) do
       series[i] = string.format([[%s index %d using 1:%d with lines lw 2 lc rgb "%s" title columnheader(%d)]],
-        i == 1 and string.format('"gpu-%s.dat"', dev) or '""', p.index, i + 1, METRIC_COLOURS[(i - 1) % #METRIC_COLOURS + 1], i + 1)
+        i == 1 and string.format('"gpu-%s.dat"', dev) or '""', p.index, i + 1, colour, i + 1)
     end
     script[#script + 1] = string.format('set title "%s: ms from the start of its window"\nplot %s', p.title,
       table.concat(series, ", \\\n     "))
@@ -281,6 +295,41 @@ set key below horizontal]], 280 * #panels, #panels) }
   return "# t_ms and the headline metrics (% of peak); a block per side (" .. panels[1].title
     .. (panels[2] and ", then " .. panels[2].title or "") .. "), its first line names the columns\n"
     .. table.concat(blocks, "\n\n\n") .. "\n", table.concat(script, "\n")
+end
+
+-- The capacity grid as a heatmap (capacity_grid.json's table): a column per workload
+-- and SLO, a row per mask, each cell's max_rate as its colour and label (na: white).
+-- Every name is in the .dat file only (tic labels read with xticlabels/yticlabels).
+function M.heatmap(grid, name)
+  local cells = type(grid) == "table" and grid.cells or {}
+  if #cells == 0 then return nil, "no capacity grid" end
+  local column, row, columns, rows = {}, {}, 0, 0
+  local lines = { "# column row max_rate label column_name mask" }
+  for _, c in ipairs(cells) do
+    local ckey = tostring(c.workload) .. "\0" .. tostring(c.slo)
+    if not column[ckey] then column[ckey], columns = columns, columns + 1 end
+    if not row[c.knob_mask] then row[c.knob_mask], rows = rows, rows + 1 end
+    local rate = f.known(c.max_rate) and c.max_rate or nil
+    lines[#lines + 1] = string.format("%d %d %s %s %s %s", column[ckey], row[c.knob_mask], n(rate),
+      q(rate and f.num(rate, 1) or c.status == "measured" and "na" or tostring(c.status)),
+      q(tostring(c.workload) .. " / " .. tostring(c.slo)), q(c.knob_mask))
+  end
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set terminal svg size 760,%d dynamic noenhanced font "sans,11" background rgb "white"
+set palette defined (0 "#f7fbff", 1 "#08306b")
+set cbrange [0:*]
+set cblabel "max rate (req/s)"
+set xrange [-0.5:%s]
+set yrange [-0.5:%s]
+set xtics rotate by -20
+set ylabel "knob mask"
+unset key
+unset grid
+plot "%s.dat" using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette, \
+     "" using 1:2:4 with labels boxed, \
+     "" using 1:2:xticlabels(5) with points ps 0, \
+     "" using 1:2:yticlabels(6) with points ps 0
+]], 160 + 28 * rows, n(columns - 0.5), n(rows - 0.5), name or "heatmap")
 end
 
 -- Draws NAME.svg from NAME.gp in dir; nil, why when gnuplot fails. gnuplot runs with
@@ -318,8 +367,9 @@ function M.make(run, dir, side_by_side, gpu_devices, obj)
   local have_gnuplot = util.which("gnuplot") ~= nil
   local makers = { trials = trials_plot, pareto = pareto_plot, cdf = cdf_plot,
     kernels = function(r) return kernels_plot(r, side_by_side) end, load = load_plot,
-    objective = function(r) return objective_plot(r, obj) end }
-  local names = { "objective", "trials", "pareto", "cdf", "kernels", "load" }
+    objective = function(r) return objective_plot(r, obj) end,
+    grid = function(r) return M.heatmap(r.capacity_grid, "grid") end }
+  local names = { "objective", "trials", "pareto", "cdf", "kernels", "load", "grid" }
   for _, dev in ipairs(gpu_devices or {}) do
     names[#names + 1] = "gpu-" .. dev
     makers["gpu-" .. dev] = function(r) return gpu_plot(r, dev) end

@@ -165,8 +165,10 @@ function M.trials(run)
   end
   local effects = {}
   local main, metric = M.main_effects(run)
+  local d = metric == "error_rate" and 4 or 3
   for _, e in ipairs(main) do
-    effects[#effects + 1] = { e.name, f.int(e.on_n) .. " / " .. f.int(e.off_n), f.num(e.on), f.num(e.off), f.delta(e.on, e.off) }
+    effects[#effects + 1] = { e.name, f.int(e.on_n) .. " / " .. f.int(e.off_n), f.num(e.on, d), f.num(e.off, d),
+      f.delta(e.on, e.off, d) }
   end
   local blocks = {
     f.p(string.format("%d trial(s) of %d combinations, strategy %s, objective: %s %s. Metrics measured without the "
@@ -211,6 +213,44 @@ function M.load_sweep(run)
     f.table({ sw.by == "rate" and "Rate (req/s)" or "Concurrency", "TTFT p99 ms", "p50 ms", "p99 ms", "tokens/s" }, rows,
       { "r", "r", "r", "r", "r" }),
     f.figure("load", "p50 and p99 latency against load; the marked point is the knee."),
+  } }
+end
+
+-- The runner-up of a workload x SLO in the grid's cells: the second highest max_rate.
+local function runner_up(grid, b)
+  local best
+  for _, c in ipairs(grid.cells or {}) do
+    if c.workload == b.workload and c.slo == b.slo and c.knob_mask ~= b.knob_mask and f.known(c.max_rate)
+      and (not best or c.max_rate > best.max_rate) then
+      best = c
+    end
+  end
+  return best
+end
+
+-- The latest capacity grid of the results (knobengine capacity --grid), or nil.
+function M.capacity_grid(run)
+  local g = run.capacity_grid
+  if type(g) ~= "table" or type(g.best) ~= "table" or #g.best == 0 then return nil end
+  local rows = {}
+  for i, b in ipairs(g.best) do
+    local r = runner_up(g, b)
+    local mask = f.get(b, "knob_mask")
+    rows[i] = { tostring(b.workload), tostring(b.slo), mask or "na", mask and f.knobs_on(mask, run.knobs or {}) or "na",
+      f.num(f.get(b, "max_rate")), f.get(b, "bound") or "na", r and r.knob_mask or "na", r and f.num(r.max_rate) or "na",
+      f.int(b.unmeasured) }
+  end
+  local unmeasured = 0
+  for _, c in ipairs(g.cells or {}) do if c.status == "skipped" or c.status == "failed" then unmeasured = unmeasured + 1 end end
+  return { id = "grid", title = "Capacity grid", blocks = {
+    f.p(string.format("The latest capacity grid in these results: %d mask(s) x %d SLO(s) x %d workload(s), the highest "
+      .. "rate at which each SLO held for each (docs/load.md); %s pruned as unable to win, %d not measured. The best "
+      .. "config of each SLO and workload:", #(g.masks or {}), #(g.slos or {}), #(g.workloads or {}),
+      f.int(g.pruned), unmeasured)),
+    f.table({ "Workload", "SLO", "Best mask", "Knobs on", "Max rate (req/s)", "Bound", "Runner-up", "Its rate",
+      "Unmeasured" }, rows, { "l", "l", "l", "l", "r", "l", "l", "r", "r" }),
+    f.figure("grid", "Max rate of every cell: a column per workload and SLO, a row per mask (na: the SLO held at no "
+      .. "rate probed)."),
   } }
 end
 
