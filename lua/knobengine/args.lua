@@ -153,6 +153,16 @@ local function integer(name, s, lo, hi)
   return v
 end
 
+-- A comma-separated list of non-empty names (what: "name", "mask" for the message).
+local function name_list(option, s, what)
+  local list = {}
+  for part in (s .. ","):gmatch("([^,]*),") do
+    if part == "" then errors.usage("%s: an empty %s in '%s'", option, what, s) end
+    list[#list + 1] = part
+  end
+  return list
+end
+
 local function check_compare(opts)
   opts.seeds = opts.seeds and integer("--seeds", opts.seeds, 1, 100000) or 50
   opts.seed = opts.seed and integer("--seed", opts.seed, 0, 1 << 31) or 1
@@ -163,14 +173,7 @@ local function check_compare(opts)
     if not v or v < 0 or v > 1 then errors.usage("--noise: '%s' is not a coefficient of variation in 0..1", opts.noise) end
     opts.noise = v
   end
-  if opts.strategies then
-    local list = {}
-    for part in (opts.strategies .. ","):gmatch("([^,]*),") do
-      if part == "" then errors.usage("--strategies: an empty name in '%s'", opts.strategies) end
-      list[#list + 1] = part
-    end
-    opts.strategies = list
-  end
+  if opts.strategies then opts.strategies = name_list("--strategies", opts.strategies, "name") end
 end
 
 local function check(opts)
@@ -186,14 +189,7 @@ local function check(opts)
     if not v or v <= 0 or v > 1e7 then errors.usage("--time-limit: '%s' is not a number of seconds in (0, 1e7]", opts.time_limit) end
     opts.time_limit = v
   end
-  if opts.masks then
-    local list = {}
-    for part in (opts.masks .. ","):gmatch("([^,]*),") do
-      if part == "" then errors.usage("--masks: an empty mask in '%s'", opts.masks) end
-      list[#list + 1] = part
-    end
-    opts.masks = list
-  end
+  if opts.masks then opts.masks = name_list("--masks", opts.masks, "mask") end
   if opts.rebaseline and opts.reprofile_baseline then
     errors.usage("--rebaseline measures the whole baseline again; --reprofile-baseline only its trace (use one)")
   end
