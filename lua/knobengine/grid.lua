@@ -72,7 +72,11 @@ local function make_cells(ctx, g)
   for wi, w in ipairs(g.workloads) do
     g.cells[wi] = {}
     for si, s in ipairs(g.slos) do
-      local cell_ctx = run_context.of(config.cell(cfg, s.entry, w.entry), { results = ctx.results })
+      local ok, cell_ctx = xpcall(run_context.of, errors.handler, config.cell(cfg, s.entry, w.entry), { results = ctx.results })
+      if not ok then
+        if not w.entry or cell_ctx.kind ~= "usage" then error(cell_ctx, 0) end
+        errors.usage("config %s: workloads[%d] ('%s'): %s", cfg.path, w.entry.index, w.name, cell_ctx.message)
+      end
       local hash = identity.hash(cell_ctx.cfg, cell_ctx.dataset_hash, "search")
       g.cells[wi][si] = {}
       for _, mask in ipairs(g.masks) do
@@ -198,7 +202,7 @@ local function prune(g, w, s, done, todo)
       c.status = "pruned"
       c.reason = string.format("its capacity under slo %s is below %s req/s, and mask %s held %s req/s under %s",
         g.slos[p.from].name, format.fixed(p.upper, 3), g.space:string(p.leader), format.fixed(p.leader_rate, 3), g.slos[s].name)
-      g.pruned = g.pruned + 1
+      g.pruned, g.to_measure = g.pruned + 1, g.to_measure - 1
     else
       left[#left + 1] = c
     end
@@ -214,20 +218,24 @@ local function round(g, ctx, s)
     if j ~= s and grid_plan.stricter(g.slo_tables[s], g.slo_tables[j]) then looser = true end
   end
   local width = looser and (ctx.slots and #ctx.slots or 1) or math.huge
+  local function pending(w)
+    local done, todo = split(g, w, s)
+    if g.no_prune then
+      local left = {}
+      for _, mask in ipairs(todo) do left[#left + 1] = g.cells[w][s][mask] end
+      return left
+    end
+    return prune(g, w, s, done, todo) -- against what earlier runs kept, too
+  end
   local leaders = {}
   for w = 1, #g.workloads do
-    local _, todo = split(g, w, s)
-    for i = 1, math.min(width, #todo) do leaders[#leaders + 1] = g.cells[w][s][todo[i]] end
+    local left = pending(w)
+    for i = 1, math.min(width, #left) do leaders[#leaders + 1] = left[i] end
   end
   run_cells(g, ctx, leaders)
   local rest = {}
   for w = 1, #g.workloads do
-    local done, todo = split(g, w, s)
-    if g.no_prune then
-      for _, mask in ipairs(todo) do rest[#rest + 1] = g.cells[w][s][mask] end
-    else
-      for _, c in ipairs(prune(g, w, s, done, todo)) do rest[#rest + 1] = c end
-    end
+    for _, c in ipairs(pending(w)) do rest[#rest + 1] = c end
   end
   run_cells(g, ctx, rest)
 end
@@ -312,8 +320,9 @@ local function write_outputs(g, ctx, dir, time_limit)
   local slos, workloads, masks = {}, {}, {}
   for i, s in ipairs(g.slos) do slos[i] = { name = s.name, slo = s.slo } end
   for i, w in ipairs(g.workloads) do
-    workloads[i] = { name = w.name, dataset = w.workload.dataset, arrival = w.workload.arrival,
-      request_count = w.workload.request_count, max_new_tokens = w.workload.max_new_tokens }
+    workloads[i] = { name = w.name, dataset = w.workload.dataset, probe_arrival = require("knobengine.load").probe_arrival(
+      { workload = w.workload, capacity = ctx.cfg.capacity }).type, request_count = w.workload.request_count,
+      max_new_tokens = w.workload.max_new_tokens, max_concurrency = w.workload.max_concurrency or cjson.null }
   end
   for i, m in ipairs(g.masks) do masks[i] = g.space:string(m) end
   local complete = true
@@ -321,7 +330,8 @@ local function write_outputs(g, ctx, dir, time_limit)
   util.write(dir .. "/capacity_grid.csv", table.concat(lines, "\n") .. "\n")
   local grid = { slos = util.array(slos), workloads = util.array(workloads), masks = util.array(masks),
     cells = util.array(entries), best = util.array(best), pruned = g.pruned, complete = complete,
-    time_limit_s = time_limit or cjson.null, capacity = ctx.cfg.capacity }
+    time_limit_s = time_limit or cjson.null, capacity = ctx.cfg.capacity, knobs = ctx.cfg.knobs,
+    config_file = ctx.cfg.path }
   util.write_json(dir .. "/capacity_grid.json", grid)
   local plots = require("knobengine.report.plots")
   util.mkdir(dir .. "/plots")

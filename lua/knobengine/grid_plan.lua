@@ -59,7 +59,8 @@ local function tightest_upper(slos, s, w, mask, measured)
 end
 
 -- The cells of (w, s) that cannot win: a config whose capacity under a looser SLO is
--- already below what another config proved under s. Returns {[mask] = {upper, from,
+-- already below what another config proved under s (below the rate it failed at, so
+-- a failed rate equal to the proved one is enough). Returns {[mask] = {upper, from,
 -- leader, leader_rate}} for the masks given (not yet measured).
 function M.prune(slos, s, w, masks, measured, measured_masks)
   local leader, leader_rate = nil, 0
@@ -71,7 +72,8 @@ function M.prune(slos, s, w, masks, measured, measured_masks)
   if not leader then return out end
   for _, mask in ipairs(masks) do
     local up, from = tightest_upper(slos, s, w, mask, measured)
-    if from and up < leader_rate then out[mask] = { upper = up, from = from, leader = leader, leader_rate = leader_rate } end
+    -- its capacity is below the rate it failed at, so up <= leader_rate is enough
+    if from and up <= leader_rate then out[mask] = { upper = up, from = from, leader = leader, leader_rate = leader_rate } end
   end
   return out
 end

@@ -83,7 +83,9 @@ function M.probe_requests(cfg, rate)
 end
 
 -- The SLO metrics over their threshold at the quantile ("itl_ms", "ttft_ms+e2e_ms"),
--- "" when none is, nil when the probe has no value to judge.
+-- "" when none is, nil when the probe has no value to judge. A probe whose requests
+-- waited for workload.max_concurrency did not send at its rate (the queue moved into
+-- the client, where no latency is measured): it fails on "max_concurrency".
 function M.failed_on(slo, m)
   local at, out = m.slo_at_percentile, {}
   if util.is_null(at) or type(at) ~= "table" then return nil end
@@ -91,7 +93,18 @@ function M.failed_on(slo, m)
     local v = at[k]
     if slo[k] and type(v) == "number" and v > slo[k] then out[#out + 1] = k end
   end
+  if type(m.concurrency_cap_hits) == "number" and m.concurrency_cap_hits > 0 then out[#out + 1] = "max_concurrency" end
   return table.concat(out, "+")
+end
+
+-- The arrivals of a capacity probe (at the probe's own rate): the workload's when they
+-- are poisson, constant or gamma (gamma's burstiness kept: bursty traffic holds less),
+-- else capacity.arrival (a closed loop, a sinusoid or a trace has no rate to set).
+M.PROBE_ARRIVALS = { poisson = true, constant = true, gamma = true }
+function M.probe_arrival(cfg)
+  local a = cfg.workload.arrival or {}
+  if M.PROBE_ARRIVALS[a.type] then return { type = a.type, burstiness = a.burstiness } end
+  return { type = cfg.capacity.arrival }
 end
 
 -- The knee of a sweep: the first level whose p99 E2E latency is more than
@@ -120,7 +133,7 @@ local function probe_replay(ctx, level, csv)
     url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = ctx.bodies, request_count = n,
     concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
     request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
-    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate }, n, w.seed),
+    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate, burstiness = level.burstiness }, n, w.seed),
     max_concurrency = level.rate and w.max_concurrency or nil, slo = trial.slo_spec(ctx.cfg.slo),
   }
 end
@@ -151,7 +164,7 @@ local function probe_row(p)
   local m, at = p.metrics, p.metrics.slo_at_percentile
   local function q(k) return format.ms(type(at) == "table" and at[k] or nil) end
   return table.concat({ format.fixed(p.rate, 3), tostring(p.requests), q("ttft_ms"), q("tpot_ms"), q("itl_ms"),
-    q("e2e_ms"), format.ms(m.tokens_per_s), format.ms(m.goodput), flag(m.slo_met),
+    q("e2e_ms"), format.ms(m.tokens_per_s), format.ms(m.goodput), util.is_null(m.slo_met) and "na" or flag(p.slo_met),
     format.line_field(p.failed_on or "na") }, ",")
 end
 
@@ -161,12 +174,14 @@ local function capacity_driver(cfg, state, probes, quiet)
   local votes, unstable = {}, {}
   local function next_level(k)
     if k > 1 and not state.next then return nil end
-    return { rate = state.next, arrival = cfg.capacity.arrival, requests = M.probe_requests(cfg, state.next) }
+    local arrival = M.probe_arrival(cfg)
+    return { rate = state.next, arrival = arrival.type, burstiness = arrival.burstiness,
+      requests = M.probe_requests(cfg, state.next) }
   end
   local function record(level, m)
-    local met = m.slo_met == true
-    local p = { rate = level.rate, requests = level.requests, slo_met = met, failed_on = M.failed_on(cfg.slo, m),
-      metrics = m }
+    local failed_on = M.failed_on(cfg.slo, m)
+    local met = m.slo_met == true and not (failed_on or ""):find("max_concurrency", 1, true)
+    local p = { rate = level.rate, requests = level.requests, slo_met = met, failed_on = failed_on, metrics = m }
     probes[#probes + 1] = p
     if not quiet then output.line(probe_row(p)) end
     local v = votes[level.rate] or {}

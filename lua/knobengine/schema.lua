@@ -187,7 +187,7 @@ row("capacity.min_probe_s", { type = "number", default = 10, min = 0, max = 3600
 row("capacity.repeats", { type = "integer", default = 3, min = 1, max = 9, identity = "search",
   doc = "near the boundary (a rate that held and one that did not known) a rate is probed until one verdict has a majority of this many; a split vote marks it unstable" })
 row("capacity.arrival", { type = "enum", default = "poisson", one_of = { "constant", "poisson" }, identity = "search",
-  doc = "the arrivals of capacity probes and of `load-sweep --rates`" })
+  doc = "the arrivals of capacity probes when the workload's are not poisson, constant or gamma (closed, sinusoid, trace), and of `load-sweep --rates`" })
 
 row("model.name", { type = "string", doc = "the report's MFU inputs (no `model`: MFU is na); nothing else reads them" })
 row("model.params_b", { type = "number", min = 1e-6, max = 1e6, doc = "parameters in billions (or `model.flops_per_token`)" })

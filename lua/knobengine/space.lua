@@ -98,7 +98,13 @@ function M:parse(v)
     for i = 1, self.n do digits[i] = DIGIT_OF[v:sub(i, i)] end
     return self:encode(digits)
   end
-  local m = math.tointeger(type(v) == "string" and tonumber(v) or v)
+  -- an integer as decimal digits only (tonumber alone also takes "0x1", "1.0", "+1", " 1")
+  local m
+  if type(v) == "string" then
+    m = v:match("^%d+$") and math.tointeger(tonumber(v))
+  else
+    m = math.tointeger(v)
+  end
   if m and self:contains(m) then return m end
   if type(v) == "string" and #v == self.n then
     return nil, string.format("'%s' is not a value index (0-9, a-z)", v:match("[^0-9a-z]"))

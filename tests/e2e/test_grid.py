@@ -111,11 +111,20 @@ class Grid(Workspace):
                               (["--masks", "01"], "--masks, --time-limit and --no-prune go with --grid"),
                               (["--grid", "--masks", "01,01"], "--masks: '01' is listed twice"),
                               (["--grid", "--masks", "0x"], "--masks: '0x': "),
+                              (["--grid", "--masks", "0x1"], "--masks: '0x1': not a mask of 2 knobs"),
+                              (["--grid", "--masks", "+1"], "--masks: '+1': "),
                               (["--grid", "--time-limit", "soon"], "--time-limit: 'soon' is not a number of seconds")):
             with self.subTest(args):
                 r = self.run_engine("capacity", "--config", "cfg.json", *args)
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn(message, r.stderr)
+        cfg["workloads"][1]["dataset"] = "nope.jsonl"
+        self.write_config(cfg)
+        r = self.run_engine("capacity", "--grid", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("config cfg.json: workloads[1] ('long'): ", r.stderr)
+        self.assertIn("nope.jsonl", r.stderr)
+        del cfg["workloads"][1]["dataset"]
         del cfg["slos"]
         self.write_config(cfg)
         r = self.run_engine("capacity", "--grid", "--config", "cfg.json")

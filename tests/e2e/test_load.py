@@ -162,6 +162,19 @@ class Slo(Workspace):
         self.assertNotIn("measuring the baseline's capacity", r.stderr)
         self.assertEqual(r.stdout.splitlines()[3], lines[3])
 
+    def test_a_capacity_probe_held_back_by_max_concurrency_does_not_hold(self):
+        # one request in flight at most against 2000 requests/s: the queue is the client's
+        cfg = self.base_config(slo={"ttft_ms": 100000})
+        cfg["workload"].update({"arrival": {"type": "poisson", "rate": 5}, "max_concurrency": 1})
+        cfg["capacity"] = {"start_rate": 2000, "max_probes": 1, "min_probe_s": 0}
+        self.write_config(cfg)
+        r = self.run_engine("capacity", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertTrue(lines[1].startswith("2000.000,12,"), lines)
+        self.assertTrue(lines[1].endswith(",0,max_concurrency"), lines[1])
+        self.assertEqual(lines[-1], "MAX_RATE,knob_mask=00,rate=na,bound=upper")
+
     def test_goodput_attainment_and_the_constraint(self):
         cfg = self.base_config()
         cfg["slo"] = {"ttft_ms": 10000, "e2e_ms": 100000}  # met by every request

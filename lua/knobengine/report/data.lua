@@ -210,6 +210,7 @@ function M.load(run_dir)
   run.manifest = json_file(run_dir .. "/inputs_manifest.json")
   run.load_sweep = json_file(results .. "/load-sweep/latest/sweep.json")
   run.capacity_grid = json_file(results .. "/capacity-grid/latest/capacity_grid.json")
+  run.capacity_grid_dir = run.capacity_grid and knob.realpath(results .. "/capacity-grid/latest")
   return run
 end
 

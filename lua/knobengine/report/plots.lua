@@ -303,15 +303,20 @@ end
 function M.heatmap(grid, name)
   local cells = type(grid) == "table" and grid.cells or {}
   if #cells == 0 then return nil, "no capacity grid" end
-  local column, row, columns, rows = {}, {}, 0, 0
-  local lines = { "# column row max_rate label column_name mask" }
+  local column, row, columns, rows, best = {}, {}, 0, 0, {}
+  for _, b in ipairs(type(grid.best) == "table" and grid.best or {}) do
+    best[tostring(b.workload) .. "\0" .. tostring(b.slo) .. "\0" .. tostring(b.knob_mask)] = true
+  end
+  local lines = { "# column row max_rate label column_name mask (label: >= a lower bound, * the best)" }
   for _, c in ipairs(cells) do
     local ckey = tostring(c.workload) .. "\0" .. tostring(c.slo)
     if not column[ckey] then column[ckey], columns = columns, columns + 1 end
     if not row[c.knob_mask] then row[c.knob_mask], rows = rows, rows + 1 end
     local rate = f.known(c.max_rate) and c.max_rate or nil
-    lines[#lines + 1] = string.format("%d %d %s %s %s %s", column[ckey], row[c.knob_mask], n(rate),
-      q(rate and f.num(rate, 1) or c.status == "measured" and "na" or tostring(c.status)),
+    local label = rate and ((c.bound == "lower" and ">= " or "") .. f.num(rate, 1)
+      .. (best[ckey .. "\0" .. tostring(c.knob_mask)] and " *" or ""))
+      or ((c.status == "measured" or c.status == "reused") and "na" or tostring(c.status))
+    lines[#lines + 1] = string.format("%d %d %s %s %s %s", column[ckey], row[c.knob_mask], n(rate), q(label),
       q(tostring(c.workload) .. " / " .. tostring(c.slo)), q(c.knob_mask))
   end
   return table.concat(lines, "\n") .. "\n", string.format([[

@@ -228,6 +228,17 @@ local function runner_up(grid, b)
   return best
 end
 
+-- " Its knobs differ from this search's (...)." when the grid's knob names are not the
+-- search's (its masks then mean other settings), else "".
+local function knobs_note(run, g)
+  local a, b = {}, {}
+  for i, k in ipairs(run.knobs or {}) do a[i] = tostring(k.name) end
+  for i, k in ipairs(type(g.knobs) == "table" and g.knobs or {}) do b[i] = tostring(k.name) end
+  if #b == 0 or table.concat(a, "\0") == table.concat(b, "\0") then return "" end
+  return string.format(" Its knobs differ from this search's (%s against %s): its masks are its own.",
+    table.concat(b, ", "), table.concat(a, ", "))
+end
+
 -- The latest capacity grid of the results (knobengine capacity --grid), or nil.
 function M.capacity_grid(run)
   local g = run.capacity_grid
@@ -236,17 +247,20 @@ function M.capacity_grid(run)
   for i, b in ipairs(g.best) do
     local r = runner_up(g, b)
     local mask = f.get(b, "knob_mask")
-    rows[i] = { tostring(b.workload), tostring(b.slo), mask or "na", mask and f.knobs_on(mask, run.knobs or {}) or "na",
+    local knobs = type(g.knobs) == "table" and #g.knobs > 0 and g.knobs or run.knobs or {}
+    rows[i] = { tostring(b.workload), tostring(b.slo), mask or "na", mask and f.knobs_on(mask, knobs) or "na",
       f.num(f.get(b, "max_rate")), f.get(b, "bound") or "na", r and r.knob_mask or "na", r and f.num(r.max_rate) or "na",
       f.int(b.unmeasured) }
   end
   local unmeasured = 0
   for _, c in ipairs(g.cells or {}) do if c.status == "skipped" or c.status == "failed" then unmeasured = unmeasured + 1 end end
+  local where = run.capacity_grid_dir and run.capacity_grid_dir:match("([^/]+)$") or "latest"
   return { id = "grid", title = "Capacity grid", blocks = {
-    f.p(string.format("The latest capacity grid in these results: %d mask(s) x %d SLO(s) x %d workload(s), the highest "
-      .. "rate at which each SLO held for each (docs/load.md); %s pruned as unable to win, %d not measured. The best "
-      .. "config of each SLO and workload:", #(g.masks or {}), #(g.slos or {}), #(g.workloads or {}),
-      f.int(g.pruned), unmeasured)),
+    f.p(string.format("The latest capacity grid in these results when this report was written (capacity-grid/%s, "
+      .. "config %s): %d mask(s) x %d SLO(s) x %d workload(s), the highest rate at which each SLO held for each "
+      .. "(docs/load.md); %s pruned as unable to win, %d not measured.%s The best config of each SLO and workload:",
+      where, tostring(f.get(g, "config_file") or "na"), #(g.masks or {}), #(g.slos or {}), #(g.workloads or {}),
+      f.int(g.pruned), unmeasured, knobs_note(run, g))),
     f.table({ "Workload", "SLO", "Best mask", "Knobs on", "Max rate (req/s)", "Bound", "Runner-up", "Its rate",
       "Unmeasured" }, rows, { "l", "l", "l", "l", "r", "l", "l", "r", "r" }),
     f.figure("grid", "Max rate of every cell: a column per workload and SLO, a row per mask (na: the SLO held at no "
