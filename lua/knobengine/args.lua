@@ -12,6 +12,7 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
                   [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
                   [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine profile [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
                   [--synthetic N] [--config FILE] [--results DIR]
@@ -29,6 +30,9 @@ capacity: the highest arrival rate at which the config's SLO holds, for one mask
 with --grid, for every mask x SLO (slos) x workload (workloads), in parallel on the
 executor's slots, resuming finished cells; writes RESULTS/capacity-grid/.
 load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
+profile: measures one config (a mask, or the server as given: the config needs no
+knobs) as the baseline is measured, profiles it and writes its report into
+RESULTS/profile/.
 report: writes report.md and report.html (with plots) of a search run (default: the
 latest in RESULTS/search); every search writes them at its end.
 compare: replays strategies offline against the completed brute-force sweep of the
@@ -92,15 +96,15 @@ end
 
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {
-  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1 } },
-  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1 } },
+  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1, profile = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1, profile = 1 } },
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
   ["--reprofile-baseline"] = { commands = { run = 1 } },
   ["--force"] = { commands = { run = 1 } },
-  ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1 } },
-  ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1 } },
+  ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1, profile = 1 } },
+  ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1, profile = 1 } },
   ["--grid"] = { commands = { capacity = 1 } },
   ["--masks"] = { value = true, commands = { capacity = 1 } },
   ["--time-limit"] = { value = true, commands = { capacity = 1 } },
@@ -203,7 +207,7 @@ local function check(opts)
   return opts
 end
 
-local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true }
+local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true, profile = true }
 
 function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then

@@ -25,7 +25,7 @@ local say = output.say
 -- Why a baseline measurement cannot be the reference of a comparison, or nil: it must
 -- be valid and have completed at least one request (with constraints.max_error_rate 1
 -- a run whose every request failed is "valid", but it measured nothing).
-local function unusable_baseline(rec)
+function M.unusable(rec)
   if not rec.valid then return rec.error or "invalid" end
   local m = rec.metrics
   if type(m.completed) ~= "number" or m.completed < 1 or type(m.p50_latency_ms) ~= "number" then
@@ -42,7 +42,7 @@ function M.run(ctx, rebaseline)
   return rundir.guard(d, function()
     progress.say("baseline: starting %s", util.shell_join(knobs.resolve(cfg, 0).argv))
     local rec = trial.run(ctx, 0, { dir = aside, label = "baseline" })
-    local why = unusable_baseline(rec)
+    local why = M.unusable(rec)
     if why then
       errors.run("baseline failed (%s); nothing was written to %s, see the server log above", why, final)
     end

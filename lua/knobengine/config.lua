@@ -440,9 +440,11 @@ local function validate_knob(c, k, i)
   return knob
 end
 
-local function validate_knobs(c, raw)
+-- optional: `knobengine profile` measures the server as given, so it needs none.
+local function validate_knobs(c, raw, optional)
+  if raw.knobs == nil and optional then return {}, Space.new({}, {}) end
   if raw.knobs == nil then c:bad("knobs", "is required") end
-  local list = c:array(raw.knobs, "knobs", { nonempty = true })
+  local list = c:array(raw.knobs, "knobs", { nonempty = not optional })
   if #list > M.MAX_KNOBS then
     c:bad("knobs", "at most %d knobs are supported (got %d: 2^%d trials)", M.MAX_KNOBS, #list, #list)
   end
@@ -686,16 +688,17 @@ function M.cell(cfg, slo, workload)
   return out
 end
 
--- Loads and validates; returns the resolved config table.
-function M.load(path)
+-- Loads and validates; returns the resolved config table. opts.knobs_optional: a
+-- config without knobs (or with an empty list) is one config, mask 0 (profile).
+function M.load(path, opts)
   local text, err = util.read_file(path)
   if not text then errors.usage("config %s: cannot read: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", ""))) end
-  return M.parse(text, path)
+  return M.parse(text, path, opts)
 end
 
 -- Validates config text as if it were read from `path` (relative paths resolve
 -- against its directory). Every problem is a usage error naming the key.
-function M.parse(text, path)
+function M.parse(text, path, opts)
   if text:find("%z") then errors.usage("config %s: contains NUL bytes", path) end
   local raw = M.decode_json(text, "config " .. path)
   local c = new_checker(path)
@@ -705,7 +708,7 @@ function M.parse(text, path)
   local cfg = { path = path, base_dir = base_dir, serve_cmd = serve_cmd, env = env }
   cfg.server = validate_server(c, raw)
   cfg.workload = validate_workload(c, raw, base_dir)
-  cfg.knobs, cfg.space = validate_knobs(c, raw)
+  cfg.knobs, cfg.space = validate_knobs(c, raw, opts and opts.knobs_optional)
   cfg.nsys = validate_nsys(c, raw)
   cfg.ncu = raw.ncu ~= nil and c:fields(c:section(raw, "ncu"), "ncu") or nil
   cfg.objective = validate_objective(c, raw)

@@ -1,6 +1,8 @@
 -- What a knob setting means: a knob's value at a value index, its label, and the
 -- server command (argv and environment) of a mask. Pure functions of the config's
 -- knobs (config.lua validates them; space.lua numbers their combinations).
+local util = require("knobengine.util")
+
 local M = {}
 
 -- The number of value indices of a knob: 2 for on/off, else its values (+1 unset).
@@ -54,5 +56,16 @@ function M.resolve(cfg, mask)
   return { mask = mask, mask_string = cfg.space:string(mask), argv = argv, env = env, knobs_on = on }
 end
 
+-- A shell script that starts the server as resolved (best_command.sh, command.sh):
+-- every value shell-quoted; what: the comment's name of the config.
+function M.command_script(resolved, what)
+  local lines = { "#!/bin/sh", "# " .. what .. "; every argument is shell-quoted.", "set -e" }
+  local keys = {}
+  for k in pairs(resolved.env) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do lines[#lines + 1] = "export " .. k .. "=" .. util.shell_quote(resolved.env[k]) end
+  lines[#lines + 1] = "exec " .. util.shell_join(resolved.argv) .. ' "$@"'
+  return table.concat(lines, "\n") .. "\n"
+end
 
 return M

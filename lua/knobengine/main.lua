@@ -1,5 +1,5 @@
 -- Entry point: parses the command line (args.lua) and runs the command: baseline or
--- search, capacity, load-sweep, summarize.
+-- search, capacity, load-sweep, profile, report, compare, trial, summarize, kernels, ncu.
 -- Returns the exit code: 0 done, 1 run failed, 2 bad usage or config, 128+N signal.
 local cjson = require("cjson")
 local knob = require("knob")
@@ -149,9 +149,11 @@ local function ncu_command(path)
   return 0
 end
 
--- The run context of the command's config (run_context.lua).
+-- The run context of the command's config (run_context.lua); profile's config needs
+-- no knobs.
 local function context(opts)
-  return require("knobengine.run_context").of(config.load(opts.config), opts)
+  local cfg = config.load(opts.config, { knobs_optional = opts.command == "profile" })
+  return require("knobengine.run_context").of(cfg, opts)
 end
 
 -- Pre-flight, then this process owns the results directory. A second run on the same
@@ -247,6 +249,11 @@ local function run(argv)
     check_program(ctx.cfg)
     dry_run(ctx)
     return 0
+  end
+  if opts.command == "profile" then
+    local mask = chosen_mask(ctx.cfg, opts)
+    take_results(ctx.cfg, opts.results)
+    return require("knobengine.profile_config").run(ctx, mask)
   end
   if opts.command ~= "run" then return load_command(ctx, opts) end
   if opts.reprofile_baseline and not knob.is_dir(opts.results .. "/baseline") then

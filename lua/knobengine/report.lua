@@ -21,6 +21,7 @@ local M = {}
 
 -- The document: title, meta lines, headline and the sections in reading order.
 function M.document(run, final_dir)
+  if run.single then return require("knobengine.report.single").document(run, final_dir) end
   local s = run.summary
   local name = (s.config_file or "config"):match("[^/]+$")
   local doc = {

@@ -18,6 +18,7 @@ M.KINDS = {
   capacity = { parent = "/capacity", aside = ".capacity.tmp" },
   ["load-sweep"] = { parent = "/load-sweep", aside = ".load-sweep.tmp" },
   ["capacity-grid"] = { parent = "/capacity-grid", aside = ".capacity-grid.tmp" },
+  profile = { parent = "/profile", aside = ".profile.tmp" },
 }
 
 -- A run of `kind` in results: {root, final, aside, latest}. Nothing is created but the

@@ -78,16 +78,6 @@ local function warn_if_within_noise(records, best, obj)
   end
 end
 
-local function best_command(resolved)
-  local lines = { "#!/bin/sh", "# The best configuration found by knobengine; every argument is shell-quoted.", "set -e" }
-  local keys = {}
-  for k in pairs(resolved.env) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do lines[#lines + 1] = "export " .. k .. "=" .. util.shell_quote(resolved.env[k]) end
-  lines[#lines + 1] = "exec " .. util.shell_join(resolved.argv) .. ' "$@"'
-  return table.concat(lines, "\n") .. "\n"
-end
-
 -- The report of the run being built (report.md, report.html, plots/). A report that
 -- cannot be written is said on stderr and never fails the search.
 local function write_report(dirs)
@@ -212,7 +202,7 @@ local function finish_with_best(ctx, dirs, best, summary)
   util.write_json(dirs.aside .. "/summary.json", summary)
   local resolved = knobs.resolve(cfg, best.mask)
   util.write_json(dirs.aside .. "/best_config.json", record.best_config(best, resolved))
-  util.write(dirs.aside .. "/best_command.sh", best_command(resolved), 493) -- 0755
+  util.write(dirs.aside .. "/best_command.sh", knobs.command_script(resolved, "The best configuration found by knobengine"), 493) -- 0755
   write_report(dirs)
   rundir.publish(dirs)
   return prof

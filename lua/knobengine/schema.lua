@@ -104,7 +104,7 @@ row("workload.repeats", { type = "integer", default = 1, min = 1, max = 16, iden
   doc = "runs of the workload per trial on the same server: counts are summed, every latency and rate is the median across runs, summary.json keeps each run (`repeats`), requests.csv, requests-2.csv, ... When the best and the runner-up differ by less than the spread of their repeats, stderr says so" })
 
 row("knobs", { type = "list", required = true, identity = "search",
-  doc = "1-16 knobs: `{\"name\", \"flag\"}` appends the flag; `{\"name\", \"key\", \"on_value\"}` appends key and value; `{\"name\", \"env\", \"on_value\"}` sets the variable (on/off knobs); `{\"name\", \"key\" or \"env\", \"values\": [...]}` is a knob with values ([below](#knobs-with-values)). A knob has exactly one of flag/key/env; the combinations are at most 2^40" })
+  doc = "1-16 knobs: `{\"name\", \"flag\"}` appends the flag; `{\"name\", \"key\", \"on_value\"}` appends key and value; `{\"name\", \"env\", \"on_value\"}` sets the variable (on/off knobs); `{\"name\", \"key\" or \"env\", \"values\": [...]}` is a knob with values ([below](#knobs-with-values)). A knob has exactly one of flag/key/env; the combinations are at most 2^40. `knobengine profile` needs none" })
 row("knobs[].name", { type = "string", required = true, identity = "search", doc = "unique" })
 row("knobs[].flag", { type = "string", identity = "search", doc = "an on/off knob that appends this flag" })
 row("knobs[].key", { type = "string", identity = "search", doc = "appends this key and the knob's value" })

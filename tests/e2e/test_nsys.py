@@ -84,6 +84,23 @@ class Profiling(Workspace):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn("has no trace", r.stderr)
 
+    def test_profile_command_measures_and_profiles_one_config(self):
+        """knobengine profile: a config without knobs, its plain run and its profiled
+        launch as the baseline's, and a report whose stage table is the trace's phases."""
+        cfg = self.nsys_config()
+        del cfg["knobs"]
+        self.write_config(cfg)
+        r = self.run_engine("profile", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("PROFILE_DONE,results/profile/"), r.stdout)
+        run = os.path.realpath(self.path("results", "profile", "latest"))
+        phases, _ = self.check_profiled(run)
+        self.assertEqual(load_json(os.path.join(run, "profiling_overhead.json"))["unprofiled_p50_latency_ms"],
+                         load_json(os.path.join(run, "client_metrics.json"))["p50_latency_ms"])
+        with open(os.path.join(run, "report.md")) as f:
+            md = f.read()
+        self.assertIn("| decode | %.3f | %d |" % (phases["decode"]["total_ms"], phases["decode"]["count"]), md)
+
     def test_session_capture_baseline_and_best(self):
         self.write_config(self.nsys_config())
         r = self.run_engine("--config", "cfg.json")

@@ -195,7 +195,7 @@ class Report(Workspace):
         os.makedirs(self.path("empty"))
         r = self.run_engine("report", "empty")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("report: empty is not a search run (no readable summary.json there)", r.stderr)
+        self.assertIn("report: empty is not a search or profile run (no readable summary.json there)", r.stderr)
         r = self.run_engine("report", "a", "b")
         self.assertEqual(r.returncode, 2)
         self.assertIn("report takes one run directory", r.stderr)

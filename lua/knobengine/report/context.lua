@@ -9,8 +9,14 @@ local util = require("knobengine.util")
 
 local M = {}
 
+-- The config the workload was measured with: the baseline's (a search), or the one
+-- config's (a profile run).
+local function measured_config(run)
+  return f.get(run.summary, "baseline", "config") or f.get(run.summary, "config") or {}
+end
+
 local function model_line(run)
-  local cfg = f.get(run.summary, "baseline", "config") or {}
+  local cfg = measured_config(run)
   local served = f.get(cfg, "workload", "model") or f.get(run.manifest, "model")
   local m = f.get(run.summary, "model") or {}
   local parts = { "Model: " .. (served and tostring(served) or "na") .. " (workload.model)" }
@@ -38,7 +44,7 @@ local function lengths_text(manifest)
 end
 
 local function workload_line(run)
-  local cfg = f.get(run.summary, "baseline", "config") or {}
+  local cfg = measured_config(run)
   local w, id = cfg.workload or {}, cfg.identity or {}
   local source = f.get(run.manifest, "dataset", "path") or w.dataset or (w.synthetic and "synthetic prompts") or "na"
   local parts = { string.format("Workload: %s measured requests (+%s warm-up) from %s, %s",
@@ -49,17 +55,20 @@ local function workload_line(run)
   return table.concat(parts, "; ")
 end
 
--- The meta lines: model, workload and (with a best) its command.
+-- The meta lines: model, workload and (with a best, or the one config of a profile
+-- run) its command.
 function M.meta(run)
   local lines = { model_line(run), workload_line(run) }
-  local cmd = f.get(run.best_record, "config", "command")
+  local chosen = run.single and measured_config(run) or f.get(run.best_record, "config")
+  local cmd = f.get(chosen, "command")
   if cmd then
-    local env, keys = f.get(run.best_record, "config", "env") or {}, {}
+    local env, keys = f.get(chosen, "env") or {}, {}
     for k in pairs(env) do keys[#keys + 1] = k end
     table.sort(keys)
     local prefix = {}
     for i, k in ipairs(keys) do prefix[i] = k .. "=" .. util.shell_quote(tostring(env[k])) .. " " end
-    lines[#lines + 1] = "Best command: " .. table.concat(prefix) .. tostring(cmd) .. " (best_command.sh)"
+    lines[#lines + 1] = (run.single and "Command: " or "Best command: ") .. table.concat(prefix) .. tostring(cmd)
+      .. (run.single and " (command.sh)" or " (best_command.sh)")
   end
   return lines
 end

@@ -53,8 +53,8 @@ end
 
 local function ncu_devices(run)
   local set = {}
-  for _, side in ipairs({ run.baseline, run.best or {} }) do
-    for _, k in ipairs(side.ncu or {}) do set[k.device] = true end
+  for _, pair in ipairs(f.sides(run)) do
+    for _, k in ipairs(pair[2] and pair[2].ncu or {}) do set[k.device] = true end
   end
   return sorted_ids(set)
 end
@@ -70,10 +70,13 @@ local function counter_cells(k)
     k.bound or "na" }
 end
 
--- The counter rows: a row per kernel and GPU on either side, the baseline's order first.
+local SINGLE_COUNTER_HEADER = { "Kernel", "GPU", "Achieved occupancy %", "SM %", "DRAM %", "Bound" }
+
+-- The counter rows: a row per kernel and GPU on either side, the baseline's order first
+-- (a profile run: its one side).
 local function counter_rows(run)
   local by, order = {}, {}
-  for _, pair in ipairs({ { run.baseline, "a" }, { run.best, "b" } }) do
+  for _, pair in ipairs(run.single and { { run.baseline, "a" } } or { { run.baseline, "a" }, { run.best, "b" } }) do
     for _, k in ipairs(ranked(pair[1])) do
       local key = k.name .. "\0" .. k.device
       if not by[key] then by[key] = {}; order[#order + 1] = key end
@@ -86,7 +89,9 @@ local function counter_rows(run)
     local k = e.a or e.b
     local row = { f.short(k.name), k.device }
     for _, c in ipairs(counter_cells(e.a)) do row[#row + 1] = c end
-    for _, c in ipairs(counter_cells(e.b)) do row[#row + 1] = c end
+    if not run.single then
+      for _, c in ipairs(counter_cells(e.b)) do row[#row + 1] = c end
+    end
     rows[#rows + 1] = row
   end
   return rows
@@ -100,16 +105,18 @@ function M.kernel_blocks(run)
       return { f.p("Hardware counters per kernel (occupancy, SM and DRAM throughput, what bounds it) come from an "
         .. "Nsight Compute pass: add an ncu section to the config (docs/ncu.md).") }
     end
+    if run.single then return { f.p("Hardware counters: na (Nsight Compute: " .. ncu_reason(run.baseline) .. ").") } end
     return { f.p(string.format("Hardware counters: na (Nsight Compute: baseline: %s; best: %s).",
       ncu_reason(run.baseline), run.best and ncu_reason(run.best) or "there is no best")) }
   end
   return {
-    f.p(string.format("Hardware counters of the top kernels from the Nsight Compute pass (ncu_kernels.csv of "
-      .. "baseline/ and best/), per GPU: achieved occupancy, SM (compute) and DRAM throughput in %% of peak, the "
+    f.p(string.format("Hardware counters of the top kernels from the Nsight Compute pass (ncu_kernels.csv%s), "
+      .. "per GPU: achieved occupancy, SM (compute) and DRAM throughput in %% of peak, the "
       .. "mean over each kernel's profiled launches. Bound: memory or compute when the busier of SM and memory "
       .. "throughput reaches %d%% of peak, else latency (docs/ncu.md). ncu locks the clocks at base, so its "
-      .. "durations are not the served ones.", ncu_report.BOUND_THRESHOLD)),
-    f.table(COUNTER_HEADER, rows, { "l", "l", "r", "r", "r", "l", "r", "r", "r", "l" }),
+      .. "durations are not the served ones.", run.single and "" or " of baseline/ and best/", ncu_report.BOUND_THRESHOLD)),
+    run.single and f.table(SINGLE_COUNTER_HEADER, rows, { "l", "l", "r", "r", "r", "l" })
+      or f.table(COUNTER_HEADER, rows, { "l", "l", "r", "r", "r", "l", "r", "r", "r", "l" }),
   }
 end
 
@@ -118,8 +125,8 @@ end
 -- The devices with GPU metrics on either side, as plot-safe ids (digits).
 function M.devices(run)
   local set = {}
-  for _, side in ipairs({ run.baseline, run.best or {} }) do
-    local gm = f.get(side.trace, "gpu_metrics")
+  for _, pair in ipairs(f.sides(run)) do
+    local gm = pair[2] and f.get(pair[2].trace, "gpu_metrics")
     if type(gm) == "table" then
       for id in pairs(gm) do
         if tostring(id):match("^%d+$") then set[tostring(id)] = true end
@@ -134,8 +141,8 @@ local function device_of(side, dev) return side and f.get(side.trace, "gpu_metri
 -- The headline metric names of a device, the baseline's order first.
 local function headline_names(run, dev)
   local names, seen = {}, {}
-  for _, side in ipairs({ run.baseline, run.best }) do
-    for _, name in ipairs(f.get(device_of(side, dev), "headline") or {}) do
+  for _, pair in ipairs(f.sides(run)) do
+    for _, name in ipairs(f.get(device_of(pair[2], dev), "headline") or {}) do
       if not seen[name] then seen[name] = true; names[#names + 1] = name end
     end
   end
@@ -150,7 +157,24 @@ local function window_text(d)
     or "every sample: no kernel ran on it", f.int(d.samples))
 end
 
+-- A profile run's device: its one side's figures.
+local function single_device_blocks(run, dev)
+  local a = device_of(run.baseline, dev)
+  local rows = {}
+  for _, name in ipairs(headline_names(run, dev)) do
+    local m = f.get(a, "metrics", name) or {}
+    rows[#rows + 1] = { name, f.num(m.mean, 1), f.num(m.p50, 1), f.num(m.max, 1) }
+  end
+  return {
+    f.p(string.format("GPU %s: window %s.", dev, window_text(a))),
+    f.table({ "Metric (% of peak)", "Mean", "p50", "Max" }, rows, { "l", "r", "r", "r" }),
+    f.figure("gpu-" .. dev, "GPU " .. dev .. ": the headline metrics over the measured window, each point the mean "
+      .. "of the samples in one of the window's equal buckets (120, or one per sample when there are fewer)."),
+  }
+end
+
 local function device_blocks(run, dev)
+  if run.single then return single_device_blocks(run, dev) end
   local a, b = device_of(run.baseline, dev), device_of(run.best, dev)
   local rows = {}
   for _, name in ipairs(headline_names(run, dev)) do
@@ -175,7 +199,7 @@ function M.utilisation(run)
   if #devices == 0 then
     local t = run.baseline.trace
     local why = t and (f.get(t, "gpu_metrics_reason") or f.get(t, "reason") or "the profiles hold no GPU metrics samples")
-      or "the baseline has no trace_summary.json"
+      or ((run.single and "the run" or "the baseline") .. " has no trace_summary.json")
     blocks[1] = f.p("na: " .. why .. ". With nsys.gpu_metrics on, this section shows each GPU's SM, tensor and DRAM "
       .. "activity over the profiled launches (docs/nsys.md).")
   else
@@ -289,6 +313,7 @@ end
 local function bottleneck(run, dev)
   local a, b = ranked(run.baseline, dev), ranked(run.best, dev)
   local head = string.format("Bottleneck on GPU %s (Nsight Compute): ", dev)
+  if run.single then return head .. M.describe(a) .. "." end
   if #a > 0 and #b > 0 then
     return string.format("%sin the baseline %s; in the best %s. The best %s.", head, M.describe(a), M.describe(b),
       changed(a, b))
@@ -301,7 +326,7 @@ end
 -- "baseline SM Active 96.0%, Tensor Active 0.0%; best ...": the window means.
 local function utilisation_sentence(run, dev)
   local parts, basis = {}, nil
-  for _, pair in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
+  for _, pair in ipairs(f.sides(run)) do
     local d = device_of(pair[2], dev)
     if d then
       local means = {}

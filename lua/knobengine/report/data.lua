@@ -12,6 +12,8 @@
 --   run.environment, run.manifest: this run's provenance files (or nil)
 --   run.load_sweep: the results' latest load-sweep (sweep.json), when there is one
 --   run.capacity_grid: the results' latest capacity grid (capacity_grid.json), or nil
+--   run.single: a profile run (knobengine profile): run.baseline is its one measured
+--     config (the run directory itself), there is no best, no trials, no load sweep
 local cjson = require("cjson")
 local knob = require("knob")
 local csv = require("knobengine.csv")
@@ -172,15 +174,26 @@ local function best_trial_requests(run_dir, entry)
   return string.format("%s/trials/%03d-%s/requests.csv", run_dir, entry.trial, entry.knob_mask)
 end
 
--- The run in run_dir (results/search/<stamp>); a directory that is not a finished
--- search run is a usage error naming what is missing.
+-- A profile run (results/profile/<stamp>): the one config is the run directory.
+local function single_run(run_dir, summary)
+  local run = { dir = run_dir, summary = summary, knob_names = {}, knobs = summary.knobs or {}, single = true }
+  for i, k in ipairs(run.knobs) do run.knob_names[i] = k.name end
+  run.baseline = side(run_dir, run_dir .. "/requests.csv")
+  run.environment = json_file(run_dir .. "/environment.json")
+  run.manifest = json_file(run_dir .. "/inputs_manifest.json")
+  return run
+end
+
+-- The run in run_dir (results/search/<stamp> or results/profile/<stamp>); a directory
+-- that is not a finished search or profile run is a usage error naming what is missing.
 function M.load(run_dir)
   local given = run_dir
   run_dir = knob.realpath(run_dir) or run_dir -- "RUN/", "." and "latest" name the same run
   local summary = summary_file.read(run_dir .. "/summary.json")
   if not summary then
-    errors.usage("report: %s is not a search run (no readable summary.json there)", given)
+    errors.usage("report: %s is not a search or profile run (no readable summary.json there)", given)
   end
+  if summary.kind == "profile" then return single_run(run_dir, summary) end
   local results = util.dirname(util.dirname(run_dir))
   local base_dir = results .. "/baseline"
   if not knob.is_dir(base_dir) then base_dir = summary.baseline and summary.baseline.dir or base_dir end

@@ -78,6 +78,13 @@ function M.short(name, n)
   return name:sub(1, utf8.offset(name, n - 2) - 1) .. "..."
 end
 
+-- The measured sides of a run, each {name, side}: the baseline and the best of a
+-- search (the best's side nil without one), or the one config of a profile run.
+function M.sides(run)
+  if run.single then return { { "this config", run.baseline } } end
+  return { { "baseline", run.baseline }, { "best", run.best } }
+end
+
 function M.p(text) return { kind = "p", text = text } end
 function M.list(items) return { kind = "list", items = items } end
 function M.figure(plot, caption) return { kind = "figure", plot = plot, caption = caption } end

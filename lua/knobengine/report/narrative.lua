@@ -66,12 +66,13 @@ local function knobs_that_matter(run)
     metric == "p50_latency_ms" and "p50" or objective.label(metric), table.concat(parts, ", "))
 end
 
-local function gpu_time(run)
+-- Where the time goes in the best's profile (else the baseline's; a profile run: its one).
+function M.gpu_time(run)
   local side = run.best or run.baseline
+  local whose = run.best and "the best's" or run.single and "the" or "the baseline's"
   local k = side.kernels and side.kernels[1]
   if k then
-    return string.format("GPU time in the %s's profile: the top kernel %s takes %s%% (%s ms of %s ms).",
-      run.best and "best" or "baseline", f.short(k.name, 60),
+    return string.format("GPU time in %s profile: the top kernel %s takes %s%% (%s ms of %s ms).", whose, f.short(k.name, 60),
       f.num(k.percent, 1), f.num(k.total_ms), f.num(f.get(side.trace, "gpu_compute_ms")))
   end
   local phases, top = side.phases or {}, nil
@@ -82,7 +83,7 @@ local function gpu_time(run)
     return string.format("The profile holds no GPU kernels; of the NVTX phases, %s takes the most time (%s ms, %s%% of "
       .. "range time).", top.name, f.num(top.total_ms), f.num(top.percent, 1))
   end
-  return "Where time goes is unknown: the " .. (run.best and "best" or "baseline") .. " has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
+  return "Where time goes is unknown: " .. (run.best and "the best" or run.single and "the run" or "the baseline") .. " has no usable profile (" .. (f.get(side.trace, "reason") or "no trace") .. ")."
 end
 
 -- The Summary's noise bullet: the headline's sentence on how sure (context.lua), and
@@ -128,7 +129,7 @@ end
 function M.summary(run)
   local items = { M.headline(run), knobs_that_matter(run) }
   items[#items + 1] = context.alternatives(run, plots.pareto_front)
-  items[#items + 1] = gpu_time(run)
+  items[#items + 1] = M.gpu_time(run)
   for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = noise(run)
   items[#items + 1] = next_steps(run)

@@ -170,14 +170,15 @@ local function cdf_plot(run)
   if run.baseline.at_capacity then
     return nil, "the objective is max_rate: each side's requests at its capacity are in its capacity probe files"
   end
-  if not a or #a == 0 then return nil, "the baseline has no requests.csv with completed requests" end
-  local text = "# latency_ms fraction (index 0: baseline, 1: best)\n" .. cdf_block(a) .. "\n"
+  local first = f.sides(run)[1][1]
+  if not a or #a == 0 then return nil, "the " .. first .. " has no requests.csv with completed requests" end
+  local text = "# latency_ms fraction (index 0: " .. first .. (run.single and "" or ", 1: best") .. ")\n" .. cdf_block(a) .. "\n"
   local script = string.format([[
 set xlabel "latency (ms)"
 set ylabel "fraction of requests"
 set yrange [0:1]
 set key bottom right
-plot "cdf.dat" index 0 using 1:2 with steps lw 2 lc rgb "%s" title "baseline"]], M.BASELINE)
+plot "cdf.dat" index 0 using 1:2 with steps lw 2 lc rgb "%s" title "%s"]], M.BASELINE, first)
   if b and #b > 0 then
     text = text .. "\n\n" .. cdf_block(b) .. "\n"
     script = script .. string.format([[, \
@@ -186,10 +187,25 @@ plot "cdf.dat" index 0 using 1:2 with steps lw 2 lc rgb "%s" title "baseline"]],
   return text, script .. "\n"
 end
 
+-- kernels of a profile run: the top kernels' total time as bars.
+local function single_kernels_plot(rows)
+  local lines = { "# kernel total_ms" }
+  for _, r in ipairs(rows) do lines[#lines + 1] = string.format("%s %s", q(f.short(r.key, 28)), n(r.a and r.a.total_ms or 0)) end
+  return table.concat(lines, "\n") .. "\n", string.format([[
+set ylabel "total time (ms)"
+set style data histograms
+set style fill solid 0.9 border -1
+set xtics rotate by -30 scale 0
+set key off
+plot "kernels.dat" using 2:xtic(1) lc rgb "%s"
+]], M.BASELINE)
+end
+
 -- kernels: total time of the top kernels, baseline vs best, as clustered bars.
 local function kernels_plot(run, side_by_side)
   local rows = side_by_side(run.baseline.kernels, run.best and run.best.kernels, function(k) return k.name end, 8)
   if #rows == 0 then return nil, "the profiles hold no GPU kernels" end
+  if run.single then return single_kernels_plot(rows) end
   local lines = { "# kernel baseline_total_ms best_total_ms" }
   for _, r in ipairs(rows) do
     lines[#lines + 1] = string.format("%s %s %s", q(f.short(r.key, 28)), n(r.a and r.a.total_ms or 0), n(r.b and r.b.total_ms or 0))
@@ -256,7 +272,8 @@ end
 -- the baseline's headline list, then the best's.
 local function metric_colours(run, dev)
   local index, k = {}, 0
-  for _, side in ipairs({ run.baseline, run.best }) do
+  for _, pair in ipairs(f.sides(run)) do
+    local side = pair[2]
     for _, name in ipairs(f.get(side and side.trace, "gpu_metrics", dev, "headline") or {}) do
       if not index[name] then k = k + 1; index[name] = k end
     end
@@ -268,7 +285,7 @@ end
 local function gpu_plot(run, dev)
   local panels, blocks = {}, {}
   local colour_of = metric_colours(run, dev)
-  for _, pair in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
+  for _, pair in ipairs(f.sides(run)) do
     local block, colours = timeline_block(pair[2], dev, colour_of)
     if block then
       blocks[#blocks + 1] = block

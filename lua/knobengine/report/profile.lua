@@ -37,7 +37,8 @@ function M.side_by_side(list_a, list_b, key, n)
   return order
 end
 
-local function operators_of(side)
+-- A side's NVTX ranges and CUDA API calls as one list, largest total first.
+function M.operators_of(side)
   local list = {}
   local t = side and side.trace or {}
   for _, r in ipairs(f.get(t, "nvtx_ranges") or {}) do
@@ -59,7 +60,7 @@ end
 function M.operators(run)
   local key = function(e) return e.kind .. "\0" .. e.name end
   local rows = {}
-  for _, r in ipairs(M.side_by_side(operators_of(run.baseline), operators_of(run.best), key, TOP)) do
+  for _, r in ipairs(M.side_by_side(M.operators_of(run.baseline), M.operators_of(run.best), key, TOP)) do
     local a, b = r.a or {}, r.b or {}
     local e = r.a or r.b
     rows[#rows + 1] = { e.kind, f.short(e.name), f.num(a.total_ms), f.int(a.calls), f.num(a.mean_ms),

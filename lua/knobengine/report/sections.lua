@@ -35,7 +35,7 @@ local function gpu_lines(run)
       f.num(bw and bw / 1e9, 0), f.get(g, "compute_capability") or "na",
       driver_version(sys.NvDriverVersion) or "na", cuda_version(sys.CudaDriverVersion) or "na")
   end
-  if #lines > 0 then return lines, "the baseline's trace (TARGET_INFO_GPU)" end
+  if #lines > 0 then return lines, run.single and "the trace (TARGET_INFO_GPU)" or "the baseline's trace (TARGET_INFO_GPU)" end
   for _, g in ipairs(f.get(run.environment, "gpus") or {}) do
     lines[#lines + 1] = string.format("%s: %s GiB, driver %s", g.name, f.num((f.get(g, "memory_mib") or 0) / 1024, 1),
       g.driver)
@@ -67,7 +67,8 @@ function M.environment(run)
       (f.get(m, "dataset", "sha256") or "na"):sub(1, 16), f.int(f.get(m, "dataset", "lines"))) }
   end
   return { id = "environment", title = "Environment", blocks = {
-    f.p("Where the numbers were measured: host, CPU and OS from the baseline trace when it has them (else this "
+    f.p("Where the numbers were measured: host, CPU and OS from the " .. (run.single and "" or "baseline ")
+      .. "trace when it has them (else this "
       .. "run's environment.json), " .. (source and ("GPU details from " .. source .. ", ") or "")
       .. "versions from environment.json."),
     f.table({ "Item", "Value" }, rows, { "l", "l" }),
@@ -76,7 +77,7 @@ end
 
 -- ---------- Aggregates ----------
 
-local AGGREGATES = {
+M.AGGREGATES = {
   { "p50 latency (ms)", "p50_latency_ms" }, { "p95 latency (ms)", "p95_latency_ms" },
   { "p99 latency (ms)", "p99_latency_ms" }, { "mean latency (ms)", "mean_latency_ms" },
   { "TTFT p50 (ms)", "ttft_ms", "p50" }, { "TTFT p95 (ms)", "ttft_ms", "p95" }, { "TTFT p99 (ms)", "ttft_ms", "p99" },
@@ -97,15 +98,15 @@ local function aggregates_table(run)
     if verdict then marks[#rows] = { [4] = verdict } end
   end
   if not obj.default then add(obj.label .. ", the objective", obj.base, obj.best, obj.decimals, obj.maximize) end
-  for _, a in ipairs(AGGREGATES) do
+  for _, a in ipairs(M.AGGREGATES) do
     if obj.default or a[2] ~= obj.metric or a[3] then add(a[1], f.get(b, a[2], a[3]), f.get(w, a[2], a[3]), a.d, a.higher) end
   end
   return f.table({ "Metric", "Baseline", "Best", "Delta", "Change" }, rows, { "l", "r", "r", "r", "r" }, nil, marks)
 end
 
-local function overhead_table(run)
+function M.overhead_table(run)
   local rows = {}
-  for _, s in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
+  for _, s in ipairs(f.sides(run)) do
     local o = s[2] and s[2].overhead or {}
     rows[#rows + 1] = { s[1], f.num(f.get(o, "unprofiled_p50_latency_ms")), f.num(f.get(o, "profiled_p50_latency_ms")),
       f.get(o, "overhead_percent") and (f.num(o.overhead_percent, 1) .. "%") or ("na: " .. (f.get(o, "reason") or "not profiled")) }
@@ -132,7 +133,8 @@ function M.spreads(run)
   local rows, flagged = {}, {}
   for _, key in ipairs(SPREAD_METRICS) do
     local row = { key }
-    for _, s in ipairs({ run.baseline, run.best or {} }) do
+    for _, pair in ipairs(f.sides(run)) do
+      local s = pair[2] or {}
       local sp = s.repeats and spread(s.repeats, key)
       row[#row + 1] = sp and (f.num(sp, 1) .. "%" .. (sp > 10 and " (over 10%)" or "")) or "na"
       if sp and sp > 10 then flagged[#flagged + 1] = key end
@@ -153,7 +155,7 @@ function M.aggregates(run)
     aggregates_table(run),
     f.figure("cdf", "Latency of every measured request, baseline vs best (cumulative)."),
     f.p("The profiled re-runs are used for the trace only; their slowdown is disclosed here (under 25% is the bar)."),
-    overhead_table(run),
+    M.overhead_table(run),
   }
   local repeats = run.baseline.repeats or (run.best and run.best.repeats)
   if repeats then
@@ -210,14 +212,14 @@ end
 
 function M.mfu(run)
   local rows, assumptions, reason = {}, {}, nil
-  for _, s in ipairs({ { "baseline", run.baseline }, { "best", run.best } }) do
+  for i, s in ipairs(f.sides(run)) do
     if s[2] then
       local r = M.mfu_of(run, s[2])
       reason = reason or r.reason
       rows[#rows + 1] = { s[1], f.num(r.tokens_per_s, 1), r.flops_per_token and string.format("%.4g", r.flops_per_token) or "na",
         (r.flops_per_token and r.tokens_per_s) and f.num(r.flops_per_token * r.tokens_per_s / 1e12, 2) or "na",
         f.num(r.peak_tflops, 1), r.mfu_pct and (f.num(r.mfu_pct, 2) .. "%") or "na" }
-      if s[1] == "baseline" then
+      if i == 1 then
         assumptions = { "FLOPs per token: " .. (r.flops_how or "na"), "Peak: " .. (r.peak_how or "na") }
         for _, a in ipairs(r.assumptions) do assumptions[#assumptions + 1] = a end
       end
