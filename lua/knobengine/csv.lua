@@ -1,4 +1,4 @@
--- Reading the CSV files the engine writes (RFC 4180: fields quoted when they hold a
+-- Reading the CSV files the engine writes, and CSV datasets (RFC 4180: fields quoted when they hold a
 -- comma, a quote or a control character, quotes doubled, a newline allowed inside
 -- quotes), by header name: kernels.csv, nvtx.csv, requests.csv. Writing stays with
 -- format.csv_field.
@@ -40,6 +40,14 @@ local function record_at(text, pos)
       return nil, "text after a quoted field"
     end
   end
+end
+
+-- The fields of one record held whole in text (a line without its line end), or nil
+-- and why for a malformed quote.
+function M.fields(text)
+  local fields, why = record_at(text, 1)
+  if not fields then return nil, why or "an empty record" end
+  return fields
 end
 
 -- Calls fn(row) for every data record of text, row keyed by the header's names (a

@@ -6,7 +6,9 @@
 -- found by knobengine.registry; this module reads the file and dispatches each record.
 -- The format contract (every format declares these; registry.lua checks them):
 --   name        the workload.dataset_format value, the file's name
---   layout      "lines" (a JSON object per line) or "array" (one JSON array of objects)
+--   layout      "lines" (a JSON object per line), "array" (one JSON array of objects) or
+--               "csv" (a header line, then a record per line: a table of strings keyed
+--               by the header's names)
 --   default     true: what "auto" reads a record of a file of its layout as when no
 --               format recognises it (one per layout)
 --   recognise(v)  (optional) true when "auto" should read record v as this format
@@ -15,11 +17,13 @@
 --               for a record to skip; a bad record raises through
 --               dataset_record.bad(path, "line" | "element", n, ...)
 --   prompt(item)  (optional) builds the prompt of an item that has none, when it is sent
--- "auto": a file starting with '[' is read in the array layout, any other by lines;
--- each record then by the format of that layout that recognises it, else its default.
+-- "auto": a file named *.csv is read in the csv layout, one starting with '[' in the
+-- array layout, any other by lines; each record then by the format of that layout that
+-- recognises it, else its default.
 -- Words stand for tokens.
 local cjson = require("cjson")
 local knob = require("knob")
+local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
 local rec = require("knobengine.dataset_record")
 local registry = require("knobengine.registry")
@@ -40,6 +44,7 @@ end
 
 local function layout_of(path, format)
   if format ~= "auto" then return registry.get("datasets", format).layout end
+  if path:lower():match("%.csv$") then return "csv" end
   local f = io.open(path, "rb")
   local head = (f and f:read(4096) or ""):gsub("^\239\187\191", "") -- a byte-order mark
   if f then f:close() end
@@ -66,19 +71,44 @@ local function reader(format, layout)
   end
 end
 
+-- A decoder of the csv layout's lines (records.c skips a byte-order mark and blank
+-- lines): the first is the header (its names), each later one a record keyed by them;
+-- returns nil for the header.
+local function csv_decoder()
+  local header
+  return function(text, path, n)
+    if not utf8.len(text) then rec.bad(path, "line", n, "is not valid UTF-8") end
+    if text:find("%z") then rec.bad(path, "line", n, "contains a NUL byte") end
+    local fields, why = csv.fields(text)
+    if not fields then rec.bad(path, "line", n, "not a CSV record: %s", why) end
+    if not header then
+      header = fields
+      return nil
+    end
+    if #fields ~= #header then
+      rec.bad(path, "line", n, "has %d fields, the header %d", #fields, #header)
+    end
+    local row = {}
+    for i, name in ipairs(header) do row[name] = fields[i] end
+    return row
+  end
+end
+
 -- Reads every record of the file; keeps the first `keep` usable ones.
 local function read_file(path, format, keep)
   local layout = layout_of(path, format)
-  local next_record, err = knob.records(path, layout, MAX_RECORD)
+  local next_record, err = knob.records(path, layout == "csv" and "lines" or layout, MAX_RECORD)
   if not next_record then errors.usage("workload.dataset: %s", (err:gsub("^cannot read '([^']*)': ", "cannot read '%1': "))) end
   local what = layout == "array" and "element" or "line"
   local format_of = reader(format, layout)
+  local csv_row = layout == "csv" and csv_decoder()
   local items, count = {}, 0
   local ok, perr = pcall(function()
     for text, n in next_record do
-      local v = decode(text, path, what, n)
-      local fmt = format_of(v)
-      local item = fmt.item(v, path, n)
+      local v
+      if csv_row then v = csv_row(text, path, n) else v = decode(text, path, what, n) end
+      local fmt = v and format_of(v)
+      local item = fmt and fmt.item(v, path, n)
       if item then
         count = count + 1
         item.line, item.format = n, fmt.name

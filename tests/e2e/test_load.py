@@ -71,6 +71,25 @@ class OpenLoop(Workspace):
         self.assertEqual([r["output_tokens"] for r in reqs], ["4"] * 20)
         self.assertEqual([int(r["prompt_tokens"]) for r in reqs], [30 + i for i in range(20)])  # the server's own count
 
+    def test_a_vidur_csv_trace_replayed_at_its_timestamps(self):
+        """dataset_format csv (auto for *.csv): arrived_at in seconds, scaled by time_scale;
+        prompts of num_prefill_tokens words, outputs of num_decode_tokens tokens."""
+        lines = ["arrived_at,num_prefill_tokens,num_decode_tokens,num_total_tokens"]
+        lines += ["%s,%d,%d,%d" % (0.5 + 0.08 * i, 20 + i, 3 + i % 2, 23 + i + i % 2) for i in range(12)]
+        self.write("trace.csv", "\n".join(lines) + "\n")
+        cfg = self.config({"type": "trace", "time_scale": 0.5}, dataset="trace.csv", request_count=12)
+        _, base = self.baseline(cfg)
+        reqs = rows(os.path.join(base, "requests.csv"))
+        self.assertEqual([round(float(r["scheduled_ms"]), 3) for r in reqs], [round(40.0 * i, 3) for i in range(12)])
+        self.assertEqual([int(r["output_tokens"]) for r in reqs], [3 + i % 2 for i in range(12)])
+        self.assertEqual([int(r["prompt_tokens"]) for r in reqs], [20 + i for i in range(12)])  # the server's own count
+        self.write("bad.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n0,5,2\n1,5\n")
+        cfg["workload"]["dataset"] = "bad.csv"
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json", "--results", "bad")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("workload.dataset: bad.csv line 3: has 2 fields, the header 3", r.stderr)
+
     def test_sharegpt_and_synthetic(self):
         convs = [{"id": str(i), "conversations": [{"from": "human", "value": "question %d " % i * 5},
                                                  {"from": "gpt", "value": "w " * (3 + i % 4)}]} for i in range(10)]

@@ -190,6 +190,15 @@ local FIXTURES = {
     bad = '{"timestamp": 0, "input_length": 3, "output_length": 2, "hash_ids": []}\n',
     says = "line 1: 'hash_ids' must be a non-empty array",
   },
+  csv = {
+    file = "trace.csv",
+    text = "arrived_at,num_prefill_tokens,num_decode_tokens,pd_ratio\n0.0,3,2,1.5\n\n0.25,1,7,0.14\r\n",
+    items = { { input_length = 3, max_tokens = 2, timestamp_ms = 0, line = 2 },
+      { input_length = 1, max_tokens = 7, timestamp_ms = 250, line = 4 } },
+    prompts = { "r2.1 r2.2 r2.3", "r4.1" },
+    bad = "arrived_at,num_prefill_tokens,num_decode_tokens\n0,3,2\n1,0x10,2\n",
+    says = "line 3: 'num_prefill_tokens' must be an integer >= 1 (got '0x10')",
+  },
   sharegpt = {
     file = "s.json",
     text = cjson.encode({ { conversations = { { from = "human", value = "q one" }, { from = "gpt", value = "a b c" } } },
@@ -240,7 +249,7 @@ end)
 t.test("each layout has one default format, the one auto falls back to", function()
   local defaults = {}
   for _, p in ipairs(registry.all("datasets")) do
-    t.ok(p.layout == "lines" or p.layout == "array", p.name .. ": a layout")
+    t.ok(p.layout == "lines" or p.layout == "array" or p.layout == "csv", p.name .. ": a layout")
     if p.default then
       t.eq(defaults[p.layout], nil, p.layout .. " has one default")
       defaults[p.layout] = p.name
@@ -248,7 +257,7 @@ t.test("each layout has one default format, the one auto falls back to", functio
       t.ok(p.recognise, p.name .. ": auto recognises it, or it is its layout's default")
     end
   end
-  t.ok(defaults.lines and defaults.array, "both layouts have a default")
+  t.ok(defaults.lines and defaults.array and defaults.csv, "every layout has a default")
 end)
 
 -- Executors ----------------------------------------------------------------------
