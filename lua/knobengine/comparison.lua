@@ -91,19 +91,37 @@ local function summary_text(result)
   return table.concat(lines, "\n") .. "\n"
 end
 
+-- Method colours, in the methods' order (cycled past eight).
+local COLOURS = { plots.OTHER, plots.BASELINE, "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf" }
+
+-- cost_vs_regret: a point per method, each its own colour and marker with its name in
+-- the key (a .dat block per method whose first line names it: the name reaches gnuplot
+-- as data, read by columnheader, never as script). A regret that is unknown draws no
+-- point; every regret 0 keeps the y axis at 0..1, not gnuplot's -1..1 around 0.
 local function plot(dir, methods)
-  local lines = { "# method launches_median regret_median_pct" }
-  for _, m in ipairs(methods) do
+  local blocks, top, lo, hi = {}, 0, math.huge, 0
+  for i, m in ipairs(methods) do
     local r = m.regret_pct.median
-    lines[#lines + 1] = string.format('%s %.3f %s', plots.label(m.name), m.launches.median, r == math.huge and "NaN" or string.format("%.4f", r))
+    if r ~= math.huge and r == r then top = math.max(top, r) end
+    lo, hi = math.min(lo, m.launches.median), math.max(hi, m.launches.median)
+    blocks[i] = string.format('%s "launches_median" "regret_median_pct"\n%d %.3f %s', plots.label(m.name), i,
+      m.launches.median, (r == math.huge or r ~= r) and "NaN" or string.format("%.4f", r))
   end
-  return plots.write(dir, "cost_vs_regret", table.concat(lines, "\n") .. "\n", string.format([[
-set xlabel "launches (median)"
+  local series = {}
+  for i = 1, #methods do
+    series[i] = string.format('%s index %d using 2:3 with points pt %d ps 1.8 lc rgb "%s" title columnheader(1)',
+      i == 1 and '"cost_vs_regret.dat"' or '""', i - 1, ({ 7, 5, 9, 11, 13, 15 })[(i - 1) % 6 + 1], COLOURS[(i - 1) % #COLOURS + 1])
+  end
+  return plots.write(dir, "cost_vs_regret", "# a block per method: its name, then launches (median) and regret "
+    .. "(median, % of the best)\n" .. table.concat(blocks, "\n\n\n") .. "\n", string.format([[
+set xlabel "launches (median)%s"
 set ylabel "regret (median, %% of the best)"
-set offsets graph 0.1, graph 0.15, graph 0.15, graph 0.1
-plot "cost_vs_regret.dat" using 2:3 with points pt 7 ps 1.6 lc rgb "%s" notitle, \
-     "" using 2:3:1 with labels offset 1.2,0.8 left notitle
-]], plots.OTHER))
+%sset yrange [0:%s]
+set offsets graph 0.1, graph 0.1, graph 0.1, 0
+set key outside right top box opaque
+plot %s
+]], lo > 0 and hi / lo > 20 and ", log scale" or "", lo > 0 and hi / lo > 20 and "set logscale x\n" or "",
+    top > 0 and "*" or "1", table.concat(series, ", \\\n     ")))
 end
 
 -- Where the files are written before they replace RESULTS/comparison.

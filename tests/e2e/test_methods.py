@@ -2,6 +2,8 @@
 resumed; value labels in every file; exhaustive strategies refused on a huge space;
 stack_rank and bayes on a mixed space; knobengine compare on the recorded sweep."""
 import json
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -122,7 +124,19 @@ class MixedSpace(Workspace):
         best = next(t for t in summary["trials"] if t["trial"] == summary["best_trial"])
         self.assertEqual(result["source"]["best_mask"], best["knob_mask"])
         self.assertTrue(read(self.path("results", "comparison", "summary.txt")).startswith("knobengine compare:"))
-        self.assertIn("<svg", read(self.path("results", "comparison", "cost_vs_regret.svg")))
+        self.assertTrue(read(self.path("results", "comparison", "summary.txt")).endswith("\n"))
+        # the plot: a key entry per method (its name read as data), each its own marker; regrets
+        # all 0 here except for some methods, so the y axis starts at 0
+        svg = read(self.path("results", "comparison", "cost_vs_regret.svg"))
+        self.assertIn("<svg", svg)
+        if shutil.which("gnuplot"):
+            self.assertEqual(re.findall(r">(bruteforce|halving|coord_descent|stack_rank|bayes)</text>", svg), list(table))
+        gp = read(self.path("results", "comparison", "cost_vs_regret.gp"))
+        top = max(float(row[7]) for row in table.values())
+        self.assertIn("set yrange [0:%s]" % ("*" if top > 0 else "1"), gp)
+        self.assertEqual(gp.count("title columnheader(1)"), 5)
+        self.assertNotIn("notitle", gp)
+        self.assertNotIn("bruteforce", gp)  # names reach gnuplot as data only
         # the same seeds give the same numbers, with noise too
         a = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
         b = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
