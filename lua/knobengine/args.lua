@@ -11,7 +11,8 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine capacity --grid [--masks M,M,...] [--time-limit S] [--no-prune]
                   [--config FILE] [--results DIR]
        knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
-                  [--mask MASK | --best] [--config FILE] [--results DIR]
+                  [--mask MASK | --best] [--experiment-id ID] [--config FILE]
+                  [--results DIR]
        knobengine profile [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
@@ -66,6 +67,8 @@ options:
   --no-prune        measure every cell of the grid, also those that cannot win
   --rates R,...     request rates (requests/s) for load-sweep, ascending
   --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
+  --experiment-id ID  load-sweep: the calibration templates' id (ID-rate<r>;
+                    default: the mask)
   --strategies S,...  compare: the methods (default: bruteforce, halving,
                     coord_descent, stack_rank, bayes)
   --seeds N         compare: seeds per method (default 50)
@@ -111,6 +114,7 @@ local OPTIONS = {
   ["--no-prune"] = { commands = { capacity = 1 } },
   ["--rates"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
+  ["--experiment-id"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--strategies"] = { value = true, commands = { compare = 1 } },
   ["--seeds"] = { value = true, commands = { compare = 1 } },
   ["--seed"] = { value = true, commands = { compare = 1 } },
@@ -203,6 +207,9 @@ local function check(opts)
     end
     if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
     if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true, M.MAX_CONCURRENCY) end
+    if opts.experiment_id and not opts.experiment_id:match("^[%w][%w._-]*$") then
+      errors.usage("--experiment-id: '%s' is not a name of letters, digits, '.', '_' and '-'", opts.experiment_id)
+    end
   end
   return opts
 end

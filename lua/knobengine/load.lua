@@ -222,12 +222,34 @@ function M.capacity(ctx, mask, opts)
   end)
 end
 
--- The calibration template of one level (spec/calibration-plan.md, "Output Template").
-local function template(ctx, mask, level, m, id)
+-- The server command as a shell line: its environment (config env and env knobs) as
+-- NAME=value words, then its argv.
+local function command_line(cfg, mask)
+  local r = knobs.resolve(cfg, mask)
+  local keys, words = {}, {}
+  for k in pairs(r.env) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do words[#words + 1] = k .. "=" .. util.shell_quote(r.env[k]) end
+  words[#words + 1] = util.shell_join(r.argv)
+  return table.concat(words, " ")
+end
+
+-- The GPU the template names: hardware.gpu, else nvidia-smi's first GPU, else null.
+local function gpu_name(cfg)
+  if cfg.hardware.gpu then return cfg.hardware.gpu end
+  local gpus = require("knobengine.provenance").nvidia_smi_gpus()
+  return gpus[1] and gpus[1].name or cjson.null
+end
+
+-- The calibration template of one level (spec/calibration-plan.md, "Output Template");
+-- deployment: {gpu, command} found once per sweep.
+local function template(ctx, level, m, id, deployment)
   local function dist(d) return { p50 = d.p50, p99 = d.p99, mean = d.mean } end
+  local hw = ctx.cfg.hardware
   return {
     experiment_id = id,
-    config = { model = ctx.cfg.workload.model, command = util.shell_join(knobs.resolve(ctx.cfg, mask).argv) },
+    config = { model = ctx.cfg.workload.model, tp = hw.tp or cjson.null, pp = hw.pp or cjson.null,
+      gpu = deployment.gpu, command = deployment.command },
     workload = { type = level.rate and (level.arrival .. "_trace") or "closed_loop", rps = level.rate or cjson.null,
       concurrency = level.concurrency or cjson.null, dataset = ctx.cfg.workload.dataset },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
@@ -242,18 +264,20 @@ local function level_row(level, m)
     format.ms(m.p50_latency_ms), format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s) }, ",")
 end
 
--- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending).
-function M.sweep(ctx, mask, levels)
+-- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending);
+-- experiment_id: the templates' id prefix (default: the mask string).
+function M.sweep(ctx, mask, levels, experiment_id)
   local d = rundir.new(ctx.results, "load-sweep")
   local by = levels[1].rate and "rate" or "concurrency"
+  local deployment = { gpu = gpu_name(ctx.cfg), command = command_line(ctx.cfg, mask) }
   return rundir.guard(d, function()
     output.line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
       output.line(level_row(level, m))
-      local id = string.format("%s-%s%s", ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
-      util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, mask, level, m, id))
+      local id = string.format("%s-%s%s", experiment_id or ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
+      util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id, deployment))
     end)
     local knee = M.knee(done)
     output.line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")

@@ -214,7 +214,7 @@ local function load_command(ctx, opts)
   for i, v in ipairs(opts.rates or opts.concurrency) do
     levels[i] = opts.rates and { rate = v, arrival = cfg.capacity.arrival } or { concurrency = v }
   end
-  return load.sweep(ctx, mask, levels)
+  return load.sweep(ctx, mask, levels, opts.experiment_id)
 end
 
 -- knobengine report [RUN_DIR]: (re)writes the report of a search run.

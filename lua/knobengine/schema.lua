@@ -195,6 +195,9 @@ row("model.flops_per_token", { type = "number", min = 1, max = 1e18, doc = "FLOP
 row("model.layers", { type = "integer", min = 1, max = 100000, doc = "with `model.hidden_size`: the attention term of MFU" })
 row("model.hidden_size", { type = "integer", min = 1, max = 10000000, doc = "with `model.layers`" })
 row("hardware.peak_tflops", { type = "number", min = 1e-3, max = 1e7, doc = "one GPU's dense bf16/fp16 peak for MFU, overriding the table in [report.md](report.md#mfu)" })
+row("hardware.gpu", { type = "string", doc = "the GPU's name for load-sweep's calibration template (default: nvidia-smi's first GPU, else null)" })
+row("hardware.tp", { type = "integer", min = 1, max = 4096, doc = "the server's tensor-parallel size, for the calibration template (default null)" })
+row("hardware.pp", { type = "integer", min = 1, max = 4096, doc = "the server's pipeline-parallel size, for the calibration template (default null)" })
 row("hardware.gpu_count", { type = "integer", default = 1, min = 1, max = 4096, doc = "GPUs the server uses (MFU's peak and compare's GPU-hours)" })
 
 row("executor", { type = "variant", doc = "where sweep trials run (none: one at a time, in the engine); every key in [executors.md](executors.md)" })

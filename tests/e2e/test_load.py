@@ -315,6 +315,22 @@ class LoadSweep(Workspace):
         self.assertEqual(set(level), {"experiment_id", "config", "workload", "metrics"})
         self.assertEqual(set(level["metrics"]), {"ttft_ms", "tpot_ms", "e2e_latency_s", "throughput_token_s"})
         self.assertEqual(level["workload"]["rps"], 5)
+        self.assertEqual(level["experiment_id"], "00-rate5")
+        self.assertEqual((level["config"]["tp"], level["config"]["pp"]), (None, None))
+        # the template complete: tp, pp, gpu from the config, the env knobs in the command, the id set
+        cfg["hardware"] = {"tp": 4, "pp": 2, "gpu": "A100-80GB"}
+        cfg["knobs"].append({"name": "fast", "env": "FAST_PATH", "on_value": "1 2"})
+        self.write_config(cfg)
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--rates", "5", "--mask", "001",
+                            "--experiment-id", "llama3-70b-4xa100-run1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        level = load_json(self.path("results", "load-sweep", "latest", "level-01.json"))
+        self.assertEqual(level["experiment_id"], "llama3-70b-4xa100-run1-rate5")
+        self.assertEqual({k: level["config"][k] for k in ("tp", "pp", "gpu")}, {"tp": 4, "pp": 2, "gpu": "A100-80GB"})
+        self.assertTrue(level["config"]["command"].startswith("FAST_PATH='1 2' " + cfg["serve_cmd"][0]), level["config"])
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--rates", "5", "--experiment-id", "a b")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--experiment-id: 'a b' is not a name of letters, digits", r.stderr)
         r = self.run_engine("load-sweep", "--config", "cfg.json", "--concurrency", "1,4")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(r.stdout.startswith("concurrency,"))
