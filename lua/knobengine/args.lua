@@ -16,7 +16,7 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine profile [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
-                  [--synthetic N] [--config FILE] [--results DIR]
+                  [--synthetic N | --predictions FILE] [--config FILE] [--results DIR]
        knobengine trial --spec SPEC.json --out DIR
        knobengine summarize TRACE.sqlite
        knobengine kernels TRACE.sqlite
@@ -76,6 +76,8 @@ options:
   --noise CV        compare: noise as a coefficient of variation (default: from
                     the sweep's repeats)
   --synthetic N     compare on synthetic landscapes of N on/off knobs instead
+  --predictions F   compare: a model's predicted objective per mask (CSV knob_mask,
+                    METRIC) as one more method: its best launched once
   --help            show this help
   --version         show the version
 
@@ -120,6 +122,7 @@ local OPTIONS = {
   ["--seed"] = { value = true, commands = { compare = 1 } },
   ["--noise"] = { value = true, commands = { compare = 1 } },
   ["--synthetic"] = { value = true, commands = { compare = 1 } },
+  ["--predictions"] = { value = true, commands = { compare = 1 } },
   ["--spec"] = { value = true, commands = { trial = 1 } },
   ["--out"] = { value = true, commands = { trial = 1 } },
 }
@@ -176,6 +179,9 @@ local function check_compare(opts)
   opts.seed = opts.seed and integer("--seed", opts.seed, 0, 1 << 31) or 1
   opts.synthetic = opts.synthetic and integer("--synthetic", opts.synthetic, 2, 12)
   if opts.synthetic and opts.config_given then errors.usage("--synthetic replays made-up landscapes: it takes no --config") end
+  if opts.synthetic and opts.predictions then
+    errors.usage("--predictions are of the config's recorded sweep: they do not go with --synthetic")
+  end
   if opts.noise then
     local v = decimal(opts.noise)
     if not v or v < 0 or v > 1 then errors.usage("--noise: '%s' is not a coefficient of variation in 0..1", opts.noise) end

@@ -160,13 +160,23 @@ local function move_into_place(results, aside)
   if had_old then knob.remove_tree(old) end
 end
 
--- The methods of --strategies (bundled names or paths), loaded.
-local function methods_of(opts)
+-- The methods of --strategies (bundled names or paths), loaded, and the --predictions
+-- row (predictions.lua) last.
+local function methods_of(ctx, opts)
   local names = opts.strategies or compare.DEFAULT_METHODS
   local out = {}
   for i, name in ipairs(names) do
     local path = strategies.path(name)
     out[i] = { name = name:match("([^/]+)$"):gsub("%.lua$", ""), strategy = strategies.load(path) }
+  end
+  if opts.predictions then
+    local predictions = require("knobengine.predictions")
+    local pred = predictions.read(opts.predictions, ctx.cfg.space, ctx.cfg.objective.metric)
+    local name = predictions.name(opts.predictions)
+    for _, m in ipairs(out) do
+      if m.name == name then errors.usage("--predictions: its method name '%s' is also a strategy's; rename the file", name) end
+    end
+    out[#out + 1] = { name = name, strategy = predictions.strategy(pred, ctx.cfg.objective) }
   end
   return out
 end
@@ -174,7 +184,7 @@ end
 -- Every method over every seed, the table on stdout as each one ends, and the files
 -- written aside; returns where they are.
 local function compare_all(ctx, opts)
-  local methods = methods_of(opts)
+  local methods = methods_of(ctx, opts)
   local world, source = world_of(ctx, opts)
   local cv, from = noise_of(opts, source)
   local result = { source = source, noise = { cv = cv, from = from }, seeds = opts.seeds, seed = opts.seed, methods = {} }

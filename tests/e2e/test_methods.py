@@ -137,6 +137,23 @@ class MixedSpace(Workspace):
         self.assertEqual(gp.count("title columnheader(1)"), 5)
         self.assertNotIn("notitle", gp)
         self.assertNotIn("bruteforce", gp)  # names reach gnuplot as data only
+        # a model's predictions as the zero-deployment row: its best launched once, scored like the others
+        p50 = {t["knob_mask"]: t["metrics"]["p50_latency_ms"] for t in summary["trials"] if t["valid"]}
+        lines = ["knob_mask,p50_latency_ms,note"] + ["%s,%r,x" % (m, 1.1 * v) for m, v in sorted(p50.items())]
+        self.write("vidur.csv", "\n".join(lines) + "\n")
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--seeds", "3", "--strategies",
+                            "bruteforce", "--predictions", "vidur.csv")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        row = r.stdout.splitlines()[2].split(",")  # after the header and bruteforce's row
+        self.assertEqual(row[:4], ["vidur", "3", "1.0", "12"])  # one launch of 12 requests per seed
+        self.assertEqual(row[6:], ["1.000", "0.00", "0.00", "10.00"])  # its pick is the best; predictions 10% high
+        self.write("bad.csv", "knob_mask,tokens_per_s\n0,1\n")
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", "bad.csv")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--predictions: bad.csv: the header has no p50_latency_ms column (the objective's metric)", r.stderr)
+        self.write("bad.csv", "knob_mask,p50_latency_ms\n%s,1\n%s,2\n" % (best["knob_mask"], best["knob_mask"]))
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", "bad.csv")
+        self.assertIn("--predictions: bad.csv line 3: mask %s is listed twice" % best["knob_mask"], r.stderr)
         # the same seeds give the same numbers, with noise too
         a = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
         b = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
