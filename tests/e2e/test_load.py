@@ -357,7 +357,7 @@ class Errors(Workspace):
             ({"max_concurrency": 4}, "workload.max_concurrency: caps an open-loop arrival"),
             ({"arrival": {"type": "trace"}}, "'trace' needs a timestamp on every dataset record (line 1 has none)"),
             ({"synthetic": {"input_tokens": 5}, "dataset": None}, "workload.synthetic: needs 'input_tokens' and 'output_tokens'"),
-            ({"dataset_format": "csv"}, "workload.dataset_format: expected one of"),
+            ({"dataset_format": "tsv"}, "workload.dataset_format: expected one of"),
         ]
         for over, expect in cases:
             with self.subTest(expect):
