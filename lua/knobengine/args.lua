@@ -14,6 +14,8 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
                   [--mask MASK | --best] [--experiment-id ID] [--config FILE]
                   [--results DIR]
        knobengine profile [--mask MASK | --best] [--config FILE] [--results DIR]
+       knobengine calibrate --simulated FILE,... [--rates R,...] [--sweep DIR]
+                  [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
                   [--synthetic N | --predictions FILE] [--config FILE] [--results DIR]
@@ -31,6 +33,10 @@ capacity: the highest arrival rate at which the config's SLO holds, for one mask
 with --grid, for every mask x SLO (slos) x workload (workloads), in parallel on the
 executor's slots, resuming finished cells; writes RESULTS/capacity-grid/.
 load-sweep: one measured phase per rate (open loop) or concurrency, and the knee.
+calibrate: compares a simulator's figures (Vidur's request_metrics.csv or the
+calibration template, one file per rate) with a load sweep at the same rates (run
+now, or --sweep DIR), prints the errors, the MAPE and the plan's verdicts; writes
+RESULTS/calibration/.
 profile: measures one config (a mask, or the server as given: the config needs no
 knobs) as the baseline is measured, profiles it and writes its report into
 RESULTS/profile/.
@@ -67,6 +73,9 @@ options:
   --no-prune        measure every cell of the grid, also those that cannot win
   --rates R,...     request rates (requests/s) for load-sweep, ascending
   --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
+  --simulated F,...  calibrate: the simulator's output per rate (*.csv per request,
+                    *.json the calibration template)
+  --sweep DIR       calibrate: compare with this load-sweep run instead of a new one
   --experiment-id ID  load-sweep: the calibration templates' id (ID-rate<r>;
                     default: the mask)
   --strategies S,...  compare: the methods (default: bruteforce, halving,
@@ -101,20 +110,22 @@ end
 
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {
-  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1, profile = 1 } },
-  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1, profile = 1 } },
+  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1, profile = 1, calibrate = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1, profile = 1, calibrate = 1 } },
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
   ["--reprofile-baseline"] = { commands = { run = 1 } },
   ["--force"] = { commands = { run = 1 } },
-  ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1, profile = 1 } },
-  ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1, profile = 1 } },
+  ["--mask"] = { value = true, commands = { capacity = 1, ["load-sweep"] = 1, profile = 1, calibrate = 1 } },
+  ["--best"] = { commands = { capacity = 1, ["load-sweep"] = 1, profile = 1, calibrate = 1 } },
   ["--grid"] = { commands = { capacity = 1 } },
   ["--masks"] = { value = true, commands = { capacity = 1 } },
   ["--time-limit"] = { value = true, commands = { capacity = 1 } },
   ["--no-prune"] = { commands = { capacity = 1 } },
-  ["--rates"] = { value = true, commands = { ["load-sweep"] = 1 } },
+  ["--rates"] = { value = true, commands = { ["load-sweep"] = 1, calibrate = 1 } },
+  ["--simulated"] = { value = true, commands = { calibrate = 1 } },
+  ["--sweep"] = { value = true, commands = { calibrate = 1 } },
   ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--experiment-id"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--strategies"] = { value = true, commands = { compare = 1 } },
@@ -207,6 +218,11 @@ local function check(opts)
   if opts.rebaseline and opts.reprofile_baseline then
     errors.usage("--rebaseline measures the whole baseline again; --reprofile-baseline only its trace (use one)")
   end
+  if opts.command == "calibrate" then
+    if not opts.simulated then errors.usage("calibrate needs --simulated FILE,... (the simulator's output, one per rate)") end
+    opts.simulated = name_list("--simulated", opts.simulated, "file")
+    if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
+  end
   if opts.command == "load-sweep" then
     if (opts.rates == nil) == (opts.concurrency == nil) then
       errors.usage("load-sweep needs --rates or --concurrency (one of them)")
@@ -220,7 +236,8 @@ local function check(opts)
   return opts
 end
 
-local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true, profile = true }
+local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true, profile = true,
+  calibrate = true }
 
 function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then

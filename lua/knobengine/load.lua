@@ -264,29 +264,34 @@ local function level_row(level, m)
     format.ms(m.p50_latency_ms), format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s) }, ",")
 end
 
--- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending);
--- experiment_id: the templates' id prefix (default: the mask string).
-function M.sweep(ctx, mask, levels, experiment_id)
+-- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending).
+-- opts.experiment_id: the templates' id prefix (default: the mask string); opts.quiet:
+-- nothing on stdout (calibrate prints its own table). Returns 0, the published run
+-- directory and the levels measured ({rate, concurrency, metrics}).
+function M.sweep(ctx, mask, levels, opts)
+  opts = opts or {}
+  local experiment_id = opts.experiment_id
+  local line = opts.quiet and function() end or output.line
   local d = rundir.new(ctx.results, "load-sweep")
   local by = levels[1].rate and "rate" or "concurrency"
   local deployment = { gpu = gpu_name(ctx.cfg), command = command_line(ctx.cfg, mask) }
   return rundir.guard(d, function()
-    output.line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
+    line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
-      output.line(level_row(level, m))
+      line(level_row(level, m))
       local id = string.format("%s-%s%s", experiment_id or ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
       util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id, deployment))
     end)
     local knee = M.knee(done)
-    output.line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
+    line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
     util.write_json(d.aside .. "/sweep.json", { knob_mask = ctx.cfg.space:string(mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config })
     require("knobengine.provenance").write(d.aside, ctx)
     rundir.publish(d)
-    return 0
+    return 0, d.final, done
   end)
 end
 

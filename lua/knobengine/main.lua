@@ -188,6 +188,17 @@ local function chosen_mask(cfg, opts)
   return m
 end
 
+-- A level lasts workload.request_count / rate: at most config.MAX_PROBE_S.
+local function check_rates(cfg, rates)
+  for _, r in ipairs(rates or {}) do
+    local s = cfg.workload.request_count / r
+    if s > config.MAX_PROBE_S then
+      errors.usage("--rates: a level of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
+        cfg.workload.request_count, tostring(r), s, config.MAX_PROBE_S)
+    end
+  end
+end
+
 -- capacity and load-sweep: one server, several measured phases.
 local function load_command(ctx, opts)
   local cfg = ctx.cfg
@@ -197,13 +208,7 @@ local function load_command(ctx, opts)
     return require("knobengine.grid").run(ctx, opts)
   end
   if opts.command == "capacity" and not cfg.slo then errors.usage("capacity needs an slo in the config") end
-  for _, r in ipairs(opts.rates or {}) do -- a level lasts workload.request_count / rate
-    local s = cfg.workload.request_count / r
-    if s > config.MAX_PROBE_S then
-      errors.usage("--rates: a level of %d requests at %s requests/s would last %.0f s; at most %d s (raise the rate)",
-        cfg.workload.request_count, tostring(r), s, config.MAX_PROBE_S)
-    end
-  end
+  check_rates(cfg, opts.rates)
   take_results(cfg, opts.results)
   local load = require("knobengine.load")
   if opts.command == "capacity" then
@@ -214,7 +219,7 @@ local function load_command(ctx, opts)
   for i, v in ipairs(opts.rates or opts.concurrency) do
     levels[i] = opts.rates and { rate = v, arrival = cfg.capacity.arrival } or { concurrency = v }
   end
-  return load.sweep(ctx, mask, levels, opts.experiment_id)
+  return (load.sweep(ctx, mask, levels, { experiment_id = opts.experiment_id }))
 end
 
 -- knobengine report [RUN_DIR]: (re)writes the report of a search run.
@@ -249,6 +254,17 @@ local function run(argv)
     check_program(ctx.cfg)
     dry_run(ctx)
     return 0
+  end
+  if opts.command == "calibrate" then
+    local mask = chosen_mask(ctx.cfg, opts)
+    return require("knobengine.calibrate").run(ctx, mask, opts, function(rates)
+      if not rates then -- no sweep runs: the results directory only
+        util.mkdir(opts.results)
+        return rundir.own(opts.results)
+      end
+      check_rates(ctx.cfg, rates)
+      take_results(ctx.cfg, opts.results)
+    end)
   end
   if opts.command == "profile" then
     local mask = chosen_mask(ctx.cfg, opts)

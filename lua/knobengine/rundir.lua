@@ -19,6 +19,7 @@ M.KINDS = {
   ["load-sweep"] = { parent = "/load-sweep", aside = ".load-sweep.tmp" },
   ["capacity-grid"] = { parent = "/capacity-grid", aside = ".capacity-grid.tmp" },
   profile = { parent = "/profile", aside = ".profile.tmp" },
+  calibration = { parent = "/calibration", aside = ".calibration.tmp" },
 }
 
 -- A run of `kind` in results: {root, final, aside, latest}. Nothing is created but the
@@ -37,15 +38,15 @@ function M.new(results, kind)
   return { root = root, final = final, aside = aside, latest = not k.name }
 end
 
--- Runs body(); when it fails, the aside directory goes and the error goes on (its
--- traceback kept).
+-- Runs body() and returns what it returns; when it fails, the aside directory goes and
+-- the error goes on (its traceback kept).
 function M.guard(d, body)
-  local ok, result = xpcall(body, errors.handler)
-  if not ok then
+  local r = table.pack(xpcall(body, errors.handler))
+  if not r[1] then
     knob.remove_tree(d.aside)
-    error(result, 0)
+    error(r[2], 0)
   end
-  return result
+  return table.unpack(r, 2, r.n)
 end
 
 -- Moves the built run into place and points latest at it.

@@ -189,6 +189,13 @@ row("capacity.repeats", { type = "integer", default = 3, min = 1, max = 9, ident
 row("capacity.arrival", { type = "enum", default = "poisson", one_of = { "constant", "poisson" }, identity = "search",
   doc = "the arrivals of capacity probes when the workload's are not poisson, constant or gamma (closed, sinusoid, trace), and of `load-sweep --rates`" })
 
+row("calibration.strict_mape_pct", { type = "number", default = 5, min = 0, max = 1000,
+  doc = "`knobengine calibrate`: TTFT and TPOT p50 pass when their MAPE against the simulator is below this (the plan's strict tolerance)" })
+row("calibration.loose_mape_pct", { type = "number", default = 10, min = 0, max = 1000,
+  doc = "calibrate: E2E latency p99 passes below this MAPE (the plan's loose tolerance) ..." })
+row("calibration.loose_max_mape_pct", { type = "number", default = 15, min = 0, max = 1000,
+  doc = "... is marginal below this, and fails at or above it" })
+
 row("model.name", { type = "string", doc = "the report's MFU inputs (no `model`: MFU is na); nothing else reads them" })
 row("model.params_b", { type = "number", min = 1e-6, max = 1e6, doc = "parameters in billions (or `model.flops_per_token`)" })
 row("model.flops_per_token", { type = "number", min = 1, max = 1e18, doc = "FLOPs per token (or `model.params_b`)" })

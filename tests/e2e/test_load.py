@@ -337,6 +337,99 @@ class LoadSweep(Workspace):
         self.assertRegex(r.stdout.splitlines()[-1], r"^KNEE,(concurrency=\d+|na)$")
 
 
+class Calibrate(Workspace):
+    """knobengine calibrate: a simulator's per-request output (Vidur's request_metrics.csv)
+    or templates against a load sweep at the same rates; errors, MAPE and the verdicts
+    equal a hand computation from the sweep's own figures."""
+
+    def config(self):
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--fixed-ttft-ms", "40", "--fixed-tpot-ms", "8"]
+        cfg["workload"].update({"request_count": 20, "warmup_requests": 2})
+        self.write_config(cfg)
+        return cfg
+
+    def vidur(self, name, ttft_ms, tpot_ms, e2e_ms):
+        """A request_metrics.csv whose every request has these figures (so p50 = p99 = each)."""
+        lines = ["Request Id,request_e2e_time,prefill_e2e_time,decode_time_execution_plus_preemption_normalized,"
+                 "request_scheduling_delay"]
+        lines += ["%d,%r,%r,%r,0.001" % (i, e2e_ms / 1000, ttft_ms / 1000, tpot_ms / 1000) for i in range(8)]
+        self.write(name, "\n".join(lines) + "\n")
+
+    def test_vidur_output_against_an_earlier_sweep(self):
+        self.config()
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--rates", "5,20")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        sweep = os.path.realpath(self.path("results", "load-sweep", "latest"))
+        levels = load_json(os.path.join(sweep, "sweep.json"))["levels"]
+        # ttft p50 +3%, tpot p50 -2%, e2e p99 +12% at both rates: pass, pass, marginal
+        for k, l in enumerate(levels):
+            m = l["metrics"]
+            self.vidur("sim%d.csv" % k, 1.03 * m["ttft_ms"]["p50"], 0.98 * m["tpot_ms"]["p50"], 1.12 * m["p99_latency_ms"])
+        r = self.run_engine("calibrate", "--config", "cfg.json", "--simulated", "sim0.csv,sim1.csv", "--sweep", sweep)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "rate,metric,quantile,measured,simulated,error_pct")
+        self.assertEqual(len(lines), 1 + 12 + 6 + 3 + 1)
+        m = levels[0]["metrics"]
+        self.assertEqual(lines[1], "5.000,ttft_ms,p50,%.3f,%.3f,3.00" % (m["ttft_ms"]["p50"], 1.03 * m["ttft_ms"]["p50"]))
+        e2e99 = next(l for l in lines if l.startswith("20.000,e2e_ms,p99,"))
+        self.assertTrue(e2e99.endswith(",12.00"), e2e99)
+        self.assertIn("MAPE,metric=ttft_ms,quantile=p50,mape_pct=3.00", lines)
+        self.assertIn("MAPE,metric=tpot_ms,quantile=p50,mape_pct=2.00", lines)
+        self.assertEqual(lines[-4:], [
+            "CHECK,metric=ttft_ms,quantile=p50,tolerance=strict,pass_below_pct=5.00,fail_from_pct=5.00,mape_pct=3.00,verdict=pass",
+            "CHECK,metric=tpot_ms,quantile=p50,tolerance=strict,pass_below_pct=5.00,fail_from_pct=5.00,mape_pct=2.00,verdict=pass",
+            "CHECK,metric=e2e_ms,quantile=p99,tolerance=loose,pass_below_pct=10.00,fail_from_pct=15.00,mape_pct=12.00,"
+            "verdict=marginal",
+            "CALIBRATION,verdict=marginal"])
+        self.assertIn("e2e_ms p99: MAPE 12.00% is marginal in the loose tolerance (pass below 10.00%, fail from 15.00%): "
+                      "adjust the simulator's batch-size cap", r.stderr)
+        self.assertEqual(len(os.listdir(self.path("results", "load-sweep"))), 2)  # no new sweep: the run and latest
+        out = os.path.realpath(self.path("results", "calibration", "latest"))
+        doc = load_json(os.path.join(out, "calibration.json"))
+        self.assertEqual((doc["sweep"], doc["verdict"], len(doc["rows"])), (sweep, "marginal", 12))
+        self.assertEqual(doc["simulated"][0]["scheduling_delay_ms"], {"p50": 1.0, "p99": 1.0})
+        self.assertTrue(os.path.exists(os.path.join(out, "calibration.dat")))
+        # a stricter tolerance in the config fails TTFT, with the plan's advice
+        cfg = load_json(self.path("cfg.json"))
+        cfg["calibration"] = {"strict_mape_pct": 2.5}
+        self.write_config(cfg)
+        r = self.run_engine("calibrate", "--config", "cfg.json", "--simulated", "sim0.csv,sim1.csv", "--sweep", sweep)
+        self.assertEqual(r.stdout.splitlines()[-1], "CALIBRATION,verdict=fail")
+        self.assertIn("ttft_ms p50: MAPE 3.00% fails the strict tolerance (pass below 2.50%): re-run the simulator's MLP "
+                      "and attention profiling", r.stderr)
+
+    def test_templates_with_their_rates_and_a_sweep_run_now(self):
+        self.config()
+        for k, rate in enumerate((5, 20)):
+            self.write("sim%d.json" % k, json.dumps({"workload": {"type": "poisson_trace", "rps": rate}, "metrics": {
+                "ttft_ms": {"p50": 2, "p99": 3}, "tpot_ms": {"p50": 0.4, "p99": 0.5}, "e2e_latency_s": {"p50": 0.01, "p99": 0.02}}}))
+        r = self.run_engine("calibrate", "--config", "cfg.json", "--simulated", "sim0.json,sim1.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual([l.split(",")[0] for l in lines[1:13]], ["5.000"] * 6 + ["20.000"] * 6)
+        self.assertRegex(lines[-1], r"^CALIBRATION,verdict=(pass|marginal|fail)$")
+        sweep = os.path.realpath(self.path("results", "load-sweep", "latest"))
+        self.assertEqual([l["rate"] for l in load_json(os.path.join(sweep, "sweep.json"))["levels"]], [5, 20])
+        self.assertEqual(load_json(self.path("results", "calibration", "latest", "calibration.json"))["sweep"], sweep)
+
+    def test_usage_errors(self):
+        self.config()
+        self.vidur("a.csv", 1, 1, 1)
+        for args, message in (([], "calibrate needs --simulated FILE"),
+                              (["--simulated", "a.csv"], "--simulated: a.csv does not say its rate (a per-request CSV never "
+                                                         "does): give --rates"),
+                              (["--simulated", "a.csv", "--rates", "5,20"], "--simulated: 1 file(s) for 2 rate(s)"),
+                              (["--simulated", "a.csv", "--sweep", "nowhere"], "--sweep: nowhere is not a load sweep"),
+                              (["--simulated", "nope.csv", "--rates", "5"], "--simulated: cannot read nope.csv")):
+            with self.subTest(args):
+                r = self.run_engine("calibrate", "--config", "cfg.json", *args)
+                self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
+                self.assertIn(message, r.stderr)
+        self.assertFalse(os.path.exists(self.path("results", "calibration")))
+
+
 class Errors(Workspace):
     def refused(self, cfg, expect, *args):
         self.write_config(cfg)

@@ -1,9 +1,11 @@
 -- Unit tests of realistic load: arrival schedules (their statistics, reproducibility),
--- the dataset formats and the capacity grid's plan (run by tests/lua_host).
+-- the dataset formats, the capacity grid's plan and calibration's arithmetic (run by
+-- tests/lua_host).
 package.path = arg[0]:match("^(.*)/") .. "/?.lua;" .. package.path
 local t = require("t")
 local cjson = require("cjson")
 local knob = require("knob")
+local calibration = require("knobengine.calibration")
 local dataset = require("knobengine.dataset")
 local grid_plan = require("knobengine.grid_plan")
 local schedule = require("knobengine.schedule")
@@ -248,6 +250,62 @@ t.test("grid: a cell is pruned only when its capacity under a looser SLO is belo
   t.eq(grid_plan.by_promise(slos, 2, 1, { 1, 2, 3 }, measured), { 2, 3, 1 })
   t.eq(grid_plan.best({ { result = results[1][1] }, { result = results[1][0] }, { result = { max_rate = cjson.null } } }).result,
     results[1][0])
+end)
+
+-- Calibration ---------------------------------------------------------------------
+
+t.test("calibration: a Vidur request_metrics.csv's percentiles in ms, as numpy's linear rule", function()
+  local d = t.tmpdir()
+  local path = util.join(d, "request_metrics.csv")
+  local lines = { "Request Id,request_e2e_time,prefill_e2e_time,decode_time_execution_plus_preemption_normalized,"
+    .. "request_scheduling_delay,other" }
+  for i = 1, 5 do lines[#lines + 1] = string.format("%d,%g,%g,%g,%g,x", i - 1, i, i / 10, i / 100, 0) end
+  util.write(path, table.concat(lines, "\n") .. "\n")
+  local s = calibration.read_simulated(path)
+  -- values 1..5 s: p50 = 3, p99 = 4 + 0.96 x (5 - 4) = 4.96
+  t.eq({ s.e2e_ms.p50, s.e2e_ms.p99, s.requests }, { 3000, 4960, 5 })
+  t.eq({ s.ttft_ms.p50, s.tpot_ms.p50, s.scheduling_delay_ms.p99 }, { 300, 30, 0 })
+  util.write(path, "Request Id,request_e2e_time\n0,1\n")
+  t.raises(function() calibration.read_simulated(path) end, "has no 'prefill_e2e_time' column")
+  util.write(path, lines[1] .. "\n0,1,2,3,4,x\n1,1,fast,3,4,x\n")
+  t.raises(function() calibration.read_simulated(path) end, "line 3: 'prefill_e2e_time' is not a number of seconds (got 'fast')")
+  local tpl = util.join(d, "sim.json")
+  util.write(tpl, cjson.encode({ workload = { rps = 2.0 }, metrics = { ttft_ms = { p50 = 120.5, p99 = 350.2 },
+    tpot_ms = { p50 = 25.4, p99 = 45.1 }, e2e_latency_s = { p50 = 3.2, p99 = 6.8 } } }))
+  s = calibration.read_simulated(tpl)
+  t.eq({ s.rps, s.ttft_ms.p99, s.e2e_ms.p50, s.e2e_ms.p99 }, { 2, 350.2, 3200, 6800 })
+  knob.remove_tree(d)
+end)
+
+t.test("calibration: errors, MAPE over the rates and the plan's verdicts equal a hand computation", function()
+  local function level(rate, ttft50, tpot50, e2e99)
+    return { rate = rate, metrics = { ttft_ms = { p50 = ttft50, p99 = 2 * ttft50 }, tpot_ms = { p50 = tpot50, p99 = 2 * tpot50 },
+      p50_latency_ms = e2e99 / 2, p99_latency_ms = e2e99 } }
+  end
+  local function sim(ttft50, tpot50, e2e99)
+    return { ttft_ms = { p50 = ttft50, p99 = 2 * ttft50 }, tpot_ms = { p50 = tpot50, p99 = nil },
+      e2e_ms = { p50 = e2e99 / 2, p99 = e2e99 } }
+  end
+  -- rate 1: ttft +4%, tpot -2%, e2e p99 +10%; rate 2: ttft -2%, tpot +4%, e2e p99 -14%
+  local rows, mape = calibration.compare({ level(1, 100, 20, 1000), level(2, 200, 25, 2000) },
+    { sim(104, 19.6, 1100), sim(196, 26, 1720) })
+  t.eq(#rows, 12)
+  t.eq({ rows[1].rate, rows[1].metric, rows[1].quantile }, { 1, "ttft_ms", "p50" })
+  t.eq(string.format("%.6f", rows[1].error_pct), "4.000000")
+  t.eq(rows[4].error_pct, nil) -- tpot p99: the simulator has none
+  t.eq({ string.format("%.6f", mape.ttft_ms.p50), string.format("%.6f", mape.tpot_ms.p50),
+    string.format("%.6f", mape.e2e_ms.p99) }, { "3.000000", "3.000000", "12.000000" })
+  t.eq(mape.tpot_ms.p99, nil)
+  local limits = { strict_mape_pct = 5, loose_mape_pct = 10, loose_max_mape_pct = 15 }
+  local checks, overall = calibration.checks(mape, limits)
+  t.eq({ checks[1].verdict, checks[2].verdict, checks[3].verdict, overall }, { "pass", "pass", "marginal", "marginal" })
+  t.ok(checks[3].advice:find("batch-size cap", 1, true))
+  t.eq(checks[1].advice, nil)
+  limits.strict_mape_pct = 3
+  checks, overall = calibration.checks(mape, limits)
+  t.eq({ checks[1].verdict, overall }, { "fail", "fail" })
+  t.ok(checks[1].advice:find("vidur/profiling/mlp", 1, true))
+  t.eq(calibration.verdict(calibration.CHECKS[3], nil, limits), "na")
 end)
 
 t.done()
