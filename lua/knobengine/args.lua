@@ -10,7 +10,7 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine capacity [--mask MASK | --best] [--config FILE] [--results DIR]
        knobengine capacity --grid [--masks M,M,...] [--time-limit S] [--no-prune]
                   [--config FILE] [--results DIR]
-       knobengine load-sweep (--rates R,R,... | --concurrency C,C,...)
+       knobengine load-sweep (--rates R,R,... | --concurrency C,C,... | --probes IxO,...)
                   [--mask MASK | --best] [--experiment-id ID] [--config FILE]
                   [--results DIR]
        knobengine profile [--mask MASK | --best] [--config FILE] [--results DIR]
@@ -76,6 +76,8 @@ options:
   --simulated F,...  calibrate: the simulator's output per rate (*.csv per request,
                     *.json the calibration template)
   --sweep DIR       calibrate: compare with this load-sweep run instead of a new one
+  --probes IxO,...  load-sweep: synthetic probes of I prompt and O output tokens at
+                    concurrency 1 (the ideal TTFT; e.g. 512x128,2048x512,4096x128)
   --experiment-id ID  load-sweep: the calibration templates' id (ID-rate<r>;
                     default: the mask)
   --strategies S,...  compare: the methods (default: bruteforce, halving,
@@ -128,6 +130,7 @@ local OPTIONS = {
   ["--sweep"] = { value = true, commands = { calibrate = 1 } },
   ["--concurrency"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--experiment-id"] = { value = true, commands = { ["load-sweep"] = 1 } },
+  ["--probes"] = { value = true, commands = { ["load-sweep"] = 1 } },
   ["--strategies"] = { value = true, commands = { compare = 1 } },
   ["--seeds"] = { value = true, commands = { compare = 1 } },
   ["--seed"] = { value = true, commands = { compare = 1 } },
@@ -224,9 +227,10 @@ local function check(opts)
     if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
   end
   if opts.command == "load-sweep" then
-    if (opts.rates == nil) == (opts.concurrency == nil) then
-      errors.usage("load-sweep needs --rates or --concurrency (one of them)")
+    if (opts.rates and 1 or 0) + (opts.concurrency and 1 or 0) + (opts.probes and 1 or 0) ~= 1 then
+      errors.usage("load-sweep needs --rates, --concurrency or --probes (one of them)")
     end
+    if opts.probes then opts.probes = require("knobengine.probes").parse(opts.probes) end
     if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
     if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true, M.MAX_CONCURRENCY) end
     if opts.experiment_id and not opts.experiment_id:match("^[%w][%w._-]*$") then

@@ -144,8 +144,7 @@ end
 -- What calibration.json holds (docs/load.md "Calibration").
 local function document(ctx, mask, opts, sweep_dir, simulated, rows, mape, checks, overall)
   local sims, m = {}, {}
-  for i, s in ipairs(simulated) do sims[i] = { file = opts.simulated[i], source = s.source, requests = s.requests or cjson.null,
-    scheduling_delay_ms = s.scheduling_delay_ms or cjson.null } end
+  for i, s in ipairs(simulated) do sims[i] = { file = opts.simulated[i], source = s.source, requests = s.requests or cjson.null } end
   for name, qs in pairs(mape) do m[name] = { p50 = qs.p50 or cjson.null, p99 = qs.p99 or cjson.null } end
   for _, c in ipairs(checks) do c.mape_pct, c.advice = c.mape_pct or cjson.null, c.advice or cjson.null end
   return { knob_mask = ctx.cfg.space:string(mask), config_file = ctx.cfg.path, sweep = knob.realpath(sweep_dir) or sweep_dir, simulated = util.array(sims),

@@ -15,7 +15,8 @@ local M = {}
 
 -- The compared figures: a name, how the sweep's Result holds it per quantile, Vidur's
 -- request_metrics.csv column (seconds), and the template's key (and its unit's factor
--- to ms).
+-- to ms). optional: a simulator's file may lack it (its rows are then na); the
+-- scheduler overhead is measured only against a probe sweep's ideal TTFT (probes.lua).
 M.METRICS = {
   { name = "ttft_ms", measured = { p50 = { "ttft_ms", "p50" }, p99 = { "ttft_ms", "p99" } },
     vidur = "prefill_e2e_time", template = { "ttft_ms", 1 } },
@@ -23,9 +24,11 @@ M.METRICS = {
     vidur = "decode_time_execution_plus_preemption_normalized", template = { "tpot_ms", 1 } },
   { name = "e2e_ms", measured = { p50 = { "p50_latency_ms" }, p99 = { "p99_latency_ms" } },
     vidur = "request_e2e_time", template = { "e2e_latency_s", 1000 } },
+  { name = "scheduler_overhead_ms",
+    measured = { p50 = { "scheduler_overhead_ms", "p50" }, p99 = { "scheduler_overhead_ms", "p99" } },
+    vidur = "request_scheduling_delay", template = { "scheduler_overhead_ms", 1 }, optional = true },
 }
 M.QUANTILES = { "p50", "p99" }
-M.VIDUR_ID, M.VIDUR_DELAY = "Request Id", "request_scheduling_delay"
 
 -- The plan's checks: which figure, which tolerance (config calibration.*), what to do
 -- when it fails.
@@ -49,7 +52,7 @@ local function number(s)
 end
 
 -- A simulator's per-request CSV (Vidur's request_metrics.csv, seconds): each figure's
--- p50 and p99 over its requests, in ms; scheduling_delay_ms too when it has the column.
+-- p50 and p99 over its requests, in ms (an optional one's column may be missing: {}).
 function M.from_vidur(path)
   local rows, err = csv.read(path)
   if not rows then errors.usage("--simulated: cannot read %s: %s", path, tostring(err)) end
@@ -58,7 +61,7 @@ function M.from_vidur(path)
   local function column(name, required)
     if rows[1][name] == nil then
       if required then errors.usage("--simulated: %s has no '%s' column (Vidur's request_metrics.csv)", path, name) end
-      return nil
+      return {}
     end
     local v = {}
     for i, r in ipairs(rows) do
@@ -69,8 +72,7 @@ function M.from_vidur(path)
     end
     return { p50 = quantile(v, 0.5), p99 = quantile(v, 0.99) }
   end
-  for _, m in ipairs(M.METRICS) do out[m.name] = column(m.vidur, true) end
-  out.scheduling_delay_ms = column(M.VIDUR_DELAY, false)
+  for _, m in ipairs(M.METRICS) do out[m.name] = column(m.vidur, not m.optional) end
   return out
 end
 
@@ -89,8 +91,10 @@ function M.from_template(path)
     out[m.name] = {}
     for _, q in ipairs(M.QUANTILES) do
       local v = type(d) == "table" and number(d[q])
-      if not v then errors.usage("--simulated: %s: metrics.%s.%s must be a number", path, key, q) end
-      out[m.name][q] = v * factor
+      if not v and not (m.optional and d == nil) then
+        errors.usage("--simulated: %s: metrics.%s.%s must be a number", path, key, q)
+      end
+      out[m.name][q] = v and v * factor or nil
     end
   end
   return out
@@ -124,7 +128,7 @@ function M.compare(levels, simulated)
   for i, level in ipairs(levels) do
     for _, m in ipairs(M.METRICS) do
       for _, q in ipairs(M.QUANTILES) do
-        local meas, sim = M.measured(level.metrics, m, q), simulated[i][m.name][q]
+        local meas, sim = M.measured(level.metrics, m, q), (simulated[i][m.name] or {})[q]
         local e = M.error_pct(meas, sim)
         rows[#rows + 1] = { rate = level.rate, metric = m.name, quantile = q, measured = meas, simulated = sim, error_pct = e }
         local key = m.name .. " " .. q

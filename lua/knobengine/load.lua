@@ -9,6 +9,7 @@ local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
 local output = require("knobengine.output")
 local format = require("knobengine.format")
+local probes = require("knobengine.probes")
 local progress = require("knobengine.progress")
 local rundir = require("knobengine.rundir")
 local schedule = require("knobengine.schedule")
@@ -130,7 +131,7 @@ local function probe_replay(ctx, level, csv)
   local w = ctx.cfg.workload
   local n = level.requests or w.request_count
   return {
-    url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = ctx.bodies, request_count = n,
+    url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = level.bodies or ctx.bodies, request_count = n,
     concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
     request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
     schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate, burstiness = level.burstiness }, n, w.seed),
@@ -151,6 +152,7 @@ local function run_probes(ctx, mask, dir, next_level, on_probe)
     level = next_level(k, prev)
     if not level then return nil end
     progress.say("probe %d: %s", k, level.rate and string.format("%.3f requests/s", level.rate)
+      or level.probe and string.format("synthetic %s at concurrency 1", level.probe)
       or string.format("concurrency %d", level.concurrency))
     return probe_replay(ctx, level, string.format("%s/requests-%02d.csv", dir, k))
   end
@@ -250,8 +252,10 @@ local function template(ctx, level, m, id, deployment)
     experiment_id = id,
     config = { model = ctx.cfg.workload.model, tp = hw.tp or cjson.null, pp = hw.pp or cjson.null,
       gpu = deployment.gpu, command = deployment.command },
-    workload = { type = level.rate and (level.arrival .. "_trace") or "closed_loop", rps = level.rate or cjson.null,
-      concurrency = level.concurrency or cjson.null, dataset = ctx.cfg.workload.dataset },
+    workload = { type = level.rate and (level.arrival .. "_trace") or level.probe and "synthetic_probe" or "closed_loop",
+      rps = level.rate or cjson.null, concurrency = level.concurrency or cjson.null,
+      dataset = level.probe and cjson.null or ctx.cfg.workload.dataset,
+      input_tokens = level.input_tokens, output_tokens = level.output_tokens },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
       e2e_latency_s = { p50 = m.p50_latency_ms / 1000, p99 = m.p99_latency_ms / 1000 },
       throughput_token_s = m.tokens_per_s },
@@ -259,12 +263,33 @@ local function template(ctx, level, m, id, deployment)
 end
 
 local function level_row(level, m)
-  return table.concat({ level.rate and format.fixed(level.rate, 3) or tostring(level.concurrency),
+  return table.concat({ level.rate and format.fixed(level.rate, 3) or level.probe or tostring(level.concurrency),
     format.ms(m.ttft_ms.p50), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p50), format.ms(m.tpot_ms.p99),
     format.ms(m.p50_latency_ms), format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s) }, ",")
 end
 
--- The load sweep of one mask over `levels` ({rate=...} or {concurrency=...}, ascending).
+-- After each level: a probe's ideal point (probes.lua), or each request's scheduler
+-- overhead against the ideal curve when the results have one for this mask.
+local function after_level(level, m, csv_path, ideal)
+  if level.probe then
+    ideal.points[#ideal.points + 1] = probes.point(level, m, csv_path)
+  elseif ideal.curve then
+    m.scheduler_overhead_ms = probes.apply(csv_path, ideal.curve) or cjson.null
+  end
+end
+
+-- The ideal TTFT curve a sweep measures against: the results' newest probe sweep of the
+-- mask ({dir, curve}), or {points = {}} for a probe sweep, which makes one.
+local function ideal_of(ctx, mask, by)
+  if by == "probe" then return { points = {} } end
+  local dir, points = probes.latest(ctx.results, ctx.cfg.space:string(mask))
+  local curve = points and probes.curve(points)
+  if curve then output.say("load-sweep: scheduler overhead against the ideal TTFT of %s", dir) end
+  return { dir = curve and dir, curve = curve }
+end
+
+-- The load sweep of one mask over `levels` ({rate=...}, {concurrency=...} ascending, or
+-- the synthetic probes of probes.levels).
 -- opts.experiment_id: the templates' id prefix (default: the mask string); opts.quiet:
 -- nothing on stdout (calibrate prints its own table). Returns 0, the published run
 -- directory and the levels measured ({rate, concurrency, metrics}).
@@ -273,22 +298,30 @@ function M.sweep(ctx, mask, levels, opts)
   local experiment_id = opts.experiment_id
   local line = opts.quiet and function() end or output.line
   local d = rundir.new(ctx.results, "load-sweep")
-  local by = levels[1].rate and "rate" or "concurrency"
+  local by = levels[1].rate and "rate" or levels[1].probe and "probe" or "concurrency"
   local deployment = { gpu = gpu_name(ctx.cfg), command = command_line(ctx.cfg, mask) }
+  local ideal = ideal_of(ctx, mask, by)
   return rundir.guard(d, function()
     line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
     local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
-      done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, metrics = m }
+      after_level(level, m, string.format("%s/requests-%02d.csv", d.aside, #done + 1), ideal)
+      done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, probe = level.probe,
+        input_tokens = level.input_tokens, output_tokens = level.output_tokens, metrics = m }
       line(level_row(level, m))
-      local id = string.format("%s-%s%s", experiment_id or ctx.cfg.space:string(mask), by, level.rate or level.concurrency)
+      local id = string.format("%s-%s%s", experiment_id or ctx.cfg.space:string(mask), by,
+        level.rate or level.probe or level.concurrency)
       util.write_json(string.format("%s/level-%02d.json", d.aside, #done), template(ctx, level, m, id, deployment))
     end)
-    local knee = M.knee(done)
-    line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
+    local knee = by ~= "probe" and M.knee(done) or nil
+    if by ~= "probe" then
+      line(knee and string.format("KNEE,%s=%s", by, level_row(knee, knee.metrics):match("^[^,]+")) or "KNEE,na")
+    else
+      util.write_json(d.aside .. "/" .. probes.FILE, { knob_mask = ctx.cfg.space:string(mask), points = util.array(ideal.points) })
+    end
     util.write_json(d.aside .. "/sweep.json", { knob_mask = ctx.cfg.space:string(mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
-      knee_factor = M.KNEE_FACTOR, config = rec.config })
+      knee_factor = M.KNEE_FACTOR, config = rec.config, ideal_ttft = ideal.dir and (knob.realpath(ideal.dir) or ideal.dir) or cjson.null })
     require("knobengine.provenance").write(d.aside, ctx)
     rundir.publish(d)
     return 0, d.final, done

@@ -216,7 +216,8 @@ local function load_command(ctx, opts)
     return 0
   end
   local levels = {}
-  for i, v in ipairs(opts.rates or opts.concurrency) do
+  if opts.probes then levels = require("knobengine.probes").levels(cfg, opts.probes) end
+  for i, v in ipairs(opts.rates or opts.concurrency or {}) do
     levels[i] = opts.rates and { rate = v, arrival = cfg.capacity.arrival } or { concurrency = v }
   end
   return (load.sweep(ctx, mask, levels, { experiment_id = opts.experiment_id }))

@@ -370,7 +370,7 @@ class Calibrate(Workspace):
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0], "rate,metric,quantile,measured,simulated,error_pct")
-        self.assertEqual(len(lines), 1 + 12 + 6 + 3 + 1)
+        self.assertEqual(len(lines), 1 + 16 + 8 + 3 + 1)  # 4 figures x 2 quantiles per rate
         m = levels[0]["metrics"]
         self.assertEqual(lines[1], "5.000,ttft_ms,p50,%.3f,%.3f,3.00" % (m["ttft_ms"]["p50"], 1.03 * m["ttft_ms"]["p50"]))
         e2e99 = next(l for l in lines if l.startswith("20.000,e2e_ms,p99,"))
@@ -388,8 +388,10 @@ class Calibrate(Workspace):
         self.assertEqual(len(os.listdir(self.path("results", "load-sweep"))), 2)  # no new sweep: the run and latest
         out = os.path.realpath(self.path("results", "calibration", "latest"))
         doc = load_json(os.path.join(out, "calibration.json"))
-        self.assertEqual((doc["sweep"], doc["verdict"], len(doc["rows"])), (sweep, "marginal", 12))
-        self.assertEqual(doc["simulated"][0]["scheduling_delay_ms"], {"p50": 1.0, "p99": 1.0})
+        self.assertEqual((doc["sweep"], doc["verdict"], len(doc["rows"])), (sweep, "marginal", 16))
+        # no probe sweep before it: the measured scheduler overhead is na, the simulator's 1 ms delay shown
+        self.assertIn("5.000,scheduler_overhead_ms,p50,na,1.000,na", lines)
+        self.assertIn("MAPE,metric=scheduler_overhead_ms,quantile=p50,mape_pct=na", lines)
         self.assertTrue(os.path.exists(os.path.join(out, "calibration.dat")))
         # a stricter tolerance in the config fails TTFT, with the plan's advice
         cfg = load_json(self.path("cfg.json"))
@@ -408,7 +410,8 @@ class Calibrate(Workspace):
         r = self.run_engine("calibrate", "--config", "cfg.json", "--simulated", "sim0.json,sim1.json")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
-        self.assertEqual([l.split(",")[0] for l in lines[1:13]], ["5.000"] * 6 + ["20.000"] * 6)
+        self.assertEqual([l.split(",")[0] for l in lines[1:17]], ["5.000"] * 8 + ["20.000"] * 8)
+        self.assertIn("5.000,scheduler_overhead_ms,p99,na,na,na", lines)  # neither side has it
         self.assertRegex(lines[-1], r"^CALIBRATION,verdict=(pass|marginal|fail)$")
         sweep = os.path.realpath(self.path("results", "load-sweep", "latest"))
         self.assertEqual([l["rate"] for l in load_json(os.path.join(sweep, "sweep.json"))["levels"]], [5, 20])
@@ -428,6 +431,53 @@ class Calibrate(Workspace):
                 self.assertEqual((r.returncode, r.stdout), (2, ""), r.stderr)
                 self.assertIn(message, r.stderr)
         self.assertFalse(os.path.exists(self.path("results", "calibration")))
+
+
+class Probes(Workspace):
+    def test_probes_give_the_ideal_ttft_and_a_later_sweep_its_scheduler_overhead(self):
+        """load-sweep --probes: idle synthetic phases, the ideal TTFT per prompt length; a
+        rate sweep after it: each request's TTFT minus the ideal interpolated at its prompt
+        length, per request and as percentiles (knobsim with a fixed TTFT model)."""
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--fixed-ttft-ms", "40", "--fixed-tpot-ms", "8"]
+        cfg["workload"].update({"request_count": 12, "warmup_requests": 1})
+        self.write_config(cfg)
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--probes", "16x4,64x2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "probe,ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
+        self.assertEqual([l.split(",")[0] for l in lines[1:]], ["16x4", "64x2"])  # no KNEE line for probes
+        probe_run = os.path.realpath(self.path("results", "load-sweep", "latest"))
+        ideal = load_json(os.path.join(probe_run, "ideal_ttft.json"))
+        self.assertEqual([(p["probe"], p["prompt_tokens"]) for p in ideal["points"]], [("16x4", 16), ("64x2", 64)])
+        sweep = load_json(os.path.join(probe_run, "sweep.json"))
+        self.assertEqual([p["ttft_ms"] for p in ideal["points"]], [l["metrics"]["ttft_ms"]["p50"] for l in sweep["levels"]])
+        reqs = rows(os.path.join(probe_run, "requests-02.csv"))
+        self.assertEqual({r["output_tokens"] for r in reqs}, {"2"})
+        level = load_json(os.path.join(probe_run, "level-01.json"))
+        self.assertEqual((level["workload"]["type"], level["workload"]["input_tokens"], level["experiment_id"]),
+                         ("synthetic_probe", 16, "00-probe16x4"))
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--rates", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("scheduler overhead against the ideal TTFT of", r.stderr)
+        run = os.path.realpath(self.path("results", "load-sweep", "latest"))
+        (a, b) = [(p["prompt_tokens"], p["ttft_ms"]) for p in ideal["points"]]
+
+        def ideal_at(n):  # the documented rule: the line through the two points, never below 0
+            return max(0.0, a[1] + (n - a[0]) * (b[1] - a[1]) / (b[0] - a[0]))
+        values = []
+        for req in rows(os.path.join(run, "requests-01.csv")):
+            want = float(req["ttft_ms"]) - ideal_at(int(req["prompt_tokens"]))
+            self.assertAlmostEqual(float(req["scheduler_overhead_ms"]), want, delta=0.0011)
+            values.append(float(req["scheduler_overhead_ms"]))
+        m = load_json(os.path.join(run, "sweep.json"))["levels"][0]["metrics"]["scheduler_overhead_ms"]
+        values.sort()
+        self.assertEqual(m["count"], 12)
+        self.assertAlmostEqual(m["p50"], (values[5] + values[6]) / 2, delta=0.002)
+        self.assertEqual(load_json(os.path.join(run, "sweep.json"))["ideal_ttft"], probe_run)
+        r = self.run_engine("load-sweep", "--config", "cfg.json", "--probes", "16x0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--probes: '16x0' is not INPUTxOUTPUT", r.stderr)
 
 
 class Errors(Workspace):
@@ -467,7 +517,7 @@ class Errors(Workspace):
         cfg["workload"]["stream"] = False  # the client sees no token before the whole answer
         self.refused(cfg, "slo.itl_ms: needs workload.stream (TTFT, TPOT and inter-token gaps are measured on a stream)")
         self.refused(self.base_config(), "capacity needs an slo", "capacity", "--config", "cfg.json")
-        self.refused(self.base_config(), "load-sweep needs --rates or --concurrency", "load-sweep", "--config", "cfg.json")
+        self.refused(self.base_config(), "load-sweep needs --rates, --concurrency or --probes (one of them)", "load-sweep", "--config", "cfg.json")
         self.refused(self.base_config(), "--rates: the values must ascend", "load-sweep", "--config", "cfg.json", "--rates", "4,2")
         for rates, expect in [("0x10", "--rates: '0x10' is not a positive decimal number"),
                               ("1,inf", "--rates: 'inf' is not a positive decimal number"),

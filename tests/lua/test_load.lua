@@ -264,7 +264,7 @@ t.test("calibration: a Vidur request_metrics.csv's percentiles in ms, as numpy's
   local s = calibration.read_simulated(path)
   -- values 1..5 s: p50 = 3, p99 = 4 + 0.96 x (5 - 4) = 4.96
   t.eq({ s.e2e_ms.p50, s.e2e_ms.p99, s.requests }, { 3000, 4960, 5 })
-  t.eq({ s.ttft_ms.p50, s.tpot_ms.p50, s.scheduling_delay_ms.p99 }, { 300, 30, 0 })
+  t.eq({ s.ttft_ms.p50, s.tpot_ms.p50, s.scheduler_overhead_ms.p99 }, { 300, 30, 0 })
   util.write(path, "Request Id,request_e2e_time\n0,1\n")
   t.raises(function() calibration.read_simulated(path) end, "has no 'prefill_e2e_time' column")
   util.write(path, lines[1] .. "\n0,1,2,3,4,x\n1,1,fast,3,4,x\n")
@@ -289,7 +289,7 @@ t.test("calibration: errors, MAPE over the rates and the plan's verdicts equal a
   -- rate 1: ttft +4%, tpot -2%, e2e p99 +10%; rate 2: ttft -2%, tpot +4%, e2e p99 -14%
   local rows, mape = calibration.compare({ level(1, 100, 20, 1000), level(2, 200, 25, 2000) },
     { sim(104, 19.6, 1100), sim(196, 26, 1720) })
-  t.eq(#rows, 12)
+  t.eq(#rows, 16)
   t.eq({ rows[1].rate, rows[1].metric, rows[1].quantile }, { 1, "ttft_ms", "p50" })
   t.eq(string.format("%.6f", rows[1].error_pct), "4.000000")
   t.eq(rows[4].error_pct, nil) -- tpot p99: the simulator has none
@@ -306,6 +306,20 @@ t.test("calibration: errors, MAPE over the rates and the plan's verdicts equal a
   t.eq({ checks[1].verdict, overall }, { "fail", "fail" })
   t.ok(checks[1].advice:find("vidur/profiling/mlp", 1, true))
   t.eq(calibration.verdict(calibration.CHECKS[3], nil, limits), "na")
+end)
+
+t.test("probes: the ideal TTFT between, beyond and at one point, never below 0", function()
+  local probes = require("knobengine.probes")
+  local curve = probes.curve({ { prompt_tokens = 2048, ttft_ms = 30 }, { prompt_tokens = 512, ttft_ms = 10 },
+    { prompt_tokens = 4096, ttft_ms = 70 }, { prompt_tokens = 100, ttft_ms = cjson.null } })
+  t.eq({ curve(512), curve(1280), curve(2048), curve(3072), curve(8192) }, { 10, 20, 30, 50, 150 })
+  t.eq(curve(0), 10 - 512 * 20 / 1536) -- the first segment extended
+  t.eq(probes.curve({ { prompt_tokens = 512, ttft_ms = 100 }, { prompt_tokens = 1024, ttft_ms = 300 } })(10), 0)
+  t.eq(probes.curve({ { prompt_tokens = 512, ttft_ms = 12 } })(9999), 12)
+  t.eq(probes.curve({}), nil)
+  t.eq(probes.parse("512x128,4096x1"), { { label = "512x128", input_tokens = 512, output_tokens = 128 },
+    { label = "4096x1", input_tokens = 4096, output_tokens = 1 } })
+  t.raises(function() probes.parse("512x128,") end, "--probes: '' is not INPUTxOUTPUT")
 end)
 
 t.done()
