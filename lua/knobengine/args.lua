@@ -40,8 +40,8 @@ RESULTS/calibration/.
 profile: measures one config (a mask, or the server as given: the config needs no
 knobs) as the baseline is measured, profiles it and writes its report into
 RESULTS/profile/.
-report: writes report.md and report.html (with plots) of a search run (default: the
-latest in RESULTS/search); every search writes them at its end.
+report: writes report.md and report.html (with plots) of a search or profile run
+(default: the latest in RESULTS/search); every search and profile writes them at its end.
 compare: replays strategies offline against the completed brute-force sweep of the
 config in RESULTS/history.sqlite (or synthetic landscapes), over many seeds, and
 compares their cost and accuracy; writes RESULTS/comparison/.
@@ -234,7 +234,8 @@ local function check(opts)
     if opts.rates then opts.rates = number_list("--rates", opts.rates, false, M.MAX_RATE) end
     if opts.concurrency then opts.concurrency = number_list("--concurrency", opts.concurrency, true, M.MAX_CONCURRENCY) end
     if opts.experiment_id and not opts.experiment_id:match("^[%w][%w._-]*$") then
-      errors.usage("--experiment-id: '%s' is not a name of letters, digits, '.', '_' and '-'", opts.experiment_id)
+      errors.usage("--experiment-id: '%s' is not a name of letters, digits, '.', '_' and '-' that starts with a letter "
+        .. "or digit", opts.experiment_id)
     end
   end
   return opts

@@ -33,27 +33,43 @@ function M.unusable(rec)
   end
 end
 
+-- One config measured as the baseline is, into dir (built aside, final: its name when
+-- published): a plain launch for the client metrics (config.json with the identity,
+-- client_metrics.json, requests, log, and the trace replay's calibration template),
+-- then the profiled launch (profiling.lua) and the ncu pass, then provenance. A plain
+-- run that is not usable is a run error naming `what`; a profiled launch that failed
+-- is said (its trace figures are na with the reason). Returns the record, the conf
+-- written, the profiling overhead and the ncu pass's figures. Shared by the baseline
+-- and `knobengine profile` (tag: how progress lines and messages name the run).
+function M.measure(ctx, mask, dir, final, tag)
+  local cfg = ctx.cfg
+  progress.say("%s: starting %s", tag, util.shell_join(knobs.resolve(cfg, mask).argv))
+  local rec = trial.run(ctx, mask, { dir = dir, label = tag })
+  local why = M.unusable(rec)
+  if why then
+    errors.run("%s failed (%s); nothing was written to %s, see the server log above", tag, why, final)
+  end
+  local conf = rec.config
+  conf.identity = identity.of(cfg, ctx.dataset_hash, "measure")
+  util.write_json(dir .. "/config.json", conf)
+  util.write_json(dir .. "/client_metrics.json", record.client_metrics(rec))
+  M.write_trace_template(ctx, mask, rec, dir)
+  local prof = profiling.run(ctx, mask, dir, tag)
+  if prof.ran and not prof.valid then say("the profiled launch of the %s failed: %s", tag, prof.error or "invalid") end
+  local overhead = profiling.write(cfg, rec, prof, tag)
+  local ncu_figures = ncu.pass(ctx, mask, dir, tag, prof, rec)
+  provenance.write(dir, ctx)
+  return rec, conf, overhead, ncu_figures
+end
+
 -- The baseline: the all-OFF config measured without nsys (its client metrics are the
 -- reference of every comparison), then profiled in a second launch for its trace.
 function M.run(ctx, rebaseline)
-  local cfg, results = ctx.cfg, ctx.results
+  local results = ctx.results
   local d = rundir.new(results, "baseline")
   local final, aside = d.final, d.aside
   return rundir.guard(d, function()
-    progress.say("baseline: starting %s", util.shell_join(knobs.resolve(cfg, 0).argv))
-    local rec = trial.run(ctx, 0, { dir = aside, label = "baseline" })
-    local why = M.unusable(rec)
-    if why then
-      errors.run("baseline failed (%s); nothing was written to %s, see the server log above", why, final)
-    end
-    local conf = rec.config
-    conf.identity = identity.of(cfg, ctx.dataset_hash, "measure")
-    util.write_json(aside .. "/config.json", conf)
-    util.write_json(aside .. "/client_metrics.json", record.client_metrics(rec))
-    local prof = profiling.run(ctx, 0, aside, "baseline")
-    profiling.write(cfg, rec, prof, "baseline")
-    ncu.pass(ctx, 0, aside, "baseline", prof, rec)
-    provenance.write(aside, ctx)
+    M.measure(ctx, 0, aside, final, "baseline")
     if rebaseline and knob.exists(final) then
       local old = string.format("%s/baseline.replaced-%s", results, os.date("!%Y%m%dT%H%M%SZ"))
       local okm, merr = os.rename(final, old)
@@ -65,6 +81,13 @@ function M.run(ctx, rebaseline)
     if not okp then errors.run("%s; the baseline itself is complete in %s", perr.message or tostring(perr), final) end
     return 0
   end)
+end
+
+-- calibration_template.json of a measured run whose workload arrives as its trace
+-- (load.lua's template; none for other arrivals).
+function M.write_trace_template(ctx, mask, rec, dir)
+  local tpl = require("knobengine.load").trace_template(ctx, mask, rec.metrics)
+  if tpl then util.write_json(dir .. "/calibration_template.json", tpl) end
 end
 
 -- A file of the baseline, decoded; a missing, unreadable or malformed one is a usage

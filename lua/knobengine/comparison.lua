@@ -171,8 +171,8 @@ local function methods_of(ctx, opts)
   end
   if opts.predictions then
     local predictions = require("knobengine.predictions")
-    local pred = predictions.read(opts.predictions, ctx.cfg.space, ctx.cfg.objective.metric)
     local name = predictions.name(opts.predictions)
+    local pred = predictions.read(opts.predictions, ctx.cfg.space, ctx.cfg.objective.metric)
     for _, m in ipairs(out) do
       if m.name == name then errors.usage("--predictions: its method name '%s' is also a strategy's; rename the file", name) end
     end

@@ -82,6 +82,12 @@ local function csv_decoder()
     local fields, why = csv.fields(text)
     if not fields then rec.bad(path, "line", n, "not a CSV record: %s", why) end
     if not header then
+      local seen = {}
+      for i, name in ipairs(fields) do
+        fields[i] = name:match("^%s*(.-)%s*$")
+        if seen[fields[i]] then rec.bad(path, "line", n, "the header names '%s' twice", fields[i]) end
+        seen[fields[i]] = true
+      end
       header = fields
       return nil
     end

@@ -21,7 +21,9 @@ end
 
 function M.timestamp_field(v, path, what, n)
   if v == nil then return nil end
-  if type(v) ~= "number" or v ~= v or v < 0 then M.bad(path, what, n, "'timestamp' must be a number of ms >= 0") end
+  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
+    M.bad(path, what, n, "'timestamp' must be a finite number of ms >= 0")
+  end
   return v
 end
 

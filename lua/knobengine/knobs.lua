@@ -56,14 +56,20 @@ function M.resolve(cfg, mask)
   return { mask = mask, mask_string = cfg.space:string(mask), argv = argv, env = env, knobs_on = on }
 end
 
+-- An environment as sorted NAME=value words, each value shell-quoted.
+function M.env_words(env)
+  local keys, words = {}, {}
+  for k in pairs(env) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for i, k in ipairs(keys) do words[i] = k .. "=" .. util.shell_quote(tostring(env[k])) end
+  return words
+end
+
 -- A shell script that starts the server as resolved (best_command.sh, command.sh):
 -- every value shell-quoted; what: the comment's name of the config.
 function M.command_script(resolved, what)
   local lines = { "#!/bin/sh", "# " .. what .. "; every argument is shell-quoted.", "set -e" }
-  local keys = {}
-  for k in pairs(resolved.env) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do lines[#lines + 1] = "export " .. k .. "=" .. util.shell_quote(resolved.env[k]) end
+  for _, w in ipairs(M.env_words(resolved.env)) do lines[#lines + 1] = "export " .. w end
   lines[#lines + 1] = "exec " .. util.shell_join(resolved.argv) .. ' "$@"'
   return table.concat(lines, "\n") .. "\n"
 end

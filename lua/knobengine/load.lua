@@ -228,10 +228,7 @@ end
 -- NAME=value words, then its argv.
 local function command_line(cfg, mask)
   local r = knobs.resolve(cfg, mask)
-  local keys, words = {}, {}
-  for k in pairs(r.env) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do words[#words + 1] = k .. "=" .. util.shell_quote(r.env[k]) end
+  local words = knobs.env_words(r.env)
   words[#words + 1] = util.shell_join(r.argv)
   return table.concat(words, " ")
 end
@@ -243,21 +240,27 @@ local function gpu_name(cfg)
   return gpus[1] and gpus[1].name or cjson.null
 end
 
+-- What the templates of a run say of the deployment: {gpu, command}, found once.
+function M.deployment(cfg, mask) return { gpu = gpu_name(cfg), command = command_line(cfg, mask) } end
+
 -- The calibration template of one level (spec/calibration-plan.md, "Output Template");
--- deployment: {gpu, command} found once per sweep.
+-- deployment: M.deployment's. A level is a rate, a concurrency, a probe or (trace =
+-- true, rate: the trace's mean rate) a trace replay.
 local function template(ctx, level, m, id, deployment)
-  local function dist(d) return { p50 = d.p50, p99 = d.p99, mean = d.mean } end
+  local function dist(d) return type(d) == "table" and { p50 = d.p50, p99 = d.p99, mean = d.mean } or cjson.null end
+  local function seconds(ms) return type(ms) == "number" and ms / 1000 or cjson.null end
   local hw = ctx.cfg.hardware
   return {
     experiment_id = id,
     config = { model = ctx.cfg.workload.model, tp = hw.tp or cjson.null, pp = hw.pp or cjson.null,
       gpu = deployment.gpu, command = deployment.command },
-    workload = { type = level.rate and (level.arrival .. "_trace") or level.probe and "synthetic_probe" or "closed_loop",
+    workload = { type = level.trace and "trace" or level.rate and (level.arrival .. "_trace") or level.probe and "synthetic_probe"
+      or "closed_loop",
       rps = level.rate or cjson.null, concurrency = level.concurrency or cjson.null,
       dataset = level.probe and cjson.null or ctx.cfg.workload.dataset,
       input_tokens = level.input_tokens, output_tokens = level.output_tokens },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
-      e2e_latency_s = { p50 = m.p50_latency_ms / 1000, p99 = m.p99_latency_ms / 1000 },
+      e2e_latency_s = { p50 = seconds(m.p50_latency_ms), p99 = seconds(m.p99_latency_ms) },
       throughput_token_s = m.tokens_per_s },
   }
 end
@@ -266,6 +269,19 @@ local function level_row(level, m)
   return table.concat({ level.rate and format.fixed(level.rate, 3) or level.probe or tostring(level.concurrency),
     format.ms(m.ttft_ms.p50), format.ms(m.ttft_ms.p99), format.ms(m.tpot_ms.p50), format.ms(m.tpot_ms.p99),
     format.ms(m.p50_latency_ms), format.ms(m.p99_latency_ms), format.ms(m.tokens_per_s) }, ",")
+end
+
+-- A trace replay's template (calibration_template.json of a baseline or profile run
+-- whose workload arrives as its trace): nil for other arrivals. The rate is the
+-- trace's mean over the measured requests' send times.
+function M.trace_template(ctx, mask, m)
+  local w = ctx.cfg.workload
+  if w.arrival.type ~= "trace" then return nil end
+  local s = ctx.schedule or {}
+  local n = math.min(#s, w.request_count)
+  local rate = n > 1 and s[n] > 0 and (n - 1) / s[n] or nil
+  return template(ctx, { trace = true, rate = rate }, m, string.format("%s-trace", ctx.cfg.space:string(mask)),
+    M.deployment(ctx.cfg, mask))
 end
 
 -- After each level: a probe's ideal point (probes.lua), or each request's scheduler
@@ -299,7 +315,7 @@ function M.sweep(ctx, mask, levels, opts)
   local line = opts.quiet and function() end or output.line
   local d = rundir.new(ctx.results, "load-sweep")
   local by = levels[1].rate and "rate" or levels[1].probe and "probe" or "concurrency"
-  local deployment = { gpu = gpu_name(ctx.cfg), command = command_line(ctx.cfg, mask) }
+  local deployment = M.deployment(ctx.cfg, mask)
   local ideal = ideal_of(ctx, mask, by)
   return rundir.guard(d, function()
     line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")

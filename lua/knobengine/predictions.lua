@@ -4,7 +4,8 @@
 -- cost is one launch; it is scored like the strategies (found_best, regret against the
 -- recorded sweep, MAPE of its predictions). The file is CSV with a header holding
 -- knob_mask and the objective's metric (other columns ignored), a row per mask (the
--- mask string, or its integer); docs/compare.md. Errors: usage errors naming the file,
+-- mask string of one character per knob: an integer is refused, so a mask whose
+-- leading zeros a spreadsheet dropped is not read as another); docs/compare.md. Errors: usage errors naming the file,
 -- the line and the column.
 local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
@@ -22,7 +23,9 @@ end
 -- The predictions of path: mask -> predicted value of metric, and how many rows.
 function M.read(path, space, metric)
   local text, err = util.read_file(path)
-  if not text then errors.usage("--predictions: cannot read %s: %s", path, tostring(err)) end
+  if not text then
+    errors.usage("--predictions: cannot read %s: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")))
+  end
   local out, n, header_ok = {}, 0, false
   local ok, why = csv.each(text, function(row)
     n = n + 1
@@ -34,7 +37,12 @@ function M.read(path, space, metric)
       end
       header_ok = true
     end
-    local mask, mwhy = space:parse(row.knob_mask)
+    local mask, mwhy
+    if #row.knob_mask ~= space.n then
+      mwhy = string.format("not a mask string of %d characters (one per knob)", space.n)
+    else
+      mask, mwhy = space:parse(row.knob_mask)
+    end
     if not mask then errors.usage("--predictions: %s line %d: knob_mask '%s': %s", path, line, row.knob_mask, mwhy) end
     if out[mask] then errors.usage("--predictions: %s line %d: mask %s is listed twice", path, line, space:string(mask)) end
     local v = decimal(row[metric] or "")
@@ -46,8 +54,13 @@ function M.read(path, space, metric)
   return out, n
 end
 
--- The method's name: the file's name without its extension.
-function M.name(path) return (path:match("([^/]+)$"):gsub("%.[^.]*$", "")) end
+-- The method's name: the file's name without its extension (a usage error when that
+-- leaves nothing, as for ".csv").
+function M.name(path)
+  local name = (path:match("([^/]*)$"):gsub("%.[^.]*$", ""))
+  if name == "" then errors.usage("--predictions: %s: the file's name (without its extension) names the method; give it one", path) end
+  return name
+end
 
 -- A strategy (strategy.lua's shape) that launches the mask with the best prediction
 -- once and returns the predictions for the MAPE.

@@ -8,16 +8,9 @@ local cjson = require("cjson")
 local baseline = require("knobengine.baseline")
 local errors = require("knobengine.errors")
 local format = require("knobengine.format")
-local identity = require("knobengine.identity")
 local knobs = require("knobengine.knobs")
-local ncu = require("knobengine.ncu")
 local output = require("knobengine.output")
-local profiling = require("knobengine.profiling")
-local progress = require("knobengine.progress")
-local provenance = require("knobengine.provenance")
-local record = require("knobengine.record")
 local rundir = require("knobengine.rundir")
-local trial = require("knobengine.trial")
 local util = require("knobengine.util")
 
 local M = {}
@@ -47,43 +40,19 @@ local function summary_of(ctx, mask, rec, conf, overhead, ncu_overhead)
   }
 end
 
--- The report into the run being built; one that cannot be written is said and does not
--- fail the run (knobengine report RUN_DIR tries again).
-local function write_report(d)
-  local ok, err = pcall(require("knobengine.report").write, d.aside, d.final)
-  if not ok and errors.stops_run(err) then error(err, 0) end
-  if not ok then
-    output.say("the report could not be written (%s); run knobengine report %s to try again",
-      type(err) == "table" and (err.message or "?") or tostring(err), d.final)
-  end
-  return ok
-end
-
 -- Measures and profiles mask; prints PROFILE_DONE,<run dir> (a CSV field) on stdout.
 function M.run(ctx, mask)
   local cfg = ctx.cfg
   local d = rundir.new(ctx.results, "profile")
   return rundir.guard(d, function()
-    local resolved = knobs.resolve(cfg, mask)
-    progress.say("profile: starting %s", util.shell_join(resolved.argv))
-    local rec = trial.run(ctx, mask, { dir = d.aside, label = "profile" })
-    local why = baseline.unusable(rec)
-    if why then
-      errors.run("profile: the measured run failed (%s); nothing was written to %s, see the server log above", why, d.final)
-    end
-    local conf = rec.config
-    conf.identity = identity.of(cfg, ctx.dataset_hash, "measure")
-    util.write_json(d.aside .. "/config.json", conf)
-    util.write_json(d.aside .. "/client_metrics.json", record.client_metrics(rec))
-    local prof = profiling.run(ctx, mask, d.aside, "profile")
-    local overhead = profiling.write(cfg, rec, prof, "profile")
-    local ncu_overhead = ncu.pass(ctx, mask, d.aside, "profile", prof, rec)
-    provenance.write(d.aside, ctx)
-    util.write(d.aside .. "/command.sh", knobs.command_script(resolved, "The configuration knobengine profiled"), 493)
+    local rec, conf, overhead, ncu_overhead = baseline.measure(ctx, mask, d.aside, d.final, "config")
+    util.write(d.aside .. "/command.sh", knobs.command_script(knobs.resolve(cfg, mask),
+      "The configuration knobengine profiled"), 493)
     util.write_json(d.aside .. "/summary.json", summary_of(ctx, mask, rec, conf, overhead, ncu_overhead))
-    if write_report(d) then output.say("report: %s/report.html (and report.md)", d.final) end
+    require("knobengine.runner").write_report({ aside = d.aside, final = d.final })
     rundir.publish(d)
-    output.line("PROFILE_DONE," .. format.line_field(d.final))
+    local ok, err = pcall(output.line, "PROFILE_DONE," .. format.line_field(d.final))
+    if not ok then errors.run("%s; the profile itself is complete in %s", err.message or tostring(err), d.final) end
     return 0
   end)
 end

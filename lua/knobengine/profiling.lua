@@ -36,7 +36,7 @@ function M.run(ctx, mask, dir, tag)
     local summary, phases = trace.empty(cfg, reason)
     return { ran = false, dir = dir, trace = summary, phases = phases, profile_error = reason, metrics = {} }
   end
-  progress.say("profiling the %s (mask %s) ...", tag, cfg.space:string(mask))
+  progress.say("profiling the %s (mask %s) ...", tag, cfg.space.n == 0 and "none" or cfg.space:string(mask))
   local rec = trial.run(ctx, mask, { dir = dir, profile = true, session = session_name(tag), label = tag .. " under nsys" })
   local p = rec.profile or {}
   if p.note then say("%s", p.note) end

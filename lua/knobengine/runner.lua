@@ -80,7 +80,7 @@ end
 
 -- The report of the run being built (report.md, report.html, plots/). A report that
 -- cannot be written is said on stderr and never fails the search.
-local function write_report(dirs)
+function M.write_report(dirs)
   local ok, err = pcall(require("knobengine.report").write, dirs.aside, dirs.final)
   if not ok and errors.stops_run(err) then error(err, 0) end
   if ok then
@@ -203,7 +203,7 @@ local function finish_with_best(ctx, dirs, best, summary)
   local resolved = knobs.resolve(cfg, best.mask)
   util.write_json(dirs.aside .. "/best_config.json", record.best_config(best, resolved))
   util.write(dirs.aside .. "/best_command.sh", knobs.command_script(resolved, "The best configuration found by knobengine"), 493) -- 0755
-  write_report(dirs)
+  M.write_report(dirs)
   rundir.publish(dirs)
   return prof
 end
@@ -284,7 +284,7 @@ local function search_body(ctx, baseline, dirs, run)
   provenance.write(dirs.aside, ctx)
   if not best then
     util.write_json(dirs.aside .. "/summary.json", summary)
-    write_report(dirs)
+    M.write_report(dirs)
     rundir.publish(dirs)
     run.history:finish(run.id, "complete", dirs.final)
     errors.run("no valid trial: every combination failed or exceeded constraints.max_error_rate (%s); see %s/summary.json",

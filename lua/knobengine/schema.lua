@@ -66,9 +66,9 @@ row("server.ready_path", { type = "string", default = "/health", doc = "polled u
 row("server.ready_timeout_s", { type = "number", default = 900, min = 0.001, max = 86400, doc = "give up waiting for readiness" })
 row("server.stop_timeout_s", { type = "number", default = 30, min = 0, max = 3600, doc = "SIGTERM, then SIGKILL after this" })
 
-row("workload.dataset", { type = "string", doc_type = "path", doc = "the prompts (a path relative to the config; required unless `workload.synthetic`): JSON Lines, mooncake or ShareGPT, see [load.md](load.md#datasets); its content (sha256) is part of the identity" })
+row("workload.dataset", { type = "string", doc_type = "path", doc = "the prompts (a path relative to the config; required unless `workload.synthetic`): JSON Lines, mooncake, ShareGPT or a CSV trace (Vidur's), see [load.md](load.md#datasets); its content (sha256) is part of the identity" })
 row("workload.dataset_format", { type = "enum", default = "auto", one_of = { "auto", table.unpack(registry.names("datasets")) },
-  identity = "measure", doc = "how to read the dataset; `auto`: a file that starts with `[{` is ShareGPT, otherwise each line is JSON Lines or mooncake by its keys" })
+  identity = "measure", doc = "how to read the dataset; `auto`: a file named `*.csv` is a CSV trace, one that starts with `[{` is ShareGPT, otherwise each line is JSON Lines or mooncake by its keys" })
 row("workload.synthetic.input_tokens", { type = "integer", min = 1, max = 10000000, identity = "measure",
   doc = "made-up prompts instead of a dataset: words per prompt (required with `workload.synthetic`)" })
 row("workload.synthetic.output_tokens", { type = "integer", min = 1, max = 1000000, identity = "measure",

@@ -298,7 +298,10 @@ end
 -- unprofiled record; prof: the profiled one (or the stand-in when nsys could not run).
 function M.overhead(cfg, plain, prof)
   local a, b = plain.metrics.p50_latency_ms, prof.ran and prof.metrics.p50_latency_ms or nil
-  local measurable = type(a) == "number" and type(b) == "number" and a > 0
+  -- a profiled launch that failed (a crash under nsys, errors over the limit) says
+  -- nothing about what nsys costs
+  local failed = prof.ran and prof.valid == false
+  local measurable = not failed and type(a) == "number" and type(b) == "number" and a > 0
   local p = prof.profile or {}
   local n = cfg.nsys
   return {
@@ -306,7 +309,8 @@ function M.overhead(cfg, plain, prof)
     profiled_p50_latency_ms = type(b) == "number" and b or cjson.null,
     overhead_ms = measurable and b - a or cjson.null,
     overhead_percent = measurable and 100 * (b - a) / a or cjson.null,
-    reason = (not measurable) and (prof.profile_error or prof.error or "no latency to compare") or cjson.null,
+    reason = failed and ("the profiled launch failed: " .. tostring(prof.error or "invalid"))
+      or (not measurable) and (prof.profile_error or prof.error or "no latency to compare") or cjson.null,
     unprofiled_wall_s = plain.wall_s or cjson.null, -- whole trials: start, warm-up, workload, stop
     profiled_wall_s = prof.ran and prof.wall_s or cjson.null,
     trace_bytes = {

@@ -83,6 +83,13 @@ class OpenLoop(Workspace):
         self.assertEqual([round(float(r["scheduled_ms"]), 3) for r in reqs], [round(40.0 * i, 3) for i in range(12)])
         self.assertEqual([int(r["output_tokens"]) for r in reqs], [3 + i % 2 for i in range(12)])
         self.assertEqual([int(r["prompt_tokens"]) for r in reqs], [20 + i for i in range(12)])  # the server's own count
+        # a trace replay writes the calibration template too: 12 requests over 11 x 40 ms
+        tpl = load_json(os.path.join(base, "calibration_template.json"))
+        self.assertEqual((tpl["experiment_id"], tpl["workload"]["type"], tpl["workload"]["dataset"]), ("00-trace", "trace", "trace.csv"))
+        self.assertAlmostEqual(tpl["workload"]["rps"], 11 / 0.44, places=6)
+        m = load_json(os.path.join(base, "client_metrics.json"))
+        self.assertEqual(tpl["metrics"]["ttft_ms"]["p50"], m["ttft_ms"]["p50"])
+        self.assertEqual(tpl["metrics"]["e2e_latency_s"]["p99"], m["p99_latency_ms"] / 1000)
         self.write("bad.csv", "arrived_at,num_prefill_tokens,num_decode_tokens\n0,5,2\n1,5\n")
         cfg["workload"]["dataset"] = "bad.csv"
         self.write_config(cfg)
@@ -313,6 +320,7 @@ class LoadSweep(Workspace):
         self.assertEqual(lines[5], "KNEE,rate=%s" % lines[1 + knee].split(",")[0])
         level = load_json(self.path("results", "load-sweep", "latest", "level-01.json"))
         self.assertEqual(set(level), {"experiment_id", "config", "workload", "metrics"})
+        self.assertFalse(os.path.exists(self.path("results", "baseline", "calibration_template.json")))  # not a trace
         self.assertEqual(set(level["metrics"]), {"ttft_ms", "tpot_ms", "e2e_latency_s", "throughput_token_s"})
         self.assertEqual(level["workload"]["rps"], 5)
         self.assertEqual(level["experiment_id"], "00-rate5")

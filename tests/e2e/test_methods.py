@@ -154,6 +154,15 @@ class MixedSpace(Workspace):
         self.write("bad.csv", "knob_mask,p50_latency_ms\n%s,1\n%s,2\n" % (best["knob_mask"], best["knob_mask"]))
         r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", "bad.csv")
         self.assertIn("--predictions: bad.csv line 3: mask %s is listed twice" % best["knob_mask"], r.stderr)
+        self.write("bad.csv", "knob_mask,p50_latency_ms\n1,1\n")  # a mask whose leading zeros were dropped
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", "bad.csv")
+        self.assertIn("--predictions: bad.csv line 2: knob_mask '1': not a mask string of", r.stderr)
+        self.write(".csv", "knob_mask,p50_latency_ms\n")
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", ".csv")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("the file's name (without its extension) names the method", r.stderr)
+        r = self.run_engine("compare", "--config", "cfg.json", "--noise", "0", "--predictions", "nope.csv")
+        self.assertIn("--predictions: cannot read nope.csv: No such file or directory", r.stderr)
         # the same seeds give the same numbers, with noise too
         a = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")
         b = self.run_engine("compare", "--config", "cfg.json", "--noise", "0.05", "--seeds", "6", "--seed", "9")

@@ -87,7 +87,7 @@ class Profile(Workspace):
         self.assertIn("--enable-prefix-caching", conf["command"])
         self.assertNotIn("--enforce-eager", conf["command"])
         self.assertEqual(load_json(os.path.join(run, "summary.json"))["knob_mask"], "10")
-        self.assertIn("Configuration: knob mask 10 (prefix\\_caching)", read(os.path.join(run, "report.md")))
+        self.assertIn("Configuration: knob mask 10, prefix\\_caching", read(os.path.join(run, "report.md")))
         self.assertFalse(os.path.exists(self.path("results", "baseline")))
 
     def test_usage_errors(self):
@@ -108,13 +108,26 @@ class Profile(Workspace):
         self.assertIn("knobs: is required", r.stderr)
         self.assertFalse(os.path.exists(self.path("results", "profile")))
 
+    def test_stdout_that_cannot_be_written_says_the_profile_is_kept(self):
+        cfg = self.base_config()
+        del cfg["knobs"]
+        self.write_config(cfg)
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([KNOBENGINE, "profile", "--config", "cfg.json"], cwd=self.dir, stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=300)
+        self.assertEqual(r.returncode, 1)
+        run = self.run_dir()
+        self.assertIn("the profile itself is complete in results/profile/%s" % os.path.basename(run), r.stderr)
+        self.assertNotIn("nothing partial was kept", r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(run, "report.md")))
+
     def test_a_failed_run_leaves_nothing(self):
         cfg = self.base_config()
         del cfg["knobs"]
         cfg["serve_cmd"] = ["/bin/sh", "-c", "exit 3", "{port}"]  # a server that dies at once
         _, r = self.profile(cfg=cfg)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("profile: the measured run failed", r.stderr)
+        self.assertIn("knobengine: config failed (", r.stderr)
         self.assertEqual(os.listdir(self.path("results", "profile")), [])
         self.assertEqual(r.stdout, "")
 

@@ -252,6 +252,21 @@ t.test("grid: a cell is pruned only when its capacity under a looser SLO is belo
     results[1][0])
 end)
 
+t.test("csv traces: an infinite arrival, a header name twice and a huge count are refused naming the line", function()
+  local d = t.tmpdir()
+  local path = util.join(d, "trace.csv")
+  local function load() return dataset.load({ dataset_path = path, dataset_format = "auto", seed = 0 }, 4) end
+  util.write(path, "arrived_at,num_prefill_tokens,num_decode_tokens\n0,3,2\n1e400,3,2\n")
+  t.raises(load, "line 3: 'arrived_at' must be a number of seconds >= 0 (got '1e400')")
+  util.write(path, " arrived_at , num_prefill_tokens ,num_prefill_tokens,num_decode_tokens\n0,3,3,2\n")
+  t.raises(load, "line 1: the header names 'num_prefill_tokens' twice")
+  util.write(path, "arrived_at , num_prefill_tokens,num_decode_tokens\n0,100000000,2\n")
+  t.raises(load, "line 2: 'num_prefill_tokens' must be an integer in 1..10000000 (got '100000000')")
+  util.write(path, "arrived_at , num_prefill_tokens,num_decode_tokens\n0.5,3,2\n")
+  t.eq(load().items[1].timestamp_ms, 500) -- header names trimmed
+  knob.remove_tree(d)
+end)
+
 -- Calibration ---------------------------------------------------------------------
 
 t.test("calibration: a Vidur request_metrics.csv's percentiles in ms, as numpy's linear rule", function()

@@ -195,9 +195,9 @@ local FIXTURES = {
     text = "arrived_at,num_prefill_tokens,num_decode_tokens,pd_ratio\n0.0,3,2,1.5\n\n0.25,1,7,0.14\r\n",
     items = { { input_length = 3, max_tokens = 2, timestamp_ms = 0, line = 2 },
       { input_length = 1, max_tokens = 7, timestamp_ms = 250, line = 4 } },
-    prompts = { "r2.1 r2.2 r2.3", "r4.1" },
+    prompts = { "r2 a a", "r4" },
     bad = "arrived_at,num_prefill_tokens,num_decode_tokens\n0,3,2\n1,0x10,2\n",
-    says = "line 3: 'num_prefill_tokens' must be an integer >= 1 (got '0x10')",
+    says = "line 3: 'num_prefill_tokens' must be an integer in 1..10000000 (got '0x10')",
   },
   sharegpt = {
     file = "s.json",

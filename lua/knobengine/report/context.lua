@@ -5,7 +5,6 @@
 local f = require("knobengine.report.fmt")
 local objective = require("knobengine.report.objective")
 local rng = require("knobengine.rng")
-local util = require("knobengine.util")
 
 local M = {}
 
@@ -62,12 +61,9 @@ function M.meta(run)
   local chosen = run.single and measured_config(run) or f.get(run.best_record, "config")
   local cmd = f.get(chosen, "command")
   if cmd then
-    local env, keys = f.get(chosen, "env") or {}, {}
-    for k in pairs(env) do keys[#keys + 1] = k end
-    table.sort(keys)
-    local prefix = {}
-    for i, k in ipairs(keys) do prefix[i] = k .. "=" .. util.shell_quote(tostring(env[k])) .. " " end
-    lines[#lines + 1] = (run.single and "Command: " or "Best command: ") .. table.concat(prefix) .. tostring(cmd)
+    local words = require("knobengine.knobs").env_words(f.get(chosen, "env") or {})
+    words[#words + 1] = tostring(cmd)
+    lines[#lines + 1] = (run.single and "Command: " or "Best command: ") .. table.concat(words, " ")
       .. (run.single and " (command.sh)" or " (best_command.sh)")
   end
   return lines

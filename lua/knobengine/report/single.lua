@@ -17,7 +17,8 @@ local TOP = 10
 local function what_was_measured(run)
   local s = run.summary
   if #(run.knobs or {}) == 0 then return "the server as configured (the config has no knobs)" end
-  return string.format("knob mask %s (%s)", tostring(s.knob_mask), f.knobs_on(tostring(s.knob_mask), run.knobs))
+  local on = f.knobs_on(tostring(s.knob_mask), run.knobs)
+  return string.format("knob mask %s, %s", tostring(s.knob_mask), on == "none (all off)" and "every knob off" or on)
 end
 
 function M.headline(run)
@@ -114,22 +115,33 @@ end
 
 local function next_steps(run)
   local steps = {}
-  if f.get(run.baseline.trace, "ok") == false then
+  local o, why = run.baseline.overhead, f.get(run.baseline.overhead, "reason")
+  if why and why:find("^the profiled launch failed") then
+    steps[#steps + 1] = why .. ": its trace is not the served run's; read profiled_logs.txt and run knobengine profile again"
+  elseif f.get(run.baseline.trace, "ok") == false then
     steps[#steps + 1] = string.format("the profile has no trace (%s): fix what the reason says and run knobengine "
       .. "profile again", f.get(run.baseline.trace, "reason") or "?")
   end
-  local o = run.baseline.overhead
   if o and f.known(o.overhead_percent) and o.overhead_percent > 25 then
     steps[#steps + 1] = "the profiler slowed the server by over 25%: use a lighter nsys.trace for a truer profile"
   end
-  if not run.baseline.repeats then steps[#steps + 1] = "set workload.repeats to 3 or more to measure the noise" end
-  steps[#steps + 1] = "add knobs to the config and run knobengine (a baseline, then a search) to find a faster "
-    .. "configuration"
+  if not run.baseline.repeats then
+    steps[#steps + 1] = "set workload.repeats to 3 or more to measure the noise"
+  else
+    local _, flagged = sections.spreads(run)
+    if #flagged > 0 then
+      steps[#steps + 1] = "the repeats vary over 10% (" .. table.concat(flagged, ", ") .. "): more requests per repeat "
+        .. "(workload.request_count) or a quieter machine before trusting small differences"
+    end
+  end
+  steps[#steps + 1] = #(run.knobs or {}) == 0 and "add knobs to the config and run knobengine (a baseline, then a "
+    .. "search) to find a faster configuration" or "run knobengine (a baseline, then a search) to compare this "
+    .. "configuration with the others of its knobs"
   return "Next: " .. table.concat(steps, "; ") .. "."
 end
 
 local function summary(run)
-  local items = { M.headline(run), narrative.gpu_time(run) }
+  local items = { narrative.gpu_time(run) }
   for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = next_steps(run)
   return { id = "summary", title = "Summary", blocks = { f.list(items) } }
