@@ -31,7 +31,7 @@ class Signals(Workspace):
         self.assertEqual(len(wait_until(lambda: servers_on(cfg["server"]["port"]), 30, "the server")), 1)
         e.signal(signal.SIGTERM)
         err = self.finish(e, cfg["server"]["port"], 143)
-        self.assertEqual(err.splitlines()[-1], "knobengine: interrupted while running trial 00; servers stopped, "
+        self.assertEqual(err.splitlines()[-1], "knobengine: interrupted while running baseline; servers stopped, "
                          "nothing partial was kept. Run the same command again to start over.")
 
     def test_sigint_mid_workload(self):
