@@ -19,6 +19,8 @@ usage: knobengine [--config FILE] [--strategy FILE] [--results DIR] [--dry-run]
        knobengine report [RUN_DIR] [--results DIR]
        knobengine compare [--strategies S,S,...] [--seeds N] [--seed N] [--noise CV]
                   [--synthetic N | --predictions FILE] [--config FILE] [--results DIR]
+       knobengine validate [--methods M,M,...] [--predictions FILE] [--config FILE]
+                  [--results DIR]
        knobengine trial --spec SPEC.json --out DIR
        knobengine summarize TRACE.sqlite
        knobengine kernels TRACE.sqlite
@@ -45,6 +47,9 @@ report: writes report.md and report.html (with plots) of a search or profile run
 compare: replays strategies offline against the completed brute-force sweep of the
 config in RESULTS/history.sqlite (or synthetic landscapes), over many seeds, and
 compares their cost and accuracy; writes RESULTS/comparison/.
+validate: measures each method's recorded pick (the newest search of each strategy)
+at four load levels and under a sinusoidal load: predictive and optimization
+accuracy; writes RESULTS/validation/.
 trial: runs one trial from a spec the engine wrote (what an executor slot runs).
 summarize: the trace summary of an nsys SQLite export, as JSON.
 kernels: every kernel of an export as CSV, a row per kernel and device
@@ -87,7 +92,9 @@ options:
   --noise CV        compare: noise as a coefficient of variation (default: from
                     the sweep's repeats)
   --synthetic N     compare on synthetic landscapes of N on/off knobs instead
-  --predictions F   compare: a model's predicted objective per mask (CSV knob_mask,
+  --methods M,...   validate: the methods (strategies) to measure (default: every
+                    one with a complete search of the config)
+  --predictions F   compare, validate: a model's predicted objective per mask (CSV knob_mask,
                     METRIC) as one more method: its best launched once
   --help            show this help
   --version         show the version
@@ -112,8 +119,8 @@ end
 
 -- Options, the commands that take them, and whether they take a value.
 local OPTIONS = {
-  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1, profile = 1, calibrate = 1 } },
-  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1, profile = 1, calibrate = 1 } },
+  ["--config"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, compare = 1, profile = 1, calibrate = 1, validate = 1 } },
+  ["--results"] = { value = true, commands = { run = 1, capacity = 1, ["load-sweep"] = 1, report = 1, compare = 1, profile = 1, calibrate = 1, validate = 1 } },
   ["--strategy"] = { value = true, commands = { run = 1 } },
   ["--dry-run"] = { commands = { run = 1 } },
   ["--rebaseline"] = { commands = { run = 1 } },
@@ -136,7 +143,8 @@ local OPTIONS = {
   ["--seed"] = { value = true, commands = { compare = 1 } },
   ["--noise"] = { value = true, commands = { compare = 1 } },
   ["--synthetic"] = { value = true, commands = { compare = 1 } },
-  ["--predictions"] = { value = true, commands = { compare = 1 } },
+  ["--predictions"] = { value = true, commands = { compare = 1, validate = 1 } },
+  ["--methods"] = { value = true, commands = { validate = 1 } },
   ["--spec"] = { value = true, commands = { trial = 1 } },
   ["--out"] = { value = true, commands = { trial = 1 } },
 }
@@ -221,6 +229,7 @@ local function check(opts)
   if opts.rebaseline and opts.reprofile_baseline then
     errors.usage("--rebaseline measures the whole baseline again; --reprofile-baseline only its trace (use one)")
   end
+  if opts.command == "validate" and opts.methods then opts.methods = name_list("--methods", opts.methods, "name") end
   if opts.command == "calibrate" then
     if not opts.simulated then errors.usage("calibrate needs --simulated FILE,... (the simulator's output, one per rate)") end
     opts.simulated = name_list("--simulated", opts.simulated, "file")
@@ -242,7 +251,7 @@ local function check(opts)
 end
 
 local COMMANDS = { capacity = true, ["load-sweep"] = true, report = true, compare = true, trial = true, profile = true,
-  calibrate = true }
+  calibrate = true, validate = true }
 
 function M.parse(args)
   if args[1] == "summarize" or args[1] == "kernels" then

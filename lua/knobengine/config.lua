@@ -718,6 +718,8 @@ function M.parse(text, path, opts)
   cfg.workloads = validate_workloads(c, raw, base_dir)
   cfg.capacity = c:fields(c:section(raw, "capacity"), "capacity")
   cfg.calibration = c:fields(c:section(raw, "calibration"), "calibration")
+  cfg.validate = c:fields(c:section(raw, "validate"), "validate")
+  if cfg.validate.min_rate > cfg.validate.max_rate then c:bad("validate.min_rate", "must be <= validate.max_rate") end
   cfg.model = validate_model(c, raw)
   cfg.hardware = c:fields(c:section(raw, "hardware"), "hardware")
   cfg.executor = validate_executor(c, raw)

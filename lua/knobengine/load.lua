@@ -125,8 +125,10 @@ local function flag(v)
   return v and "1" or "0"
 end
 
--- The replay table of one probe: open loop at `rate`, or closed at `concurrency`;
--- level.requests measured requests (default workload.request_count).
+-- The replay table of one probe: open loop at `rate` (arrival `level.arrival`, or the
+-- whole arrival table level.arrival_spec, e.g. a sinusoid), or closed at `concurrency`;
+-- level.requests measured requests (default workload.request_count); level.bodies its
+-- own prompts (default the workload's).
 local function probe_replay(ctx, level, csv)
   local w = ctx.cfg.workload
   local n = level.requests or w.request_count
@@ -134,14 +136,15 @@ local function probe_replay(ctx, level, csv)
     url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = level.bodies or ctx.bodies, request_count = n,
     concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
     request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
-    schedule = level.rate and schedule.draw({ type = level.arrival, rate = level.rate, burstiness = level.burstiness }, n, w.seed),
+    schedule = level.rate and schedule.draw(level.arrival_spec or { type = level.arrival, rate = level.rate,
+      burstiness = level.burstiness }, n, w.seed),
     max_concurrency = level.rate and w.max_concurrency or nil, slo = trial.slo_spec(ctx.cfg.slo),
   }
 end
 
 -- Runs `levels` (a function: k, previous probe's metrics -> the next level or nil) as
 -- probes on one server of `mask`; on_probe(level, metrics) sees each result.
-local function run_probes(ctx, mask, dir, next_level, on_probe)
+function M.run_probes(ctx, mask, dir, next_level, on_probe)
   local level
   local function probe(k, prev)
     if prev then
@@ -208,7 +211,7 @@ function M.capacity(ctx, mask, opts)
     local state, probes = M.capacity_state(cfg.capacity, cfg.workload.request_count / config.MAX_PROBE_S), {}
     if not quiet then output.line(M.CAPACITY_HEADER) end
     local next_level, record, unstable = capacity_driver(cfg, state, probes, quiet)
-    local rec = run_probes(ctx, mask, d.aside, next_level, record)
+    local rec = M.run_probes(ctx, mask, d.aside, next_level, record)
     local result = { knob_mask = cfg.space:string(mask), max_rate = state.lo or cjson.null,
       bound = M.capacity_bound(state), failed_rate = state.hi or cjson.null, stable = #unstable == 0,
       unstable_rates = util.array(unstable), slo = cfg.slo, capacity = cfg.capacity, probes = util.array(probes),
@@ -320,7 +323,7 @@ function M.sweep(ctx, mask, levels, opts)
   return rundir.guard(d, function()
     line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
-    local rec = run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
+    local rec = M.run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
       after_level(level, m, string.format("%s/requests-%02d.csv", d.aside, #done + 1), ideal)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, probe = level.probe,
         input_tokens = level.input_tokens, output_tokens = level.output_tokens, metrics = m }

@@ -256,6 +256,10 @@ local function run(argv)
     dry_run(ctx)
     return 0
   end
+  if opts.command == "validate" then
+    take_results(ctx.cfg, opts.results)
+    return require("knobengine.validate").run(ctx, opts)
+  end
   if opts.command == "calibrate" then
     local mask = chosen_mask(ctx.cfg, opts)
     return require("knobengine.calibrate").run(ctx, mask, opts, function(rates)

@@ -74,6 +74,7 @@ function M.strategy(pred, obj)
   end
   return {
     name = "predictions",
+    pick = best,
     run = function(search)
       search:evaluate(best)
       return { predict = function(mask) return pred[mask] end }

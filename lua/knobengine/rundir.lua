@@ -20,6 +20,7 @@ M.KINDS = {
   ["capacity-grid"] = { parent = "/capacity-grid", aside = ".capacity-grid.tmp" },
   profile = { parent = "/profile", aside = ".profile.tmp" },
   calibration = { parent = "/calibration", aside = ".calibration.tmp" },
+  validation = { parent = "/validation", aside = ".validation.tmp" },
 }
 
 -- A run of `kind` in results: {root, final, aside, latest}. Nothing is created but the

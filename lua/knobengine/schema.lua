@@ -196,6 +196,15 @@ row("calibration.loose_mape_pct", { type = "number", default = 10, min = 0, max 
 row("calibration.loose_max_mape_pct", { type = "number", default = 15, min = 0, max = 1000,
   doc = "... is marginal below this, and fails at or above it" })
 
+row("validate.max_batch", { type = "integer", min = 1, max = 100000,
+  doc = "`knobengine validate`: the server's batch size cap, whose 1/2, 9/10 and 11/10 are the medium, saturation and overload concurrencies (or `validate.max_batch_knob`)" })
+row("validate.max_batch_knob", { type = "string",
+  doc = "validate: a knob whose value in each method's pick is its batch cap (a number), else `validate.max_batch`" })
+row("validate.min_rate", { type = "number", default = 1, min = 0, max = 1e6, doc = "validate: the sinusoidal load's lowest rate (req/s)" })
+row("validate.max_rate", { type = "number", default = 10, min = 1e-6, max = 1e6, doc = "validate: its highest rate" })
+row("validate.period_s", { type = "number", default = 60, min = 1e-3, max = 1e7, doc = "validate: its period" })
+row("validate.duration_s", { type = "number", min = 1e-3, max = 1e7, doc = "validate: how long it lasts (default one period)" })
+
 row("model.name", { type = "string", doc = "the report's MFU inputs (no `model`: MFU is na); nothing else reads them" })
 row("model.params_b", { type = "number", min = 1e-6, max = 1e6, doc = "parameters in billions (or `model.flops_per_token`)" })
 row("model.flops_per_token", { type = "number", min = 1, max = 1e18, doc = "FLOPs per token (or `model.params_b`)" })

@@ -2,6 +2,7 @@
 resumed; value labels in every file; exhaustive strategies refused on a huge space;
 stack_rank and bayes on a mixed space; knobengine compare on the recorded sweep."""
 import json
+import os
 import re
 import shutil
 import signal
@@ -196,3 +197,83 @@ class HugeSpace(Workspace):
         r = self.run_engine("compare", "--synthetic", "4", "--seeds", "3", "--strategies", "bruteforce,nope")
         self.assertEqual(r.returncode, 2)
         self.assertIn("strategy file 'nope' not found", r.stderr)
+
+
+def table_rows_csv(path):
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+class Validate(Workspace):
+    """knobengine validate: each method's recorded pick at the four levels and under the
+    sinusoidal load, the document's layout, the MAPE and regret from its own files."""
+
+    LEVELS = ["idle", "medium", "saturation", "overload"]
+
+    def config(self):
+        cfg = self.base_config()
+        cfg["knobs"] = [{"name": "prefix_caching", "flag": "--enable-prefix-caching"},
+                        {"name": "max_num_seqs", "key": "--max-num-seqs", "values": ["4", "8"]}]
+        cfg["slo"] = {"ttft_ms": 1000, "tpot_ms": 1000}
+        cfg["validate"] = {"max_batch": 6, "max_batch_knob": "max_num_seqs", "min_rate": 5, "max_rate": 30,
+                           "period_s": 1}
+        self.write_config(cfg)
+        return cfg
+
+    def test_two_methods_and_a_predictions_row(self):
+        cfg = self.config()
+        for args in ((), (), ("--strategy", "coord_descent")):  # the baseline, then two searches
+            r = self.run_engine("--config", "cfg.json", *args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.write("sim.csv", "knob_mask,p50_latency_ms\n00,9\n01,5\n02,7\n10,8\n11,6\n12,7\n")
+        r = self.run_engine("validate", "--config", "cfg.json", "--predictions", "sim.csv")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "method,knob_mask,max_batch,idle,medium,saturation,overload,predicted,mape_pct,"
+                                   "goodput,regret_pct")
+        rows = {l.split(",")[0]: l.split(",") for l in lines[1:]}
+        self.assertEqual(list(rows), ["bruteforce", "coord_descent", "sim"])
+        self.assertEqual(rows["sim"][1:3], ["01", "4"])  # the best prediction; its max_num_seqs is the cap
+        self.assertEqual(rows["sim"][7], "5.000")
+        out = os.path.realpath(self.path("results", "validation", "latest"))
+        doc = load_json(os.path.join(out, "comparison_results.json"))
+        best_goodput = max(m["goodput"] for m in doc["methods"])
+        for m in doc["methods"]:
+            d = os.path.join(out, m["method"])
+            for level in self.LEVELS:
+                self.assertEqual(len(table_rows_csv(os.path.join(d, "validation", level, "requests.csv"))),
+                                 cfg["workload"]["request_count"])
+            opt = table_rows_csv(os.path.join(d, "optimization", "requests.csv"))
+            self.assertEqual(len(opt), round(17.5 * 1))  # the mean rate x one period
+            self.assertTrue(all(r["scheduled_ms"] for r in opt))  # open loop
+            measured = [load_json(os.path.join(d, "validation", level, "result.json"))["p50_latency_ms"] for level in self.LEVELS]
+            self.assertEqual([m["measured"][level] for level in self.LEVELS], measured)
+            want = 100 * sum(abs(m["predicted"] - v) / v for v in measured) / 4
+            self.assertAlmostEqual(m["mape_pct"], want, places=9)
+            self.assertEqual(m["goodput"], load_json(os.path.join(d, "optimization", "result.json"))["goodput"])
+            self.assertAlmostEqual(m["regret_pct"], 100 * (best_goodput - m["goodput"]) / best_goodput, places=9)
+        # a recorded method's prediction is what its search measured of its pick (the latest search: coord_descent)
+        best = load_json(self.path("results", "search", "latest", "best_config.json"))
+        cd = next(m for m in doc["methods"] if m["method"] == "coord_descent")
+        self.assertEqual((cd["knob_mask"], cd["predicted"]), (best["knob_mask"], best["metrics"]["p50_latency_ms"]))
+        self.assertEqual(min(l.split(",")[-1] for l in lines[1:]), "0.00")  # the best method's regret
+        self.assertTrue(read(os.path.join(out, "summary.txt")).startswith("knobengine validate:"))
+        if shutil.which("gnuplot"):
+            for name in ("validation.svg", "validation.png"):
+                self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        # --methods chooses; an unknown one is refused
+        r = self.run_engine("validate", "--config", "cfg.json", "--methods", "halving")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--methods: no complete search of this config by 'halving'", r.stderr)
+
+    def test_usage_errors(self):
+        cfg = self.config()
+        r = self.run_engine("validate", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("validate: results/history.sqlite does not exist (run searches first)", r.stderr)
+        del cfg["slo"]
+        self.write_config(cfg)
+        r = self.run_engine("validate", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("validate needs an slo in the config", r.stderr)
