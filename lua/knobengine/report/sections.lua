@@ -157,18 +157,26 @@ function M.aggregates(run)
     f.p("The profiled re-runs are used for the trace only; their slowdown is disclosed here (under 25% is the bar)."),
     M.overhead_table(run),
   }
+  M.add_spread_blocks(run, blocks, { "Metric", "Baseline spread", "Best spread" })
+  return { id = "aggregates", title = "Aggregates", blocks = blocks }
+end
+
+-- The repeat spread's sentence and table (header: a column per side of f.sides), or
+-- that noise was not measured, appended to blocks.
+function M.add_spread_blocks(run, blocks, header)
   local repeats = run.baseline.repeats or (run.best and run.best.repeats)
-  if repeats then
-    local rows, flagged = M.spreads(run)
-    blocks[#blocks + 1] = f.p(string.format("Repeat spread, (max - min) / median over %d repeats: %s", #repeats,
-      #flagged > 0 and ("over the 10% reproducibility bar for " .. table.concat(flagged, ", ") .. ".")
-        or "every figure within the 10% reproducibility bar."))
-    blocks[#blocks + 1] = f.table({ "Metric", "Baseline spread", "Best spread" }, rows, { "l", "r", "r" })
-  else
+  if not repeats then
     blocks[#blocks + 1] = f.p("Noise was not measured: workload.repeats is 1. Set it to 3 or more to see the spread "
       .. "of every figure.")
+    return
   end
-  return { id = "aggregates", title = "Aggregates", blocks = blocks }
+  local rows, flagged = M.spreads(run)
+  blocks[#blocks + 1] = f.p(string.format("Repeat spread, (max - min) / median over %d repeats: %s", #repeats,
+    #flagged > 0 and ("over the 10% reproducibility bar for " .. table.concat(flagged, ", ") .. ".")
+      or "every figure within the 10% reproducibility bar."))
+  local align = { "l" }
+  for i = 2, #header do align[i] = "r" end
+  blocks[#blocks + 1] = f.table(header, rows, align)
 end
 
 -- ---------- Per-Stage Timings ----------

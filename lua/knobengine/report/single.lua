@@ -42,17 +42,7 @@ local function aggregates(run)
     f.p("The profiled launch's slowdown (under 25% is the bar):"),
     sections.overhead_table(run),
   }
-  local repeats = run.baseline.repeats
-  if repeats then
-    local spread_rows, flagged = sections.spreads(run)
-    blocks[#blocks + 1] = f.p(string.format("Repeat spread, (max - min) / median over %d repeats: %s", #repeats,
-      #flagged > 0 and ("over the 10% reproducibility bar for " .. table.concat(flagged, ", ") .. ".")
-        or "every figure within the 10% reproducibility bar."))
-    blocks[#blocks + 1] = f.table({ "Metric", "Spread" }, spread_rows, { "l", "r" })
-  else
-    blocks[#blocks + 1] = f.p("Noise was not measured: workload.repeats is 1. Set it to 3 or more to see the spread "
-      .. "of every figure.")
-  end
+  sections.add_spread_blocks(run, blocks, { "Metric", "Spread" })
   return { id = "aggregates", title = "Aggregates", blocks = blocks }
 end
 
