@@ -76,7 +76,8 @@ options:
   --time-limit S    the grid starts no cell after S seconds (cells not measured
                     are said; the same command later measures only those)
   --no-prune        measure every cell of the grid, also those that cannot win
-  --rates R,...     request rates (requests/s) for load-sweep, ascending
+  --rates R,...     request rates (requests/s) for load-sweep and calibrate,
+                    ascending
   --concurrency C,...  closed-loop concurrencies for load-sweep, ascending
   --simulated F,...  calibrate: the simulator's output per rate (*.csv per request,
                     *.json the calibration template)

@@ -22,12 +22,12 @@ local function same_rate(a, b) return math.abs(a - b) <= 1e-9 * math.max(math.ab
 
 -- The sweep of --sweep DIR: its rate levels, checked against the mask asked for.
 local function earlier_sweep(ctx, dir, mask)
-  local text = util.read_file(dir .. "/sweep.json")
+  local text = util.read_file(dir .. "/" .. require("knobengine.load").SWEEP_FILE)
   local ok, s = pcall(cjson.decode, text or "")
   if not text or not ok or type(s) ~= "table" or type(s.levels) ~= "table" then
     errors.usage("--sweep: %s is not a load sweep (no readable sweep.json there)", dir)
   end
-  if s.by ~= "rate" then errors.usage("--sweep: %s swept concurrency; calibrate compares arrival rates", dir) end
+  if s.by ~= "rate" then errors.usage("--sweep: %s swept %s; calibrate compares arrival rates", dir, tostring(s.by)) end
   if s.knob_mask ~= ctx.cfg.space:string(mask) then
     errors.usage("--sweep: %s measured mask %s, not %s (give --mask %s)", dir, tostring(s.knob_mask),
       ctx.cfg.space:string(mask), tostring(s.knob_mask))

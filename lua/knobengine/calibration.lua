@@ -8,10 +8,15 @@
 local cjson = require("cjson")
 local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
+local knob = require("knob")
 local quantile = require("knobengine.compare").quantile
 local util = require("knobengine.util")
 
 local M = {}
+
+local OVERHEAD = require("knobengine.probes").COLUMN
+local PROFILING_ADVICE = "re-run the simulator's MLP and attention profiling for this GPU and model "
+  .. "(vidur/profiling/mlp, vidur/profiling/attention)"
 
 -- The compared figures: a name, how the sweep's Result holds it per quantile, Vidur's
 -- request_metrics.csv column (seconds), and the template's key (and its unit's factor
@@ -24,21 +29,16 @@ M.METRICS = {
     vidur = "decode_time_execution_plus_preemption_normalized", template = { "tpot_ms", 1 } },
   { name = "e2e_ms", measured = { p50 = { "p50_latency_ms" }, p99 = { "p99_latency_ms" } },
     vidur = "request_e2e_time", template = { "e2e_latency_s", 1000 } },
-  { name = "scheduler_overhead_ms",
-    measured = { p50 = { "scheduler_overhead_ms", "p50" }, p99 = { "scheduler_overhead_ms", "p99" } },
-    vidur = "request_scheduling_delay", template = { "scheduler_overhead_ms", 1 }, optional = true },
+  { name = OVERHEAD, measured = { p50 = { OVERHEAD, "p50" }, p99 = { OVERHEAD, "p99" } },
+    vidur = "request_scheduling_delay", template = { OVERHEAD, 1 }, optional = true },
 }
 M.QUANTILES = { "p50", "p99" }
 
 -- The plan's checks: which figure, which tolerance (config calibration.*), what to do
 -- when it fails.
 M.CHECKS = {
-  { metric = "ttft_ms", quantile = "p50", tolerance = "strict",
-    advice = "re-run the simulator's MLP and attention profiling for this GPU and model (vidur/profiling/mlp, "
-      .. "vidur/profiling/attention)" },
-  { metric = "tpot_ms", quantile = "p50", tolerance = "strict",
-    advice = "re-run the simulator's MLP and attention profiling for this GPU and model (vidur/profiling/mlp, "
-      .. "vidur/profiling/attention)" },
+  { metric = "ttft_ms", quantile = "p50", tolerance = "strict", advice = PROFILING_ADVICE },
+  { metric = "tpot_ms", quantile = "p50", tolerance = "strict", advice = PROFILING_ADVICE },
   { metric = "e2e_ms", quantile = "p99", tolerance = "loose",
     advice = "adjust the simulator's batch-size cap (replica_scheduler_config_batch_size_cap) or its CPU overhead "
       .. "parameters" },
@@ -54,8 +54,11 @@ end
 -- A simulator's per-request CSV (Vidur's request_metrics.csv, seconds): each figure's
 -- p50 and p99 over its requests, in ms (an optional one's column may be missing: {}).
 function M.from_vidur(path)
+  if knob.is_dir(path) then errors.usage("--simulated: %s is a directory, not a file", path) end
   local rows, err = csv.read(path)
-  if not rows then errors.usage("--simulated: cannot read %s: %s", path, tostring(err)) end
+  if not rows then
+    errors.usage("--simulated: cannot read %s: %s", path, (tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")))
+  end
   if #rows == 0 then errors.usage("--simulated: %s has no requests", path) end
   local out = { requests = #rows, source = "vidur_request_metrics" }
   local function column(name, required)
@@ -66,8 +69,10 @@ function M.from_vidur(path)
     local v = {}
     for i, r in ipairs(rows) do
       local x = number(r[name])
-      if not x then errors.usage("--simulated: %s line %d: '%s' is not a number of seconds (got '%s')", path, i + 1,
-        name, tostring(r[name])) end
+      if not x then
+        errors.usage("--simulated: %s line %d: '%s' %s", path, i + 1, name, r[name] == nil and "is missing (a short row)"
+          or string.format("is not a number of seconds >= 0 (got '%s')", r[name]))
+      end
       v[i] = x * 1000
     end
     return { p50 = quantile(v, 0.5), p99 = quantile(v, 0.99) }
@@ -90,9 +95,11 @@ function M.from_template(path)
     local d = t.metrics[key]
     out[m.name] = {}
     for _, q in ipairs(M.QUANTILES) do
-      local v = type(d) == "table" and number(d[q])
-      if not v and not (m.optional and d == nil) then
-        errors.usage("--simulated: %s: metrics.%s.%s must be a number", path, key, q)
+      -- a figure the template lacks or holds as null (a non-streaming run has no TTFT) is na
+      local raw = type(d) == "table" and d[q] or nil
+      local v = number(raw)
+      if raw ~= nil and raw ~= cjson.null and not (v and v >= 0) then
+        errors.usage("--simulated: %s: metrics.%s.%s must be a number >= 0", path, key, q)
       end
       out[m.name][q] = v and v * factor or nil
     end

@@ -719,7 +719,20 @@ function M.parse(text, path, opts)
   cfg.capacity = c:fields(c:section(raw, "capacity"), "capacity")
   cfg.calibration = c:fields(c:section(raw, "calibration"), "calibration")
   cfg.validate = c:fields(c:section(raw, "validate"), "validate")
-  if cfg.validate.min_rate > cfg.validate.max_rate then c:bad("validate.min_rate", "must be <= validate.max_rate") end
+  local cal, v = cfg.calibration, cfg.validate
+  if cal.loose_mape_pct > cal.loose_max_mape_pct then
+    c:bad("calibration.loose_mape_pct", "must be <= calibration.loose_max_mape_pct (it passes below one, fails from the other)")
+  end
+  if v.min_rate > v.max_rate then c:bad("validate.min_rate", "must be <= validate.max_rate") end
+  if v.max_batch_knob then
+    local known = false
+    for _, k in ipairs(cfg.knobs) do known = known or k.name == v.max_batch_knob end
+    if not known then c:bad("validate.max_batch_knob", "'%s' is not a knob's name", v.max_batch_knob) end
+  end
+  if (v.duration_s or v.period_s) > M.MAX_PROBE_S then
+    c:bad(v.duration_s and "validate.duration_s" or "validate.period_s", "the sinusoidal load would last %s s; at most %d s",
+      tostring(v.duration_s or v.period_s), M.MAX_PROBE_S)
+  end
   cfg.model = validate_model(c, raw)
   cfg.hardware = c:fields(c:section(raw, "hardware"), "hardware")
   cfg.executor = validate_executor(c, raw)

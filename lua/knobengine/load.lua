@@ -144,6 +144,10 @@ end
 
 -- Runs `levels` (a function: k, previous probe's metrics -> the next level or nil) as
 -- probes on one server of `mask`; on_probe(level, metrics) sees each result.
+-- Where probe k of a run in dir keeps its requests, and a load sweep's summary file.
+function M.probe_csv(dir, k) return string.format("%s/requests-%02d.csv", dir, k) end
+M.SWEEP_FILE = "sweep.json"
+
 function M.run_probes(ctx, mask, dir, next_level, on_probe)
   local level
   local function probe(k, prev)
@@ -157,7 +161,7 @@ function M.run_probes(ctx, mask, dir, next_level, on_probe)
     progress.say("probe %d: %s", k, level.rate and string.format("%.3f requests/s", level.rate)
       or level.probe and string.format("synthetic %s at concurrency 1", level.probe)
       or string.format("concurrency %d", level.concurrency))
-    return probe_replay(ctx, level, string.format("%s/requests-%02d.csv", dir, k))
+    return probe_replay(ctx, level, M.probe_csv(dir, k))
   end
   local rec = trial.run(ctx, mask, { dir = dir, probe = probe, label = "mask " .. ctx.cfg.space:string(mask) })
   if not rec.ran then errors.run("the server did not serve the probes: %s", rec.error or "?") end
@@ -264,7 +268,9 @@ local function template(ctx, level, m, id, deployment)
       input_tokens = level.input_tokens, output_tokens = level.output_tokens },
     metrics = { ttft_ms = dist(m.ttft_ms), tpot_ms = dist(m.tpot_ms),
       e2e_latency_s = { p50 = seconds(m.p50_latency_ms), p99 = seconds(m.p99_latency_ms) },
-      throughput_token_s = m.tokens_per_s },
+      throughput_token_s = m.tokens_per_s,
+      -- measured against a probe sweep's ideal TTFT (probes.lua), when there is one
+      [probes.COLUMN] = type(m[probes.COLUMN]) == "table" and dist(m[probes.COLUMN]) or nil },
   }
 end
 
@@ -293,7 +299,7 @@ local function after_level(level, m, csv_path, ideal)
   if level.probe then
     ideal.points[#ideal.points + 1] = probes.point(level, m, csv_path)
   elseif ideal.curve then
-    m.scheduler_overhead_ms = probes.apply(csv_path, ideal.curve) or cjson.null
+    m[probes.COLUMN] = probes.apply(csv_path, ideal.curve) or cjson.null
   end
 end
 
@@ -324,7 +330,7 @@ function M.sweep(ctx, mask, levels, opts)
     line(by .. ",ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,e2e_p50_ms,e2e_p99_ms,tokens_per_s")
     local done = {}
     local rec = M.run_probes(ctx, mask, d.aside, function(k) return levels[k] end, function(level, m)
-      after_level(level, m, string.format("%s/requests-%02d.csv", d.aside, #done + 1), ideal)
+      after_level(level, m, M.probe_csv(d.aside, #done + 1), ideal)
       done[#done + 1] = { rate = level.rate, concurrency = level.concurrency, probe = level.probe,
         input_tokens = level.input_tokens, output_tokens = level.output_tokens, metrics = m }
       line(level_row(level, m))
@@ -338,7 +344,7 @@ function M.sweep(ctx, mask, levels, opts)
     else
       util.write_json(d.aside .. "/" .. probes.FILE, { knob_mask = ctx.cfg.space:string(mask), points = util.array(ideal.points) })
     end
-    util.write_json(d.aside .. "/sweep.json", { knob_mask = ctx.cfg.space:string(mask), by = by,
+    util.write_json(d.aside .. "/" .. M.SWEEP_FILE, { knob_mask = ctx.cfg.space:string(mask), by = by,
       levels = util.array(done), knee = knee and (knee.rate or knee.concurrency) or cjson.null,
       knee_factor = M.KNEE_FACTOR, config = rec.config, ideal_ttft = ideal.dir and (knob.realpath(ideal.dir) or ideal.dir) or cjson.null })
     require("knobengine.provenance").write(d.aside, ctx)

@@ -16,6 +16,8 @@ local util = require("knobengine.util")
 
 local M = {}
 
+local function quantile(v, q) return require("knobengine.compare").quantile(v, q) end
+
 M.FILE = "ideal_ttft.json"
 M.COLUMN = "scheduler_overhead_ms"
 M.MAX_TOKENS = 1000000
@@ -28,6 +30,9 @@ function M.parse(s)
     i, o = tonumber(i), tonumber(o)
     if not i or i < 1 or o < 1 or i > M.MAX_TOKENS or o > M.MAX_TOKENS then
       errors.usage("--probes: '%s' is not INPUTxOUTPUT (prompt and output tokens, 1..%d each)", part, M.MAX_TOKENS)
+    end
+    for _, p in ipairs(out) do
+      if p.label == part then errors.usage("--probes: '%s' is listed twice", part) end
     end
     out[#out + 1] = { label = part, input_tokens = math.tointeger(i), output_tokens = math.tointeger(o) }
   end
@@ -49,13 +54,6 @@ function M.levels(cfg, probes)
   return levels
 end
 
-local function median(v)
-  if #v == 0 then return nil end
-  table.sort(v)
-  local m = (#v + 1) / 2
-  return (v[math.floor(m)] + v[math.ceil(m)]) / 2
-end
-
 -- The ideal point of a probe: the server's median prompt_tokens (else the probe's
 -- length) and its TTFT p50.
 function M.point(level, metrics, requests_csv)
@@ -65,7 +63,7 @@ function M.point(level, metrics, requests_csv)
     if n and n > 0 and (r.error or "") == "" then counts[#counts + 1] = n end
   end
   local ttft = type(metrics.ttft_ms) == "table" and metrics.ttft_ms.p50 or nil
-  return { probe = level.probe, prompt_tokens = median(counts) or level.input_tokens,
+  return { probe = level.probe, prompt_tokens = #counts > 0 and quantile(counts, 0.5) or level.input_tokens,
     ttft_ms = type(ttft) == "number" and ttft or cjson.null }
 end
 
@@ -92,7 +90,7 @@ end
 
 -- The newest probe sweep of mask in results (its run directory and points), or nil.
 function M.latest(results, mask_string)
-  local root = results .. "/load-sweep"
+  local root = results .. require("knobengine.rundir").KINDS["load-sweep"].parent
   local names = {}
   for _, name in ipairs(knob.list_dir(root) or {}) do
     if name:match("^%d+T%d+Z") then names[#names + 1] = name end
@@ -130,7 +128,6 @@ function M.apply(path, curve)
   if #values == 0 then return nil end
   local sum = 0
   for _, v in ipairs(values) do sum = sum + v end
-  local quantile = require("knobengine.compare").quantile
   return { p50 = quantile(values, 0.5), p99 = quantile(values, 0.99), mean = sum / #values, count = #values }
 end
 

@@ -246,9 +246,8 @@ function M.run(ctx, mask, opts)
   end
   if r.interrupted then
     local sig = knob.interrupted() or 2
-    -- a trial names its mask; the baseline and a profile run their label
-    errors.interrupted(sig, "interrupted while running " .. (opts.label and opts.label:match("^[%a ]+$") or
-      ("trial " .. resolved.mask_string)))
+    -- a trial names its mask; the baseline, a profile and probes their label
+    errors.interrupted(sig, "interrupted while running " .. (opts.label or ("trial " .. resolved.mask_string)))
   end
   local rec = record.from_result(r, {
     mask = mask, mask_string = resolved.mask_string, requests = requests,

@@ -22,9 +22,15 @@ local util = require("knobengine.util")
 
 local M = {}
 
--- The four levels of step 3: name and the share of the batch cap (idle: 1 request).
-M.LEVELS = { { name = "idle" }, { name = "medium", num = 1, den = 2 }, { name = "saturation", num = 9, den = 10 },
-  { name = "overload", num = 11, den = 10 } }
+-- The four levels of step 3: name and the concurrency at a batch cap (at least 1; the
+-- overload always above the cap, also when 11/10 of a small cap rounds to it).
+M.LEVELS = {
+  { name = "idle", concurrency = function() return 1 end },
+  { name = "medium", concurrency = function(cap) return math.max(1, cap // 2) end },
+  { name = "saturation", concurrency = function(cap) return math.max(1, cap * 9 // 10) end },
+  { name = "overload", concurrency = function(cap) return math.max(cap + 1, -(-(cap * 11) // 10)) end },
+}
+M.COMPARISON = "comparison" -- the run's directory of the comparison files
 M.HEADER = "method,knob_mask,max_batch,idle,medium,saturation,overload,predicted,mape_pct,goodput,regret_pct"
 
 local function stem(path) return (tostring(path):match("([^/]+)$") or "?"):gsub("%.lua$", "") end
@@ -35,10 +41,23 @@ local function read_json(path)
   return text and ok and type(v) == "table" and v or nil
 end
 
+-- A search run's best_config.json: history keeps the run directory as the engine was
+-- given it (relative to where it ran), so it is looked for under these results first.
+local function best_config_of(ctx, run_dir)
+  if type(run_dir) ~= "string" then return nil end
+  local name = run_dir:match("([^/]+)/*$")
+  return name and read_json(string.format("%s/search/%s/best_config.json", ctx.results, name))
+    or read_json(run_dir .. "/best_config.json")
+end
+
 -- Each strategy's newest complete search of this config: {name, mask, predicted, run}.
-local function recorded_methods(ctx, wanted)
+-- Without a history, none (a --predictions row alone may be validated).
+local function recorded_methods(ctx, wanted, optional)
   local path = ctx.results .. "/history.sqlite"
-  if not knob.exists(path) then errors.usage("validate: %s does not exist (run searches first)", path) end
+  if not knob.exists(path) then
+    if optional then return {} end
+    errors.usage("validate: %s does not exist (run searches first, or give --predictions)", path)
+  end
   local history = History.open(path)
   local rows = history:rows("SELECT id, strategy, run_dir FROM runs WHERE status = 'complete' AND config_hash = ? "
     .. "ORDER BY id DESC", identity.hash(ctx.cfg, ctx.dataset_hash, "search"))
@@ -46,7 +65,7 @@ local function recorded_methods(ctx, wanted)
   local out, seen, metric = {}, {}, ctx.cfg.objective.metric
   for _, r in ipairs(rows) do
     local name = stem(r.strategy)
-    local best = not seen[name] and (not wanted or wanted[name]) and read_json(tostring(r.run_dir) .. "/best_config.json")
+    local best = not seen[name] and (not wanted or wanted[name]) and best_config_of(ctx, r.run_dir)
     if best and type(best.knob_mask) == "string" then
       seen[name] = true
       local mask = ctx.cfg.space:parse(best.knob_mask)
@@ -65,7 +84,7 @@ local function methods_of(ctx, opts)
     wanted = {}
     for _, m in ipairs(opts.methods) do wanted[m] = true end
   end
-  local out = recorded_methods(ctx, wanted)
+  local out = recorded_methods(ctx, wanted, opts.predictions ~= nil and not opts.methods)
   for name in pairs(wanted or {}) do
     local found = false
     for _, m in ipairs(out) do found = found or m.name == name end
@@ -74,12 +93,20 @@ local function methods_of(ctx, opts)
   if opts.predictions then
     local predictions = require("knobengine.predictions")
     local name = predictions.name(opts.predictions)
+    for _, m in ipairs(out) do
+      if m.name == name then errors.usage("--predictions: its method name '%s' is also a strategy's; rename the file", name) end
+    end
     local pred = predictions.read(opts.predictions, ctx.cfg.space, ctx.cfg.objective.metric)
-    local strategy = predictions.strategy(pred, ctx.cfg.objective)
-    local pick = strategy.pick
+    local pick = predictions.strategy(pred, ctx.cfg.objective).pick
     out[#out + 1] = { name = name, mask = pick, predicted = pred[pick] }
   end
   if #out == 0 then errors.usage("validate: no complete search of this config in %s/history.sqlite (run one first)", ctx.results) end
+  for _, m in ipairs(out) do -- each is a directory of the run
+    if not m.name:match("^[%w][%w._-]*$") or m.name == M.COMPARISON then
+      errors.usage("validate: the method name '%s' cannot name its directory (letters, digits, '.', '_', '-'; not '%s')",
+        m.name, M.COMPARISON)
+    end
+  end
   return out
 end
 
@@ -101,16 +128,22 @@ local function max_batch_of(cfg, mask)
   return v.max_batch
 end
 
--- The five probes of one method: the four levels, then the sinusoidal load.
+-- The five probes of one method: the four levels (each at least twice its concurrency
+-- in requests, so the level is held), then the sinusoidal load.
 local function probes_of(cfg, max_batch)
   local out = {}
   for i, l in ipairs(M.LEVELS) do
-    out[i] = { name = l.name, concurrency = l.num and math.max(1, max_batch * l.num // l.den) or 1 }
+    local c = l.concurrency(max_batch)
+    out[i] = { name = l.name, concurrency = c, requests = math.max(cfg.workload.request_count, 2 * c) }
   end
   local v = cfg.validate
   local mean = (v.min_rate + v.max_rate) / 2
-  local duration = v.duration_s or v.period_s
-  out[#out + 1] = { name = "optimization", rate = mean, requests = math.max(1, math.floor(mean * duration + 0.5)),
+  local n = math.max(1, math.floor(mean * (v.duration_s or v.period_s) + 0.5))
+  if n > load.MAX_PROBE_REQUESTS then
+    errors.usage("validate: the sinusoidal load would send %d requests; at most %d (lower validate.max_rate or "
+      .. "validate.duration_s)", n, load.MAX_PROBE_REQUESTS)
+  end
+  out[#out + 1] = { name = "optimization", rate = mean, requests = n,
     arrival_spec = { type = "sinusoid", min_rate = v.min_rate, max_rate = v.max_rate, period_s = v.period_s } }
   return out
 end
@@ -121,11 +154,21 @@ local function measure(ctx, method, dir)
   local mdir = dir .. "/" .. method.name
   util.mkdir(mdir)
   local probes, metrics = probes_of(ctx.cfg, method.max_batch), {}
-  load.run_probes(ctx, method.mask, mdir, function(k) return probes[k] end, function(level, m) metrics[level.name] = m end)
+  -- a pick whose server does not serve (a mask its sweep saw fail) is a failed row, not
+  -- the end of the validation; an interrupt still stops it
+  local ok, err = xpcall(load.run_probes, errors.handler, ctx, method.mask, mdir, function(k) return probes[k] end,
+    function(level, m) metrics[level.name] = m end)
+  if not ok then
+    if errors.stops_run(err) or not errors.is(err) then error(err, 0) end
+    method.error = err.message
+    output.say("validate: %s: %s", method.name, err.message)
+  end
+  local levels = {}
   for k, p in ipairs(probes) do
+    levels[p.name] = p.concurrency or cjson.null
     local sub = p.name == "optimization" and mdir .. "/optimization" or mdir .. "/validation/" .. p.name
     util.mkdir(sub)
-    local from = string.format("%s/requests-%02d.csv", mdir, k)
+    local from = load.probe_csv(mdir, k)
     if knob.exists(from) then
       local ok, err = os.rename(from, sub .. "/requests.csv")
       if not ok then errors.run("validate: cannot move %s: %s", from, err) end
@@ -134,7 +177,8 @@ local function measure(ctx, method, dir)
   end
   local resolved = knobs.resolve(ctx.cfg, method.mask)
   util.write_json(mdir .. "/config.json", { knob_mask = ctx.cfg.space:string(method.mask), argv = util.array(resolved.argv),
-    env = resolved.env, max_batch = method.max_batch, search_run = method.run or cjson.null })
+    env = resolved.env, max_batch = method.max_batch, concurrency = levels, search_run = method.run or cjson.null,
+    error = method.error or cjson.null })
   return metrics
 end
 
@@ -185,6 +229,7 @@ local function summary_text(cfg, rows)
       .. "req/s, regret %s%%", util.clean_text(r.name), cfg.space:string(r.mask), fixed(r.predicted, 3),
       fixed(r.levels.idle, 3), fixed(r.levels.medium, 3), fixed(r.levels.saturation, 3), fixed(r.levels.overload, 3),
       fixed(r.mape_pct, 2), fixed(r.goodput, 3), fixed(r.regret_pct, 2))
+      .. (r.error and ("; not measured: " .. util.clean_text(r.error)) or "")
   end
   return table.concat(lines, "\n") .. "\n"
 end
@@ -225,7 +270,7 @@ local function json_row(cfg, r)
   for _, l in ipairs(M.LEVELS) do levels[l.name] = r.levels[l.name] or cjson.null end
   return { method = r.name, knob_mask = cfg.space:string(r.mask), max_batch = r.max_batch, search_run = r.run or cjson.null,
     predicted = r.predicted or cjson.null, measured = levels, mape_pct = r.mape_pct or cjson.null,
-    goodput = r.goodput or cjson.null, regret_pct = r.regret_pct or cjson.null }
+    goodput = r.goodput or cjson.null, regret_pct = r.regret_pct or cjson.null, error = r.error or cjson.null }
 end
 
 -- Measures every method, prints the table and writes RESULTS/validation/<stamp>/.
@@ -242,18 +287,20 @@ function M.run(ctx, opts)
       output.say("validate: %s (mask %s, batch cap %d): 4 levels and the sinusoidal load ...", m.name, cfg.space:string(m.mask), m.max_batch)
       local f = figures(cfg, m, measure(ctx, m, d.aside))
       rows[i] = { name = m.name, mask = m.mask, max_batch = m.max_batch, run = m.run, predicted = m.predicted,
-        levels = f.levels, mape_pct = f.mape_pct, goodput = f.goodput }
+        levels = f.levels, mape_pct = f.mape_pct, goodput = f.goodput, error = m.error }
     end
     regrets(rows)
     local json = {}
     for i, r in ipairs(rows) do json[i] = json_row(cfg, r) end
-    util.write_json(d.aside .. "/comparison_results.json", { config_file = cfg.path, objective_metric = cfg.objective.metric,
+    local cdir = d.aside .. "/" .. M.COMPARISON
+    util.mkdir(cdir)
+    util.write_json(cdir .. "/comparison_results.json", { config_file = cfg.path, objective_metric = cfg.objective.metric,
       validate = cfg.validate, slo = cfg.slo, methods = util.array(json) })
-    util.write(d.aside .. "/summary.txt", summary_text(cfg, rows))
-    local drawn, why = plot(d.aside, rows)
+    util.write(cdir .. "/summary.txt", summary_text(cfg, rows))
+    local drawn, why = plot(cdir, rows)
     if not drawn then output.say("validate: the plot was not drawn: %s", why) end
     for _, log in ipairs({ "gnuplot.log", "gnuplot-png.log" }) do
-      if util.read_file(d.aside .. "/" .. log) == "" then os.remove(d.aside .. "/" .. log) end
+      if util.read_file(cdir .. "/" .. log) == "" then os.remove(cdir .. "/" .. log) end
     end
     rundir.publish(d)
     output.line(M.HEADER)

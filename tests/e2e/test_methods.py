@@ -237,13 +237,16 @@ class Validate(Workspace):
         self.assertEqual(rows["sim"][1:3], ["01", "4"])  # the best prediction; its max_num_seqs is the cap
         self.assertEqual(rows["sim"][7], "5.000")
         out = os.path.realpath(self.path("results", "validation", "latest"))
-        doc = load_json(os.path.join(out, "comparison_results.json"))
+        doc = load_json(os.path.join(out, "comparison", "comparison_results.json"))
         best_goodput = max(m["goodput"] for m in doc["methods"])
         for m in doc["methods"]:
             d = os.path.join(out, m["method"])
-            for level in self.LEVELS:
+            conc = load_json(os.path.join(d, "config.json"))["concurrency"]
+            cap = m["max_batch"]
+            self.assertEqual([conc[level] for level in self.LEVELS], [1, cap // 2, cap * 9 // 10, max(cap + 1, -(-cap * 11 // 10))])
+            for level in self.LEVELS:  # each level held: at least twice its concurrency in requests
                 self.assertEqual(len(table_rows_csv(os.path.join(d, "validation", level, "requests.csv"))),
-                                 cfg["workload"]["request_count"])
+                                 max(cfg["workload"]["request_count"], 2 * conc[level]))
             opt = table_rows_csv(os.path.join(d, "optimization", "requests.csv"))
             self.assertEqual(len(opt), round(17.5 * 1))  # the mean rate x one period
             self.assertTrue(all(r["scheduled_ms"] for r in opt))  # open loop
@@ -258,10 +261,20 @@ class Validate(Workspace):
         cd = next(m for m in doc["methods"] if m["method"] == "coord_descent")
         self.assertEqual((cd["knob_mask"], cd["predicted"]), (best["knob_mask"], best["metrics"]["p50_latency_ms"]))
         self.assertEqual(min(l.split(",")[-1] for l in lines[1:]), "0.00")  # the best method's regret
-        self.assertTrue(read(os.path.join(out, "summary.txt")).startswith("knobengine validate:"))
+        self.assertTrue(read(os.path.join(out, "comparison", "summary.txt")).startswith("knobengine validate:"))
         if shutil.which("gnuplot"):
             for name in ("validation.svg", "validation.png"):
-                self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+                self.assertTrue(os.path.exists(os.path.join(out, "comparison", name)), name)
+        # from another directory (history keeps run directories as they were given)
+        r = subprocess.run([KNOBENGINE, "validate", "--config", self.path("cfg.json"), "--results", self.path("results"),
+                            "--methods", "coord_descent"], cwd="/", capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.splitlines()[1].startswith("coord_descent,"))
+        # a model's pick whose server fails is a row with its error; the others are kept
+        self.write("bruteforce.csv", "knob_mask,p50_latency_ms\n00,1\n")
+        r = self.run_engine("validate", "--config", "cfg.json", "--predictions", "bruteforce.csv")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--predictions: its method name 'bruteforce' is also a strategy's", r.stderr)
         # --methods chooses; an unknown one is refused
         r = self.run_engine("validate", "--config", "cfg.json", "--methods", "halving")
         self.assertEqual(r.returncode, 2)
@@ -271,7 +284,22 @@ class Validate(Workspace):
         cfg = self.config()
         r = self.run_engine("validate", "--config", "cfg.json")
         self.assertEqual(r.returncode, 2)
-        self.assertIn("validate: results/history.sqlite does not exist (run searches first)", r.stderr)
+        self.assertIn("validate: results/history.sqlite does not exist (run searches first, or give --predictions)", r.stderr)
+        cfg["validate"]["max_batch_knob"] = "nope"
+        self.write_config(cfg)
+        r = self.run_engine("validate", "--config", "cfg.json")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("validate.max_batch_knob: 'nope' is not a knob's name", r.stderr)
+        cfg["validate"]["max_batch_knob"] = "max_num_seqs"
+        # a predictions row alone, without searches; its pick's server fails: a row with the error
+        cfg["knobs"][0]["flag"] = "--no-such-flag"
+        self.write_config(cfg)
+        self.write("sim.csv", "knob_mask,p50_latency_ms\n10,1\n00,2\n")
+        r = self.run_engine("validate", "--config", "cfg.json", "--predictions", "sim.csv")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.splitlines()[1], "sim,10,6,na,na,na,na,1.000,na,na,na")
+        doc = load_json(self.path("results", "validation", "latest", "comparison", "comparison_results.json"))
+        self.assertIn("did not serve", doc["methods"][0]["error"])
         del cfg["slo"]
         self.write_config(cfg)
         r = self.run_engine("validate", "--config", "cfg.json")

@@ -283,7 +283,7 @@ t.test("calibration: a Vidur request_metrics.csv's percentiles in ms, as numpy's
   util.write(path, "Request Id,request_e2e_time\n0,1\n")
   t.raises(function() calibration.read_simulated(path) end, "has no 'prefill_e2e_time' column")
   util.write(path, lines[1] .. "\n0,1,2,3,4,x\n1,1,fast,3,4,x\n")
-  t.raises(function() calibration.read_simulated(path) end, "line 3: 'prefill_e2e_time' is not a number of seconds (got 'fast')")
+  t.raises(function() calibration.read_simulated(path) end, "line 3: 'prefill_e2e_time' is not a number of seconds >= 0 (got 'fast')")
   local tpl = util.join(d, "sim.json")
   util.write(tpl, cjson.encode({ workload = { rps = 2.0 }, metrics = { ttft_ms = { p50 = 120.5, p99 = 350.2 },
     tpot_ms = { p50 = 25.4, p99 = 45.1 }, e2e_latency_s = { p50 = 3.2, p99 = 6.8 } } }))

@@ -69,6 +69,7 @@ local CHANGE = {
   ["executor.slots[].env"] = function(c) c.executor.slots[1].env = { X = "1" } end,
   ["strategy_options"] = function(c) c.strategy_options = { x = 1 } end,
   ["capacity.start_rate"] = function(c) c.capacity = { start_rate = 2 } end,
+  ["validate.max_batch_knob"] = function(c) c.validate = { max_batch_knob = c.knobs[1].name } end,
   ["nsys.capture_requests"] = function(c) c.nsys = { capture_requests = 2 } end,
   ["workload.dataset"] = function(c) c.workload.dataset = "other.jsonl" end,
   ["model.layers"] = function(c) c.model.layers = 3 end,
