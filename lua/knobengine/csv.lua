@@ -45,8 +45,9 @@ end
 -- The fields of one record held whole in text (a line without its line end), or nil
 -- and why for a malformed quote.
 function M.fields(text)
-  local fields, why = record_at(text, 1)
-  if not fields then return nil, why or "an empty record" end
+  local fields, after = record_at(text, 1)
+  if not fields then return nil, after or "an empty record" end
+  if after <= #text and not text:sub(after):match("^[\r\n]*$") then return nil, "a line break inside the record" end
   return fields
 end
 

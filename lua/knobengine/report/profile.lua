@@ -7,6 +7,7 @@ local f = require("knobengine.report.fmt")
 local M = {}
 
 local TOP = 10
+M.TOP = TOP -- rows of the operator and kernel tables (report/single.lua's too)
 
 -- The union of the top n entries of two lists (by total_ms), keyed by key(entry):
 -- {key, a = entry or nil, b = entry or nil}, largest first.

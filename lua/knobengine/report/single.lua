@@ -12,7 +12,7 @@ local sections = require("knobengine.report.sections")
 
 local M = {}
 
-local TOP = 10
+local TOP = profile.TOP
 
 local function what_was_measured(run)
   local s = run.summary
