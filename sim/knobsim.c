@@ -42,6 +42,7 @@ typedef struct {
   double slow_under_profiler; /* > 1: every modelled time multiplied when run under nsys */
   long log_lines;             /* > 0: that many lines of chatter before loading (tests of log caps) */
   const char *first_token_log; /* a CSV line per streamed request's first token (measuring clients) */
+  double usage_factor;         /* > 0: usage.completion_tokens reported x this (tests of a client's count check) */
   sim_params p;
 } options;
 
@@ -124,7 +125,6 @@ static void parse_args(int argc, char **argv, options *o) {
   o->p.max_batched_tokens = 512;
   o->p.kv_capacity_tokens = 4096;
   o->p.time_scale = 1.0;
-  o->p.jitter_pct = 0;
   if (argc < 3 || strcmp(argv[1], "serve") != 0) usage_error("%s", "the command is 'serve MODEL'");
   o->model = argv[2];
   for (int i = 3; i < argc; i++) {
@@ -160,6 +160,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--crash-after-requests")) o->crash_after_requests = (long)num_arg(name, VALUE());
     else if (FLAG("--error-rate")) o->error_rate = num_arg(name, VALUE());
     else if (FLAG("--malformed-after-tokens")) o->malformed_after_tokens = (int)num_arg(name, VALUE());
+    else if (FLAG("--usage-factor")) o->usage_factor = num_arg(name, VALUE());
     else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
     else if (FLAG("--slow-under-profiler")) o->slow_under_profiler = num_arg(name, VALUE());
@@ -179,8 +180,8 @@ static void parse_args(int argc, char **argv, options *o) {
   if (o->port < 0 || o->port > 65535) usage_error("argument --port: invalid value %s", "(0-65535; 0: any free port)");
   if (o->p.max_num_seqs < 1 || o->p.max_batched_tokens < 1 || o->p.kv_capacity_tokens < 1)
     usage_error("%s", "--max-num-seqs, --max-num-batched-tokens and --kv-capacity-tokens must be >= 1");
-  if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0)
-    usage_error("%s", "--time-scale and --jitter-pct must be >= 0, --error-rate in [0, 1]");
+  if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0 || o->usage_factor < 0)
+    usage_error("%s", "--time-scale, --jitter-pct and --usage-factor must be >= 0, --error-rate in [0, 1]");
   if (o->slow_under_profiler > 0 && under_profiler()) {
     /* for tests of profiling overhead: a server that a profiler slows down a lot */
     o->p.time_scale *= o->slow_under_profiler;
@@ -221,8 +222,10 @@ static void chunk_head(kbuf *b, const app *a, const request *r) {
   kbuf_json_string(b, a->o.model, strlen(a->o.model));
 }
 
-static void usage_json(kbuf *b, int prompt, int completion) {
-  kbuf_printf(b, "{\"prompt_tokens\":%d,\"total_tokens\":%d,\"completion_tokens\":%d}", prompt,
+static void usage_json(kbuf *b, const app *a, int prompt, int generated) {
+  double factor = a->o.usage_factor > 0 ? a->o.usage_factor : 1.0; /* 0: not given */
+  long completion = (long)(generated * factor + 0.5);
+  kbuf_printf(b, "{\"prompt_tokens\":%d,\"total_tokens\":%ld,\"completion_tokens\":%ld}", prompt,
               prompt + completion, completion);
 }
 
@@ -283,7 +286,7 @@ static void stream_token(app *a, request *r, sim_seq *s, const char *tok, const 
   if (finished && r->include_usage) {
     chunk_head(&b, a, r);
     kbuf_puts(&b, ",\"choices\":[],\"usage\":");
-    usage_json(&b, r->prompt_tokens, s->generated);
+    usage_json(&b, a, r->prompt_tokens, s->generated);
     kbuf_puts(&b, "}\n\n");
   }
   if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
@@ -313,7 +316,7 @@ static void respond_complete(app *a, request *r, const sim_seq *s, const char *r
     kbuf_json_string(&b, r->text.data, r->text.len);
     kbuf_printf(&b, ",\"logprobs\":null,\"finish_reason\":%s,\"stop_reason\":null}],\"usage\":", reason);
   }
-  usage_json(&b, r->prompt_tokens, s->generated);
+  usage_json(&b, a, r->prompt_tokens, s->generated);
   kbuf_puts(&b, "}");
   http_respond(a->http, r->conn, 200, "application/json", b.data, b.len);
   kbuf_free(&b);

@@ -29,8 +29,33 @@ local M = {}
 
 local copy = util.copy
 
+-- The validity gates (docs/files.md "Suspect trials"): what makes a measurement
+-- suspect, the client's own limits.
+M.SEND_LATENESS_LIMIT_MS = 10 -- open loop: p99 of how late requests were sent
+M.READ_LAG_LIMIT_MS = 5 -- streaming: p99 of how long received data waited to be read
+
+-- Why a Result cannot be trusted as measured, or nil: the client fell behind its
+-- schedule, read the streams late (TTFT and ITL overstated), or the server's token
+-- counts disagree with what it streamed.
+function M.suspect_reasons(m)
+  local out = {}
+  local late = type(m.send_lateness_ms) == "table" and m.send_lateness_ms.p99
+  if type(late) == "number" and late > M.SEND_LATENESS_LIMIT_MS then
+    out[#out + 1] = string.format("the client fell behind its schedule (send lateness p99 %.3f ms > %d)", late,
+      M.SEND_LATENESS_LIMIT_MS)
+  end
+  local lag = type(m.read_lag_ms) == "table" and m.read_lag_ms.p99
+  if type(lag) == "number" and lag > M.READ_LAG_LIMIT_MS then
+    out[#out + 1] = string.format("the client read the streams late (read lag p99 %.3f ms > %d)", lag, M.READ_LAG_LIMIT_MS)
+  end
+  if type(m.token_mismatch) == "number" and m.token_mismatch > 0 then
+    out[#out + 1] = string.format("%d request(s) reported token counts far from what they streamed", m.token_mismatch)
+  end
+  return #out > 0 and out or nil
+end
+
 -- A record from a knob.evaluate result. f: mask, mask_string, requests, full, config,
--- dir, wall_s, max_error_rate.
+-- dir, wall_s, max_error_rate, require_slo, reject_suspect.
 function M.from_result(r, f)
   local metrics = r.metrics or {}
   local rec = {
@@ -47,6 +72,11 @@ function M.from_result(r, f)
   if rec.valid and f.require_slo and metrics.slo_met ~= true then
     rec.valid = false
     rec.error = rec.error or "the SLO is not met (constraints.slo)"
+  end
+  rec.suspect = r.metrics and M.suspect_reasons(metrics) or nil
+  if rec.valid and rec.suspect and f.reject_suspect then
+    rec.valid = false
+    rec.error = "suspect (constraints.reject_suspect): " .. table.concat(rec.suspect, "; ")
   end
   return rec
 end
@@ -76,6 +106,7 @@ function M.stored(rec)
     ok = rec.ok, valid = rec.valid, error = rec.error or cjson.null, error_rate = rec.error_rate,
     metrics = rec.metrics, config = rec.config, timing = rec.timing, wall_s = rec.wall_s, dir = rec.dir,
     repeats = rec.repeats, kind = rec.kind, capacity_bound = rec.capacity_bound,
+    suspect = rec.suspect and util.array(rec.suspect) or cjson.null,
   }
 end
 
@@ -86,6 +117,7 @@ function M.decode(s)
   if rec.error == cjson.null then rec.error = nil end
   if rec.kind == cjson.null then rec.kind = nil end
   if rec.capacity_bound == cjson.null then rec.capacity_bound = nil end
+  if rec.suspect == cjson.null then rec.suspect = nil end
   rec.mask = math.tointeger(rec.mask)
   return rec
 end

@@ -68,6 +68,14 @@ local function warn_if_objective_unmeasured(records, obj)
     obj.metric == "max_rate" and " (only trials a strategy runs with search:capacity measure it)" or "")
 end
 
+-- Says on stderr when the best is suspect (record.suspect_reasons): it is never best
+-- silently.
+local function warn_if_suspect(best)
+  if not best.suspect then return end
+  say("the best (mask %s) is suspect: %s; its figures may not be the server's (constraints.reject_suspect makes "
+    .. "such trials invalid)", best.mask_string, table.concat(best.suspect, "; "))
+end
+
 -- Says on stderr when the best and the runner-up are closer than their noise.
 local function warn_if_within_noise(records, best, obj)
   local runner, gap, noise = objective.within_noise(records, obj)
@@ -292,6 +300,7 @@ local function search_body(ctx, baseline, dirs, run)
   end
   warn_if_objective_unmeasured(records, cfg.objective)
   warn_if_within_noise(records, best, cfg.objective)
+  warn_if_suspect(best)
   local base_metrics, source, base_bound = objective_baseline(ctx, baseline, records, best)
   local o = summary.objective
   o.baseline_value = objective.value({ metrics = base_metrics }, cfg.objective) or cjson.null

@@ -157,6 +157,8 @@ row("objective.tie_breakers", { type = "strings", default = { "p95_latency_ms:mi
   doc = "`metric:min` or `metric:max`, in order" })
 row("constraints.max_error_rate", { type = "number", default = 0, min = 0, max = 1, identity = "search",
   doc = "trials above it are invalid" })
+row("constraints.reject_suspect", { type = "boolean", default = false, identity = "search",
+  doc = "suspect trials (the client fell behind, read the streams late, or the server's token counts disagree: [files.md](files.md#suspect-trials)) are invalid" })
 row("constraints.slo", { type = "boolean", default = false, identity = "search", doc = "trials whose SLO does not hold are invalid (needs an `slo`)" })
 
 row("slo.ttft_ms", { type = "number", min = 0, max = 1e9, identity = "measure", doc = "a threshold on TTFT (at least one threshold)" })

@@ -181,7 +181,7 @@ local function ms(v) return type(v) == "number" and string.format("%.3f", v) or 
 
 -- A streaming client that reads data this late (ms, p99) is not keeping up: a chunk
 -- that waits until the next one arrives is dated by the later arrival.
-M.READ_LAG_WARN_MS = 5
+M.READ_LAG_WARN_MS = record.READ_LAG_LIMIT_MS
 
 -- Says on stderr when the client could not keep up: an open loop that fell behind its
 -- schedule (the server saw less load than asked for), or streams read late (TTFT and
@@ -189,7 +189,7 @@ M.READ_LAG_WARN_MS = 5
 function M.warn_if_behind(label, m)
   local late, hits, lag = m.send_lateness_ms, m.concurrency_cap_hits, m.read_lag_ms
   local p99 = type(late) == "table" and late.p99
-  if type(p99) == "number" and p99 > 10 or (hits or 0) > 0 then
+  if type(p99) == "number" and p99 > record.SEND_LATENESS_LIMIT_MS or (hits or 0) > 0 then
     io.stderr:write(string.format("knobengine: %s: the client fell behind its schedule (send lateness p99 %s ms, max "
       .. "%s ms; %d request(s) waited for workload.max_concurrency)\n", label, ms(p99), ms(late.max), hits or 0))
   end
@@ -253,7 +253,7 @@ function M.run(ctx, mask, opts)
     mask = mask, mask_string = resolved.mask_string, requests = requests,
     full = requests == cfg.workload.request_count, config = M.resolved_config(cfg, resolved, requests),
     dir = opts.dir, wall_s = knob.now() - started, max_error_rate = cfg.constraints.max_error_rate,
-    require_slo = cfg.constraints.slo,
+    require_slo = cfg.constraints.slo, reject_suspect = cfg.constraints.reject_suspect,
   })
   if opts.profile then
     local p = r.profile or {}

@@ -167,3 +167,32 @@ class Repeats(Workspace):
             self.assertEqual(t["metrics"]["request_count"], 36)
         trial_dir = self.path("results", "search", "latest", "trials", "000-0")
         self.assertEqual(sorted(os.listdir(trial_dir)), ["logs.txt", "requests-2.csv", "requests-3.csv", "requests.csv"])
+
+
+class Suspect(Workspace):
+    def test_a_suspect_best_is_said_and_reject_suspect_makes_trials_invalid(self):
+        """A server whose usage.completion_tokens is far from what it streams (knobsim
+        --usage-factor): every trial is suspect, kept in summary.json and the report, the
+        best said on stderr; with constraints.reject_suspect every trial is invalid."""
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--usage-factor", "100"]
+        self.write_config(cfg)
+        self.assertEqual(self.run_engine("--config", "cfg.json").returncode, 0)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        summary = load_json(self.path("results", "search", "latest", "summary.json"))
+        reason = "%d request(s) reported token counts far from what they streamed" % cfg["workload"]["request_count"]
+        self.assertEqual({tuple(t["suspect"]) for t in summary["trials"]}, {(reason,)})
+        best = next(t for t in summary["trials"] if t["trial"] == summary["best_trial"])
+        self.assertIn("knobengine: the best (mask %s) is suspect: %s" % (best["knob_mask"], reason), r.stderr)
+        with open(self.path("results", "search", "latest", "report.md")) as f:
+            md = f.read()
+        self.assertIn("best (suspect: %s)" % reason, md)
+        self.assertIn("- The best's measurement is suspect: %s" % reason, md)
+        cfg["constraints"] = {"reject_suspect": True}
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no valid trial", r.stderr)
+        summary = load_json(self.path("results", "search", "latest", "summary.json"))
+        self.assertEqual({t["error"] for t in summary["trials"]}, {"suspect (constraints.reject_suspect): " + reason})

@@ -453,4 +453,24 @@ t.test("docs/lua-api.md documents exactly the knob module's functions", function
   t.eq(methods, { wait_ready = true, stop = true, pid = true, exited = true })
 end)
 
+t.test("suspect trials: the client's limits and the token check; reject_suspect makes them invalid", function()
+  local record = require("knobengine.record")
+  local m = { error_rate = 0, send_lateness_ms = { p99 = 12.5 }, read_lag_ms = { p99 = 5 }, token_mismatch = 2 }
+  local reasons = record.suspect_reasons(m)
+  t.eq(reasons, { "the client fell behind its schedule (send lateness p99 12.500 ms > 10)",
+    "2 request(s) reported token counts far from what they streamed" })
+  t.eq(record.suspect_reasons({ send_lateness_ms = { p99 = 10 }, read_lag_ms = { p99 = 5.5 }, token_mismatch = 0 }),
+    { "the client read the streams late (read lag p99 5.500 ms > 5)" })
+  t.eq(record.suspect_reasons({ token_mismatch = 0 }), nil)
+  local f = { mask = 1, mask_string = "01", requests = 4, full = true, max_error_rate = 0 }
+  local rec = record.from_result({ ok = true, metrics = m }, f)
+  t.eq({ rec.valid, rec.suspect }, { true, reasons })
+  local back = record.decode(cjson.decode(cjson.encode(record.stored(rec))))
+  t.eq(back.suspect, reasons)
+  t.eq(record.decode(cjson.decode(cjson.encode(record.stored(record.from_result({ ok = true, metrics = {} }, f))))).suspect, nil)
+  f.reject_suspect = true
+  rec = record.from_result({ ok = true, metrics = m }, f)
+  t.eq({ rec.valid, rec.error }, { false, "suspect (constraints.reject_suspect): " .. table.concat(reasons, "; ") })
+end)
+
 t.done()

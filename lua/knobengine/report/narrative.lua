@@ -132,6 +132,11 @@ function M.summary(run)
   items[#items + 1] = M.gpu_time(run)
   for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = noise(run)
+  local suspect = run.best_record and run.best_record.suspect
+  if type(suspect) == "table" and #suspect > 0 then
+    items[#items + 1] = "The best's measurement is suspect: " .. table.concat(suspect, "; ") .. " (docs/files.md "
+      .. "\"Suspect trials\"; constraints.reject_suspect excludes such trials)."
+  end
   items[#items + 1] = next_steps(run)
   return { id = "summary", title = "Summary", blocks = { f.list(items) } }
 end

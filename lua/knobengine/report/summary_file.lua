@@ -29,6 +29,7 @@ function M.keep(t, metric_names, with_repeats)
   if t.error ~= cjson.null then kept.error = t.error end
   if t.resumed ~= false then kept.resumed = t.resumed end
   kept.kind = t.kind
+  if type(t.suspect) == "table" then kept.suspect = t.suspect end
   if with_repeats then kept.repeats = t.repeats end
   return kept
 end

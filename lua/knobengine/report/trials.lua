@@ -62,9 +62,10 @@ function M.main_effects(run)
 end
 
 local function status(t, best_index)
-  if t.trial == best_index then return "best" end
+  local suspect = type(t.suspect) == "table" and #t.suspect > 0 and (" (suspect: " .. table.concat(t.suspect, "; ") .. ")") or ""
+  if t.trial == best_index then return "best" .. suspect end
   if not t.valid then return "invalid: " .. (f.get(t, "error") or "?") end
-  return "ok"
+  return "ok" .. suspect
 end
 
 -- A run of more trials than this shows a bounded table (docs/report.md "Large runs"):
