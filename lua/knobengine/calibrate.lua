@@ -22,9 +22,8 @@ local function same_rate(a, b) return math.abs(a - b) <= 1e-9 * math.max(math.ab
 
 -- The sweep of --sweep DIR: its rate levels, checked against the mask asked for.
 local function earlier_sweep(ctx, dir, mask)
-  local text = util.read_file(dir .. "/" .. require("knobengine.load").SWEEP_FILE)
-  local ok, s = pcall(cjson.decode, text or "")
-  if not text or not ok or type(s) ~= "table" or type(s.levels) ~= "table" then
+  local s = util.read_json(dir .. "/" .. require("knobengine.load").SWEEP_FILE)
+  if not s or type(s.levels) ~= "table" then
     errors.usage("--sweep: %s is not a load sweep (no readable sweep.json there)", dir)
   end
   if s.by ~= "rate" then errors.usage("--sweep: %s swept %s; calibrate compares arrival rates", dir, tostring(s.by)) end
@@ -146,9 +145,14 @@ local function document(ctx, mask, opts, sweep_dir, simulated, rows, mape, check
   local sims, m = {}, {}
   for i, s in ipairs(simulated) do sims[i] = { file = opts.simulated[i], source = s.source, requests = s.requests or cjson.null } end
   for name, qs in pairs(mape) do m[name] = { p50 = qs.p50 or cjson.null, p99 = qs.p99 or cjson.null } end
-  for _, c in ipairs(checks) do c.mape_pct, c.advice = c.mape_pct or cjson.null, c.advice or cjson.null end
-  return { knob_mask = ctx.cfg.space:string(mask), config_file = ctx.cfg.path, sweep = knob.realpath(sweep_dir) or sweep_dir, simulated = util.array(sims),
-    limits = ctx.cfg.calibration, rows = json_rows(rows), mape_pct = m, checks = util.array(checks), verdict = overall }
+  local cs = {}
+  for i, c in ipairs(checks) do
+    cs[i] = util.copy(c)
+    cs[i].mape_pct, cs[i].advice = c.mape_pct or cjson.null, c.advice or cjson.null
+  end
+  return { knob_mask = ctx.cfg.space:string(mask), config_file = ctx.cfg.path, sweep = knob.realpath(sweep_dir) or sweep_dir,
+    simulated = util.array(sims), limits = ctx.cfg.calibration, rows = json_rows(rows), mape_pct = m, checks = util.array(cs),
+    verdict = overall }
 end
 
 -- Reads the inputs (usage errors before anything runs), measures or reuses the sweep,
@@ -173,7 +177,7 @@ function M.run(ctx, mask, opts, take_results)
     rundir.publish(d)
     print_result(rows, mape, checks, overall)
     for _, c in ipairs(checks) do
-      if c.advice ~= cjson.null then
+      if c.advice then
         local limits = c.pass_below_pct == c.fail_from_pct and string.format("pass below %s%%", format.fixed(c.pass_below_pct, 2))
           or string.format("pass below %s%%, fail from %s%%", format.fixed(c.pass_below_pct, 2), format.fixed(c.fail_from_pct, 2))
         output.say("calibrate: %s %s: MAPE %s%% %s the %s tolerance (%s): %s", c.metric, c.quantile,

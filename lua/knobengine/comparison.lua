@@ -167,7 +167,7 @@ local function methods_of(ctx, opts)
   local out = {}
   for i, name in ipairs(names) do
     local path = strategies.path(name)
-    out[i] = { name = name:match("([^/]+)$"):gsub("%.lua$", ""), strategy = strategies.load(path) }
+    out[i] = { name = strategies.method_name(name), strategy = strategies.load(path) }
   end
   if opts.predictions then
     local predictions = require("knobengine.predictions")

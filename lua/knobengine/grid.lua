@@ -90,10 +90,7 @@ local function make_cells(ctx, g)
   end
 end
 
-local function read_json(path)
-  local ok, v = pcall(cjson.decode, util.read_file(path) or "")
-  return ok and type(v) == "table" and v or nil
-end
+local read_json = util.read_json
 
 -- A kept cell of the same identity: its result, or nil.
 local function kept(c)

@@ -97,9 +97,8 @@ function M.latest(results, mask_string)
   end
   table.sort(names, function(a, b) return a > b end)
   for _, name in ipairs(names) do
-    local text = util.read_file(root .. "/" .. name .. "/" .. M.FILE)
-    local ok, doc = pcall(cjson.decode, text or "")
-    if text and ok and type(doc) == "table" and doc.knob_mask == mask_string and type(doc.points) == "table" then
+    local doc = util.read_json(root .. "/" .. name .. "/" .. M.FILE)
+    if doc and doc.knob_mask == mask_string and type(doc.points) == "table" then
       return root .. "/" .. name, doc.points
     end
   end

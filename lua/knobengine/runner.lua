@@ -183,9 +183,7 @@ end
 
 -- The baseline's ncu_overhead.json (its ncu pass, docs/ncu.md), or null.
 local function ncu_overhead_of(dir)
-  local text = util.read_file(dir .. "/ncu_overhead.json")
-  local ok, v = pcall(cjson.decode, text or "")
-  return ok and type(v) == "table" and v or cjson.null
+  return util.read_json(dir .. "/ncu_overhead.json") or cjson.null
 end
 
 -- Profiles the best (and, with an `ncu` section, runs its ncu pass), writes its files

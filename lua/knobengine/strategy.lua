@@ -72,7 +72,7 @@ function M.load(path)
   if strategy.options ~= nil and type(strategy.options) ~= "table" then
     errors.usage("strategy %s: 'options' must be a table of option declarations", path)
   end
-  if strategy.name == nil then strategy.name = path:match("([^/]+)$"):gsub("%.lua$", "") end
+  if strategy.name == nil then strategy.name = M.method_name(path) end
   return strategy
 end
 
@@ -143,5 +143,9 @@ function M.options(strategy, raw, cfg)
   end
   return out
 end
+
+
+-- A strategy's name as compare and validate show it: its file's name without ".lua".
+function M.method_name(path) return ((tostring(path):match("([^/]+)$") or "?"):gsub("%.lua$", "")) end
 
 return M

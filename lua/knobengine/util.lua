@@ -13,6 +13,12 @@ function M.read_file(path)
   return data
 end
 
+-- A JSON file's object (or array), or nil when it is absent, unreadable or not one.
+function M.read_json(path)
+  local ok, v = pcall(cjson.decode, M.read_file(path) or "")
+  return ok and type(v) == "table" and v or nil
+end
+
 M.REPLACEMENT = "\u{FFFD}"
 
 -- s as valid UTF-8: every byte that is not part of a well-formed sequence (a stray

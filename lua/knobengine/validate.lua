@@ -33,13 +33,8 @@ M.LEVELS = {
 M.COMPARISON = "comparison" -- the run's directory of the comparison files
 M.HEADER = "method,knob_mask,max_batch,idle,medium,saturation,overload,predicted,mape_pct,goodput,regret_pct"
 
-local function stem(path) return (tostring(path):match("([^/]+)$") or "?"):gsub("%.lua$", "") end
 
-local function read_json(path)
-  local text = util.read_file(path)
-  local ok, v = pcall(cjson.decode, text or "")
-  return text and ok and type(v) == "table" and v or nil
-end
+local read_json = util.read_json
 
 -- A search run's best_config.json: history keeps the run directory as the engine was
 -- given it (relative to where it ran), so it is looked for under these results first.
@@ -64,7 +59,7 @@ local function recorded_methods(ctx, wanted, optional)
   history:close()
   local out, seen, metric = {}, {}, ctx.cfg.objective.metric
   for _, r in ipairs(rows) do
-    local name = stem(r.strategy)
+    local name = require("knobengine.strategy").method_name(r.strategy)
     local best = not seen[name] and (not wanted or wanted[name]) and best_config_of(ctx, r.run_dir)
     if best and type(best.knob_mask) == "string" then
       seen[name] = true

@@ -14,7 +14,6 @@
 --   run.capacity_grid: the results' latest capacity grid (capacity_grid.json), or nil
 --   run.single: a profile run (knobengine profile): run.baseline is its one measured
 --     config (the run directory itself), there is no best, no trials, no load sweep
-local cjson = require("cjson")
 local knob = require("knob")
 local csv = require("knobengine.csv")
 local errors = require("knobengine.errors")
@@ -25,14 +24,7 @@ local util = require("knobengine.util")
 
 local M = {}
 
--- A JSON file decoded, or nil when it is absent or not JSON.
-local function json_file(path)
-  local text = util.read_file(path)
-  if not text then return nil end
-  local ok, v = pcall(cjson.decode, text)
-  if ok and type(v) == "table" then return v end
-  return nil
-end
+local json_file = util.read_json
 
 -- latency_ms of the requests that succeeded (requests.csv: no error), appended to out.
 local function read_latencies(path, out)

@@ -78,6 +78,15 @@ function M.operators(run)
   return { id = "operators", title = "Top Operators", blocks = blocks }
 end
 
+-- Top Kernels' paragraph when a profile holds no kernel (subject: "the profiles hold"
+-- or "the profile holds").
+function M.no_kernels(trace, subject)
+  local missing = f.get(trace, "missing_tables") or {}
+  return f.p("na: " .. subject .. " no GPU kernels ("
+    .. (f.get(trace, "reason") or (#missing > 0 and ("the trace has no " .. table.concat(missing, ", ")) or "none ran"))
+    .. "). On a GPU server with nsys.trace including cuda this table lists the top " .. TOP .. " kernels.")
+end
+
 function M.kernels(run)
   local key = function(k) return k.name end
   local rows = {}
@@ -89,10 +98,7 @@ function M.kernels(run)
   local base_gpu, best_gpu = f.get(run.baseline.trace, "gpu_compute_ms"), run.best and f.get(run.best.trace, "gpu_compute_ms")
   local blocks = {}
   if #rows == 0 then
-    local missing = f.get(run.baseline.trace, "missing_tables") or {}
-    blocks[1] = f.p("na: the profiles hold no GPU kernels ("
-      .. (f.get(run.baseline.trace, "reason") or (#missing > 0 and ("the trace has no " .. table.concat(missing, ", ")) or "none ran"))
-      .. "). On a GPU server with nsys.trace including cuda this table lists the top " .. TOP .. " kernels.")
+    blocks[1] = M.no_kernels(run.baseline.trace, "the profiles hold")
   else
     blocks[1] = f.p(string.format("GPU kernels by total time, top %d of each run; percent is of all GPU compute time "
       .. "(baseline %s ms, best %s ms). Every kernel is in kernels.csv of baseline/ and best/.", TOP,

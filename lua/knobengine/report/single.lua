@@ -87,10 +87,7 @@ local function kernels(run)
   end
   local blocks = {}
   if #rows == 0 then
-    local missing = f.get(run.baseline.trace, "missing_tables") or {}
-    blocks[1] = f.p("na: the profile holds no GPU kernels ("
-      .. (f.get(run.baseline.trace, "reason") or (#missing > 0 and ("the trace has no " .. table.concat(missing, ", ")) or "none ran"))
-      .. "). On a GPU server with nsys.trace including cuda this table lists the top " .. TOP .. " kernels.")
+    blocks[1] = profile.no_kernels(run.baseline.trace, "the profile holds")
   else
     blocks[1] = f.p(string.format("GPU kernels by total time, top %d; percent is of all GPU compute time (%s ms). "
       .. "Every kernel is in kernels.csv.", TOP, f.num(f.get(run.baseline.trace, "gpu_compute_ms"))))
