@@ -82,6 +82,46 @@ typedef char ke_metric_text[256];
   X(slo_tpot,       NUM,  MEDIAN,       NUM,    SLO_AT,   "tpot_ms",              0) \
   X(slo_itl,        NUM,  MEDIAN,       NUM,    SLO_AT,   "itl_ms",               0) \
   X(slo_e2e,        NUM,  MEDIAN,       NUM,    SLO_AT,   "e2e_ms",               0) \
+  /* streaming: request sent to its first content chunk, reasoning not counted (ms); \
+   * TTFT counts reasoning_content chunks as tokens, as vLLM's bench does */ \
+  X(ttfot_p50,      NUM,  MEDIAN,       NUM,    TTFOT,    "p50",                  0) \
+  X(ttfot_p95,      NUM,  MEDIAN,       NUM,    TTFOT,    "p95",                  0) \
+  X(ttfot_p99,      NUM,  MEDIAN,       NUM,    TTFOT,    "p99",                  0) \
+  X(ttfot_mean,     NUM,  MEDIAN,       NUM,    TTFOT,    "mean",                 0) \
+  /* the server's Prometheus metrics over the measured phase (sampler.h): scrapes, \
+   * why there were none, gauges' mean/max (min for the queue), counters' increase; \
+   * NaN where the server does not expose the metric */ \
+  X(srv_scrapes,    INT,  SUM,          INT,    SERVER,   "scrapes",              0) \
+  X(srv_failed,     INT,  SUM,          INT,    SERVER,   "failed_scrapes",       0) \
+  X(srv_unavailable, TEXT, FIRST_TEXT,  TEXT,   SERVER,   "unavailable",          0) \
+  X(srv_running_mean, NUM, MEDIAN,      NUM,    SERVER,   "requests_running_mean", 0) \
+  X(srv_running_max, NUM, MEDIAN,       NUM,    SERVER,   "requests_running_max", 0) \
+  X(srv_waiting_mean, NUM, MEDIAN,      NUM,    SERVER,   "requests_waiting_mean", 0) \
+  X(srv_waiting_max, NUM, MEDIAN,       NUM,    SERVER,   "requests_waiting_max", 0) \
+  X(srv_waiting_min, NUM, MEDIAN,       NUM,    SERVER,   "requests_waiting_min", 0) \
+  X(srv_kv_mean,    NUM,  MEDIAN,       NUM,    SERVER,   "kv_cache_usage_mean",  0) \
+  X(srv_kv_max,     NUM,  MEDIAN,       NUM,    SERVER,   "kv_cache_usage_max",   0) \
+  X(srv_preemptions, NUM, SUM,          NUM,    SERVER,   "preemptions",          0) \
+  X(srv_prefix_queries, NUM, SUM,       NUM,    SERVER,   "prefix_cache_queries", 0) \
+  X(srv_prefix_hits, NUM, SUM,          NUM,    SERVER,   "prefix_cache_hits",    0) \
+  X(srv_prompt_tokens, NUM, SUM,        NUM,    SERVER,   "prompt_tokens",        0) \
+  X(srv_generation_tokens, NUM, SUM,    NUM,    SERVER,   "generation_tokens",    0) \
+  /* the GPUs over the measured phase (NVML, sampler.h): samples, why there were \
+   * none, power summed over the GPUs, utilisation and clocks averaged over them, \
+   * memory summed, energy from the GPUs' energy counters (else power x time) */ \
+  X(gpu_samples,    INT,  SUM,          INT,    GPU,      "samples",              0) \
+  X(gpu_unavailable, TEXT, FIRST_TEXT,  TEXT,   GPU,      "unavailable",          0) \
+  X(gpu_power_mean, NUM,  MEDIAN,       NUM,    GPU,      "power_w_mean",         0) \
+  X(gpu_power_max,  NUM,  MEDIAN,       NUM,    GPU,      "power_w_max",          0) \
+  X(gpu_sm_util,    NUM,  MEDIAN,       NUM,    GPU,      "sm_util_pct_mean",     0) \
+  X(gpu_mem_util,   NUM,  MEDIAN,       NUM,    GPU,      "memory_util_pct_mean", 0) \
+  X(gpu_mem_used,   NUM,  MEDIAN,       NUM,    GPU,      "memory_used_mib_max",  0) \
+  X(gpu_sm_clock,   NUM,  MEDIAN,       NUM,    GPU,      "sm_clock_mhz_mean",    0) \
+  X(gpu_mem_clock,  NUM,  MEDIAN,       NUM,    GPU,      "memory_clock_mhz_mean", 0) \
+  X(gpu_energy,     NUM,  SUM,          NUM,    GPU,      "energy_j",             0) \
+  /* energy per output token (J) and its inverse: NaN without GPU samples */ \
+  X(joules_per_token, NUM, MEDIAN,      NUM,    TOP,      "joules_per_output_token", 1) \
+  X(tokens_per_joule, NUM, MEDIAN,      NUM,    TOP,      "tokens_per_joule",     1) \
   /* the cause of the first failed request, "" if none (not in the Lua metrics: the \
    * trial's error says it) */ \
   X(first_error,    TEXT, FIRST_TEXT,   NONE,   TOP,      "first_error",          0)
@@ -97,7 +137,10 @@ typedef char ke_metric_text[256];
   G(LATENESS, "send_lateness_ms",       ALWAYS) \
   G(READ_LAG, "read_lag_ms",            ALWAYS) \
   G(MISMATCH, "token_mismatch_example", WITH_MISMATCH) \
-  G(SLO_AT,   "slo_at_percentile",      WITH_SLO)
+  G(SLO_AT,   "slo_at_percentile",      WITH_SLO) \
+  G(TTFOT,    "ttfot_ms",               ALWAYS) \
+  G(SERVER,   "server",                 ALWAYS) \
+  G(GPU,      "gpu",                    ALWAYS)
 
 #define KE_CTYPE_INT int
 #define KE_CTYPE_I64 long long
@@ -131,6 +174,7 @@ typedef enum {
   KE_PUSH_MET,   /* a boolean; cjson.null when negative */
   KE_PUSH_COUNT, /* a Lua integer; the key is absent when negative */
   KE_PUSH_WHOLE, /* a NUM member as a Lua integer (truncated) */
+  KE_PUSH_TEXT,  /* a TEXT member as a string; cjson.null when "" */
   KE_PUSH_NONE   /* not in the Lua metrics */
 } ke_metric_push;
 

@@ -15,8 +15,9 @@
  * Metrics: percentiles by linear interpolation (stats.h) over completed requests;
  * latency is request sent (when curl is about to write it, its pre-request callback:
  * queueing inside the client is not counted) to last byte; TTFT is sent to first
- * content chunk; TPOT is (latency - TTFT) / (tokens - 1) per request; ITL is every
- * gap between content chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN).
+ * token chunk (content or reasoning_content, as vLLM's bench counts them); TTFOT is
+ * sent to the first content chunk (reasoning not counted); TPOT is (latency - TTFT) /
+ * (tokens - 1) per request; ITL is every gap between token chunks. Non-streaming requests have no TTFT/TPOT/ITL (NaN).
  * Streaming: arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS, read
  * by peeking before curl reads), so a burst of chunks from many streams is not stamped
  * late by the time the client spends parsing the others; where a socket has none, the
@@ -31,6 +32,7 @@
 #include <stddef.h>
 
 #include "metrics.h"
+#include "sampler.h"
 
 #define KE_OUTPUT_FAILED (-3)
 
@@ -86,6 +88,16 @@ typedef struct {
                                request_count of them, ascending; NULL = closed loop */
   int max_concurrency;      /* open loop: at most this many in flight (0 = no cap) */
   ke_slo slo;
+  /* what the server and its GPUs report during the measured phase (sampler.h); a
+   * zeroed one samples nothing and says so in the metrics */
+  ke_sampler_opts sampler;
+  const char *reset_url;    /* POSTed (empty body) before the measured phase, e.g. vLLM's
+                               /reset_prefix_cache; a failure fails the replay; NULL = none */
+  /* closed loop, multi-turn: continues[b] = 1 when body b is the next turn of body b-1's
+   * conversation. A slot takes a whole conversation and sends each turn think_s after
+   * the previous one ended. NULL = every request independent. */
+  const unsigned char *continues;
+  double think_s;
 } ke_replay_opts;
 
 /* The metrics (ke_metrics) are the table of metrics.h. */

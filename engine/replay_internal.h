@@ -73,9 +73,12 @@ typedef struct {
   int measured;  /* counts toward metrics */
   int index;     /* row index when measured */
   double t_start, t_sent, t_first, t_last;
+  double t_first_output; /* its first content chunk (reasoning not counted), 0 = none */
+  int conv_next, conv_end; /* multi-turn: its conversation's next request and last one */
+  double due;              /* multi-turn: when its next turn is sent (0 = none waiting) */
   double t_last_data; /* arrival time of the data being parsed / last written to us */
   int fd;             /* the connection's socket (streaming only), -1 = unknown */
-  int chunks;    /* content chunks seen */
+  int chunks;    /* token chunks seen (content or reasoning) */
   long out_chunks;  /* chunks with generated output of any kind (content, reasoning, tools) */
   double out_bytes; /* bytes of that output (non-streaming: of the response) */
   double max_gap; /* its largest gap between content chunks (s) */

@@ -30,22 +30,23 @@ static void dist_from(double *x, size_t n, double *p50, double *p95, double *p99
 /* The sample arrays of a phase: one value per completed request (tpot: those with more
  * than one token), lateness per sent request, and every gap. */
 typedef struct {
-  double *lat, *ttft, *tpot, *late, *itl;
-  size_t nl, nt, np, nlate;
+  double *lat, *ttft, *tpot, *late, *itl, *ttfot;
+  size_t nl, nt, nto, np, nlate;
 } samples;
 
 static void samples_free(samples *s) {
-  free(s->lat); free(s->ttft); free(s->tpot); free(s->late); free(s->itl);
+  free(s->lat); free(s->ttft); free(s->ttfot); free(s->tpot); free(s->late); free(s->itl);
 }
 
 static int samples_alloc(samples *s, size_t n, size_t ngaps) {
   memset(s, 0, sizeof *s);
   s->lat = malloc(sizeof(double) * (n ? n : 1));
   s->ttft = malloc(sizeof(double) * (n ? n : 1));
+  s->ttfot = malloc(sizeof(double) * (n ? n : 1));
   s->tpot = malloc(sizeof(double) * (n ? n : 1));
   s->late = malloc(sizeof(double) * (n ? n : 1));
   s->itl = malloc(sizeof(double) * (ngaps ? ngaps : 1));
-  return s->lat && s->ttft && s->tpot && s->late && s->itl ? 0 : -1;
+  return s->lat && s->ttft && s->ttfot && s->tpot && s->late && s->itl ? 0 : -1;
 }
 
 static double tpot_of(const ke_request_row *r) {
@@ -125,6 +126,7 @@ static void collect(const ke_replay_opts *o, const ke_request_row *rows, double 
     out->input_tokens += r->input_tokens;
     s->lat[s->nl++] = r->latency_ms;
     if (!isnan(r->ttft_ms)) s->ttft[s->nt++] = r->ttft_ms;
+    if (!isnan(r->ttfot_ms)) s->ttfot[s->nto++] = r->ttfot_ms;
     double tp = tpot_of(r);
     if (!isnan(tp)) s->tpot[s->np++] = tp;
   }
@@ -144,6 +146,7 @@ int ke_replay_aggregate(const ke_replay_opts *o, const ke_request_row *rows, con
   out->duration_s = t1 - t0;
   dist_from(s.lat, s.nl, &out->latency_p50, &out->latency_p95, &out->latency_p99, &out->latency_mean);
   dist_from(s.ttft, s.nt, &out->ttft_p50, &out->ttft_p95, &out->ttft_p99, &out->ttft_mean);
+  dist_from(s.ttfot, s.nto, &out->ttfot_p50, &out->ttfot_p95, &out->ttfot_p99, &out->ttfot_mean);
   dist_from(s.tpot, s.np, &out->tpot_p50, &out->tpot_p95, &out->tpot_p99, &out->tpot_mean);
   dist_from(s.itl, ngaps, &out->itl_p50, &out->itl_p95, &out->itl_p99, NULL);
   out->tokens_per_s = out->duration_s > 0 ? (double)out->output_tokens / out->duration_s : NAN;
@@ -178,7 +181,7 @@ static void csv_ms(kbuf *b, double v) {
 
 int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, double t0, char *err, size_t errlen) {
   kbuf b = {0};
-  kbuf_puts(&b, "request,scheduled_ms,sent_ms,ttft_ms,latency_ms,output_tokens,prompt_tokens,http_status,error\n");
+  kbuf_puts(&b, "request,scheduled_ms,sent_ms,ttft_ms,ttfot_ms,latency_ms,output_tokens,prompt_tokens,http_status,error\n");
   for (int i = 0; i < n; i++) {
     const ke_request_row *r = &rows[i];
     if (!r->done) continue;
@@ -186,6 +189,7 @@ int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, dou
     csv_ms(&b, r->scheduled * 1000.0);
     kbuf_printf(&b, "%.3f,", (r->sent - t0) * 1000.0);
     csv_ms(&b, r->ttft_ms);
+    csv_ms(&b, r->ttfot_ms);
     kbuf_printf(&b, "%.3f,%d,%d,%ld,", r->latency_ms, r->tokens, r->input_tokens, r->status);
     csv_error_field(&b, r->error ? r->error : "");
     kbuf_puts(&b, "\n");

@@ -47,7 +47,7 @@ static long response_code(slot *s) {
  * delta's / message's content: what TTFT and the fallback token count go by), and the
  * bytes of generated output of any kind (content, reasoning, tool-call names and
  * arguments): what a usage count is checked against. */
-typedef struct { int content; double bytes; } chunk_output;
+typedef struct { int content, reasoning; double bytes; } chunk_output;
 
 static size_t str_len(const kj_value *v) { return v && v->type == KJ_STR ? v->len : 0; }
 
@@ -62,7 +62,7 @@ static size_t tool_call_bytes(const kj_value *calls) {
 }
 
 static chunk_output read_output(const kj_value *root, int streaming) {
-  chunk_output out = {0, 0};
+  chunk_output out = {0, 0, 0};
   const kj_value *choices = kj_get(root, "choices");
   if (!choices || choices->type != KJ_ARR) return out;
   for (const kj_value *c = choices->child; c; c = c->next) {
@@ -70,8 +70,9 @@ static chunk_output read_output(const kj_value *root, int streaming) {
     const kj_value *text = kj_get(c, "text");
     if (!text) text = kj_get(holder, "content");
     if (str_len(text) > 0) out.content = 1;
-    out.bytes += (double)(str_len(text) + str_len(kj_get(holder, "reasoning_content")) +
-                          str_len(kj_get(holder, "reasoning")) + tool_call_bytes(kj_get(holder, "tool_calls")));
+    size_t reasoning = str_len(kj_get(holder, "reasoning_content")) + str_len(kj_get(holder, "reasoning"));
+    if (reasoning > 0) out.reasoning = 1;
+    out.bytes += (double)(str_len(text) + reasoning + tool_call_bytes(kj_get(holder, "tool_calls")));
   }
   return out;
 }
@@ -143,7 +144,8 @@ static int on_event(void *ud, const char *data, size_t len) {
     s->out_chunks++;
     s->out_bytes += out.bytes;
   }
-  if (out.content) {
+  if (out.content && s->t_first_output == 0) s->t_first_output = s->t_last_data;
+  if (out.content || out.reasoning) { /* a token chunk: TTFT, ITL and the count go by these */
     double now = s->t_last_data;
     if (s->chunks == 0) s->t_first = now;
     else {
@@ -214,7 +216,7 @@ size_t kr_on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
 }
 
 void kr_response_reset(slot *s) {
-  s->t_first = s->t_last = s->t_last_data = 0;
+  s->t_first = s->t_last = s->t_last_data = s->t_first_output = 0;
   s->chunks = 0;
   s->out_chunks = 0;
   s->out_bytes = 0;
@@ -241,7 +243,7 @@ static void slot_fail_http(slot *s, long code) {
 }
 
 /* The output tokens of a request that carried `fallback` by its own count (content
- * chunks; 1 for a non-streamed text): the server's usage.completion_tokens when it said
+ * or reasoning chunks; 1 for a non-streamed text): the server's usage.completion_tokens when it said
  * so and it is plausible (ke_usage_plausible), else the fallback (*mismatch set when
  * the usage was not believed). */
 static int output_tokens(const slot *s, int fallback, int *mismatch) {
@@ -273,7 +275,7 @@ static int finish_body(slot *s) {
     read_usage(s, root);
     chunk_output out = read_output(root, 0);
     s->out_bytes = out.bytes;
-    fallback = out.content;
+    fallback = out.content || out.reasoning;
   }
   kj_doc_reset(doc);
   return fallback;
@@ -325,6 +327,7 @@ void kr_slot_finish(slot *s, CURLcode result, double t_end) {
   double t_last = (o->stream && s->t_last_data > t_sent && s->t_last_data < t_end) ? s->t_last_data : t_end;
   r->latency_ms = (t_last - t_sent) * 1000.0;
   r->ttft_ms = (o->stream && s->chunks > 0) ? (s->t_first - t_sent) * 1000.0 : NAN;
+  r->ttfot_ms = (o->stream && s->t_first_output > 0) ? (s->t_first_output - t_sent) * 1000.0 : NAN;
   r->tokens = s->failed ? 0 : tokens;
   r->status = code;
   r->sent = t_sent;

@@ -15,6 +15,7 @@ typedef struct {
                         connection, when it was queued */
   double scheduled;  /* open loop: when it was due (s after the phase began); NaN closed */
   double ttft_ms, latency_ms;
+  double ttfot_ms;   /* to the first content chunk (NaN: none, or not streamed) */
   double max_gap_ms; /* its largest gap between content chunks (NaN: fewer than two) */
   int tokens;
   int input_tokens;  /* the server's usage.prompt_tokens; 0 when it did not say */

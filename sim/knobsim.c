@@ -43,6 +43,7 @@ typedef struct {
   long log_lines;             /* > 0: that many lines of chatter before loading (tests of log caps) */
   const char *first_token_log; /* a CSV line per streamed request's first token (measuring clients) */
   double usage_factor;         /* > 0: usage.completion_tokens reported x this (tests of a client's count check) */
+  int reasoning_tokens;        /* chat: the first N tokens are reasoning_content, as a reasoning parser sends them */
   sim_params p;
 } options;
 
@@ -54,6 +55,7 @@ typedef struct request {
   char user[64]; /* the request's `user` field, names it in --first-token-log */
   long created;
   kbuf text; /* non-streaming: the completion so far */
+  kbuf reasoning; /* non-streaming chat: its reasoning so far (--reasoning-tokens) */
   sim_seq *seq;
 } request;
 
@@ -116,6 +118,23 @@ static int under_profiler(void) {
   return getenv("QUADD_INJECTION_PROXY") != NULL || (preload && strstr(preload, "libToolsInjection"));
 }
 
+/* What the environment changes: a profiler's slowdown (tests), the attention backend. */
+static void apply_environment(options *o) {
+  if (o->slow_under_profiler > 0 && under_profiler()) {
+    /* for tests of profiling overhead: a server that a profiler slows down a lot */
+    o->p.time_scale *= o->slow_under_profiler;
+    fprintf(stderr, "INFO knobsim: running under a profiler: every modelled time x%g\n", o->slow_under_profiler);
+  }
+  const char *backend = getenv("VLLM_ATTENTION_BACKEND");
+  if (backend && *backend) {
+    if (strcmp(backend, "FLASHINFER") == 0) o->p.flashinfer = 1;
+    else if (strcmp(backend, "FLASH_ATTN") && strcmp(backend, "XFORMERS") && strcmp(backend, "TORCH_SDPA")) {
+      fprintf(stderr, "ValueError: Invalid attention backend: '%s'\n", backend);
+      exit(1);
+    }
+  }
+}
+
 static void parse_args(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
   o->host = "127.0.0.1";
@@ -161,6 +180,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--error-rate")) o->error_rate = num_arg(name, VALUE());
     else if (FLAG("--malformed-after-tokens")) o->malformed_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--usage-factor")) o->usage_factor = num_arg(name, VALUE());
+    else if (FLAG("--reasoning-tokens")) o->reasoning_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
     else if (FLAG("--slow-under-profiler")) o->slow_under_profiler = num_arg(name, VALUE());
@@ -182,19 +202,7 @@ static void parse_args(int argc, char **argv, options *o) {
     usage_error("%s", "--max-num-seqs, --max-num-batched-tokens and --kv-capacity-tokens must be >= 1");
   if (o->p.time_scale < 0 || o->error_rate < 0 || o->error_rate > 1 || o->p.jitter_pct < 0 || o->usage_factor < 0)
     usage_error("%s", "--time-scale, --jitter-pct and --usage-factor must be >= 0, --error-rate in [0, 1]");
-  if (o->slow_under_profiler > 0 && under_profiler()) {
-    /* for tests of profiling overhead: a server that a profiler slows down a lot */
-    o->p.time_scale *= o->slow_under_profiler;
-    fprintf(stderr, "INFO knobsim: running under a profiler: every modelled time x%g\n", o->slow_under_profiler);
-  }
-  const char *backend = getenv("VLLM_ATTENTION_BACKEND");
-  if (backend && *backend) {
-    if (strcmp(backend, "FLASHINFER") == 0) o->p.flashinfer = 1;
-    else if (strcmp(backend, "FLASH_ATTN") && strcmp(backend, "XFORMERS") && strcmp(backend, "TORCH_SDPA")) {
-      fprintf(stderr, "ValueError: Invalid attention backend: '%s'\n", backend);
-      exit(1);
-    }
-  }
+  apply_environment(o);
 }
 
 /* ---------- responses ---------- */
@@ -232,6 +240,7 @@ static void usage_json(kbuf *b, const app *a, int prompt, int generated) {
 static void free_request(app *a, request *r) {
   if (r->conn >= 0 && r->conn < a->by_conn_cap && a->by_conn[r->conn] == r) a->by_conn[r->conn] = NULL;
   kbuf_free(&r->text);
+  kbuf_free(&r->reasoning);
   free(r);
 }
 
@@ -272,7 +281,9 @@ static void stream_token(app *a, request *r, sim_seq *s, const char *tok, const 
   }
   chunk_head(&b, a, r);
   if (r->chat) {
-    kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+    int reasoning = s->generated <= a->o.reasoning_tokens;
+    kbuf_puts(&b, reasoning ? ",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":"
+                            : ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
     kbuf_json_string(&b, tok, strlen(tok));
     kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}]", finished ? reason : "null");
   } else {
@@ -307,7 +318,11 @@ static void respond_complete(app *a, request *r, const sim_seq *s, const char *r
     kbuf_printf(&b, ",\"object\":\"chat.completion\",\"created\":%ld,\"model\":", r->created);
     kbuf_json_string(&b, a->o.model, strlen(a->o.model));
     kbuf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    kbuf_json_string(&b, r->text.data, r->text.len);
+    kbuf_json_string(&b, r->text.data ? r->text.data : "", r->text.len);
+    if (r->reasoning.len) {
+      kbuf_puts(&b, ",\"reasoning_content\":");
+      kbuf_json_string(&b, r->reasoning.data, r->reasoning.len);
+    }
     kbuf_printf(&b, "},\"logprobs\":null,\"finish_reason\":%s}],\"usage\":", reason);
   } else {
     kbuf_printf(&b, ",\"object\":\"text_completion\",\"created\":%ld,\"model\":", r->created);
@@ -343,7 +358,7 @@ static void on_token(void *ud, sim_seq *s, int finished) {
   if (r->stream) {
     stream_token(a, r, s, tok, reason, finished);
   } else {
-    kbuf_puts(&r->text, tok);
+    kbuf_puts(r->chat && s->generated <= a->o.reasoning_tokens ? &r->reasoning : &r->text, tok);
     if (finished) respond_complete(a, r, s, reason);
   }
   if (finished) {
@@ -499,6 +514,42 @@ static void handle_generate(app *a, int conn, const http_request *req, int chat)
   kj_doc_free(&doc);
 }
 
+/* One metric of /metrics in Prometheus text, with vLLM's name, labels and help. */
+static void metric_line(kbuf *b, const char *labels, const char *name, const char *type, const char *help, double v) {
+  int counter = strcmp(type, "counter") == 0;
+  size_t base = counter ? strlen(name) - strlen("_total") : strlen(name); /* a counter's family drops _total */
+  kbuf_printf(b, "# HELP %.*s %s\n# TYPE %.*s %s\n%s{%s} %.1f\n", (int)base, name, help, (int)base, name, type, name,
+              labels, v);
+}
+
+/* GET /metrics: the engine's state as vLLM names it. */
+static void send_metrics(app *a, int conn) {
+  kbuf labels = {0}, b = {0};
+  kbuf_puts(&labels, "engine=\"0\",model_name=\"");
+  for (const char *p = a->o.model; *p; p++) { /* a label value's escapes */
+    if (*p == '\\' || *p == '"') kbuf_printf(&labels, "\\%c", *p);
+    else if (*p == '\n') kbuf_puts(&labels, "\\n");
+    else kbuf_append(&labels, p, 1);
+  }
+  kbuf_puts(&labels, "\"");
+  const sim_model *m = &a->model;
+  const char *l = labels.data;
+  metric_line(&b, l, "vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", m->n_running);
+  metric_line(&b, l, "vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", sim_model_waiting(m));
+  metric_line(&b, l, "vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
+              m->kv_capacity > 0 ? (double)m->kv_used / m->kv_capacity : 0);
+  metric_line(&b, l, "vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", m->preemptions_total);
+  metric_line(&b, l, "vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in terms of number of queried tokens.",
+              m->prefix_queries_total);
+  metric_line(&b, l, "vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens.",
+              m->prefix_hits_total);
+  metric_line(&b, l, "vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", m->prompt_tokens_total);
+  metric_line(&b, l, "vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", m->generation_tokens_total);
+  http_respond(a->http, conn, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+  kbuf_free(&labels);
+  kbuf_free(&b);
+}
+
 static void on_request(void *ud, int conn, const http_request *req) {
   app *a = ud;
   a->request_arrived = req->arrived > 0 ? req->arrived : now_s();
@@ -524,6 +575,11 @@ static void on_request(void *ud, int conn, const http_request *req) {
     kbuf_puts(&b, ",\"parent\":null,\"max_model_len\":32768}]}");
     http_respond(a->http, conn, 200, "application/json", b.data, b.len);
     kbuf_free(&b);
+  } else if (strcmp(req->path, "/metrics") == 0 && is_get) {
+    send_metrics(a, conn);
+  } else if (strcmp(req->path, "/reset_prefix_cache") == 0 && is_post) {
+    sim_model_reset_prefix_cache(&a->model);
+    http_respond(a->http, conn, 200, "application/json", "", 0);
   } else if (strcmp(req->path, "/v1/completions") == 0 && is_post) {
     handle_generate(a, conn, req, 0);
   } else if (strcmp(req->path, "/v1/chat/completions") == 0 && is_post) {
@@ -541,6 +597,7 @@ static void on_close(void *ud, int conn) {
   r->conn = -1;
   a->by_conn[conn] = NULL;
   kbuf_free(&r->text);
+  kbuf_free(&r->reasoning);
   free(r);
 }
 

@@ -149,6 +149,17 @@ static void drop_aborted(sim_model *m) {
   }
 }
 
+int sim_model_waiting(const sim_model *m) {
+  int n = 0;
+  for (const sim_seq *s = m->waiting; s; s = s->next) n++;
+  return n;
+}
+
+void sim_model_reset_prefix_cache(sim_model *m) {
+  if (m->cache) memset(m->cache, 0, m->cache_cap * sizeof *m->cache);
+  m->cache_used = 0;
+}
+
 static void admit(sim_model *m) {
   sim_seq **tail = &m->running;
   while (*tail) tail = &(*tail)->next;
@@ -161,12 +172,15 @@ static void admit(sim_model *m) {
     s->running = 1;
     m->kv_used += kv_need(s);
     m->n_running++;
+    m->prompt_tokens_total += s->prompt_tokens;
     if (m->p.prefix_caching) {
       int hit = 0;
       while (hit < s->n_blocks && cache_has(m, s->blocks[hit])) hit++;
       s->cached = hit * BLOCK_TOKENS;
       if (s->cached >= s->prompt_tokens) s->cached = s->prompt_tokens - 1;
       s->prefilled = s->cached;
+      m->prefix_queries_total += s->prompt_tokens;
+      m->prefix_hits_total += s->cached;
     }
     *tail = s;
     tail = &s->next;
@@ -263,6 +277,7 @@ static void finish_step(sim_model *m, sim_emit_fn emit, void *ud) {
     int finished = 0;
     if (emit_token && !s->aborted) {
       s->generated++;
+      m->generation_tokens_total++;
       finished = s->generated >= s->target_tokens;
       emit(ud, s, finished);
     }
@@ -315,6 +330,7 @@ static double advance_fixed(sim_model *m, double now, sim_emit_fn emit, void *ud
     int finished = 0;
     while (!s->aborted && !finished && s->next_at <= now) {
       s->generated++;
+      m->generation_tokens_total++;
       finished = s->generated >= s->target_tokens;
       emit(ud, s, finished);
       s->next_at += tpot;

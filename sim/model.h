@@ -52,6 +52,11 @@ typedef struct {
   double step_start, prefill_end, step_end;
   int step_prefill_tokens, step_decodes;
   int open_phase; /* 0 none, 1 prefill, 2 decode: the phase range now open */
+  /* what the server's /metrics says (vLLM's counters): prompt tokens admitted, tokens
+   * generated, prompt tokens looked up in / found in the prefix cache, preemptions
+   * (none: a sequence is admitted only when its whole KV reservation fits) */
+  double prompt_tokens_total, generation_tokens_total, prefix_queries_total, prefix_hits_total;
+  double preemptions_total;
 } sim_model;
 
 /* Called for each token a step produced (finished = last token of the sequence). */
@@ -63,6 +68,10 @@ void sim_model_free(sim_model *m);
 sim_seq *sim_seq_new(sim_model *m, const uint64_t *tokens, int n, int max_tokens, int ignore_eos,
                      uint64_t seed, void *owner);
 void sim_model_submit(sim_model *m, sim_seq *s);
+/* Sequences waiting for admission. */
+int sim_model_waiting(const sim_model *m);
+/* Forgets every cached prefix (vLLM's POST /reset_prefix_cache). */
+void sim_model_reset_prefix_cache(sim_model *m);
 /* Marks a sequence aborted (client gone); the model drops it at the next step. */
 void sim_model_abort(sim_model *m, sim_seq *s);
 /* Advances time: finishes the step in flight when due, starts the next when there is

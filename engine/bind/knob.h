@@ -6,7 +6,7 @@
  * with context); argument type errors raise at once (they are programming errors).
  * Missing values are pushed as cjson.null (light userdata NULL) so they survive into
  * JSON as null. The module is split by concern: knob.c (the module table, files,
- * clocks), knob_trial.c (evaluate, replay, metric_names), knob_trace.c (trace summary,
+ * clocks), knob_trial.c (evaluate, replay, metric_names, server_metrics), knob_trace.c (trace summary,
  * nsys export), knob_proc.c (processes), luadb.c (SQLite); the helpers they all use are
  * lhelp.h, which depends on none of them.
  * Ownership: the module table belongs to the Lua state; nothing here keeps C memory

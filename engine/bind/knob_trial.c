@@ -1,4 +1,4 @@
-/* knob_trial.c - knob.evaluate, knob.replay and knob.metric_names (see knob.h,
+/* knob_trial.c - knob.evaluate, knob.replay, knob.metric_names and knob.server_metrics (see knob.h,
  * docs/lua-api.md).
  *
  * Reads a trial spec table into ke_trial, runs it, and returns the result as a table.
@@ -12,6 +12,7 @@
 #include "knob.h"
 #include "lhelp.h"
 #include "metrics.h"
+#include "sampler.h"
 #include "supervise.h"
 
 /* One metric into the table on top, by its row's push rule (metrics.h). */
@@ -27,6 +28,10 @@ static void push_value(lua_State *L, const ke_metrics *m, const ke_metric_desc *
     if (ke_metric_int(m, d) >= 0) ke_set_int(L, d->key, ke_metric_int(m, d));
     break;
   case KE_PUSH_WHOLE: ke_set_int(L, d->key, ke_metric_int(m, d)); break;
+  case KE_PUSH_TEXT:
+    if (ke_metric_str(m, d)[0]) ke_set_str(L, d->key, ke_metric_str(m, d));
+    else ke_set_null(L, d->key);
+    break;
   case KE_PUSH_NONE: break;
   }
 }
@@ -71,6 +76,29 @@ static int l_metric_names(lua_State *L) {
   return 1;
 }
 
+/* knob.server_metrics(): {key = {kind = "gauge"|"counter", names = {...}}}, the table
+ * the server's Prometheus metrics are read by (sampler.h), with vLLM's names. */
+static int l_server_metrics(lua_State *L) {
+  lua_createtable(L, 0, KE_SRV_COUNT);
+  for (int k = 0; k < KE_SRV_COUNT; k++) {
+    const ke_server_metric_desc *d = &ke_server_metric_table[k];
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, d->counter ? "counter" : "gauge");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, k + 1);
+    lua_setfield(L, -2, "order");
+    lua_newtable(L);
+    lua_Integer i = 0;
+    for (const char *n = d->names; *n; n += strlen(n) + 1) {
+      lua_pushstring(L, n);
+      lua_rawseti(L, -2, ++i);
+    }
+    lua_setfield(L, -2, "names");
+    lua_setfield(L, -2, d->key);
+  }
+  return 1;
+}
+
 /* t.schedule: the send time of each measured request (s after the phase began),
  * ascending; absent = closed loop. The array is a userdata left on the stack. */
 static void read_schedule(lua_State *L, int t, ke_replay_opts *o) {
@@ -110,6 +138,72 @@ static void read_slo(lua_State *L, int t, ke_slo *slo) {
   lua_pop(L, 1);
 }
 
+/* t.server_metrics: {url | off, interval_ms, csv, names = {key = {name, ...}}}. */
+static void read_server_metrics(lua_State *L, int t, ke_sampler_opts *so) {
+  lua_getfield(L, t, "server_metrics");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int m = lua_gettop(L);
+  so->metrics_url = ke_opt_string(L, m, "url", NULL);
+  so->metrics_off = ke_opt_string(L, m, "off", NULL);
+  so->interval_ms = (int)ke_opt_number(L, m, "interval_ms", 500);
+  if (so->interval_ms < 1) so->interval_ms = 1;
+  so->metrics_csv = ke_opt_string(L, m, "csv", NULL);
+  lua_getfield(L, m, "names");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int names = lua_gettop(L);
+  for (int k = 0; k < KE_SRV_COUNT; k++) {
+    lua_getfield(L, names, ke_server_metric_table[k].key);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    if (lua_rawlen(L, -1) > KE_SAMPLER_MAX_NAMES)
+      luaL_error(L, "replay: at most %d names for server metric '%s'", KE_SAMPLER_MAX_NAMES, ke_server_metric_table[k].key);
+    so->names[k] = ke_string_list(L, lua_gettop(L)); /* the list and its array stay on the stack */
+  }
+}
+
+/* t.gpu: {devices = {i, ...} (absent: every GPU), csv}; absent = not sampled. */
+static void read_gpu(lua_State *L, int t, ke_sampler_opts *so) {
+  lua_getfield(L, t, "gpu");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int g = lua_gettop(L);
+  so->gpu = 1;
+  so->gpu_csv = ke_opt_string(L, g, "csv", NULL);
+  lua_getfield(L, g, "devices");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int d = lua_gettop(L);
+  size_t n = lua_rawlen(L, d);
+  int *dev = lua_newuserdatauv(L, (n + 1) * sizeof *dev, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, d, (lua_Integer)i + 1);
+    dev[i] = (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  so->gpu_devices = dev;
+  so->n_gpu_devices = (int)n;
+}
+
+/* t.continues: per body, true when it is the next turn of the previous body's
+ * conversation (multi-turn); t.think_s. */
+static void read_turns(lua_State *L, int t, ke_replay_opts *o) {
+  o->think_s = ke_opt_number(L, t, "think_s", 0);
+  lua_getfield(L, t, "continues");
+  if (lua_isnil(L, -1)) return;
+  luaL_checktype(L, -1, LUA_TTABLE);
+  int c = lua_gettop(L);
+  if (lua_rawlen(L, c) != o->n_bodies) luaL_error(L, "replay: 'continues' needs one flag per body");
+  unsigned char *flags = lua_newuserdatauv(L, o->n_bodies + 1, 0);
+  for (size_t i = 0; i < o->n_bodies; i++) {
+    lua_rawgeti(L, c, (lua_Integer)i + 1);
+    flags[i] = (unsigned char)(i > 0 && lua_toboolean(L, -1));
+    lua_pop(L, 1);
+  }
+  o->continues = flags;
+}
+
 /* Reads a replay description table at index t into o; leaves helper data on stack. */
 static void read_replay(lua_State *L, int t, ke_replay_opts *o) {
   t = lua_absindex(L, t);
@@ -139,6 +233,10 @@ static void read_replay(lua_State *L, int t, ke_replay_opts *o) {
   o->max_concurrency = (int)ke_opt_number(L, t, "max_concurrency", 0);
   read_schedule(L, t, o);
   read_slo(L, t, &o->slo);
+  o->reset_url = ke_opt_string(L, t, "reset_url", NULL);
+  read_server_metrics(L, t, &o->sampler);
+  read_gpu(L, t, &o->sampler);
+  read_turns(L, t, o);
 }
 
 static int l_replay(lua_State *L) {
@@ -353,4 +451,6 @@ void ke_bind_trial(lua_State *L, int t) {
   lua_setfield(L, t, "replay");
   lua_pushcfunction(L, l_metric_names);
   lua_setfield(L, t, "metric_names");
+  lua_pushcfunction(L, l_server_metrics);
+  lua_setfield(L, t, "server_metrics");
 }

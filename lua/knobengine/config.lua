@@ -2,6 +2,7 @@
 -- and applies the defaults. Every problem is a usage error (exit 2)
 -- naming the file and the key path, raised before anything is written.
 local cjson = require("cjson")
+local knob = require("knob")
 local errors = require("knobengine.errors")
 local knobs_of = require("knobengine.knobs")
 local registry = require("knobengine.registry")
@@ -343,10 +344,34 @@ end
 
 -- The sections -------------------------------------------------------------------
 
+-- server.metrics_names: {key of knob.server_metrics() = name | [names]}, checked.
+local function validate_metric_names(c, map)
+  local known, out = knob.server_metrics(), {}
+  for key, v in pairs(map) do
+    local path = "server.metrics_names." .. tostring(key)
+    if not known[key] then
+      local keys = {}
+      for k in pairs(known) do keys[#keys + 1] = k end
+      table.sort(keys)
+      c:bad(path, "is not a server metric the engine reads (%s)", table.concat(keys, ", "))
+    end
+    local list = type(v) == "string" and { v } or c:array(v, path, { nonempty = true })
+    if #list > 4 then c:bad(path, "at most 4 names") end
+    for i, n in ipairs(list) do
+      c:string(n, string.format("%s[%d]", path, i - 1))
+      if not n:match("^[%a_:][%w_:]*$") then c:bad(path, "'%s' is not a Prometheus metric name", n) end
+    end
+    out[key] = list
+  end
+  return out
+end
+
 local function validate_server(c, raw)
   local s = c:fields(c:section(raw, "server"), "server")
   if s.ready_path:sub(1, 1) ~= "/" then c:bad("server.ready_path", "must start with '/'") end
   if s.host:find("[%s/@]") then c:bad("server.host", "is not a host name or address") end
+  if s.metrics_path ~= "" and s.metrics_path:sub(1, 1) ~= "/" then c:bad("server.metrics_path", "must start with '/' (or be \"\")") end
+  s.metrics_names = validate_metric_names(c, s.metrics_names)
   return s
 end
 
@@ -371,6 +396,21 @@ local function validate_synthetic(c, s)
   return c:fields(s, "workload.synthetic")
 end
 
+-- workload.multi_turn: conversations, sent turn by turn (docs/load.md).
+local function validate_multi_turn(c, m, w, arrival)
+  if m == nil then return nil end
+  c:object(m, "workload.multi_turn", schema.keys("workload.multi_turn"))
+  if w.endpoint ~= "/v1/chat/completions" then
+    c:bad("workload.multi_turn", "needs workload.endpoint \"/v1/chat/completions\" (a conversation is messages)")
+  end
+  if arrival.open then
+    c:bad("workload.multi_turn", "needs a closed loop: each turn waits for the previous reply (workload.arrival is '%s')",
+      w.arrival.type)
+  end
+  if w.synthetic then c:bad("workload.multi_turn", "needs a dataset of conversations, not workload.synthetic") end
+  return c:fields(m, "workload.multi_turn")
+end
+
 local function validate_workload(c, raw, base_dir)
   if raw.workload == nil then c:bad("workload", "is required") end
   local w = c:section(raw, "workload")
@@ -386,6 +426,7 @@ local function validate_workload(c, raw, base_dir)
   if out.max_concurrency ~= nil and not arrival.open then
     c:bad("workload.max_concurrency", "caps an open-loop arrival (workload.arrival); a closed loop has workload.concurrency")
   end
+  out.multi_turn = validate_multi_turn(c, w.multi_turn, out, arrival)
   return out
 end
 
@@ -710,6 +751,7 @@ function M.parse(text, path, opts)
   cfg.workload = validate_workload(c, raw, base_dir)
   cfg.knobs, cfg.space = validate_knobs(c, raw, opts and opts.knobs_optional)
   cfg.nsys = validate_nsys(c, raw)
+  cfg.telemetry = c:fields(c:section(raw, "telemetry"), "telemetry")
   cfg.ncu = raw.ncu ~= nil and c:fields(c:section(raw, "ncu"), "ncu") or nil
   cfg.objective = validate_objective(c, raw)
   cfg.strategy_options = c:value(raw, "strategy_options")

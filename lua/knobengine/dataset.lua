@@ -173,33 +173,66 @@ local function prompt_of(item)
   return fmt and fmt.prompt and fmt.prompt(item)
 end
 
--- The JSON body of each item for the configured endpoint. Greedy decoding, a fixed
--- seed and ignore_eos make every run ask the server for the same work.
-function M.bodies(items, workload)
-  local chat = workload.endpoint == "/v1/chat/completions"
-  local bodies = {}
-  for i, item in ipairs(items) do
-    local body = {
-      model = workload.model,
-      max_tokens = item.max_tokens or workload.max_new_tokens,
-      ignore_eos = true,
-      temperature = 0,
-      seed = workload.seed,
-      stream = workload.stream,
-    }
-    if workload.stream then body.stream_options = { include_usage = true } end
+-- The body of one request: the item's prompt or the given messages.
+local function body_of(item, workload, messages, max_tokens)
+  local body = {
+    model = workload.model,
+    max_tokens = max_tokens or item.max_tokens or workload.max_new_tokens,
+    ignore_eos = true,
+    temperature = 0,
+    seed = workload.seed,
+    stream = workload.stream,
+  }
+  if workload.stream then body.stream_options = { include_usage = true } end
+  if workload.endpoint == "/v1/chat/completions" then
+    body.messages = messages or item.messages or { { role = "user", content = prompt_of(item) } }
+  else
     local prompt = prompt_of(item)
-    if chat then
-      body.messages = item.messages or { { role = "user", content = prompt } }
-    else
-      if not prompt then
-        errors.usage("workload.dataset: line %d has 'messages' but workload.endpoint is /v1/completions", item.line)
-      end
-      body.prompt = prompt
+    if not prompt then
+      errors.usage("workload.dataset: line %d has 'messages' but workload.endpoint is /v1/completions", item.line)
     end
-    bodies[i] = cjson.encode(body)
+    body.prompt = prompt
   end
-  return bodies
+  return cjson.encode(body)
+end
+
+-- Multi-turn: the turns of one conversation, each its user message with the history
+-- before it (the conversation as recorded), asking for as many tokens as the recorded
+-- reply has words; at most max_turns.
+local function turns_of(item, workload, max_turns)
+  local msgs = item.conversation or item.messages or { { role = "user", content = prompt_of(item) } }
+  local out = {}
+  for k, m in ipairs(msgs) do
+    if #out >= max_turns then break end
+    if m.role == "user" then
+      local reply = msgs[k + 1]
+      local n = reply and reply.role == "assistant" and type(reply.content) == "string" and rec.words(reply.content)
+      out[#out + 1] = body_of(item, workload, table.move(msgs, 1, k, 1, {}), n and math.max(1, n) or nil)
+    end
+  end
+  if #out == 0 then out[1] = body_of(item, workload) end
+  return out
+end
+
+-- The JSON body of each item for the configured endpoint. Greedy decoding, a fixed
+-- seed and ignore_eos make every run ask the server for the same work. A multi-turn
+-- workload has a body per turn, conversations one after another, and returns
+-- turns = {continues[b] (body b is the next turn of body b-1's conversation), turn[b]
+-- (its turn, from 1)}.
+function M.bodies(items, workload)
+  local bodies = {}
+  if not workload.multi_turn then
+    for i, item in ipairs(items) do bodies[i] = body_of(item, workload) end
+    return bodies
+  end
+  local turns = { continues = {}, turn = {} }
+  for _, item in ipairs(items) do
+    for t, body in ipairs(turns_of(item, workload, workload.multi_turn.max_turns)) do
+      bodies[#bodies + 1] = body
+      turns.continues[#bodies], turns.turn[#bodies] = t > 1, t
+    end
+  end
+  return bodies, turns
 end
 
 return M

@@ -7,6 +7,7 @@ local knob = require("knob")
 local config = require("knobengine.config")
 local knobs = require("knobengine.knobs")
 local errors = require("knobengine.errors")
+local observe = require("knobengine.observe")
 local output = require("knobengine.output")
 local format = require("knobengine.format")
 local probes = require("knobengine.probes")
@@ -132,14 +133,14 @@ end
 local function probe_replay(ctx, level, csv)
   local w = ctx.cfg.workload
   local n = level.requests or w.request_count
-  return {
+  return observe.add(ctx, {
     url = trial.base_url(ctx.cfg) .. w.endpoint, bodies = level.bodies or ctx.bodies, request_count = n,
     concurrency = level.concurrency or w.concurrency, warmup = w.warmup_requests,
     request_timeout_s = w.request_timeout_s, stream = w.stream, requests_csv = csv,
     schedule = level.rate and schedule.draw(level.arrival_spec or { type = level.arrival, rate = level.rate,
       burstiness = level.burstiness }, n, w.seed),
     max_concurrency = level.rate and w.max_concurrency or nil, slo = trial.slo_spec(ctx.cfg.slo),
-  }
+  }, trial.base_url(ctx.cfg))
 end
 
 -- Runs `levels` (a function: k, previous probe's metrics -> the next level or nil) as
@@ -155,7 +156,10 @@ function M.run_probes(ctx, mask, dir, next_level, on_probe)
       trial.warn_if_behind(level.rate and string.format("probe %d (%.3f requests/s)", k - 1, level.rate)
         or string.format("probe %d (concurrency %d)", k - 1, level.concurrency), prev)
     end
-    if prev then on_probe(level, prev) end
+    if prev then
+      observe.say_unavailable(prev)
+      on_probe(level, prev)
+    end
     level = next_level(k, prev)
     if not level then return nil end
     progress.say("probe %d: %s", k, level.rate and string.format("%.3f requests/s", level.rate)

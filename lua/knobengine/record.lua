@@ -33,10 +33,12 @@ local copy = util.copy
 -- suspect, the client's own limits.
 M.SEND_LATENESS_LIMIT_MS = 10 -- open loop: p99 of how late requests were sent
 M.READ_LAG_LIMIT_MS = 5 -- streaming: p99 of how long received data waited to be read
+M.QUEUE_MIN_SCRAPES = 3 -- open loop: scrapes that all saw a waiting request (the server's queue)
 
 -- Why a Result cannot be trusted as measured, or nil: the client fell behind its
--- schedule, read the streams late (TTFT and ITL overstated), or the server's token
--- counts disagree with what it streamed.
+-- schedule, read the streams late (TTFT and ITL overstated), the server's token
+-- counts disagree with what it streamed, or (open loop) the server's queue never
+-- drained while it was scraped.
 function M.suspect_reasons(m)
   local out = {}
   local late = type(m.send_lateness_ms) == "table" and m.send_lateness_ms.p99
@@ -50,6 +52,12 @@ function M.suspect_reasons(m)
   end
   if type(m.token_mismatch) == "number" and m.token_mismatch > 0 then
     out[#out + 1] = string.format("%d request(s) reported token counts far from what they streamed", m.token_mismatch)
+  end
+  local srv = type(m.server) == "table" and m.server or {}
+  local waiting = srv.requests_waiting_min
+  if type(late) == "number" and type(waiting) == "number" and waiting > 0 and (srv.scrapes or 0) >= M.QUEUE_MIN_SCRAPES then
+    out[#out + 1] = string.format("the server's queue never drained (at least %.15g request(s) waiting in every "
+      .. "scrape while requests were due): the open loop overloaded it for the whole phase", waiting)
   end
   return #out > 0 and out or nil
 end

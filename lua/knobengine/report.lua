@@ -14,6 +14,7 @@ local narrative = require("knobengine.report.narrative")
 local plots = require("knobengine.report.plots")
 local profile = require("knobengine.report.profile")
 local sections = require("knobengine.report.sections")
+local server = require("knobengine.report.server")
 local trials = require("knobengine.report.trials")
 local util = require("knobengine.util")
 
@@ -35,7 +36,8 @@ function M.document(run, final_dir)
     headline = narrative.headline(run) .. (context.confidence(run) and " " .. context.confidence(run) or ""),
     sections = {
       sections.environment(run), sections.aggregates(run), sections.stages(run), sections.mfu(run),
-      profile.operators(run), profile.kernels(run), counters.utilisation(run), trials.trials(run),
+      server.section(run), profile.operators(run), profile.kernels(run), counters.utilisation(run),
+      trials.trials(run),
     },
   }
   for _, line in ipairs(context.meta(run)) do doc.meta[#doc.meta + 1] = line end

@@ -18,12 +18,14 @@ end
 function M.of(cfg, opts)
   local w = cfg.workload
   local data = dataset.load(w, math.max(w.request_count, w.warmup_requests))
+  local bodies, turns = dataset.bodies(data.items, w)
   local ctx = {
     cfg = cfg,
     dataset_hash = data.hash,
     dataset_count = data.count,
     items = data.items,
-    bodies = dataset.bodies(data.items, w),
+    bodies = bodies,
+    turns = turns, -- multi-turn: which body continues a conversation, and its turn
     schedule = schedule.draw(w.arrival, w.request_count, w.seed, data.items),
     results = opts.results,
     force = opts.force,

@@ -65,6 +65,16 @@ row("server.port", { type = "integer", default = 8000, min = 1, max = 65535, ide
 row("server.ready_path", { type = "string", default = "/health", doc = "polled until it answers 200; starts with `/`" })
 row("server.ready_timeout_s", { type = "number", default = 900, min = 0.001, max = 86400, doc = "give up waiting for readiness" })
 row("server.stop_timeout_s", { type = "number", default = 30, min = 0, max = 3600, doc = "SIGTERM, then SIGKILL after this" })
+row("server.metrics_path", { type = "string", default = "/metrics",
+  doc = "the server's Prometheus endpoint, scraped during every measured phase ([files.md](files.md#server-metrics)); `\"\"`: not scraped. A server without one is said once, and its trials have `server.unavailable`" })
+row("server.metrics_interval_ms", { type = "integer", default = 500, min = 10, max = 60000,
+  doc = "time between scrapes (a first one as the phase begins, a last as it ends); the GPUs are sampled on the same beat" })
+row("server.metrics_names", { type = "object", default = {},
+  doc = "other names for the server metrics the engine reads: `{\"kv_cache_usage\": \"my_server:kv_used_fraction\"}`, a name or a list of up to 4 per key of [the table](files.md#server-metrics)" })
+row("server.reset_prefix_cache", { type = "boolean", default = false, identity = "measure",
+  doc = "POST `/reset_prefix_cache` before each measured phase, so no phase starts with what the warmup or the previous repeat or probe cached (vLLM serves it with `VLLM_SERVER_DEV_MODE=1`); a server that does not answer 2xx fails the trial" })
+row("telemetry.gpu", { type = "boolean", default = true,
+  doc = "sample the server's GPUs (NVML) during measured phases: power, utilisation, memory, clocks and energy ([files.md](files.md#gpu-telemetry)); without a driver the figures are null with the reason" })
 
 row("workload.dataset", { type = "string", doc_type = "path", doc = "the prompts (a path relative to the config; required unless `workload.synthetic`): JSON Lines, mooncake, ShareGPT or a CSV trace (Vidur's), see [load.md](load.md#datasets); its content (sha256) is part of the identity" })
 row("workload.dataset_format", { type = "enum", default = "auto", one_of = { "auto", table.unpack(registry.names("datasets")) },
@@ -82,6 +92,12 @@ row("workload.arrival.type", { type = "enum", default = "closed", identity = "me
 -- a key several arrival types use: which, and how, is theirs to say (`uses`)
 row("workload.arrival.rate", { type = "number", min = 1e-6, max = 1e6, identity = "measure", doc = "the mean rate" })
 plugin_rows("arrivals", "workload.arrival")
+row("workload.multi_turn", { type = "section", identity = "measure",
+  doc = "send each dataset record as a conversation ([load.md](load.md#multi-turn-conversations)): every user turn with the history before it, after the previous reply plus a think time; chat endpoint and closed loop only" })
+row("workload.multi_turn.think_time_ms", { type = "number", default = 0, min = 0, max = 3600000, identity = "measure",
+  doc = "the pause between a reply and the next turn of its conversation" })
+row("workload.multi_turn.max_turns", { type = "integer", default = 64, min = 1, max = 10000, identity = "measure",
+  doc = "at most this many user turns of each conversation are sent" })
 row("workload.max_concurrency", { type = "integer", min = 1, max = 16384, identity = "measure",
   doc = "open-loop arrivals only: at most this many in flight (a request that finds them all busy waits and counts in `concurrency_cap_hits`)" })
 row("workload.endpoint", { type = "enum", default = "/v1/completions", one_of = { "/v1/chat/completions", "/v1/completions" },

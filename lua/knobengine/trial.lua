@@ -4,6 +4,7 @@
 local cjson = require("cjson")
 local knob = require("knob")
 local knobs = require("knobengine.knobs")
+local observe = require("knobengine.observe")
 local errors = require("knobengine.errors")
 local progress = require("knobengine.progress")
 local record = require("knobengine.record")
@@ -96,6 +97,7 @@ local function trial_spec(ctx, resolved, opts, requests)
       slo = M.slo_spec(cfg.slo),
     },
   }
+  observe.add(ctx, spec.replay, M.base_url(cfg), resolved.env)
   spec.probe = opts.probe -- replays chosen one after another on this server (load.lua)
   if progress.enabled() then
     local label = opts.label or ("mask " .. resolved.mask_string)
@@ -239,6 +241,8 @@ function M.run(ctx, mask, opts)
     local label = opts.label or ("mask " .. resolved.mask_string)
     M.warn_if_behind(label, r.metrics)
     M.warn_if_miscounted(label, r.metrics)
+    observe.say_unavailable(r.metrics)
+    r.metrics.turns = observe.per_turn(ctx, spec.replay.requests_csv)
   end
   if r.output_failed then
     errors.storage("trial %s: %s (its workload ran, but what it measured could not be stored)", resolved.mask_string,

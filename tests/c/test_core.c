@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "json.h"
 #include "metrics.h"
+#include "prom.h"
 #include "replay.h"
 #include "rxtime.h"
 #include "sha256.h"
@@ -160,6 +161,7 @@ static int push_fits(const ke_metric_desc *d) {
   case KE_PUSH_INT: case KE_PUSH_COUNT: return integer;
   case KE_PUSH_NUM: case KE_PUSH_WHOLE: return d->type == KE_TYPE_NUM;
   case KE_PUSH_MET: return d->type == KE_TYPE_INT;
+  case KE_PUSH_TEXT: return d->type == KE_TYPE_TEXT;
   case KE_PUSH_NONE: return 1;
   }
   return 0;
@@ -191,11 +193,11 @@ static void test_metric_table_shape(void) {
       if (ke_metric_table[j].group == KE_GROUP_TOP) CHECK(strcmp(ke_metric_table[j].key, ke_metric_groups[g].key) != 0);
   }
   CHECK_STR(objectives, "error_rate p50_latency_ms p95_latency_ms p99_latency_ms mean_latency_ms tokens_per_s "
-                        "requests_per_s goodput slo_attainment_pct ");
+                        "requests_per_s goodput slo_attainment_pct joules_per_output_token tokens_per_joule ");
 }
 
 /* Three repeats with distinct values in every metric (30, 10, 20 plus the row number),
- * token_mismatch 0, 2, 5 and slo_met as given; first_error "", "second", "third". */
+ * token_mismatch 0, 2, 5 and slo_met as given; every text "", "second", "third". */
 static void fill_repeats(ke_metrics *reps, int n, const int *slo_met) {
   static const double base[3] = {30, 10, 20};
   memset(reps, 0, sizeof *reps * (size_t)n);
@@ -203,7 +205,10 @@ static void fill_repeats(ke_metrics *reps, int n, const int *slo_met) {
     for (size_t i = 0; i < ke_metric_count; i++) ke_metric_set(&reps[k], &ke_metric_table[i], base[k] + (double)i);
     reps[k].token_mismatch = (int[]){0, 2, 5}[k];
     reps[k].slo_met = slo_met[k];
-    snprintf(reps[k].first_error, sizeof reps[k].first_error, "%s", (const char *[]){"", "second", "third"}[k]);
+    for (size_t i = 0; i < ke_metric_count; i++)
+      if (ke_metric_table[i].type == KE_TYPE_TEXT)
+        snprintf((char *)&reps[k] + ke_metric_table[i].offset, sizeof(ke_metric_text), "%s",
+                 (const char *[]){"", "second", "third"}[k]);
   }
 }
 
@@ -563,11 +568,72 @@ static void test_text_line(void) {
   CHECK(ke_utf8_sequence((const unsigned char *)"\xE0\x80\x80", 3) == 0); /* overlong */
 }
 
+/* The Prometheus text format (prom.h): types, labels and their escapes, special values,
+ * timestamps, comments; a malformed line refuses the document, naming the line. */
+typedef struct { kbuf out; int n; } prom_seen;
+
+static int prom_collect(void *ud, const ke_prom_sample *s) {
+  prom_seen *p = ud;
+  kbuf_printf(&p->out, "%s|%s|%s|%g|%lld\n", ke_prom_type_name(s->type), s->name, s->labels, s->value,
+              s->has_timestamp ? s->timestamp_ms : -1);
+  p->n++;
+  return 0;
+}
+
+static void test_prom(void) {
+  const char *doc =
+      "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+      "# TYPE vllm:num_requests_running gauge\n"
+      "vllm:num_requests_running{model_name=\"m\",engine=\"0\"} 3\n"
+      "# TYPE vllm:prompt_tokens counter\n"
+      "vllm:prompt_tokens_total{model_name=\"a \\\"q\\\" \\\\ \\n b\",} 1.5e3 1700000000000\n"
+      "# TYPE lat histogram\n"
+      "lat_bucket{le=\"0.1\"} 2\r\n"
+      "lat_bucket{le=\"+Inf\"} 5\n"
+      "lat_sum 0.75\n"
+      "lat_count 5\n"
+      "   \n"
+      "# a comment\n"
+      "other NaN\n"
+      "neg -Inf\n";
+  prom_seen p = {{0}, 0};
+  char err[128] = "";
+  CHECK(ke_prom_parse(doc, strlen(doc), prom_collect, &p, err, sizeof err) == 0);
+  CHECK_STR(err, "");
+  CHECK(p.n == 8);
+  CHECK_STR(p.out.data,
+            "gauge|vllm:num_requests_running|model_name=\"m\",engine=\"0\"|3|-1\n"
+            "counter|vllm:prompt_tokens_total|model_name=\"a \\\"q\\\" \\\\ \\n b\"|1500|1700000000000\n"
+            "histogram|lat_bucket|le=\"0.1\"|2|-1\n"
+            "histogram|lat_bucket|le=\"+Inf\"|5|-1\n"
+            "histogram|lat_sum||0.75|-1\n"
+            "histogram|lat_count||5|-1\n"
+            "untyped|other||nan|-1\n"
+            "untyped|neg||-inf|-1\n");
+  kbuf_free(&p.out);
+  const char *bad[][2] = {{"a 1\nb{x=1} 2\n", "line 2: a label value must be quoted"},
+                          {"a{x=\"1} 1\n", "line 1: unterminated label value"},
+                          {"a{x=\"\\q\"} 1\n", "line 1: unknown escape in a label value"},
+                          {"a\n", "line 1: bad or missing value"},
+                          {"a 1 2 3\n", "line 1: text after the timestamp"},
+                          {"a one\n", "line 1: bad or missing value"},
+                          {"# TYPE a gaugeish\n", "line 1: unknown metric type"},
+                          {"9a 1\n", "line 1: bad metric name"},
+                          {"a{x=\"1\" y=\"2\"} 1\n", "line 1: labels must be separated by ',' and closed by '}'"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    prom_seen q = {{0}, 0};
+    CHECK(ke_prom_parse(bad[i][0], strlen(bad[i][0]), prom_collect, &q, err, sizeof err) == -1);
+    CHECK_STR(err, bad[i][1]);
+    kbuf_free(&q.out);
+  }
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_text_line();
   test_json();
   test_sse();
+  test_prom();
   test_usage_plausible();
   test_stats();
   test_metric_table_shape();

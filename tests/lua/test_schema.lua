@@ -76,6 +76,15 @@ local CHANGE = {
   ["model.hidden_size"] = function(c) c.model.hidden_size = 65 end,
   ["slo.ttft_ms"] = function(c) c.slo.ttft_ms = 200 end,
   ["server.ready_path"] = function(c) c.server = { ready_path = "/ready" } end,
+  ["server.metrics_path"] = function(c) c.server = { metrics_path = "/other-metrics" } end,
+  ["server.metrics_names"] = function(c) c.server = { metrics_names = { kv_cache_usage = "my:kv" } } end,
+  ["workload.multi_turn"] = function(c) c.workload.multi_turn = {}; c.workload.endpoint = "/v1/chat/completions" end,
+  ["workload.multi_turn.think_time_ms"] = function(c)
+    c.workload.multi_turn = { think_time_ms = 5 }; c.workload.endpoint = "/v1/chat/completions"
+  end,
+  ["workload.multi_turn.max_turns"] = function(c)
+    c.workload.multi_turn = { max_turns = 2 }; c.workload.endpoint = "/v1/chat/completions"
+  end,
   ["nsys.gpu_metrics"] = function(c) c.nsys = { gpu_metrics = { 0, 1 } } end,
   ncu = function(c) c.ncu = {} end,
   slos = function(c) c.slos = { { name = "tight", ttft_ms = 50 } } end,

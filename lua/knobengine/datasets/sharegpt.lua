@@ -7,7 +7,19 @@ local rec = require("knobengine.dataset_record")
 
 local M = { name = "sharegpt", layout = "array", default = true }
 
--- One element: the first human turn and the reply after it.
+local ROLES = { human = "user", gpt = "assistant", system = "system" }
+
+-- Every turn as a chat message (human: user, gpt: assistant), for multi-turn workloads.
+local function conversation(turns)
+  local out = {}
+  for _, t in ipairs(turns) do
+    if ROLES[t.from] then out[#out + 1] = { role = ROLES[t.from], content = t.value } end
+  end
+  return out
+end
+
+-- One element: the first human turn and the reply after it (and the whole
+-- conversation, which a multi-turn workload sends turn by turn).
 function M.item(v, path, n)
   local turns = v.conversations
   if type(turns) ~= "table" then rec.bad(path, "element", n, "needs 'conversations' (an array)") end
@@ -16,7 +28,8 @@ function M.item(v, path, n)
       rec.bad(path, "element", n, "conversations[%d] needs string 'from' and 'value'", i - 1)
     end
     if t.from == "human" and turns[i + 1] and turns[i + 1].from == "gpt" and t.value:find("%S") then
-      return { prompt = t.value, max_tokens = math.max(1, rec.words(turns[i + 1].value or "")) }
+      return { prompt = t.value, max_tokens = math.max(1, rec.words(turns[i + 1].value or "")),
+        conversation = conversation(turns) }
     end
   end
   return nil -- no human turn with a reply: not a usable record (as vLLM's benchmarks skip them)

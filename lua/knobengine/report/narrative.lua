@@ -5,6 +5,7 @@ local context = require("knobengine.report.context")
 local counters = require("knobengine.report.counters")
 local f = require("knobengine.report.fmt")
 local objective = require("knobengine.report.objective")
+local server = require("knobengine.report.server")
 local plots = require("knobengine.report.plots")
 local sections = require("knobengine.report.sections")
 local trials = require("knobengine.report.trials")
@@ -130,6 +131,7 @@ function M.summary(run)
   local items = { M.headline(run), knobs_that_matter(run) }
   items[#items + 1] = context.alternatives(run, plots.pareto_front)
   items[#items + 1] = M.gpu_time(run)
+  items[#items + 1] = server.finding(run)
   for _, sentence in ipairs(counters.findings(run)) do items[#items + 1] = sentence end
   items[#items + 1] = noise(run)
   local suspect = run.best_record and run.best_record.suspect

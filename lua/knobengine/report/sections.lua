@@ -81,8 +81,10 @@ M.AGGREGATES = {
   { "p50 latency (ms)", "p50_latency_ms" }, { "p95 latency (ms)", "p95_latency_ms" },
   { "p99 latency (ms)", "p99_latency_ms" }, { "mean latency (ms)", "mean_latency_ms" },
   { "TTFT p50 (ms)", "ttft_ms", "p50" }, { "TTFT p95 (ms)", "ttft_ms", "p95" }, { "TTFT p99 (ms)", "ttft_ms", "p99" },
+  { "time to first output token p50 (ms)", "ttfot_ms", "p50" },
   { "TPOT p50 (ms)", "tpot_ms", "p50" }, { "TPOT p95 (ms)", "tpot_ms", "p95" },
   { "ITL p50 (ms)", "itl_ms", "p50" }, { "ITL p95 (ms)", "itl_ms", "p95" },
+  { "AIPerf / GuideLLM \"ITL\" p50 (ms, = TPOT)", "tpot_ms", "p50" },
   { "tokens/s", "tokens_per_s", higher = true }, { "requests/s", "requests_per_s", higher = true },
   { "error rate", "error_rate", d = 4 },
 }

@@ -142,7 +142,8 @@ function M.document(run, final_dir)
     meta = { "Run: " .. (final_dir or run.dir), "Configuration: " .. what_was_measured(run),
       "Generated: " .. os.date("!%Y-%m-%d %H:%M UTC") },
     headline = M.headline(run),
-    sections = { sections.environment(run), aggregates(run), stages(run), sections.mfu(run), operators(run),
+    sections = { sections.environment(run), aggregates(run), require("knobengine.report.server").section(run), stages(run),
+      sections.mfu(run), operators(run),
       kernels(run), counters.utilisation(run), summary(run) },
   }
   for _, line in ipairs(context.meta(run)) do doc.meta[#doc.meta + 1] = line end

@@ -13,7 +13,18 @@ local QUOTE, OPEN_ARRAY = 34, 91
 local OPENS = { [123] = true, [91] = true } -- { [
 
 -- The metrics of a trial the report reads (trials table, plots, main effects).
-M.METRICS = { "p50_latency_ms", "p95_latency_ms", "tokens_per_s" }
+M.METRICS = { "p50_latency_ms", "p95_latency_ms", "tokens_per_s", "joules_per_output_token" }
+-- ... and of its server metrics (the report's "What the server saw" per trial)
+M.SERVER = { "preemptions", "kv_cache_usage_max", "requests_waiting_max", "prefix_cache_queries", "prefix_cache_hits" }
+
+local function slim_server(srv)
+  if type(srv) ~= "table" then return nil end
+  local out, any = {}, false
+  for _, k in ipairs(M.SERVER) do
+    if srv[k] ~= cjson.null then out[k], any = srv[k], true end
+  end
+  return any and out or nil
+end
 
 -- What the report keeps of a trial entry: its identity, validity, error and the few
 -- metrics it shows; repeats only when asked (the best's entry is kept whole anyway).
@@ -24,6 +35,7 @@ function M.keep(t, metric_names, with_repeats)
   if type(metrics) == "table" then
     metrics = {}
     for _, k in ipairs(metric_names) do metrics[k] = t.metrics[k] end
+    metrics.server = slim_server(t.metrics.server)
   end
   local kept = { trial = t.trial, knob_mask = t.knob_mask, valid = t.valid, error_rate = t.error_rate, metrics = metrics }
   if t.error ~= cjson.null then kept.error = t.error end
@@ -153,7 +165,7 @@ function M.read(path)
     if not ok or type(head) ~= "table" then return end
     best_index = type(head.best_trial) == "number" and head.best_trial or nil
     local metric = type(head.objective) == "table" and head.objective.metric
-    if type(metric) == "string" then names = { M.METRICS[1], M.METRICS[2], M.METRICS[3], metric } end
+    if type(metric) == "string" then names = { M.METRICS[1], M.METRICS[2], M.METRICS[3], M.METRICS[4], metric } end
   end
   function r.take(text)
     local ok, t = pcall(cjson.decode, text)
