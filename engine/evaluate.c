@@ -148,7 +148,7 @@ static int check_owner(trial_run *run, const char *when) {
   return -1;
 }
 
-/* requests.csv, requests-2.csv, ... for repeat k (0-based). */
+/* requests.csv, requests-2.csv, ... for repeat k (0-based); likewise its other files. */
 static const char *repeat_csv(const char *csv, int k, char *buf, size_t len) {
   const char *dot = csv ? strrchr(csv, '.') : NULL;
   if (k == 0 || !dot) return csv;
@@ -165,8 +165,12 @@ static int replay_repeats(trial_run *run, char *err, size_t errlen) {
   int rc = 0;
   for (int k = 0; k < repeats && rc == 0; k++) {
     ke_replay_opts o = t->replay;
-    char csv[1100];
-    if (repeats > 1) o.requests_csv = repeat_csv(o.requests_csv, k, csv, sizeof csv);
+    char csv[1100], metrics_csv[1100], gpu_csv[1100];
+    if (repeats > 1) { /* each repeat's files: requests-2.csv, server_metrics-2.csv, ... */
+      o.requests_csv = repeat_csv(o.requests_csv, k, csv, sizeof csv);
+      o.sampler.metrics_csv = repeat_csv(o.sampler.metrics_csv, k, metrics_csv, sizeof metrics_csv);
+      o.sampler.gpu_csv = repeat_csv(o.sampler.gpu_csv, k, gpu_csv, sizeof gpu_csv);
+    }
     if (k > 0) o.warmup = 0; /* the server is warm after the first repeat */
     if (run->nsys) {
       o.hook = capture_hook;

@@ -20,6 +20,14 @@ function M.companion(requests_csv, kind)
   return dir .. before .. M.FILES[kind] .. after
 end
 
+-- Whether a file name is one of a phase's companion files (server_metrics-2.csv, ...).
+function M.is_companion(name)
+  for _, stem in pairs(M.FILES) do
+    if name:match("^" .. stem .. "[%-%d]*%.csv$") then return true end
+  end
+  return false
+end
+
 -- The GPUs a server was given, as NVML indices, from its CUDA_VISIBLE_DEVICES (nil:
 -- every GPU; a UUID or MIG name cannot be mapped, so every GPU too).
 function M.devices(env)

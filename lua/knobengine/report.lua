@@ -35,9 +35,8 @@ function M.document(run, final_dir)
     },
     headline = narrative.headline(run) .. (context.confidence(run) and " " .. context.confidence(run) or ""),
     sections = {
-      sections.environment(run), sections.aggregates(run), sections.stages(run), sections.mfu(run),
-      server.section(run), profile.operators(run), profile.kernels(run), counters.utilisation(run),
-      trials.trials(run),
+      sections.environment(run), sections.aggregates(run), server.section(run), sections.stages(run),
+      sections.mfu(run), profile.operators(run), profile.kernels(run), counters.utilisation(run), trials.trials(run),
     },
   }
   for _, line in ipairs(context.meta(run)) do doc.meta[#doc.meta + 1] = line end

@@ -108,9 +108,11 @@ local function absolute(path)
 end
 
 -- The files a trial directory holds: a retry may replace a directory of these only.
+local observe = require("knobengine.observe")
+
 local function trial_file(name)
   return name == M.RESULT or name == M.SPEC or name == "logs.txt" or name == "capacity.json"
-    or name:match("^requests[%-%d]*%.csv$") ~= nil
+    or name:match("^requests[%-%d]*%.csv$") ~= nil or observe.is_companion(name)
 end
 
 -- The earlier trial directory at out, with this spec, holding nothing but a trial's own

@@ -15,7 +15,8 @@ RESULT_KEYS = {"ok", "error", "request_count", "completed", "failed", "error_rat
                "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "mean_latency_ms", "ttft_ms",
                "tpot_ms", "itl_ms", "output_tokens", "input_tokens", "tokens_per_s", "requests_per_s",
                "send_lateness_ms", "concurrency_cap_hits", "read_lag_ms", "token_mismatch", "goodput",
-               "slo_attainment_pct", "slo_met", "slo_at_percentile"}
+               "slo_attainment_pct", "slo_met", "slo_at_percentile", "ttfot_ms", "server", "gpu",
+               "joules_per_output_token", "tokens_per_joule"}
 
 
 def parse_table(lines, n_rows):
@@ -42,7 +43,8 @@ class TwoRuns(Workspace):
         base = self.path("res", "baseline")
         self.assertEqual(sorted(os.listdir(base)), ["client_metrics.json", "config.json", "environment.json",
                                                    "inputs_manifest.json", "logs.txt", "nvtx_phases.json",
-                                                   "profiling_overhead.json", "requests.csv", "trace_summary.json"])
+                                                   "profiling_overhead.json", "requests.csv", "server_metrics.csv",
+                                                   "trace_summary.json"])
         # no nsys: no profiled launch at all, and the overhead is null with the reason
         overhead = load_json(os.path.join(base, "profiling_overhead.json"))
         self.assertEqual((overhead["profiled_p50_latency_ms"], overhead["overhead_percent"]), (None, None))
@@ -64,7 +66,7 @@ class TwoRuns(Workspace):
         with open(os.path.join(base, "requests.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual(len(rows), 12)
-        self.assertEqual(list(rows[0]), ["request", "scheduled_ms", "sent_ms", "ttft_ms", "latency_ms", "output_tokens",
+        self.assertEqual(list(rows[0]), ["request", "scheduled_ms", "sent_ms", "ttft_ms", "ttfot_ms", "latency_ms", "output_tokens",
                                          "prompt_tokens", "http_status", "error"])
         self.assertTrue(all(r["scheduled_ms"] == "" for r in rows))  # a closed loop has no schedule
         self.assertEqual((metrics["goodput"], metrics["slo_met"], metrics["send_lateness_ms"]["p99"]), (None, None, None))
@@ -129,7 +131,7 @@ class TwoRuns(Workspace):
             self.assertTrue(os.path.exists(t["log"]) or os.path.exists(os.path.join(latest, "trials", os.path.basename(os.path.dirname(t["log"])), "logs.txt")))
         self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials"))), ["000-00", "001-01", "002-10", "003-11"])
         for d in os.listdir(os.path.join(latest, "trials")):
-            self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
+            self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv", "server_metrics.csv"])
         best_cfg = load_json((os.path.join(latest, "best_config.json")))
         self.assertEqual(best_cfg["knob_mask"], best["knob_mask"])
         # the best's sweep log and requests (SPEC.md's best/logs.txt) beside its profile

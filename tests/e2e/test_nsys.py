@@ -124,7 +124,7 @@ class Profiling(Workspace):
         latest = self.path("results", "search", "latest")
         self.check_profiled(os.path.join(latest, "best"))
         for d in os.listdir(os.path.join(latest, "trials")):  # sweep trials never run nsys
-            self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv"])
+            self.assertEqual(sorted(os.listdir(os.path.join(latest, "trials", d))), ["logs.txt", "requests.csv", "server_metrics.csv"])
         summary = load_json(os.path.join(latest, "summary.json"))
         for side in ("baseline", "best"):
             self.assertIsInstance(summary["profiling_overhead"][side]["overhead_ms"], float)

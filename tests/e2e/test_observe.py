@@ -151,6 +151,49 @@ class GpuTelemetry(Observed):
         self.assertEqual(summary["trials"][0]["metrics"]["gpu"]["unavailable"], "GPU telemetry is off (telemetry.gpu)")
 
 
+    def test_a_recorded_driver_gives_every_figure_and_energy_per_token(self):
+        lib = os.environ.get("RECORDED_NVML_DIR")
+        if not lib:
+            self.skipTest("RECORDED_NVML_DIR is not set (run through ctest)")
+        cfg = self.base_config()
+        cfg["knobs"] = cfg["knobs"][:1]
+        cfg["server"]["metrics_interval_ms"] = 20
+        cfg["workload"]["request_count"] = 24
+        self.write_config(cfg)
+        env = {"LD_LIBRARY_PATH": lib}
+        _, summary = self.search(env=env)
+        run = os.path.realpath(self.path("results", "search", "latest"))
+        for t in summary["trials"]:
+            m, g = t["metrics"], t["metrics"]["gpu"]
+            self.assertIsNone(g["unavailable"])
+            self.assertGreaterEqual(g["samples"], 2)
+            self.assertEqual((g["power_w_mean"], g["power_w_max"]), (200, 200))  # 150 W + 50 W
+            self.assertEqual((g["sm_util_pct_mean"], g["memory_util_pct_mean"]), (50, 20))
+            self.assertEqual(g["memory_used_mib_max"], 3072)
+            self.assertEqual((g["sm_clock_mhz_mean"], g["memory_clock_mhz_mean"]), (1250, 2000))
+            # the energy counters from the sample before the phase to the one after: 200 W for a bit more than it
+            self.assertGreaterEqual(g["energy_j"], 200 * m["duration_s"] - 0.002)
+            self.assertLess(g["energy_j"], 200 * (m["duration_s"] + 0.1))
+            self.assertAlmostEqual(m["joules_per_output_token"], g["energy_j"] / m["output_tokens"], places=9)
+            self.assertAlmostEqual(m["tokens_per_joule"], m["output_tokens"] / g["energy_j"], places=6)
+            d = os.path.join(run, "trials", "%03d-%s" % (t["trial"], t["knob_mask"]))
+            samples = rows(os.path.join(d, "gpu_telemetry.csv"))
+            self.assertEqual(len(samples), 2 * g["samples"])
+            self.assertEqual([(r["gpu"], r["power_w"], r["memory_used_mib"]) for r in samples[:2]],
+                             [("0", "150", "1024"), ("1", "50", "2048")])
+        # a server given GPU 1 only: that GPU's figures
+        cfg["env"] = {"CUDA_VISIBLE_DEVICES": "1"}
+        cfg["objective"] = {"maximize": "tokens_per_joule"}
+        self.write_config(cfg)
+        self.run_engine("--config", "cfg.json", "--results", "one", env=env)
+        r = self.run_engine("--config", "cfg.json", "--results", "one", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        summary = load_json(self.path("one", "search", "latest", "summary.json"))
+        g = summary["trials"][0]["metrics"]["gpu"]
+        self.assertEqual((g["power_w_mean"], g["sm_util_pct_mean"], g["memory_used_mib_max"]), (50, 40, 2048))
+        self.assertEqual(summary["trials"][0]["objective_value"], summary["trials"][0]["metrics"]["tokens_per_joule"])
+
+
 class Traffic(Observed):
     def chat_config(self, *sim_args, **workload):
         cfg = self.base_config()

@@ -13,7 +13,7 @@ import trace_fixtures
 from common import Workspace, KNOBENGINE, load_json, read
 from test_report import GNUPLOT, md_cells, md_tables
 
-SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "GPU Utilisation",
+SECTIONS = ["Environment", "Aggregates", "What the server saw", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "GPU Utilisation",
             "Summary"]
 
 

@@ -21,7 +21,7 @@ from common import Workspace, KNOBENGINE, SOURCE_DIR, load_json, read
 sys.path.insert(0, os.path.join(SOURCE_DIR, "bench"))
 import make_run  # noqa: E402  (bench/make_run.py: a finished run of N trials from a real one)
 
-SECTIONS = ["Environment", "Aggregates", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "GPU Utilisation",
+SECTIONS = ["Environment", "Aggregates", "What the server saw", "Per-Stage Timings", "MFU", "Top Operators", "Top Kernels", "GPU Utilisation",
             "All trials", "Summary"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 GNUPLOT = shutil.which("gnuplot")

@@ -166,7 +166,8 @@ class Repeats(Workspace):
             self.assertEqual(t["metrics"]["p50_latency_ms"], sorted(x["p50_latency_ms"] for x in reps)[1])
             self.assertEqual(t["metrics"]["request_count"], 36)
         trial_dir = self.path("results", "search", "latest", "trials", "000-0")
-        self.assertEqual(sorted(os.listdir(trial_dir)), ["logs.txt", "requests-2.csv", "requests-3.csv", "requests.csv"])
+        self.assertEqual(sorted(os.listdir(trial_dir)), ["logs.txt", "requests-2.csv", "requests-3.csv", "requests.csv",
+                                                        "server_metrics-2.csv", "server_metrics-3.csv", "server_metrics.csv"])
 
 
 class Suspect(Workspace):

@@ -58,16 +58,17 @@ local function sides_table(run)
 end
 
 local function trials_table(run)
-  local rows = {}
+  local rows, highlight = {}, {}
   for _, i in ipairs((require("knobengine.report.trials").shown(run))) do
     local t = run.summary.trials[i]
+    if t.trial == run.summary.best_trial then highlight[#rows + 1] = true end
     local m = t.metrics or {}
     rows[#rows + 1] = { f.int(t.trial), t.knob_mask, f.num(f.get(m, "server", "preemptions"), 0),
       f.num(pct(f.get(m, "server", "kv_cache_usage_max")), 1), f.num(f.get(m, "server", "requests_waiting_max"), 0),
       f.num(hit_rate(f.get(m, "server")), 1), f.num(f.get(m, "joules_per_output_token"), 4) }
   end
   return f.table({ "Trial", "Mask", "Preemptions", "KV max %", "Waiting max", "Prefix hit %", "J / token" }, rows,
-    { "r", "l", "r", "r", "r", "r", "r" })
+    { "r", "l", "r", "r", "r", "r", "r" }, highlight)
 end
 
 function M.section(run)
@@ -79,7 +80,7 @@ function M.section(run)
   if gpu_why then text = text .. " GPU telemetry is na: " .. gpu_why .. "." end
   local blocks = { f.p(text), sides_table(run) }
   if not run.single and #(run.summary.trials or {}) > 0 then
-    blocks[#blocks + 1] = f.p("Per trial (the trials the All trials table shows): what the server saw.")
+    blocks[#blocks + 1] = f.p("Per trial (the trials the All trials table shows, the best in bold): what the server saw.")
     blocks[#blocks + 1] = trials_table(run)
   end
   return { id = "server", title = "What the server saw", blocks = blocks }
