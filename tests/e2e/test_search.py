@@ -183,17 +183,22 @@ class Suspect(Workspace):
         self.assertEqual(r.returncode, 0, r.stderr)
         summary = load_json(self.path("results", "search", "latest", "summary.json"))
         reason = "%d request(s) reported token counts far from what they streamed" % cfg["workload"]["request_count"]
-        self.assertEqual({tuple(t["suspect"]) for t in summary["trials"]}, {(reason,)})
+        # every trial has this reason; a loaded machine may add a timing one (read lag), said the same way
+        for t in summary["trials"]:
+            self.assertIn(reason, t["suspect"])
         best = next(t for t in summary["trials"] if t["trial"] == summary["best_trial"])
-        self.assertIn("knobengine: the best (mask %s) is suspect: %s" % (best["knob_mask"], reason), r.stderr)
+        said = "; ".join(best["suspect"])
+        self.assertIn("knobengine: the best (mask %s) is suspect: %s" % (best["knob_mask"], said), r.stderr)
         with open(self.path("results", "search", "latest", "report.md")) as f:
             md = f.read()
-        self.assertIn("best (suspect: %s)" % reason, md)
-        self.assertIn("- The best's measurement is suspect: %s" % reason, md)
+        self.assertIn("best (suspect: %s)" % said, md)
+        self.assertIn("- The best's measurement is suspect: %s" % said, md)
         cfg["constraints"] = {"reject_suspect": True}
         self.write_config(cfg)
         r = self.run_engine("--config", "cfg.json")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no valid trial", r.stderr)
         summary = load_json(self.path("results", "search", "latest", "summary.json"))
-        self.assertEqual({t["error"] for t in summary["trials"]}, {"suspect (constraints.reject_suspect): " + reason})
+        for t in summary["trials"]:
+            self.assertIn(reason, t["suspect"])
+            self.assertEqual(t["error"], "suspect (constraints.reject_suspect): " + "; ".join(t["suspect"]))
