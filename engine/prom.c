@@ -2,6 +2,7 @@
 #include "prom.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,9 @@ static int read_sample(cursor *c, ke_prom_sample *s) {
   skip_blanks(c);
   if (c->p < c->end) {
     double ts;
-    if (read_number(c, &ts) || ts != (double)(long long)ts) return (c->why = "bad timestamp", -1);
+    /* a whole number of ms within a 64-bit integer (checked before the cast: NaN, Inf and
+     * 1e300 have no integer value) */
+    if (read_number(c, &ts) || !(fabs(ts) < 9.2e18) || ts != floor(ts)) return (c->why = "bad timestamp", -1);
     s->has_timestamp = 1;
     s->timestamp_ms = (long long)ts;
     skip_blanks(c);

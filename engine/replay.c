@@ -173,6 +173,8 @@ static int run_phase(phase_run *ph, char *err, size_t errlen) {
     }
     if (rs->stopped) {
       kr_abandon_in_flight(rr); /* not counted */
+      for (int i = 0; i < rr->nslots; i++) rr->slots[i].due = 0; /* turns waiting on a think time too */
+      ph->pending = 0;
       return 0;
     }
     if (ph->running > 0 || ph->pending > 0 || ph->next < ph->total) wait_until_due(rr, due_in);

@@ -54,6 +54,7 @@ struct ke_sampler {
   pthread_cond_t wake;
   int stop, started, final;
   double t0;
+  double window_from; /* when the first scrape was in: the schedule's zero, near enough */
   /* server metrics */
   CURL *easy;
   kbuf body;
@@ -153,7 +154,7 @@ static void add_scrape(ke_sampler *sp) {
     } else {
       se->sum += v;
       if (!se->seen || v > se->max) se->max = v;
-      double since = sp->scrape_t - sp->t0;
+      double since = sp->scrape_t - sp->window_from;
       int inner = se->seen > 0 && !sp->final && (sp->o->queue_window_s <= 0 || since <= sp->o->queue_window_s);
       if (inner && (isnan(se->inner_min) || v < se->inner_min)) se->inner_min = v;
     }
@@ -425,6 +426,7 @@ ke_sampler *ke_sampler_start(const ke_sampler_opts *o, char *err, size_t errlen)
   if (server_setup(sp, err, errlen) || gpu_setup(sp, err, errlen)) goto fail;
   sp->t0 = ke_now();
   sample_now(sp);
+  sp->window_from = ke_now(); /* the phase's requests start now (the first scrape may take a while) */
   if (!sp->easy && !sp->gpu.nvml) return sp; /* nothing to sample: no thread */
   if (pthread_create(&sp->thread, NULL, sampler_main, sp)) {
     snprintf(err, errlen, "cannot start the sampler thread");

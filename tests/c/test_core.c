@@ -616,6 +616,8 @@ static void test_prom(void) {
                           {"a{x=\"\\q\"} 1\n", "line 1: unknown escape in a label value"},
                           {"a\n", "line 1: bad or missing value"},
                           {"a 1 2 3\n", "line 1: text after the timestamp"},
+                          {"a 1 NaN\n", "line 1: bad timestamp"},
+                          {"a 1 1e300\n", "line 1: bad timestamp"},
                           {"a one\n", "line 1: bad or missing value"},
                           {"# TYPE a gaugeish\n", "line 1: unknown metric type"},
                           {"9a 1\n", "line 1: bad metric name"},
