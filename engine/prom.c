@@ -47,6 +47,7 @@ static int read_label_value(cursor *c) {
   if (kbuf_puts(&c->labels, "\"")) return -1;
   while (c->p < c->end && *c->p != '"') {
     char ch = *c->p++;
+    if (ch == '\0') return (c->why = "a NUL byte in a label value", -1); /* the labels are a C string */
     if (ch == '\\') {
       if (c->p >= c->end) break;
       char e = *c->p++;

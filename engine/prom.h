@@ -4,7 +4,7 @@
  * A document is lines: `# HELP name text`, `# TYPE name counter|gauge|histogram|
  * summary|untyped`, other `#` comments and blank lines (ignored), and samples
  * `name{label="value",...} value [timestamp_ms]`. Label values may hold `\\`, `\"`
- * and `\n` escapes; a value is a float, `+Inf`, `-Inf` or `NaN`. A sample belongs to
+ * and `\n` escapes (a NUL byte is refused); a value is a float, `+Inf`, `-Inf` or `NaN`. A sample belongs to
  * the family of the last TYPE line when its name is that family's name or, for a
  * histogram or summary, that name plus `_bucket`, `_sum` or `_count` (counters may
  * also be declared without their `_total`).
