@@ -88,13 +88,11 @@ function M.per_turn(ctx, requests_csv)
     end
   end
   local out = {}
-  for t = 1, #ctx.bodies do
-    local b = by[t]
-    if b then
-      out[#out + 1] = { turn = t, requests = b.requests, completed = b.completed,
-        ttft_ms_p50 = quantile(b.ttft, 0.5) or cjson.null, latency_ms_p50 = quantile(b.latency, 0.5) or cjson.null }
-    end
+  for _, b in pairs(by) do
+    out[#out + 1] = { turn = b.turn, requests = b.requests, completed = b.completed,
+      ttft_ms_p50 = quantile(b.ttft, 0.5) or cjson.null, latency_ms_p50 = quantile(b.latency, 0.5) or cjson.null }
   end
+  table.sort(out, function(x, y) return x.turn < y.turn end)
   return out
 end
 
