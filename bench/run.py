@@ -303,7 +303,7 @@ def paired_ttft(sim_args, concurrency, requests, max_tokens, words):
     finally:
         sim.close()
     with open(server_log) as f:
-        server = {int(user): float(us) / 1000 for user, us in (line.strip().split(",") for line in f if line.strip())}
+        server = {int(row[0]): float(row[1]) / 1000 for row in (line.strip().split(",") for line in f if line.strip())}
     with open(client_csv) as f:
         client = {int(row["request"]): float(row["ttft_ms"]) for row in csv.DictReader(f) if row["ttft_ms"]}
     added = sorted(client[i] - server[i] for i in client if i in server)

@@ -71,6 +71,7 @@ typedef struct {
    * "that or later"); [0] first tokens, [1] every token */
   uint32_t *lateness[2];
   FILE *first_token_log;
+  double unix_minus_monotonic; /* dates --first-token-log arrivals on the wall clock */
   long completed;
   uint64_t fault_rng;
 } app;
@@ -303,8 +304,10 @@ static void stream_token(app *a, request *r, sim_seq *s, const char *tok, const 
   if (finished) kbuf_puts(&b, "data: [DONE]\n\n");
   http_stream_write(a->http, r->conn, b.data, b.len);
   note_lateness(a, s);
-  if (s->generated == 1 && a->first_token_log) /* the server's own TTFT, from its first byte in */
-    fprintf(a->first_token_log, "%s,%.1f\n", r->user[0] ? r->user : "-", (now_s() - s->arrived_at) * 1e6);
+  if (s->generated == 1 && a->first_token_log) /* the server's own TTFT, from its first byte in, and when
+                                                  * that byte came on the wall clock (to pair any client) */
+    fprintf(a->first_token_log, "%s,%.1f,%.0f\n", r->user[0] ? r->user : "-", (now_s() - s->arrived_at) * 1e6,
+            (s->arrived_at + a->unix_minus_monotonic) * 1e6);
   kbuf_free(&b);
   if (finished) http_stream_end(a->http, r->conn);
 }
@@ -700,6 +703,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ERROR knobsim: cannot write --first-token-log %s: %s\n", a.o.first_token_log, strerror(errno));
     return 1;
   }
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  a.unix_minus_monotonic = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9 - now_s();
   if (a.o.port_file && write_port_file(a.o.port_file, http_port(a.http))) {
     fprintf(stderr, "ERROR knobsim: cannot write --port-file %s: %s\n", a.o.port_file, strerror(errno));
     return 1;

@@ -258,7 +258,8 @@ class FixedLatency(unittest.TestCase):
     def test_clock_starts_at_first_byte_and_first_token_log(self):
         """A request's fixed TTFT counts from its first byte (a slow upload is inside it,
         as it is inside a client's TTFT); --first-token-log names each streamed request
-        by its `user` field with the server's own TTFT."""
+        by its `user` field with the server's own TTFT and the wall-clock time of its
+        first byte."""
         fd, log_path = tempfile.mkstemp(prefix="knobsim-first-tokens-")
         os.close(fd)
         with Sim("--fixed-ttft-ms", "300", "--fixed-tpot-ms", "10", "--first-token-log", log_path) as s:
@@ -267,7 +268,7 @@ class FixedLatency(unittest.TestCase):
             sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
             head = ("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                     "Content-Length: %d\r\n\r\n" % len(body)).encode()
-            t0 = time.monotonic()
+            t0, wall0 = time.monotonic(), time.time()
             sock.sendall(head + body[:10])
             time.sleep(0.15)  # the stimulus: the rest of the body comes 150 ms later
             sock.sendall(body[10:])
@@ -289,6 +290,9 @@ class FixedLatency(unittest.TestCase):
         for r in rows:
             self.assertGreaterEqual(float(r[1]), 300000)
             self.assertLess(float(r[1]), 400000)
+        # the slow request's first byte came after wall0 and before the rest of its body
+        self.assertGreaterEqual(int(rows[0][2]), int(wall0 * 1e6) - 1000)
+        self.assertLess(int(rows[0][2]), int((wall0 + 0.15) * 1e6))
 
 
 class Faults(unittest.TestCase):
