@@ -44,7 +44,10 @@ long long ke_metric_int(const ke_metrics *m, const ke_metric_desc *d) {
   case KE_TYPE_INT: return *(const int *)p;
   case KE_TYPE_I64: return *(const long long *)p;
   case KE_TYPE_LONG: return *(const long *)p;
-  case KE_TYPE_NUM: return (long long)*(const double *)p;
+  case KE_TYPE_NUM: { /* NaN and the out-of-range read as 0: a cast of them is undefined */
+    double x = *(const double *)p;
+    return isfinite(x) && fabs(x) < 9e18 ? (long long)x : 0;
+  }
   case KE_TYPE_TEXT: break;
   }
   return 0;
@@ -78,7 +81,7 @@ static double median_of(double *v, int n) {
 static void combine_sum(const ke_metrics *reps, int n, const ke_metric_desc *d, ke_metrics *out) {
   void *p = (char *)out + d->offset;
   for (int i = 0; i < n; i++) {
-    long long v = ke_metric_int(&reps[i], d);
+    long long v = d->type == KE_TYPE_NUM ? 0 : ke_metric_int(&reps[i], d);
     switch (d->type) {
     case KE_TYPE_INT: *(int *)p += (int)v; break;
     case KE_TYPE_I64: *(long long *)p += v; break;

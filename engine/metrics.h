@@ -51,7 +51,8 @@ typedef char ke_metric_text[256];
   X(itl_p95,        NUM,  MEDIAN,       NUM,    ITL,      "p95",                  0) \
   X(itl_p99,        NUM,  MEDIAN,       NUM,    ITL,      "p99",                  0) \
   X(output_tokens,  I64,  SUM,          INT,    TOP,      "output_tokens",        0) \
-  X(input_tokens,   I64,  SUM,          INT,    TOP,      "input_tokens",         0) \
+  X(input_tokens,   NUM,  SUM,          WHOLE,  TOP,      "input_tokens",         0) /* NaN: not every \
+                                                    request's usage said it */ \
   X(tokens_per_s,   NUM,  MEDIAN,       NUM,    TOP,      "tokens_per_s",         1) \
   X(requests_per_s, NUM,  MEDIAN,       NUM,    TOP,      "requests_per_s",       1) \
   /* open loop: sent minus scheduled (ms; NaN in a closed loop) */ \
@@ -157,7 +158,7 @@ typedef struct {
 typedef enum { KE_TYPE_INT, KE_TYPE_I64, KE_TYPE_LONG, KE_TYPE_NUM, KE_TYPE_TEXT } ke_metric_type;
 
 typedef enum {
-  KE_COMBINE_SUM,            /* summed (INT, I64, LONG) */
+  KE_COMBINE_SUM,            /* summed (INT, I64, LONG; NUM: NaN when any repeat's is) */
   KE_COMBINE_MEDIAN,         /* the median of the repeats, the mean of the middle two
                                 for an even count (NUM) */
   KE_COMBINE_FAILED_SHARE,   /* failed / request_count of the sums, NaN with no request */
@@ -173,7 +174,7 @@ typedef enum {
   KE_PUSH_NUM,   /* a Lua number; cjson.null when NaN or infinite */
   KE_PUSH_MET,   /* a boolean; cjson.null when negative */
   KE_PUSH_COUNT, /* a Lua integer; the key is absent when negative */
-  KE_PUSH_WHOLE, /* a NUM member as a Lua integer (truncated) */
+  KE_PUSH_WHOLE, /* a NUM member as a Lua integer (truncated); cjson.null when NaN */
   KE_PUSH_TEXT,  /* a TEXT member as a string; cjson.null when "" */
   KE_PUSH_NONE   /* not in the Lua metrics */
 } ke_metric_push;

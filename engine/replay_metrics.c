@@ -123,7 +123,7 @@ static void collect(const ke_replay_opts *o, const ke_request_row *rows, double 
       out->mismatch_bytes = r->out_bytes;
     }
     out->output_tokens += r->tokens;
-    out->input_tokens += r->input_tokens;
+    out->input_tokens += r->input_tokens >= 0 ? (double)r->input_tokens : (double)NAN; /* unknown stays so */
     s->lat[s->nl++] = r->latency_ms;
     if (!isnan(r->ttft_ms)) s->ttft[s->nt++] = r->ttft_ms;
     if (!isnan(r->ttfot_ms)) s->ttfot[s->nto++] = r->ttfot_ms;
@@ -190,7 +190,9 @@ int ke_replay_write_csv(const char *path, const ke_request_row *rows, int n, dou
     kbuf_printf(&b, "%.3f,", (r->sent - t0) * 1000.0);
     csv_ms(&b, r->ttft_ms);
     csv_ms(&b, r->ttfot_ms);
-    kbuf_printf(&b, "%.3f,%d,%d,%ld,", r->latency_ms, r->tokens, r->input_tokens, r->status);
+    kbuf_printf(&b, "%.3f,%d,", r->latency_ms, r->tokens);
+    if (r->input_tokens >= 0) kbuf_printf(&b, "%d", r->input_tokens);
+    kbuf_printf(&b, ",%ld,", r->status);
     csv_error_field(&b, r->error ? r->error : "");
     kbuf_puts(&b, "\n");
   }

@@ -333,7 +333,7 @@ void kr_slot_finish(slot *s, CURLcode result, double t_end) {
   r->sent = t_sent;
   r->scheduled = o->schedule ? o->schedule[s->index] : NAN;
   r->max_gap_ms = s->chunks > 1 ? s->max_gap * 1000.0 : NAN;
-  r->input_tokens = s->usage_prompt > 0 ? (int)s->usage_prompt : 0;
+  r->input_tokens = s->usage_prompt >= 0 ? (int)s->usage_prompt : -1;
   r->token_mismatch = mismatch;
   r->usage = s->usage_completion;
   r->out_chunks = o->stream ? s->out_chunks : -1;

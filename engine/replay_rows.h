@@ -18,7 +18,7 @@ typedef struct {
   double ttfot_ms;   /* to the first content chunk (NaN: none, or not streamed) */
   double max_gap_ms; /* its largest gap between content chunks (NaN: fewer than two) */
   int tokens;
-  int input_tokens;  /* the server's usage.prompt_tokens; 0 when it did not say */
+  int input_tokens;  /* the server's usage.prompt_tokens; -1 when it did not say */
   long status;
   int done;          /* finished (a replay stopped by its hook leaves the rest undone) */
   int token_mismatch; /* its usage.completion_tokens was not believed (ke_usage_plausible) */

@@ -43,6 +43,7 @@ typedef struct {
   long log_lines;             /* > 0: that many lines of chatter before loading (tests of log caps) */
   const char *first_token_log; /* a CSV line per streamed request's first token (measuring clients) */
   double usage_factor;         /* > 0: usage.completion_tokens reported x this (tests of a client's count check) */
+  int no_usage;                /* streams carry no usage whatever stream_options asks (as llama-cpp-python's) */
   int reasoning_tokens;        /* chat: the first N tokens are reasoning_content, as a reasoning parser sends them */
   sim_params p;
 } options;
@@ -181,6 +182,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (FLAG("--error-rate")) o->error_rate = num_arg(name, VALUE());
     else if (FLAG("--malformed-after-tokens")) o->malformed_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--usage-factor")) o->usage_factor = num_arg(name, VALUE());
+    else if (FLAG("--no-usage")) o->no_usage = 1;
     else if (FLAG("--reasoning-tokens")) o->reasoning_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--stall-after-tokens")) o->stall_after_tokens = (int)num_arg(name, VALUE());
     else if (FLAG("--ignore-sigterm")) o->ignore_sigterm = 1;
@@ -470,7 +472,7 @@ static int start_request(app *a, int conn, const kj_value *root, int chat, const
   r->chat = chat;
   r->stream = stream && stream->boolean;
   const kj_value *iu = kj_get(kj_get(root, "stream_options"), "include_usage");
-  r->include_usage = iu && iu->type == KJ_BOOL && iu->boolean;
+  r->include_usage = !a->o.no_usage && iu && iu->type == KJ_BOOL && iu->boolean;
   r->prompt_tokens = ntok > 0 ? ntok : 1;
   r->created = (long)time(NULL);
   const kj_value *user = kj_get(root, "user");

@@ -27,7 +27,10 @@ static void push_value(lua_State *L, const ke_metrics *m, const ke_metric_desc *
   case KE_PUSH_COUNT:
     if (ke_metric_int(m, d) >= 0) ke_set_int(L, d->key, ke_metric_int(m, d));
     break;
-  case KE_PUSH_WHOLE: ke_set_int(L, d->key, ke_metric_int(m, d)); break;
+  case KE_PUSH_WHOLE:
+    if (isnan(ke_metric_num(m, d))) ke_set_null(L, d->key);
+    else ke_set_int(L, d->key, ke_metric_int(m, d));
+    break;
   case KE_PUSH_TEXT:
     if (ke_metric_str(m, d)[0]) ke_set_str(L, d->key, ke_metric_str(m, d));
     else ke_set_null(L, d->key);

@@ -1,6 +1,7 @@
 """Search strategies, stored history and resume: coord_descent and halving find the
 brute-force best for less, an interrupted or killed sweep resumes with the same table,
 and a user's strategy runs from anywhere without a rebuild."""
+import csv
 import json
 import os
 import signal
@@ -168,6 +169,24 @@ class Repeats(Workspace):
         trial_dir = self.path("results", "search", "latest", "trials", "000-0")
         self.assertEqual(sorted(os.listdir(trial_dir)), ["logs.txt", "requests-2.csv", "requests-3.csv", "requests.csv",
                                                         "server_metrics-2.csv", "server_metrics-3.csv", "server_metrics.csv"])
+
+
+class NoUsage(Workspace):
+    def test_a_server_that_reports_no_prompt_tokens_gives_null_not_zero(self):
+        """A stream without usage (knobsim --no-usage, as llama-cpp-python's server sends):
+        output tokens are counted from the chunks, input_tokens is null and each
+        request's prompt_tokens empty, not 0."""
+        cfg = self.base_config()
+        cfg["serve_cmd"] += ["--no-usage"]
+        self.write_config(cfg)
+        r = self.run_engine("--config", "cfg.json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = load_json(self.path("results", "baseline", "client_metrics.json"))
+        self.assertIsNone(m["input_tokens"])
+        self.assertEqual(m["output_tokens"], m["completed"] * cfg["workload"]["max_new_tokens"])
+        with open(self.path("results", "baseline", "requests.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual({r["prompt_tokens"] for r in rows}, {""})
 
 
 class Suspect(Workspace):
