@@ -8,7 +8,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_RESULTS ?= results/demo
 
-.PHONY: all deps test-deps build build-asan demo test test-plain test-asan test-fuzz bench clean
+.PHONY: all deps test-deps build build-asan demo test test-plain test-asan test-fuzz bench bench-llama clean
 
 all: build
 
@@ -53,10 +53,20 @@ test-fuzz:
 	cmake --build $(FUZZ_BUILD) -j $(JOBS)
 	ctest --test-dir $(FUZZ_BUILD) --output-on-failure
 
-# Benchmarks print figures; they are not pass/fail. Installs wrk (and nsys) if missing.
+# Benchmarks print figures; they are not pass/fail. Installs wrk (and nsys) if missing,
+# and the peers it is compared with (AIPerf, GuideLLM, Optuna: pinned, from PyPI, into
+# build-peers/; neither demo nor test needs them).
 bench: build
 	scripts/install-deps.sh --nsys --bench
+	scripts/install-peers.sh
 	cmake --build $(BUILD) --target bench
+
+# knobengine searching a real CPU inference engine (llama-cpp-python's server and a
+# random-weight model it writes): bench/llama_cpu.py, findings in docs/benchmarks.md.
+bench-llama: build
+	scripts/install-deps.sh --nsys
+	scripts/install-peers.sh --only-llama
+	python3 bench/llama_cpu.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

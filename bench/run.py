@@ -2,7 +2,7 @@
 """knobengine benchmarks, each measured side by side in one run. Prints a table; not a
 test (no pass/fail). Usage: bench/run.py BUILD_DIR [--big] [--only NAME] (--big adds a
 10M-row trace; --only runs one section: client, timing, summarize, overhead, memory,
-scale, scale_out, report, capacity).
+scale, scale_out, report, capacity, peers).
 
 1. replay client vs wrk: requests/s against knobsim with zero modelled latency
 2. client timing error: knobsim with fixed TTFT 20 ms / TPOT 10 ms, measured p50s
@@ -18,6 +18,8 @@ scale, scale_out, report, capacity).
    (bench/make_run.py inflates a real 4-trial run), wall time and peak RSS
 9. capacity repeatability: one config's capacity measured 5 times, with one short
    probe per rate and with the minimum probe duration and repeats near the boundary
+10. peers: AIPerf and GuideLLM against knobsim at the same load as knobengine's client,
+   Optuna's TPE and GP samplers against bayes and coord_descent (bench/peers.py)
 """
 import collections
 import csv
@@ -487,9 +489,16 @@ def bench_capacity():
             sum(walls) / len(walls)))
 
 
+def bench_peers():
+    section("10. peers: knobengine against AIPerf and GuideLLM (measuring), Optuna (searching)")
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import peers
+    peers.section(sys.modules[__name__])
+
+
 SECTIONS = {"client": bench_client, "timing": bench_timing, "summarize": bench_summarize, "overhead": bench_overhead,
             "memory": bench_memory, "scale": bench_scale, "scale_out": bench_scale_out, "report": bench_report,
-            "capacity": bench_capacity}
+            "capacity": bench_capacity, "peers": bench_peers}
 
 if __name__ == "__main__":
     if ONLY and ONLY not in SECTIONS:

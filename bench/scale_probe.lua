@@ -1,7 +1,9 @@
 -- Replays a workload with knob.replay and prints one JSON line of figures, for the
 -- client-at-scale benchmarks of bench/run.py.
--- lua_host bench/scale_probe.lua URL open RATE|closed CONCURRENCY REQUESTS STREAM(0|1) MAX_TOKENS PROMPT_WORDS
+-- lua_host bench/scale_probe.lua URL open|constant RATE|closed CONCURRENCY REQUESTS STREAM(0|1) MAX_TOKENS
+--         PROMPT_WORDS
 --         [REQUESTS_CSV]
+-- open: Poisson arrivals at RATE; constant: one every 1/RATE s.
 -- With REQUESTS_CSV, request i carries `"user": "i"` (knobsim's --first-token-log names
 -- it) and its row goes to that file, so client and server times can be paired.
 local cjson = require("cjson")
@@ -22,7 +24,8 @@ local bodies = { body(nil) }
 if csv then for i = 1, requests do bodies[i] = body(tostring(i - 1)) end end
 local spec = { url = url, bodies = bodies, request_count = requests, warmup = 0, request_timeout_s = 120,
   stream = stream, concurrency = mode == "closed" and level or 64, requests_csv = csv }
-if mode == "open" then spec.schedule = schedule.draw({ type = "poisson", rate = level }, requests, 0) end
+local ARRIVAL = { open = "poisson", constant = "constant" }
+if ARRIVAL[mode] then spec.schedule = schedule.draw({ type = ARRIVAL[mode], rate = level }, requests, 0) end
 local cpu0, t0 = knob.cpu_seconds(), knob.now()
 local m, err = knob.replay(spec)
 if not m then error(err, 0) end
