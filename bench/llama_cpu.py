@@ -15,7 +15,10 @@ start without it, a real infeasible region).
    started with the same argv, the same 16 prompts sent one at a time, streamed, each
    request timed with Python's clock, its p50; the prompts' token counts from the
    server's own tokenizer (POST /extras/tokenize).
-3. Prints, and writes to OUT/llama_cpu.json: what the search found against the manual
+3. The finalists (the manual sweep's best, the search's pick, the baseline) launched 5
+   times each in turn: one launch's p50 moves by about 10% on this shared machine, more
+   than most knobs do.
+4. Prints, and writes to OUT/llama_cpu.json: what the search found against the manual
    sweep's best, how far the two measurements of each configuration both ran are apart,
    each knob's effect, and which configurations could not start.
 Not a test: its figures depend on the machine; docs/benchmarks.md has a run's."""
@@ -35,6 +38,7 @@ PEERS = os.environ.get("KNOB_PEERS_DIR", os.path.join(ROOT, "build-peers"))
 PYTHON = os.path.join(PEERS, "llama", "bin", "python")
 MODEL = "tiny"
 PROMPTS, MAX_TOKENS, WARMUP = 16, 32, 2
+CONFIRM = 5  # launches of each finalist, round robin, to settle the comparison
 # the knobs: (name, flag, value when on); off leaves the server's own default
 KNOBS = [("threads_2", "--n_threads", "2"),     # default: half the cores (1 here)
          ("batch_64", "--n_batch", "64"),       # default 512: prompt tokens per forward pass
@@ -163,6 +167,17 @@ def manual_one(out, mask, want_counts=False):
             proc.wait()
 
 
+def confirm(out, masks):
+    """Each mask launched CONFIRM times, in turn (drift on the shared machine falls on all):
+    {mask: [p50 of each launch]}; what the single-launch sweep cannot tell apart."""
+    runs = {m: [] for m in masks}
+    for k in range(CONFIRM):
+        for m in masks:
+            runs[m].append(manual_one(out, m)[0])
+            print("confirm %d/%d %s %.1f ms" % (k + 1, CONFIRM, m, runs[m][-1]), file=sys.stderr)
+    return runs
+
+
 def manual_sweep(out, repeats):
     masks = [format(m, "0%db" % len(KNOBS))[::-1] for m in range(1 << len(KNOBS))]
     results, counts = {}, None
@@ -207,7 +222,11 @@ def knob_effects(manual):
     return effects
 
 
-def findings(manual, trials, best, counts, walls):
+def spread_pct(xs):
+    return (max(xs) - min(xs)) / statistics.median(xs) * 100
+
+
+def findings(manual, trials, best, counts, walls, confirmed):
     started = {m: v for m, v in manual.items() if v is not None}
     manual_best = min(started, key=started.get)
     ranked = sorted(started, key=started.get)
@@ -226,6 +245,8 @@ def findings(manual, trials, best, counts, walls):
         "measured_by_both": len(both), "apart_pct_median": statistics.median(apart) if apart else None,
         "apart_pct_max": apart[-1] if apart else None,
         "search_could_not_start": failed_search,
+        "confirmed": {m: {"p50_ms": statistics.median(v), "spread_pct": spread_pct(v), "launches": v}
+                      for m, v in confirmed.items()},
         "knob_effect_on_over_off": knob_effects(manual),
         "prompt_tokens": counts, "prompt_words": [len(p.split()) for p in prompts()], "wall_s": walls,
     }
@@ -250,10 +271,15 @@ def print_findings(f):
         f["measured_by_both"], f["apart_pct_median"] or float("nan"), f["apart_pct_max"] or float("nan")))
     print("  the search's launches that could not start: %d (%s)" % (
         len(f["search_could_not_start"]), ", ".join(f["search_could_not_start"])))
+    print("confirmed, %d launches each in turn (median p50, max-min spread):" % CONFIRM)
+    for m, c in f["confirmed"].items():
+        role = " and ".join(r for r, k in (("manual best", "manual_best"), ("search pick", "search_best"))
+                            if f[k] == m) or "baseline"
+        print("  %s %-23s %.1f ms, spread %.1f%%" % (m, role, c["p50_ms"], c["spread_pct"]))
     print("knob effects (median p50 on / off over started pairs): " + ", ".join(
         "%s x%.2f" % (k, v) for k, v in f["knob_effect_on_over_off"].items() if v))
-    print("wall: baseline %.0f s, search %.0f s, manual sweep %.0f s" % tuple(f["wall_s"][k] for k in (
-        "baseline", "search", "manual")))
+    print("wall: baseline %.0f s, search %.0f s, manual sweep %.0f s, confirmation %.0f s" % tuple(
+        f["wall_s"][k] for k in ("baseline", "search", "manual", "confirm")))
 
 
 def main():
@@ -274,7 +300,11 @@ def main():
     manual, counts = manual_sweep(out, args.manual_repeats)
     walls["manual"] = time.monotonic() - t0
     trials, best = search_trials(out)
-    f = findings(manual, trials, best, counts, walls)
+    finalists = list(dict.fromkeys([min((m for m in manual if manual[m]), key=manual.get), best, "0" * len(KNOBS)]))
+    t0 = time.monotonic()
+    confirmed = confirm(out, finalists)
+    walls["confirm"] = time.monotonic() - t0
+    f = findings(manual, trials, best, counts, walls, confirmed)
     with open(os.path.join(out, "llama_cpu.json"), "w") as fh:
         json.dump(f, fh, indent=2)
     print_findings(f)

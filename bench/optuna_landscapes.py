@@ -7,6 +7,8 @@ count whose pick (the lowest measured p50 so far) is within 2% of the true optim
 Runs in the peers' virtual environment (scripts/install-peers.sh):
   build-peers/optuna/bin/python bench/optuna_landscapes.py LUA_HOST SEEDS N BUDGET [R1,R2,...]
 Prints one JSON line per sampler: method, reached (per seed, null: not within BUDGET),
+distinct (the distinct configurations among those launches: what a caller that skipped
+repeats would have paid),
 launches (BUDGET: Optuna has no stopping rule of its own), relaunched (per seed, trials
 that repeated a configuration already launched) and seconds (the sampler's own time)."""
 import json
@@ -14,8 +16,12 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import optuna
+
+# torch, which GPSampler uses, warns when it finds no usable CUDA driver: it runs on the CPU
+warnings.filterwarnings("ignore", message="CUDA initialization")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = os.path.join(ROOT, "bench", "landscape_oracle.lua")
@@ -42,7 +48,7 @@ class Oracle:
 def one_search(make_sampler, lua_host, n, seed, budget, radices):
     oracle = Oracle(lua_host, n, seed, radices)
     study = optuna.create_study(direction="minimize", sampler=make_sampler(seed))
-    best, reached, seen, relaunched, spent = None, None, set(), 0, 0.0
+    best, reached, distinct, seen, relaunched, spent = None, None, None, set(), 0, 0.0
     try:
         for k in range(1, budget + 1):
             t0 = time.process_time()
@@ -61,10 +67,10 @@ def one_search(make_sampler, lua_host, n, seed, budget, radices):
                     best = (value, digits)
             spent += time.process_time() - t0
             if reached is None and best and oracle.ask("true", best[1]) <= oracle.optimum * 1.02:
-                reached = k
+                reached, distinct = k, len(seen)
     finally:
         oracle.close()
-    return reached, relaunched, spent
+    return reached, distinct, relaunched, spent
 
 
 SAMPLERS = {
@@ -77,11 +83,12 @@ if __name__ == "__main__":
     radices = sys.argv[5] if len(sys.argv) > 5 else None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name, make in SAMPLERS.items():
-        reached, relaunched, seconds = [], [], 0.0
+        reached, distinct, relaunched, seconds = [], [], [], 0.0
         for seed in range(1, seeds + 1):
-            r, dup, spent = one_search(make, lua_host, n, seed, budget, radices)
+            r, d, dup, spent = one_search(make, lua_host, n, seed, budget, radices)
             reached.append(r)
+            distinct.append(d)
             relaunched.append(dup)
             seconds += spent
-        print(json.dumps({"method": name, "reached": reached, "launches": [budget] * seeds,
+        print(json.dumps({"method": name, "reached": reached, "distinct": distinct, "launches": [budget] * seeds,
                           "relaunched": relaunched, "seconds": round(seconds, 2)}), flush=True)

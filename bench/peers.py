@@ -213,8 +213,8 @@ def print_clients(b, work):
             name, f["cpu_ms"], f["cpu_ms"] / base["cpu_ms"], f["rate"], f["rate"] / base["rate"], f["late_p50"],
             f["late_p99"], f["late_max"], f["late_p99"] / base["late_p99"], f["achieved"], f["ttft_p50"],
             f["ttft_p99"]))
-    print("%-15s n/a (vLLM's wheel needs CUDA's libraries and a matching torch: scripts/install-peers.sh "
-          "does not install it)" % "vllm bench serve")
+    print("%-15s n/a (vllm==0.34.0 does not install from the index this machine reaches: it pins "
+          "flashinfer-python==0.7.3, which is not there)" % "vllm bench serve")
 
 
 def search_rows(b):
@@ -238,7 +238,8 @@ def print_search(b):
           (SEARCH_SEEDS, SEARCH_N))
     print("launches until the pick (lowest measured so far) is within 2%% of the true optimum; Optuna gets %d "
           "trials and no stopping rule" % SEARCH_BUDGET)
-    print("%-26s %18s %10s %16s %14s" % ("method", "launches to 2%", "reached", "search launches", "relaunched"))
+    print("%-26s %18s %10s %12s %16s %14s" % ("method", "launches to 2%", "reached", "distinct", "search launches",
+                                                "relaunched"))
     base = None
     for r in search_rows(b):
         if r.get("missing"):
@@ -248,9 +249,11 @@ def print_search(b):
         med = statistics.median(sorted(x if x is not None else float("inf") for x in r["reached"]))
         base = base or med
         relaunch = ("%.0f median" % statistics.median(r["relaunched"])) if "relaunched" in r else "-"
-        print("%-26s %9.1f (x%4.2f) %9.0f%% %16.0f %14s" % (r["method"], med, med / base,
-                                                         len(got) / len(r["reached"]) * 100,
-                                                         statistics.median(r["launches"]), relaunch))
+        # distinct configurations launched by the time the pick was within 2% (Optuna repeats some)
+        distinct = statistics.median(sorted(x if x is not None else float("inf") for x in r.get("distinct", r["reached"])))
+        print("%-26s %9.1f (x%4.2f) %9.0f%% %12.1f %16.0f %14s" % (r["method"], med, med / base,
+                                                                len(got) / len(r["reached"]) * 100, distinct,
+                                                                statistics.median(r["launches"]), relaunch))
 
 
 def section(b):
