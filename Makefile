@@ -64,7 +64,7 @@ bench: build
 # knobengine searching a real CPU inference engine (llama-cpp-python's server and a
 # random-weight model it writes): bench/llama_cpu.py, findings in docs/benchmarks.md.
 bench-llama: build
-	scripts/install-deps.sh --nsys
+	scripts/install-deps.sh --nsys --bench
 	scripts/install-peers.sh --only-llama
 	python3 bench/llama_cpu.py $(BUILD)
 

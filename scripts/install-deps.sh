@@ -4,7 +4,7 @@
 #   scripts/install-deps.sh --nsys    also Nsight Systems from Debian non-free
 #   scripts/install-deps.sh --ncu     also Nsight Compute from Debian non-free (the ncu
 #                                     pass; its tests read the reports it ships)
-#   scripts/install-deps.sh --bench   also wrk for bench/
+#   scripts/install-deps.sh --bench   also wrk and python3-venv for bench/
 #   scripts/install-deps.sh --browser also Chromium, which the report tests render with
 #   scripts/install-deps.sh --slurm   also Slurm and munge, whose daemons the executor
 #                                     tests start on this machine (the packages' own
@@ -35,7 +35,7 @@ pkgs=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev
       libsqlite3-dev sqlite3 libcurl4-openssl-dev curl python3
       clang libclang-rt-14-dev  # clang + libFuzzer for the fuzz targets of `make test`
       gnuplot-nox)              # the report's plots
-[ "$want_bench" = 1 ] && pkgs+=(wrk)
+[ "$want_bench" = 1 ] && pkgs+=(wrk python3-venv)  # python3-venv: scripts/install-peers.sh
 [ "$want_browser" = 1 ] && pkgs+=(chromium)
 [ "$want_slurm" = 1 ] && pkgs+=(slurmctld slurmd slurm-client munge)
 
