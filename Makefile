@@ -58,7 +58,7 @@ test-fuzz:
 # build-peers/; neither demo nor test needs them).
 bench: build
 	scripts/install-deps.sh --nsys --bench
-	scripts/install-peers.sh
+	scripts/install-peers.sh || echo "make bench: the peers are not installed; their rows print n/a" >&2
 	cmake --build $(BUILD) --target bench
 
 # knobengine searching a real CPU inference engine (llama-cpp-python's server and a

@@ -16,7 +16,7 @@ start without it, a real infeasible region).
    request timed with Python's clock, its p50; the prompts' token counts from the
    server's own tokenizer (POST /extras/tokenize).
 3. The finalists (the manual sweep's best, the search's pick, the baseline) launched 5
-   times each in turn: one launch's p50 moves by about 10% on this shared machine, more
+   times each in turn: one launch's p50 moves by up to 20% on this shared machine, more
    than most knobs do.
 4. Prints, and writes to OUT/llama_cpu.json: what the search found against the manual
    sweep's best, how far the two measurements of each configuration both ran are apart,
@@ -34,7 +34,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.environ.get("KNOB_PEERS_DIR", os.path.join(ROOT, "build-peers"))
+PEERS = os.path.join(ROOT, os.environ.get("KNOB_PEERS_DIR", "build-peers"))  # as install-peers.sh resolves it
 PYTHON = os.path.join(PEERS, "llama", "bin", "python")
 MODEL = "tiny"
 PROMPTS, MAX_TOKENS, WARMUP = 16, 32, 2
@@ -174,7 +174,8 @@ def confirm(out, masks):
     for k in range(CONFIRM):
         for m in masks:
             runs[m].append(manual_one(out, m)[0])
-            print("confirm %d/%d %s %.1f ms" % (k + 1, CONFIRM, m, runs[m][-1]), file=sys.stderr)
+            print("confirm %d/%d %s %s" % (k + 1, CONFIRM, m, "did not start" if runs[m][-1] is None
+                                            else "%.1f ms" % runs[m][-1]), file=sys.stderr)
     return runs
 
 
@@ -226,6 +227,13 @@ def spread_pct(xs):
     return (max(xs) - min(xs)) / statistics.median(xs) * 100
 
 
+def summary_of(launches):
+    """Median and spread of the launches that started (None when none did)."""
+    ok = [x for x in launches if x is not None]
+    return {"p50_ms": statistics.median(ok) if ok else None, "spread_pct": spread_pct(ok) if ok else None,
+            "launches": launches, "did_not_start": len(launches) - len(ok)}
+
+
 def findings(manual, trials, best, counts, walls, confirmed):
     started = {m: v for m, v in manual.items() if v is not None}
     manual_best = min(started, key=started.get)
@@ -245,11 +253,14 @@ def findings(manual, trials, best, counts, walls, confirmed):
         "measured_by_both": len(both), "apart_pct_median": statistics.median(apart) if apart else None,
         "apart_pct_max": apart[-1] if apart else None,
         "search_could_not_start": failed_search,
-        "confirmed": {m: {"p50_ms": statistics.median(v), "spread_pct": spread_pct(v), "launches": v}
-                      for m, v in confirmed.items()},
+        "confirmed": {m: summary_of(v) for m, v in confirmed.items()},
         "knob_effect_on_over_off": knob_effects(manual),
         "prompt_tokens": counts, "prompt_words": [len(p.split()) for p in prompts()], "wall_s": walls,
     }
+
+
+def fmt(v, pattern):
+    return pattern % v if v is not None else "n/a"
 
 
 def print_findings(f):
@@ -263,19 +274,23 @@ def print_findings(f):
     print("  best %s at %.1f ms; baseline (all off) %.1f ms" % (f["manual_best"], f["manual_best_p50_ms"],
                                                             f["baseline_manual_p50_ms"]))
     rank = f["search_best_manual_rank"]
-    print("search: %d launches, pick %s at %.1f ms (the manual sweep: %s ms, rank %s of %d, %+.1f%% from its best)" % (
-        f["search_launches"], f["search_best"], f["search_best_p50_ms"] or float("nan"),
-        "%.1f" % f["search_best_manual_p50_ms"] if f["search_best_manual_p50_ms"] else "n/a",
-        rank, f["started"], f["search_best_vs_manual_best_pct"] or float("nan")))
-    print("  the %d combinations both measured: %.1f%% apart at the median, %.1f%% at most" % (
-        f["measured_by_both"], f["apart_pct_median"] or float("nan"), f["apart_pct_max"] or float("nan")))
+    print("search: %d launches, pick %s at %s ms (the manual sweep: %s ms, rank %s of %d, %s%% from its best)" % (
+        f["search_launches"], f["search_best"], fmt(f["search_best_p50_ms"], "%.1f"),
+        fmt(f["search_best_manual_p50_ms"], "%.1f"), fmt(rank, "%d"), f["started"],
+        fmt(f["search_best_vs_manual_best_pct"], "%+.1f")))
+    print("  the %d combinations both measured: %s%% apart at the median, %s%% at most" % (
+        f["measured_by_both"], fmt(f["apart_pct_median"], "%.1f"), fmt(f["apart_pct_max"], "%.1f")))
     print("  the search's launches that could not start: %d (%s)" % (
         len(f["search_could_not_start"]), ", ".join(f["search_could_not_start"])))
     print("confirmed, %d launches each in turn (median p50, max-min spread):" % CONFIRM)
     for m, c in f["confirmed"].items():
         role = " and ".join(r for r, k in (("manual best", "manual_best"), ("search pick", "search_best"))
                             if f[k] == m) or "baseline"
-        print("  %s %-23s %.1f ms, spread %.1f%%" % (m, role, c["p50_ms"], c["spread_pct"]))
+        if c["p50_ms"] is None:
+            print("  %s %-23s did not start in any launch" % (m, role))
+            continue
+        print("  %s %-23s %.1f ms, spread %.1f%%%s" % (m, role, c["p50_ms"], c["spread_pct"], (
+            " (%d launches did not start)" % c["did_not_start"]) if c["did_not_start"] else ""))
     print("knob effects (median p50 on / off over started pairs): " + ", ".join(
         "%s x%.2f" % (k, v) for k, v in f["knob_effect_on_over_off"].items() if v))
     print("wall: baseline %.0f s, search %.0f s, manual sweep %.0f s, confirmation %.0f s" % tuple(

@@ -82,7 +82,8 @@ def write(path, seed):
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_add_bos_token(True)
-    for name, t in weights(np.random.default_rng(seed), len(tokens), 3 + 256).items():
+    # <unk> <s> </s>, the byte tokens, "▁" and "▁w": never a greedy pick, so replies are words
+    for name, t in weights(np.random.default_rng(seed), len(tokens), 3 + 256 + 2).items():
         w.add_tensor(name, t)
     w.write_header_to_file()
     w.write_kv_data_to_file()

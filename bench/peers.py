@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.environ.get("KNOB_PEERS_DIR", os.path.join(ROOT, "build-peers"))
+PEERS = os.path.join(ROOT, os.environ.get("KNOB_PEERS_DIR", "build-peers"))  # as install-peers.sh resolves it
 WORDS = " ".join("w%d" % i for i in range(1, 8))
 SATURATION = (2000, 6000)
 OPEN_RATE, OPEN_REQUESTS = 1000, 5000
@@ -96,6 +96,8 @@ def run_aiperf(b, url, load, requests, max_tokens, work):
         for line in f:
             r = json.loads(line)
             ttft = r.get("metrics", {}).get("time_to_first_token")
+            if ttft and ttft.get("unit") != "ms":
+                raise ValueError("AIPerf's time_to_first_token is in %r, not ms" % ttft.get("unit"))
             if ttft:
                 rows.append((r["metadata"]["request_start_ns"] / 1e9, float(ttft["value"])))
     return m, rows
@@ -119,6 +121,7 @@ def run_guidellm(b, url, load, requests, max_tokens, work):
     return m, rows
 
 
+# the versions are scripts/install-peers.sh's pins
 CLIENTS = [("knobengine", run_knobengine, lambda: True),
            ("AIPerf 0.13.0", run_aiperf, lambda: peer("aiperf", "aiperf")),
            ("GuideLLM 0.8.1", run_guidellm, lambda: peer("guidellm", "guidellm"))]
@@ -152,8 +155,11 @@ def sustained_rate(server):
     return (hi - lo) / (arrivals[hi] - arrivals[lo])
 
 
-def lateness_ms(server, rate):
-    """Each arrival minus its slot on the ideal constant schedule, sorted (ms)."""
+def lateness_ms(server, rate, sent):
+    """Each arrival minus its slot on the ideal constant schedule, sorted (ms). Slots go by
+    arrival order, so every request must have arrived (a missing one would shift the rest)."""
+    if len(server) != sent:
+        raise ValueError("%d of %d open-loop requests reached the server" % (len(server), sent))
     offsets = [r[2] - i / rate for i, r in enumerate(server)]
     t0 = min(offsets)
     return sorted((o - t0) * 1000 for o in offsets)
@@ -164,11 +170,12 @@ def ttft_added(b, name, rows, server):
     if name == "knobengine":  # its requests name themselves: pair by the `user` field
         by_user = {int(u): ttft for u, ttft, _ in server if u != "-"}
         return sorted(ttft - by_user[i] for i, ttft in rows if i in by_user)
-    added = []
-    for start, ttft in rows:  # the server row whose first byte came nearest this start
-        nearest = min(server, key=lambda r: abs(r[2] - start))
-        if abs(nearest[2] - start) < 0.02:  # requests are 90 ms apart at concurrency 1
+    added, left = [], list(server)
+    for start, ttft in rows:  # the server row whose first byte came nearest this start, once
+        nearest = min(left, key=lambda r: abs(r[2] - start), default=None)
+        if nearest and abs(nearest[2] - start) < 0.02:  # requests are 90 ms apart at concurrency 1
             added.append(ttft - nearest[1])
+            left.remove(nearest)
     return sorted(added)
 
 
@@ -180,7 +187,7 @@ def client_figures(b, name, client, work):
         cpu.append(m.cpu_s)
     fig = {"cpu_ms": (cpu[1] - cpu[0]) / (SATURATION[1] - SATURATION[0]) * 1000, "rate": sustained_rate(server)}
     _, _, server = measured(b, client, zero, ("constant", OPEN_RATE), OPEN_REQUESTS, 1, work)
-    late = lateness_ms(server, OPEN_RATE)
+    late = lateness_ms(server, OPEN_RATE, OPEN_REQUESTS)
     fig.update(late_p50=b.percentile(late, 50), late_p99=b.percentile(late, 99), late_max=late[-1],
                achieved=(len(server) - 1) / (server[-1][2] - server[0][2]))
     _, rows, server = measured(b, client, ("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10"), ("closed", 1),
@@ -196,9 +203,11 @@ def print_clients(b, work):
           (SATURATION[1], SATURATION[0], OPEN_RATE))
     print("     %d requests, server-side lateness against the ideal schedule; d: concurrency 1, TTFT 20 ms," % OPEN_REQUESTS)
     print("     TPOT 10 ms, 8 tokens: client TTFT minus knobsim's own, per request. (x N): the ratio to knobengine")
-    print("%-15s %17s %17s %27s %10s %20s" % ("client", "CPU ms/request", "sustained req/s", "lateness p50 / p99 / max ms",
-                                              "achieved", "TTFT added p50 / p99"))
+    print("%-15s %17s %17s %27s %10s %20s %7s" % ("client", "CPU ms/request", "sustained req/s",
+                                                  "lateness p50 / p99 / max ms", "achieved", "TTFT added p50 / p99",
+                                                  "paired"))
     base = None
+    ratio = lambda key, f: "%.2f" % (f[key] / base[key]) if base and base[key] > 0 else "n/a"
     for name, client, available in CLIENTS:
         if not available():
             print("%-15s n/a (not installed: scripts/install-peers.sh)" % name)
@@ -208,11 +217,12 @@ def print_clients(b, work):
         except (RuntimeError, OSError, KeyError, ValueError, IndexError) as e:
             print("%-15s n/a (%s)" % (name, str(e).splitlines()[0][:100] if str(e) else type(e).__name__))
             continue
-        base = base or f
-        print("%-15s %8.3f (x%5.1f) %8.0f (x%5.2f) %7.3f / %6.3f / %7.3f (x%4.0f) %8.0f/s %9.3f / %7.3f ms" % (
-            name, f["cpu_ms"], f["cpu_ms"] / base["cpu_ms"], f["rate"], f["rate"] / base["rate"], f["late_p50"],
-            f["late_p99"], f["late_max"], f["late_p99"] / base["late_p99"], f["achieved"], f["ttft_p50"],
-            f["ttft_p99"]))
+        if name == "knobengine":
+            base = f  # the ratios are to knobengine's own figures, n/a when it has none
+        print("%-15s %8.3f (x%6s) %8.0f (x%5s) %7.3f / %6.3f / %7.3f (x%5s) %8.0f/s %9.3f / %7.3f ms %3d/%d" % (
+            name, f["cpu_ms"], ratio("cpu_ms", f), f["rate"], ratio("rate", f), f["late_p50"], f["late_p99"],
+            f["late_max"], ratio("late_p99", f), f["achieved"], f["ttft_p50"], f["ttft_p99"], f["paired"],
+            TTFT_REQUESTS))
     print("%-15s n/a (vllm==0.34.0 does not install from the index this machine reaches: it pins "
           "flashinfer-python==0.7.3, which is not there)" % "vllm bench serve")
 

@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,8 +58,12 @@ def run_measured(argv, **kw):
     """Runs a command; returns Measured(stdout, wall seconds, peak RSS in MB, CPU seconds)."""
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    errs = []  # stderr drains beside stdout: a chatty tool must not fill its pipe and stall
+    drain = threading.Thread(target=lambda: errs.append(p.stderr.read()))
+    drain.start()
     out = p.stdout.read()
-    err = p.stderr.read()
+    drain.join()
+    err = errs[0]
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     if os.waitstatus_to_exitcode(status) != 0:

@@ -10,6 +10,7 @@
 # Neither `make demo` nor `make test` needs any of this. Safe to run again: a venv
 # that holds these pins and imports is left as it is. KNOB_PEERS_DIR moves build-peers/.
 set -euo pipefail
+set -f  # the pins are split into words below, never globbed ("llama-cpp-python[server]")
 cd "$(dirname "$0")/.."
 DIR="${KNOB_PEERS_DIR:-build-peers}"
 
@@ -24,8 +25,8 @@ LLAMA="llama|llama-cpp-python[server]==0.3.36 gguf==0.19.0 numpy==2.4.6|llama_cp
 want=("${PEERS[@]}")
 for arg in "$@"; do
   case "$arg" in
-    --llama) want+=("$LLAMA") ;;
-    --only-llama) want=("$LLAMA") ;;
+    --llama) [ "${want[0]}" = "$LLAMA" ] || want+=("$LLAMA") ;;
+    --only-llama) want=("$LLAMA") ;;  # before or after --llama: llama once
     *) echo "install-peers.sh: unknown option '$arg' (use --llama or --only-llama)" >&2; exit 2 ;;
   esac
 done

@@ -687,9 +687,9 @@ local function validate_together(c, cfg)
   end
   local shapes = { { w = cfg.workload } }
   for _, e in ipairs(cfg.workloads or {}) do shapes[#shapes + 1] = { w = e.workload, name = e.name } end
-  -- a capacity probe needs an slo (capacity, the grid, max_rate, search:capacity): without
-  -- one no probe runs, and a long replay at the default start_rate is no error
-  for _, shape in ipairs(cfg.slo and shapes or {}) do
+  -- a capacity probe needs an slo or slos (capacity, the grid, max_rate, search:capacity):
+  -- without them no probe runs, and a long replay at the default start_rate is no error
+  for _, shape in ipairs((cfg.slo or cfg.slos) and shapes or {}) do
     local n = shape.w.request_count
     if n / cap.start_rate > M.MAX_PROBE_S then
       c:bad("capacity.start_rate", "a probe of %d requests%s at %s requests/s would last %.0f s; at most %d s (raise the rate)",

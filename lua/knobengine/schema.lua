@@ -194,7 +194,7 @@ row("workloads", { type = "list",
 row("workloads[].name", { type = "string", required = true, doc = "unique, at most 64 characters: names the workload in the grid's files" })
 
 row("capacity.start_rate", { type = "number", default = 1, min = 1e-6, max = 1e6, identity = "search",
-  doc = "requests/s of the first probe; at most `capacity.max_rate`, and (with an `slo`, which every capacity probe needs) a probe lasts at most an hour" })
+  doc = "requests/s of the first probe; at most `capacity.max_rate`, and (with an `slo` or `slos`, which every capacity probe needs) a probe lasts at most an hour" })
 row("capacity.tolerance", { type = "number", default = 0.05, min = 1e-4, max = 1, identity = "search",
   doc = "the search stops when the highest rate that held and the lowest that did not are within this share of the latter" })
 row("capacity.max_probes", { type = "integer", default = 12, min = 1, max = 100, identity = "search", doc = "at most this many probes" })
