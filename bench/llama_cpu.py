@@ -16,7 +16,7 @@ start without it, a real infeasible region).
    request timed with Python's clock, its p50; the prompts' token counts from the
    server's own tokenizer (POST /extras/tokenize).
 3. The finalists (the manual sweep's best, the search's pick, the baseline) launched 5
-   times each in turn: one launch's p50 moves by up to 20% on this shared machine, more
+   times each in turn: one launch's p50 moves by 20% or more on this shared machine, more
    than most knobs do.
 4. Prints, and writes to OUT/llama_cpu.json: what the search found against the manual
    sweep's best, how far the two measurements of each configuration both ran are apart,
