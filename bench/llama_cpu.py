@@ -68,7 +68,7 @@ def serve_argv(port):
             "--host", "127.0.0.1", "--port", str(port)]
 
 
-def write_inputs(out, strategy):
+def write_inputs(out):
     subprocess.run([PYTHON, os.path.join(ROOT, "bench", "make_gguf.py"), os.path.join(out, "tiny.gguf")], check=True)
     with open(os.path.join(out, "data.jsonl"), "w") as f:
         for p in prompts():
@@ -309,7 +309,7 @@ def main():
     build, out = os.path.abspath(args.build), os.path.abspath(args.out)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    write_inputs(out, args.strategy)
+    write_inputs(out)
     walls = {"baseline": knobengine(build, out), "search": knobengine(build, out, "--strategy", args.strategy)}
     t0 = time.monotonic()
     manual, counts = manual_sweep(out, args.manual_repeats)

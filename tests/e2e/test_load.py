@@ -541,7 +541,7 @@ class Errors(Workspace):
                      "capacity.start_rate: must be <= capacity.max_rate (100)")
         self.refused(self.base_config(slo=slo, capacity={"start_rate": 0.001}),
                      "capacity.start_rate: a probe of 12 requests at 0.001 requests/s would last 12000 s; at most 3600 s")
-        self.refused(self.base_config(slos=[{"name": "tight", "slo": slo}], capacity={"start_rate": 0.001}),
+        self.refused(self.base_config(slos=[dict(slo, name="tight")], capacity={"start_rate": 0.001}),
                      "capacity.start_rate: a probe of 12 requests at 0.001 requests/s would last 12000 s")
         # without an slo no capacity probe can run: a replay of 5,000 requests at the
         # default start_rate (1/s) is not refused
