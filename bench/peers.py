@@ -165,7 +165,7 @@ def lateness_ms(server, rate, sent):
     return sorted((o - t0) * 1000 for o in offsets)
 
 
-def ttft_added(b, name, rows, server):
+def ttft_added(name, rows, server):
     """Client TTFT minus the server's, request by request (ms, sorted)."""
     if name == "knobengine":  # its requests name themselves: pair by the `user` field
         by_user = {int(u): ttft for u, ttft, _ in server if u != "-"}
@@ -192,7 +192,7 @@ def client_figures(b, name, client, work):
                achieved=(len(server) - 1) / (server[-1][2] - server[0][2]))
     _, rows, server = measured(b, client, ("--fixed-ttft-ms", "20", "--fixed-tpot-ms", "10"), ("closed", 1),
                                TTFT_REQUESTS, 8, work)
-    added = ttft_added(b, name, rows, server)
+    added = ttft_added(name, rows, server)
     fig.update(paired=len(added), ttft_p50=b.percentile(added, 50), ttft_p99=b.percentile(added, 99))
     return fig
 

@@ -81,7 +81,7 @@ static double median_of(double *v, int n) {
 static void combine_sum(const ke_metrics *reps, int n, const ke_metric_desc *d, ke_metrics *out) {
   void *p = (char *)out + d->offset;
   for (int i = 0; i < n; i++) {
-    long long v = d->type == KE_TYPE_NUM ? 0 : ke_metric_int(&reps[i], d);
+    long long v = ke_metric_int(&reps[i], d); /* NaN safe: NUM adds its double below */
     switch (d->type) {
     case KE_TYPE_INT: *(int *)p += (int)v; break;
     case KE_TYPE_I64: *(long long *)p += v; break;
